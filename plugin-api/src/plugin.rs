@@ -1,0 +1,225 @@
+//! The authoring layer: a plugin is a plain [`Plugin`] impl plus one [`crate::export_plugin!`].
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::pin;
+use std::task::Poll;
+
+use abi_stable::{
+    prefix_type::PrefixTypeTrait,
+    std_types::{RResult, RString},
+};
+use async_ffi::{FfiFuture, FutureExt as _};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::abi::{AbiError, AbiResult, HostCapsBox, PluginModule, PluginModule_Ref};
+use crate::error::PluginError;
+use crate::host::Host;
+use crate::manifest::Manifest;
+
+/// Facts about the call the host is making, beyond its arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallContext {
+    /// The JSON protocol version of the host.
+    pub protocol: u32,
+    /// A unique id for this call, for logs and correlation.
+    pub call_id: String,
+    /// When the host will cancel the call, in milliseconds since the Unix epoch.
+    pub deadline_unix_ms: i64,
+    /// An opaque key for the org whose settings are used (stable, never the secrets themselves).
+    #[serde(default)]
+    pub account_key: String,
+}
+
+/// One operation call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// Context of the call.
+    pub context: CallContext,
+    /// The operation's name, one of the manifest's.
+    pub op: String,
+    /// The org's settings for the plugin, valid against the org-config schema.
+    pub org_config: Value,
+    /// The device's configuration for the plugin, valid against the device-config schema.
+    pub device_config: Value,
+    /// The input, valid against the operation's input schema.
+    pub input: Value,
+}
+
+/// What a plugin author implements.
+///
+/// The host has already checked the org config, device config and input against the manifest's
+/// schemas, and checks the output against the operation's output schema. Use [`Host`] for all I/O:
+/// a plugin must not start its own runtime, threads that block, or network clients.
+pub trait Plugin: Send + Sync + 'static {
+    /// The manifest. Called once when the plugin is loaded.
+    fn manifest(&self) -> Manifest;
+
+    /// Runs one operation. Write it as an `async fn`. A panic becomes an `internal` error.
+    fn invoke(
+        &self,
+        host: Host,
+        call: Call,
+    ) -> impl Future<Output = Result<Value, PluginError>> + Send;
+}
+
+/// Glue used by [`crate::export_plugin!`]; not part of the stable API.
+#[doc(hidden)]
+pub mod export {
+    pub use abi_stable;
+    pub use inventory;
+
+    use super::*;
+
+    /// Gives the glue the plugin's single instance.
+    pub trait Exported: Plugin {
+        fn instance() -> &'static Self;
+    }
+
+    /// The symbol name of the exported library header (see [`crate::export_plugin!`]).
+    pub const ROOT_MODULE_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
+
+    /// Builds the root module of plugin `P`.
+    pub fn root_module<P: Exported>() -> PluginModule_Ref {
+        PluginModule {
+            manifest: manifest_glue::<P>,
+            invoke: invoke_glue::<P>,
+        }
+        .leak_into_prefix()
+    }
+
+    extern "C" fn manifest_glue<P: Exported>() -> AbiResult {
+        match catch_unwind(|| serde_json::to_string(&P::instance().manifest())) {
+            Ok(Ok(json)) => RResult::ROk(json.into()),
+            Ok(Err(e)) => RResult::RErr(
+                PluginError::internal(format!("the manifest cannot be encoded: {e}")).to_abi(),
+            ),
+            Err(panic) => RResult::RErr(panic_error(&*panic, "building the manifest")),
+        }
+    }
+
+    extern "C" fn invoke_glue<P: Exported>(
+        host: HostCapsBox,
+        context: RString,
+        op: RString,
+        org_config: RString,
+        device_config: RString,
+        input: RString,
+    ) -> FfiFuture<AbiResult> {
+        let started = catch_unwind(AssertUnwindSafe(move || {
+            let call = Call {
+                context: parse("call context", &context)?,
+                op: op.into_string(),
+                org_config: parse("org config", &org_config)?,
+                device_config: parse("device config", &device_config)?,
+                input: parse("input", &input)?,
+            };
+            Ok::<_, PluginError>(P::instance().invoke(Host::from_caps(host), call))
+        }));
+        let future = match started {
+            Ok(Ok(future)) => future,
+            Ok(Err(e)) => return std::future::ready(RResult::RErr(e.to_abi())).into_ffi(),
+            Err(panic) => {
+                let e = panic_error(&*panic, "starting the operation");
+                return std::future::ready(RResult::RErr(e)).into_ffi();
+            }
+        };
+        async move {
+            match catch_unwind_future(future).await {
+                Ok(Ok(value)) => RResult::ROk(value.to_string().into()),
+                Ok(Err(e)) => RResult::RErr(e.to_abi()),
+                Err(panic) => RResult::RErr(panic_error(&*panic, "running the operation")),
+            }
+        }
+        .into_ffi()
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> Result<T, PluginError> {
+        serde_json::from_str(json)
+            .map_err(|e| PluginError::internal(format!("the host sent an unreadable {what}: {e}")))
+    }
+
+    /// Polls `future`, turning a panic in any poll into `Err(payload)`.
+    async fn catch_unwind_future<F: Future>(future: F) -> Result<F::Output, Box<dyn Any + Send>> {
+        let mut future = pin!(future);
+        std::future::poll_fn(move |cx| {
+            match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+                Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+                Ok(Poll::Pending) => Poll::Pending,
+                Err(panic) => Poll::Ready(Err(panic)),
+            }
+        })
+        .await
+    }
+
+    fn panic_error(payload: &(dyn Any + Send), doing: &str) -> AbiError {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a non-string panic payload".to_owned());
+        PluginError::internal(format!("the plugin panicked while {doing}: {what}"))
+            .with_details(serde_json::json!({ "panic": what }))
+            .to_abi()
+    }
+}
+
+/// Exports a [`Plugin`] both as a dynamic library's root module and as a static plugin.
+///
+/// ```ignore
+/// pub struct Echo;
+/// impl devext_plugin_api::Plugin for Echo { /* ... */ }
+/// devext_plugin_api::export_plugin!(Echo, Echo);
+/// ```
+///
+/// The second argument builds the single instance; it runs once, on first use. Works in crates
+/// of any edition. Build the crate with `crate-type = ["cdylib", "rlib"]`: the `cdylib` is loaded
+/// with `--plugins DIR`, the `rlib` links the plugin into a host binary that mentions the crate
+/// (`use my_plugin as _;`).
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty, $init:expr) => {
+        const _: () = {
+            static INSTANCE: ::std::sync::OnceLock<$plugin> = ::std::sync::OnceLock::new();
+
+            impl $crate::plugin::export::Exported for $plugin {
+                fn instance() -> &'static Self {
+                    INSTANCE.get_or_init(|| $init)
+                }
+            }
+
+            // The dynamic library's root module, under the symbol abi_stable's loader looks up
+            // (`abi_stable::library::ROOT_MODULE_LOADER_NAME`, checked by a test). Written out
+            // here instead of `#[export_root_module]` so that plugin crates need no direct
+            // dependency on abi_stable and may use edition 2024.
+            #[unsafe(export_name = "_1as_0lib_1header_0root_bmodule_bloader")]
+            #[allow(unsafe_code, non_upper_case_globals)]
+            static DEVEXT_LIB_HEADER: $crate::plugin::export::abi_stable::library::LibHeader = {
+                extern "C" fn erased_root_module(
+                ) -> $crate::plugin::export::abi_stable::library::RootModuleResult {
+                    $crate::plugin::export::abi_stable::library::__call_root_module_loader(
+                        $crate::plugin::export::root_module::<$plugin>,
+                    )
+                }
+                // SAFETY: `erased_root_module` returns the `PluginModule_Ref` the header is
+                // typed with; this is what `#[export_root_module]` generates.
+                unsafe {
+                    $crate::plugin::export::abi_stable::library::LibHeader::from_constructor::<
+                        $crate::abi::PluginModule_Ref,
+                    >(
+                        erased_root_module,
+                        $crate::plugin::export::abi_stable::library::CheckTypeLayout::Yes,
+                    )
+                }
+            };
+
+            $crate::plugin::export::inventory::submit! {
+                $crate::abi::StaticPlugin {
+                    module: $crate::plugin::export::root_module::<$plugin>,
+                }
+            }
+        };
+    };
+}
