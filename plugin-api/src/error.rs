@@ -163,7 +163,8 @@ impl PluginError {
         let details = if e.details.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&e.details).unwrap_or_else(|_| Value::String(e.details.to_string()))
+            serde_json::from_str(&e.details)
+                .unwrap_or_else(|_| Value::String(e.details.to_string()))
         };
         PluginError {
             kind: ErrorKind::parse(&e.kind),

@@ -207,9 +207,8 @@ impl Host {
 }
 
 fn encode(capability: &str, request: &impl Serialize) -> Result<String, PluginError> {
-    serde_json::to_string(request).map_err(|e| {
-        PluginError::internal(format!("cannot encode the {capability} request: {e}"))
-    })
+    serde_json::to_string(request)
+        .map_err(|e| PluginError::internal(format!("cannot encode the {capability} request: {e}")))
 }
 
 fn decode<T: DeserializeOwned>(

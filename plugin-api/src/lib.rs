@@ -38,7 +38,11 @@ pub fn api_compatible(host_api: &str, plugin_api: &str) -> bool {
     }
     match (parse(host_api), parse(plugin_api)) {
         (Some(h), Some(p)) => {
-            let same_line = if h.0 == 0 { h.0 == p.0 && h.1 == p.1 } else { h.0 == p.0 };
+            let same_line = if h.0 == 0 {
+                h.0 == p.0 && h.1 == p.1
+            } else {
+                h.0 == p.0
+            };
             same_line && p <= h
         }
         _ => false,
@@ -61,7 +65,10 @@ mod tests {
     fn api_versions_follow_caret_rules() {
         assert!(api_compatible("0.1.0", "0.1.0"));
         assert!(api_compatible("0.1.5", "0.1.2"));
-        assert!(!api_compatible("0.1.2", "0.1.5"), "a plugin newer than the host");
+        assert!(
+            !api_compatible("0.1.2", "0.1.5"),
+            "a plugin newer than the host"
+        );
         assert!(!api_compatible("0.2.0", "0.1.0"));
         assert!(api_compatible("1.4.0", "1.0.3"));
         assert!(!api_compatible("2.0.0", "1.9.0"));

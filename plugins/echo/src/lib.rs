@@ -158,7 +158,10 @@ impl Plugin for Echo {
                     *c += by;
                     *c
                 };
-                host.log(LogLevel::Info, format!("device {device} counted to {count}"));
+                host.log(
+                    LogLevel::Info,
+                    format!("device {device} counted to {count}"),
+                );
                 Ok(json!({ "count": count }))
             }
             // The host only dispatches declared operations; this is a defensive answer.

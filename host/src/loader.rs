@@ -1,0 +1,366 @@
+//! Finding plugins, loading them through the ABI, and checking their manifests.
+//!
+//! A file that cannot be used is refused with a one-line reason; the others still load.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use abi_stable::library::{LibraryError, lib_header_from_path};
+use abi_stable::std_types::RResult;
+use devext_plugin_api::abi::PluginModule_Ref;
+use devext_plugin_api::{API_VERSION, Manifest, PROTOCOL_VERSION, PluginError, api_compatible};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::schema::{Schema, Violation, meta_check};
+
+/// Where a plugin came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "path", rename_all = "snake_case")]
+pub enum PluginSource {
+    /// Linked into the host binary.
+    Static,
+    /// Loaded from a shared library.
+    File(PathBuf),
+}
+
+impl std::fmt::Display for PluginSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PluginSource::Static => f.write_str("static"),
+            PluginSource::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A file (or static plugin) that was not loaded, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    /// The file, or `static:<name>` for a static plugin.
+    pub path: PathBuf,
+    /// One line for people.
+    pub reason: String,
+}
+
+/// An operation's compiled schemas.
+pub(crate) struct CompiledOp {
+    pub(crate) input: Schema,
+    pub(crate) output: Schema,
+    pub(crate) metrics: crate::metrics::OpMetrics,
+}
+
+/// The compiled schemas of a plugin.
+pub(crate) struct CompiledSchemas {
+    pub(crate) org: Schema,
+    pub(crate) device: Schema,
+    pub(crate) ops: HashMap<String, CompiledOp>,
+    pub(crate) warnings: Vec<Schema>,
+}
+
+/// A plugin ready for calls: the module, its checked manifest and compiled schemas.
+pub struct LoadedPlugin {
+    manifest: Manifest,
+    source: PluginSource,
+    pub(crate) module: PluginModule_Ref,
+    pub(crate) schemas: CompiledSchemas,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.manifest.name)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl LoadedPlugin {
+    /// The plugin's manifest (checked when it was loaded).
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The plugin's name (the key in a device's extension configuration).
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    /// Where it was loaded from.
+    pub fn source(&self) -> &PluginSource {
+        &self.source
+    }
+}
+
+/// Loads and checks the one plugin file at `path`, as `devext plugins check` does.
+pub fn load_file(path: &Path) -> Result<LoadedPlugin, String> {
+    if !path.is_file() {
+        return Err(format!("{} is not a file", path.display()));
+    }
+    open_library(path).and_then(|m| describe(m, PluginSource::File(path.to_owned())))
+}
+
+/// Loads the shared library at `path` and returns its root module.
+pub(crate) fn open_library(path: &Path) -> Result<PluginModule_Ref, String> {
+    let header = lib_header_from_path(path).map_err(|e| library_error(&e))?;
+    header
+        .init_root_module::<PluginModule_Ref>()
+        .map_err(|e| library_error(&e))
+}
+
+/// One line (or a few for layout mismatches) out of abi_stable's error.
+fn library_error(e: &LibraryError) -> String {
+    match e {
+        LibraryError::OpenError { .. } => {
+            let text = e.to_string();
+            let cause = text
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim()
+                .to_owned();
+            format!("not a loadable shared library ({cause})")
+        }
+        LibraryError::GetSymbolError { .. } => {
+            "no devext root module: this library was not built with devext_plugin_api::export_plugin!"
+                .to_owned()
+        }
+        LibraryError::IncompatibleVersionNumber {
+            expected_version,
+            actual_version,
+            ..
+        } => format!(
+            "built against devext-plugin-api {actual_version}, this host needs a version compatible with {expected_version}"
+        ),
+        LibraryError::AbiInstability(_) => {
+            let text = e.to_string();
+            let errors: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with("Error:"))
+                .collect();
+            let shown: Vec<&str> = errors.iter().take(3).copied().collect();
+            let more = errors.len().saturating_sub(shown.len());
+            format!(
+                "ABI layout mismatch with this host: {}{}",
+                if shown.is_empty() {
+                    "incompatible type layout".to_owned()
+                } else {
+                    shown.join("; ")
+                },
+                if more > 0 {
+                    format!(" (and {more} more)")
+                } else {
+                    String::new()
+                }
+            )
+        }
+        other => {
+            let text = other.to_string();
+            let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+            format!("cannot use this library: {}", first.trim())
+        }
+    }
+}
+
+/// Asks `module` for its manifest and checks it; compiles every schema.
+pub(crate) fn describe(
+    module: PluginModule_Ref,
+    source: PluginSource,
+) -> Result<LoadedPlugin, String> {
+    let manifest_fn = module.manifest();
+    let json = match manifest_fn() {
+        RResult::ROk(json) => json,
+        RResult::RErr(e) => {
+            let e = PluginError::from_abi(&e);
+            return Err(format!(
+                "the plugin failed to give its manifest: {}",
+                e.message
+            ));
+        }
+    };
+    let manifest: Manifest = serde_json::from_str(&json)
+        .map_err(|e| format!("invalid manifest: not a devext manifest ({e})"))?;
+    let schemas = check_manifest(&manifest)?;
+    Ok(LoadedPlugin {
+        manifest,
+        source,
+        module,
+        schemas,
+    })
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z'))
+        && s.len() <= 64
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Checks everything the host relies on in a manifest; returns every problem at once.
+pub(crate) fn check_manifest(m: &Manifest) -> Result<CompiledSchemas, String> {
+    let mut problems: Vec<String> = Vec::new();
+    if m.protocol != PROTOCOL_VERSION {
+        problems.push(format!(
+            "speaks protocol {}, this host speaks {PROTOCOL_VERSION}",
+            m.protocol
+        ));
+    }
+    if !api_compatible(API_VERSION, &m.api_version) {
+        problems.push(format!(
+            "incompatible plugin-api version {} (this host: {API_VERSION})",
+            m.api_version
+        ));
+    }
+    if !is_identifier(&m.name) {
+        problems.push(format!(
+            "name {:?} is not an identifier ([a-z][a-z0-9_]*, at most 64)",
+            m.name
+        ));
+    }
+    let mut seen = HashSet::new();
+    for op in &m.operations {
+        if !is_identifier(&op.name) {
+            problems.push(format!("operation name {:?} is not an identifier", op.name));
+        }
+        if !seen.insert(op.name.as_str()) {
+            problems.push(format!("duplicate operation {:?}", op.name));
+        }
+    }
+    if let Some(field) = &m.endpoint_field {
+        let declared = m.org_config_schema["properties"].get(field).is_some();
+        if !declared {
+            problems.push(format!(
+                "endpoint_field {field:?} is not a property of the org config schema"
+            ));
+        }
+    }
+
+    let mut compile = |what: &str, schema: &Value| -> Option<Schema> {
+        let errors: Vec<Violation> = meta_check(schema);
+        if !errors.is_empty() {
+            for e in errors {
+                problems.push(format!("{what} schema at {e}"));
+            }
+            return None;
+        }
+        match Schema::compile(schema) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                problems.push(format!("{what} schema does not compile: {e}"));
+                None
+            }
+        }
+    };
+    let org = compile("org config", &m.org_config_schema);
+    let device = compile("device config", &m.device_config_schema);
+    let mut ops = HashMap::new();
+    for op in &m.operations {
+        let input = compile(&format!("operation {} input", op.name), &op.input_schema);
+        let output = compile(&format!("operation {} output", op.name), &op.output_schema);
+        if let (Some(input), Some(output)) = (input, output) {
+            ops.insert(
+                op.name.clone(),
+                CompiledOp {
+                    input,
+                    output,
+                    metrics: Default::default(),
+                },
+            );
+        }
+    }
+    let mut warnings = Vec::new();
+    for w in &m.warnings {
+        if let Some(s) = compile(&format!("warning {}", w.code), &w.schema) {
+            warnings.push(s);
+        }
+    }
+    match (org, device) {
+        (Some(org), Some(device)) if problems.is_empty() => Ok(CompiledSchemas {
+            org,
+            device,
+            ops,
+            warnings,
+        }),
+        _ => Err(format!("invalid manifest: {}", problems.join("; "))),
+    }
+}
+
+/// The `*.so` files directly in `dir`, in byte-wise path order.
+pub(crate) fn library_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read plugin directory {}: {e}", dir.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "so") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use devext_plugin_api::{OpKind, Operation, json};
+
+    fn manifest() -> Manifest {
+        Manifest {
+            protocol: PROTOCOL_VERSION,
+            name: "demo".into(),
+            display_name: "Demo".into(),
+            version: "1.0.0".into(),
+            api_version: API_VERSION.into(),
+            description: String::new(),
+            org_config_schema: json!({"type": "object", "properties": {"endpoint": {"type": "string"}}}),
+            device_config_schema: json!({"type": "object"}),
+            endpoint_field: Some("endpoint".into()),
+            operations: vec![Operation {
+                name: "look".into(),
+                title: "Look".into(),
+                description: String::new(),
+                kind: OpKind::View,
+                destructive: false,
+                input_schema: json!({}),
+                output_schema: json!({}),
+                fresh_for_secs: None,
+            }],
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn a_good_manifest_passes() {
+        assert!(check_manifest(&manifest()).is_ok());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut m = manifest();
+        m.name = "Bad-Name".into();
+        m.api_version = "9.0.0".into();
+        m.operations.push(m.operations[0].clone());
+        m.operations[0].input_schema = json!({"type": "nope", "minimum": "x"});
+        m.endpoint_field = Some("url".into());
+        let err = check_manifest(&m).err().unwrap();
+        for needle in [
+            "\"Bad-Name\" is not an identifier",
+            "incompatible plugin-api version 9.0.0",
+            "duplicate operation \"look\"",
+            "operation look input schema at /type",
+            "operation look input schema at /minimum",
+            "endpoint_field \"url\"",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in {err}");
+        }
+    }
+
+    #[test]
+    fn identifiers() {
+        assert!(is_identifier("jasper"));
+        assert!(is_identifier("set_rate_plan2"));
+        for bad in ["", "2x", "Jasper", "a-b", "a b", "é"] {
+            assert!(!is_identifier(bad), "{bad}");
+        }
+    }
+}

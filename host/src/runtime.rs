@@ -1,0 +1,588 @@
+//! The host runtime: the loaded plugins, validation of configurations, and dispatch of calls.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use devext_plugin_api::abi::static_plugins;
+use devext_plugin_api::{ErrorKind, Manifest, PluginError, Value, json};
+use futures_util::FutureExt as _;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::caps::CallCaps;
+use crate::egress::{EgressConfig, HttpCapability};
+use crate::loader::{self, LoadedPlugin, PluginSource, Refusal};
+use crate::metrics::OpStats;
+use crate::schema::{Violation, pointer_token};
+
+/// Settings of a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Directories whose `*.so` files are loaded (not recursive).
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Whether plugins linked into the binary are used.
+    pub static_plugins: bool,
+    /// Deadline of one call, covering plugin code and host I/O.
+    pub call_timeout: Duration,
+    /// Calls of one plugin running at once; more wait (within their deadline).
+    pub max_concurrent_calls_per_plugin: usize,
+    /// Egress rules of the HTTP capability.
+    pub egress: EgressConfig,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            plugin_dirs: Vec::new(),
+            static_plugins: true,
+            call_timeout: Duration::from_secs(30),
+            max_concurrent_calls_per_plugin: 64,
+            egress: EgressConfig::default(),
+        }
+    }
+}
+
+/// A plugin in the runtime, with its call limiter.
+struct Slot {
+    plugin: LoadedPlugin,
+    limiter: Semaphore,
+    name: Arc<str>,
+}
+
+/// The host runtime. Cheap to clone; share it between tasks.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    slots: Vec<Slot>,
+    by_name: HashMap<String, usize>,
+    refused: Vec<Refusal>,
+    notices: Vec<String>,
+    config: RuntimeConfig,
+    http: Arc<HttpCapability>,
+    next_call: AtomicU64,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("plugins", &self.plugin_names())
+            .finish()
+    }
+}
+
+/// One operation call, as the embedding platform makes it.
+#[derive(Debug, Clone, Copy)]
+pub struct CallRequest<'a> {
+    /// Plugin name.
+    pub plugin: &'a str,
+    /// Operation name.
+    pub op: &'a str,
+    /// The org's settings for the plugin.
+    pub org_config: &'a Value,
+    /// The device's configuration for the plugin (its value in the extension configuration).
+    pub device_config: &'a Value,
+    /// The operation's input.
+    pub input: &'a Value,
+    /// Overrides the runtime's call timeout.
+    pub timeout: Option<Duration>,
+}
+
+/// A warning a plugin declared for device configurations, raised by one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigWarning {
+    /// JSON pointer of the plugin's object in the extension configuration.
+    pub pointer: String,
+    /// The plugin.
+    pub plugin: String,
+    /// The warning's code.
+    pub code: String,
+    /// What it means.
+    pub message: String,
+}
+
+impl Runtime {
+    /// Loads the static plugins and every `*.so` in the configured directories. Unusable files
+    /// are listed in [`Runtime::refused`]; this fails only if the HTTP client cannot be built.
+    ///
+    /// Loading runs plugin code (library initialisers, `manifest`): from async code, call it on a
+    /// blocking thread.
+    pub fn load(config: RuntimeConfig) -> Result<Runtime, String> {
+        let http = Arc::new(HttpCapability::new(config.egress.clone())?);
+        let mut slots: Vec<Slot> = Vec::new();
+        let mut by_name: HashMap<String, usize> = HashMap::new();
+        let mut refused = Vec::new();
+        let mut notices = Vec::new();
+        let limit = config.max_concurrent_calls_per_plugin.max(1);
+        let slot = |plugin: LoadedPlugin| Slot {
+            name: Arc::from(plugin.name()),
+            plugin,
+            limiter: Semaphore::new(limit),
+        };
+
+        if config.static_plugins {
+            let mut statics: Vec<LoadedPlugin> = Vec::new();
+            for entry in static_plugins() {
+                match loader::describe((entry.module)(), PluginSource::Static) {
+                    Ok(p) => statics.push(p),
+                    Err(reason) => refused.push(Refusal {
+                        path: PathBuf::from("static"),
+                        reason,
+                    }),
+                }
+            }
+            statics.sort_by(|a, b| a.name().cmp(b.name()));
+            for p in statics {
+                if by_name.contains_key(p.name()) {
+                    refused.push(Refusal {
+                        path: PathBuf::from(format!("static:{}", p.name())),
+                        reason: format!("a static plugin named {} is already registered", p.name()),
+                    });
+                    continue;
+                }
+                by_name.insert(p.name().to_owned(), slots.len());
+                slots.push(slot(p));
+            }
+        }
+
+        for dir in &config.plugin_dirs {
+            let files = match loader::library_files(dir) {
+                Ok(files) => files,
+                Err(reason) => {
+                    refused.push(Refusal {
+                        path: dir.clone(),
+                        reason,
+                    });
+                    continue;
+                }
+            };
+            for path in files {
+                let loaded = loader::open_library(&path)
+                    .and_then(|m| loader::describe(m, PluginSource::File(path.clone())));
+                let plugin = match loaded {
+                    Ok(p) => p,
+                    Err(reason) => {
+                        tracing::info!(path = %path.display(), %reason, "plugin refused");
+                        refused.push(Refusal { path, reason });
+                        continue;
+                    }
+                };
+                match by_name.get(plugin.name()).copied() {
+                    Some(i) if slots[i].plugin.source() == &PluginSource::Static => {
+                        let notice = format!(
+                            "plugin {} from {} replaces the static plugin of the same name",
+                            plugin.name(),
+                            path.display()
+                        );
+                        tracing::warn!("{notice}");
+                        notices.push(notice);
+                        slots[i] = slot(plugin);
+                    }
+                    Some(i) => {
+                        refused.push(Refusal {
+                            path,
+                            reason: format!(
+                                "a plugin named {} is already loaded from {}",
+                                plugin.name(),
+                                slots[i].plugin.source()
+                            ),
+                        });
+                    }
+                    None => {
+                        by_name.insert(plugin.name().to_owned(), slots.len());
+                        slots.push(slot(plugin));
+                    }
+                }
+            }
+        }
+
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                slots,
+                by_name,
+                refused,
+                notices,
+                config,
+                http,
+                next_call: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    /// The loaded plugins: static ones by name, then dynamic ones in load order.
+    pub fn plugins(&self) -> impl Iterator<Item = &LoadedPlugin> {
+        self.inner.slots.iter().map(|s| &s.plugin)
+    }
+
+    /// The plugin called `name`.
+    pub fn plugin(&self, name: &str) -> Option<&LoadedPlugin> {
+        self.slot(name).map(|s| &s.plugin)
+    }
+
+    fn slot(&self, name: &str) -> Option<&Slot> {
+        self.inner.by_name.get(name).map(|&i| &self.inner.slots[i])
+    }
+
+    /// Names of the loaded plugins, sorted.
+    pub fn plugin_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.plugins().map(|p| p.name()).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Files (and static plugins) that were not loaded, with the reason.
+    pub fn refused(&self) -> &[Refusal] {
+        &self.inner.refused
+    }
+
+    /// Things worth telling the operator (e.g. a dynamic plugin replacing a static one).
+    pub fn notices(&self) -> &[String] {
+        &self.inner.notices
+    }
+
+    /// The runtime's settings.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// Checks an org's settings for `plugin` against its org-config schema.
+    pub fn validate_org_config(&self, plugin: &str, config: &Value) -> Result<(), Vec<Violation>> {
+        let slot = self.slot(plugin).ok_or_else(|| {
+            vec![Violation {
+                pointer: String::new(),
+                keyword: "plugin".into(),
+                message: self.unknown_plugin_message(plugin),
+            }]
+        })?;
+        slot.plugin.schemas.org.check(config, "")
+    }
+
+    /// Checks a device's extension configuration (an object keyed by plugin name). An empty
+    /// list means valid.
+    pub fn validate_device_extensions(&self, doc: &Value) -> Vec<Violation> {
+        let Some(map) = doc.as_object() else {
+            return vec![Violation {
+                pointer: String::new(),
+                keyword: "type".into(),
+                message: format!(
+                    "{} is not of type \"object\": an extension configuration maps plugin names to their settings",
+                    short(doc)
+                ),
+            }];
+        };
+        let mut out = Vec::new();
+        for (key, value) in map {
+            let prefix = format!("/{}", pointer_token(key));
+            match self.slot(key) {
+                Some(slot) => {
+                    if !slot.plugin.schemas.device.is_valid(value) {
+                        out.extend(slot.plugin.schemas.device.violations(value, &prefix));
+                    }
+                }
+                None => out.push(Violation {
+                    pointer: prefix,
+                    keyword: "additionalProperties".into(),
+                    message: format!(
+                        "unknown extension {key:?}: {}",
+                        self.loaded_list_for_message()
+                    ),
+                }),
+            }
+        }
+        out
+    }
+
+    /// Whether a device's extension configuration is valid (fast path, no error built).
+    pub fn is_valid_device_extensions(&self, doc: &Value) -> bool {
+        doc.as_object().is_some_and(|map| {
+            map.iter().all(|(key, value)| {
+                self.slot(key)
+                    .is_some_and(|s| s.plugin.schemas.device.is_valid(value))
+            })
+        })
+    }
+
+    /// The warnings plugins declared that a (valid) extension configuration raises.
+    pub fn device_warnings(&self, doc: &Value) -> Vec<ConfigWarning> {
+        let mut out = Vec::new();
+        let Some(map) = doc.as_object() else {
+            return out;
+        };
+        for (key, value) in map {
+            let Some(slot) = self.slot(key) else { continue };
+            let declared = &slot.plugin.manifest().warnings;
+            for (w, schema) in declared.iter().zip(&slot.plugin.schemas.warnings) {
+                if !schema.is_valid(value) {
+                    out.push(ConfigWarning {
+                        pointer: format!("/{}", pointer_token(key)),
+                        plugin: key.clone(),
+                        code: w.code.clone(),
+                        message: w.message.clone(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// One JSON Schema (draft 2020-12) for whole extension configurations: each loaded plugin's
+    /// device schema under its name, nothing else allowed. Deterministic.
+    pub fn combined_device_schema(&self) -> Value {
+        let mut properties = serde_json::Map::new();
+        let mut names = self.plugin_names();
+        names.sort_unstable();
+        for name in names {
+            let Some(p) = self.plugin(name) else { continue };
+            let mut schema = p.manifest().device_config_schema.clone();
+            if let Some(obj) = schema.as_object_mut() {
+                obj.insert(
+                    "$id".into(),
+                    Value::String(format!("urn:devext:plugin:{name}:device-config")),
+                );
+            }
+            properties.insert(name.to_owned(), schema);
+        }
+        json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": "urn:devext:device-extensions",
+            "title": "Device extension configuration",
+            "description": "Maps each extension (plugin) name to the device's settings for it.",
+            "type": "object",
+            "properties": properties,
+            "additionalProperties": false
+        })
+    }
+
+    /// Call counters and latency per plugin/operation/outcome.
+    pub fn metrics(&self) -> Vec<OpStats> {
+        let mut rows = Vec::new();
+        for slot in &self.inner.slots {
+            let mut ops: Vec<&String> = slot.plugin.schemas.ops.keys().collect();
+            ops.sort();
+            for op in ops {
+                slot.plugin.schemas.ops[op]
+                    .metrics
+                    .snapshot(slot.plugin.name(), op, &mut rows);
+            }
+        }
+        rows
+    }
+
+    fn loaded_list_for_message(&self) -> String {
+        let names = self.plugin_names();
+        if names.is_empty() {
+            "no plugins are loaded".to_owned()
+        } else {
+            format!("loaded plugins are {}", names.join(", "))
+        }
+    }
+
+    fn unknown_plugin_message(&self, plugin: &str) -> String {
+        format!(
+            "no plugin named {plugin:?}; {}",
+            self.loaded_list_for_message()
+        )
+    }
+
+    /// Runs one operation: checks that it exists and that its arguments are valid, calls the
+    /// plugin under the deadline and the plugin's concurrency limit, and checks the output.
+    ///
+    /// Validation failures are `invalid_input` errors whose details list the violations under
+    /// `violations` with `location` `org_config`, `device_config` or `input`. An output that
+    /// violates the operation's schema, or a panic, is an `internal` error with details
+    /// `{"fault": "plugin"}`.
+    pub async fn invoke(&self, req: CallRequest<'_>) -> Result<Value, PluginError> {
+        let Some(slot) = self.slot(req.plugin) else {
+            return Err(PluginError::not_found(
+                self.unknown_plugin_message(req.plugin),
+            ));
+        };
+        let Some(op) = slot.plugin.schemas.ops.get(req.op) else {
+            let mut names: Vec<&str> = slot
+                .plugin
+                .manifest()
+                .operations
+                .iter()
+                .map(|o| o.name.as_str())
+                .collect();
+            names.sort_unstable();
+            return Err(PluginError::not_found(format!(
+                "plugin {} has no operation {:?}; its operations are {}",
+                req.plugin,
+                req.op,
+                names.join(", ")
+            )));
+        };
+        let started = Instant::now();
+        let result = self.invoke_checked(slot, op, &req, started).await;
+        op.metrics.record(
+            result.as_ref().map(|_| ()).map_err(|e| e.kind),
+            started.elapsed(),
+        );
+        result
+    }
+
+    async fn invoke_checked(
+        &self,
+        slot: &Slot,
+        op: &loader::CompiledOp,
+        req: &CallRequest<'_>,
+        started: Instant,
+    ) -> Result<Value, PluginError> {
+        let schemas = &slot.plugin.schemas;
+        for (location, schema, value) in [
+            ("org_config", &schemas.org, req.org_config),
+            ("device_config", &schemas.device, req.device_config),
+            ("input", &op.input, req.input),
+        ] {
+            if let Err(violations) = schema.check(value, "") {
+                return Err(invalid(location, req, violations));
+            }
+        }
+
+        let timeout = req.timeout.unwrap_or(self.inner.config.call_timeout);
+        let deadline = started + timeout;
+        let deadline_unix_ms = unix_ms(SystemTime::now() + timeout);
+        let call_id = format!(
+            "{:x}-{}",
+            deadline_unix_ms,
+            self.inner.next_call.fetch_add(1, Ordering::Relaxed)
+        );
+        let manifest: &Manifest = slot.plugin.manifest();
+        let endpoint = manifest
+            .endpoint_field
+            .as_ref()
+            .and_then(|f| req.org_config.get(f))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let context = json!({
+            "protocol": devext_plugin_api::PROTOCOL_VERSION,
+            "call_id": call_id,
+            "deadline_unix_ms": deadline_unix_ms,
+            "account_key": account_key(req.plugin, req.org_config),
+        });
+        let caps = CallCaps::new(
+            slot.name.clone(),
+            call_id,
+            endpoint,
+            deadline,
+            self.inner.http.clone(),
+        );
+        let invoke = slot.plugin.module.invoke();
+        let plugin_call = async {
+            let _permit = slot
+                .limiter
+                .acquire()
+                .await
+                .map_err(|_| PluginError::internal("the plugin's call limiter is closed"))?;
+            let future = invoke(
+                caps.into_abi(),
+                context.to_string().into(),
+                req.op.into(),
+                req.org_config.to_string().into(),
+                req.device_config.to_string().into(),
+                req.input.to_string().into(),
+            );
+            // The plugin catches its own panics; this is the backstop for one that re-raises
+            // through the FFI future.
+            match std::panic::AssertUnwindSafe(future).catch_unwind().await {
+                Ok(abi_stable::std_types::RResult::ROk(json)) => Ok(json),
+                Ok(abi_stable::std_types::RResult::RErr(e)) => Err(PluginError::from_abi(&e)),
+                Err(_) => Err(PluginError::internal(format!(
+                    "plugin {} panicked in operation {}",
+                    req.plugin, req.op
+                ))
+                .with_details(json!({"fault": "plugin"}))),
+            }
+        };
+        let json = match tokio::time::timeout_at(deadline, plugin_call).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(PluginError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{}.{} did not finish within {} ms; the call was cancelled",
+                        req.plugin,
+                        req.op,
+                        timeout.as_millis()
+                    ),
+                ));
+            }
+        };
+        let output: Value = serde_json::from_str(&json).map_err(|e| {
+            PluginError::internal(format!(
+                "plugin {} returned output that is not JSON ({e})",
+                req.plugin
+            ))
+            .with_details(json!({"fault": "plugin"}))
+        })?;
+        if let Err(violations) = op.output.check(&output, "") {
+            tracing::error!(
+                plugin = req.plugin,
+                op = req.op,
+                "plugin output violates its schema"
+            );
+            return Err(PluginError::internal(format!(
+                "plugin {} returned output that violates the schema of {}: {}",
+                req.plugin,
+                req.op,
+                violations
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ))
+            .with_details(json!({"fault": "plugin", "violations": violations})));
+        }
+        Ok(output)
+    }
+}
+
+fn invalid(location: &str, req: &CallRequest<'_>, violations: Vec<Violation>) -> PluginError {
+    let what = match location {
+        "org_config" => format!("the org settings for {}", req.plugin),
+        "device_config" => format!("the device's {} configuration", req.plugin),
+        _ => format!("the input of {}.{}", req.plugin, req.op),
+    };
+    let first = violations
+        .first()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let more = if violations.len() > 1 {
+        format!(" (and {} more)", violations.len() - 1)
+    } else {
+        String::new()
+    };
+    PluginError::invalid_input(format!("{what} are invalid: {first}{more}"))
+        .with_details(json!({"location": location, "violations": violations}))
+}
+
+/// A stable, non-secret key for the org settings a call uses: a hash of plugin and settings.
+fn account_key(plugin: &str, org_config: &Value) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    plugin.hash(&mut h);
+    org_config.to_string().hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 40 {
+        format!("{}...", &s[..s.floor_char_boundary(37)])
+    } else {
+        s
+    }
+}

@@ -1,0 +1,172 @@
+//! The `devext` binary: `plugins`, `plugins check` and `invoke`.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::util;
+
+fn devext(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_devext"))
+        .args(args)
+        .env_remove("DEVEXT_PLUGINS")
+        .env_remove("DEVEXT_ALLOW_LOOPBACK_HTTP")
+        .output()
+        .expect("run devext")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn plugins_lists_loaded_and_refused_files() {
+    let dir = util::plugin_dir(&["devext-echo", "devext-fixture-no-root"]);
+    let d = dir.path().to_str().unwrap();
+    let out = devext(&["plugins", "--plugins", d]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("echo 0.1.0 ("), "{text}");
+    assert!(
+        text.contains("operations: echo(view), count(action)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("refused") && text.contains("no devext root module"),
+        "{text}"
+    );
+
+    let out = devext(&["plugins", "--json", "--plugins", d]);
+    let json: Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    let names: Vec<&str> = json["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"echo"));
+    assert_eq!(json["refused"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn plugins_dirs_come_from_the_environment_too() {
+    let a = util::plugin_dir(&["devext-echo"]);
+    let b = util::plugin_dir(&["devext-fixture-hang"]);
+    let dirs = format!("{}:{}", a.path().display(), b.path().display());
+    let out = Command::new(env!("CARGO_BIN_EXE_devext"))
+        .args(["plugins", "--json"])
+        .env("DEVEXT_PLUGINS", dirs)
+        .output()
+        .unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    let sources: Vec<String> = json["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["source"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        sources
+            .iter()
+            .any(|s| s.ends_with("libdevext_fixture_hang.so")),
+        "{sources:?}"
+    );
+    assert!(
+        sources.iter().any(|s| s.ends_with("libdevext_echo.so")),
+        "{sources:?}"
+    );
+}
+
+#[test]
+fn plugins_check_is_a_ci_gate() {
+    let echo = util::library("devext-echo");
+    let out = devext(&["plugins", "check", echo.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("ok: echo 0.1.0 (Echo)"),
+        "{}",
+        stdout(&out)
+    );
+
+    for (lib, reason) in [
+        ("devext-fixture-no-root", "no devext root module"),
+        ("devext-fixture-bad-manifest", "invalid manifest"),
+    ] {
+        let path = util::library(lib);
+        let out = devext(&["plugins", "check", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{lib}");
+        assert!(stderr(&out).contains(reason), "{lib}: {}", stderr(&out));
+    }
+    let out = devext(&["plugins", "check", "/nonexistent.so"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is not a file"));
+}
+
+#[test]
+fn invoke_runs_one_operation() {
+    let dir = tempfile::tempdir().unwrap();
+    let org = dir.path().join("org.json");
+    let device = dir.path().join("device.json");
+    std::fs::write(&org, r#"{"greeting": "hi"}"#).unwrap();
+    std::fs::write(&device, r#"{"id": "d1"}"#).unwrap();
+    let plugins = util::plugin_dir(&["devext-echo"]);
+    let (o, d, p) = (
+        org.to_str().unwrap(),
+        device.to_str().unwrap(),
+        plugins.path().to_str().unwrap(),
+    );
+    let out = devext(&[
+        "invoke",
+        "echo",
+        "echo",
+        "--plugins",
+        p,
+        "--org",
+        o,
+        "--device",
+        d,
+        "--input",
+        r#"{"message":"yo"}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["message"], "yo");
+    assert_eq!(json["greeting"], "hi");
+
+    let out = devext(&[
+        "invoke",
+        "echo",
+        "echo",
+        "--plugins",
+        p,
+        "--org",
+        o,
+        "--device",
+        d,
+        "--input",
+        r#"{"message":1}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("error: invalid_input:"), "{err}");
+    assert!(err.contains("/message"), "{err}");
+
+    std::fs::write(&device, "{\n  \"id\": \n").unwrap();
+    let out = devext(&[
+        "invoke",
+        "echo",
+        "echo",
+        "--plugins",
+        p,
+        "--org",
+        o,
+        "--device",
+        d,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("device.json:3:"), "{}", stderr(&out));
+}

@@ -1,0 +1,382 @@
+//! Dispatch: argument checks, output checks, deadlines, contained panics, egress rules.
+
+use std::time::Duration;
+
+use devext_host::egress::EgressConfig;
+use devext_host::{CallRequest, ErrorKind, PluginError, Runtime, RuntimeConfig};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::util;
+
+const ALL_FIXTURES: &[&str] = &[
+    "devext-echo",
+    "devext-fixture-panic",
+    "devext-fixture-hang",
+    "devext-fixture-bad-output",
+    "devext-fixture-egress",
+];
+
+fn runtime(config: RuntimeConfig) -> (Runtime, tempfile::TempDir) {
+    let dir = util::plugin_dir(ALL_FIXTURES);
+    let rt = Runtime::load(RuntimeConfig {
+        plugin_dirs: vec![dir.path().to_owned()],
+        static_plugins: false,
+        ..config
+    })
+    .unwrap();
+    assert!(rt.refused().is_empty(), "{:?}", rt.refused());
+    (rt, dir)
+}
+
+async fn call(
+    rt: &Runtime,
+    plugin: &str,
+    op: &str,
+    org: Value,
+    input: Value,
+) -> Result<Value, PluginError> {
+    rt.invoke(CallRequest {
+        plugin,
+        op,
+        org_config: &org,
+        device_config: &json!({"id": "dev-1"}),
+        input: &input,
+        timeout: Some(Duration::from_secs(5)),
+    })
+    .await
+}
+
+async fn echo_works(rt: &Runtime) {
+    let out = call(
+        rt,
+        "echo",
+        "echo",
+        json!({}),
+        json!({"message": "still here"}),
+    )
+    .await
+    .expect("echo still serves");
+    assert_eq!(out["message"], "still here");
+}
+
+#[tokio::test]
+async fn panics_are_contained_as_internal_errors() {
+    let (rt, _dir) = runtime(RuntimeConfig::default());
+    for op in ["panic_now", "panic_later"] {
+        let e = call(&rt, "fixture_panic", op, json!({}), json!({}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Internal, "{op}");
+        assert!(e.message.contains("panicked"), "{op}: {}", e.message);
+        assert!(e.message.contains("fixture panic"), "{op}: {}", e.message);
+        echo_works(&rt).await;
+    }
+}
+
+#[tokio::test]
+async fn a_future_that_never_completes_is_cancelled_at_the_deadline() {
+    let (rt, _dir) = runtime(RuntimeConfig::default());
+    let e = rt
+        .invoke(CallRequest {
+            plugin: "fixture_hang",
+            op: "hang",
+            org_config: &json!({}),
+            device_config: &json!({}),
+            input: &json!({}),
+            timeout: Some(Duration::from_millis(200)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Timeout);
+    assert!(e.retryable);
+    assert!(
+        e.message
+            .contains("fixture_hang.hang did not finish within 200 ms"),
+        "{}",
+        e.message
+    );
+    echo_works(&rt).await;
+}
+
+#[tokio::test]
+async fn stuck_calls_do_not_block_other_plugins_and_are_bounded_per_plugin() {
+    let (rt, _dir) = runtime(RuntimeConfig {
+        max_concurrent_calls_per_plugin: 2,
+        ..RuntimeConfig::default()
+    });
+    let mut stuck = Vec::new();
+    for _ in 0..4 {
+        let rt = rt.clone();
+        stuck.push(tokio::spawn(async move {
+            rt.invoke(CallRequest {
+                plugin: "fixture_hang",
+                op: "hang",
+                org_config: &json!({}),
+                device_config: &json!({}),
+                input: &json!({}),
+                timeout: Some(Duration::from_millis(400)),
+            })
+            .await
+        }));
+    }
+    // The other plugin answers while every hang call is still pending.
+    echo_works(&rt).await;
+    assert!(stuck.iter().all(|h| !h.is_finished()));
+    for h in stuck {
+        // Queued calls (beyond the limit of 2) time out too: the deadline covers the wait.
+        assert_eq!(h.await.unwrap().unwrap_err().kind, ErrorKind::Timeout);
+    }
+    echo_works(&rt).await;
+}
+
+#[tokio::test]
+async fn output_violating_its_schema_is_a_plugin_fault() {
+    let (rt, _dir) = runtime(RuntimeConfig::default());
+    let e = call(&rt, "fixture_bad_output", "lie", json!({}), json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Internal);
+    assert_eq!(e.details["fault"], "plugin");
+    assert!(
+        e.message.contains("violates the schema of lie"),
+        "{}",
+        e.message
+    );
+    assert_eq!(e.details["violations"][0]["pointer"], "/ok");
+    assert_eq!(e.details["violations"][0]["keyword"], "const");
+    echo_works(&rt).await;
+}
+
+#[tokio::test]
+async fn unknown_plugins_and_operations_are_not_found() {
+    let (rt, _dir) = runtime(RuntimeConfig::default());
+    let e = call(&rt, "nope", "x", json!({}), json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    assert!(
+        e.message
+            .contains("loaded plugins are echo, fixture_bad_output"),
+        "{}",
+        e.message
+    );
+    let e = call(&rt, "echo", "shout", json!({}), json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    assert!(
+        e.message.contains("its operations are count, echo"),
+        "{}",
+        e.message
+    );
+}
+
+#[tokio::test]
+async fn arguments_are_validated_before_the_plugin_runs() {
+    let (rt, _dir) = runtime(RuntimeConfig::default());
+    let e = call(
+        &rt,
+        "echo",
+        "echo",
+        json!({"greeting": 5}),
+        json!({"message": "x"}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidInput);
+    assert_eq!(e.details["location"], "org_config");
+    assert_eq!(e.details["violations"][0]["pointer"], "/greeting");
+    assert_eq!(e.details["violations"][0]["keyword"], "type");
+
+    let e = call(&rt, "echo", "count", json!({}), json!({"by": 0}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.details["location"], "input");
+    assert_eq!(e.details["violations"][0]["pointer"], "/by");
+    assert_eq!(e.details["violations"][0]["keyword"], "minimum");
+
+    let e = rt
+        .invoke(CallRequest {
+            plugin: "echo",
+            op: "echo",
+            org_config: &json!({}),
+            device_config: &json!({"id": "has space"}),
+            input: &json!({"message": "x"}),
+            timeout: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.details["location"], "device_config");
+    assert_eq!(e.details["violations"][0]["keyword"], "pattern");
+    // The plugin never ran: its counter is untouched by the refused calls.
+    let out = call(&rt, "echo", "count", json!({}), json!({}))
+        .await
+        .unwrap();
+    assert_eq!(out["count"], 1);
+}
+
+/// A one-shot HTTP server on loopback answering every request with `response`.
+async fn serve(response: &'static str) -> (String, tokio::task::JoinHandle<usize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = tokio::spawn(async move {
+        let mut served = 0;
+        while let Ok(Ok((mut sock, _))) =
+            tokio::time::timeout(Duration::from_secs(3), listener.accept()).await
+        {
+            let mut buf = vec![0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            let _ = sock.write_all(response.as_bytes()).await;
+            let _ = sock.shutdown().await;
+            served += 1;
+        }
+        served
+    });
+    (format!("http://127.0.0.1:{}", addr.port()), handle)
+}
+
+fn loopback_runtime(allow: bool, max_response_bytes: usize) -> (Runtime, tempfile::TempDir) {
+    runtime(RuntimeConfig {
+        egress: EgressConfig {
+            allow_loopback_http: allow,
+            max_response_bytes,
+        },
+        ..RuntimeConfig::default()
+    })
+}
+
+#[tokio::test]
+async fn requests_outside_the_endpoint_origin_are_refused() {
+    let (rt, _dir) = loopback_runtime(true, 1024);
+    let (base, server) = serve("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+    let org = json!({"endpoint": base});
+    // Same host, other port: refused before any connection.
+    let other = json!({"url": "http://127.0.0.1:9/steal"});
+    let e = call(&rt, "fixture_egress", "fetch", org.clone(), other)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Forbidden);
+    assert!(
+        e.message.contains("may only reach http://127.0.0.1:"),
+        "{}",
+        e.message
+    );
+    let e = call(
+        &rt,
+        "fixture_egress",
+        "fetch",
+        org.clone(),
+        json!({"url": "https://example.com/"}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Forbidden);
+    // The allowed origin works.
+    let out = call(
+        &rt,
+        "fixture_egress",
+        "fetch",
+        org,
+        json!({"url": format!("{base}/x")}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["ok"], true);
+    assert_eq!(
+        server.await.unwrap(),
+        1,
+        "only the allowed request reached the server"
+    );
+    echo_works(&rt).await;
+}
+
+#[tokio::test]
+async fn loopback_needs_the_operators_permission() {
+    let (rt, _dir) = loopback_runtime(false, 1024);
+    let (base, _server) = serve("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+    let e = call(
+        &rt,
+        "fixture_egress",
+        "fetch",
+        json!({"endpoint": base}),
+        json!({"url": format!("{base}/x")}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Forbidden);
+    assert!(e.message.contains("https is required"), "{}", e.message);
+    // A name (not a literal) that resolves to loopback is refused at connect time.
+    let port = base.rsplit(':').next().unwrap();
+    let named = format!("https://localhost:{port}");
+    let e = call(
+        &rt,
+        "fixture_egress",
+        "fetch",
+        json!({"endpoint": named}),
+        json!({"url": format!("{named}/x")}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Forbidden, "{}", e.message);
+    assert!(e.message.contains("local or private"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed_and_large_responses_are_refused() {
+    let (rt, _dir) = loopback_runtime(true, 64);
+    let (base, _s) =
+        serve("HTTP/1.1 302 Found\r\nlocation: https://example.com/\r\ncontent-length: 0\r\n\r\n")
+            .await;
+    // The plugin sees the 302 itself.
+    let out = call(
+        &rt,
+        "fixture_egress",
+        "fetch",
+        json!({"endpoint": base}),
+        json!({"url": format!("{base}/")}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["status"], 302);
+
+    let big: &'static str = Box::leak(
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{}",
+            "x".repeat(100)
+        )
+        .into_boxed_str(),
+    );
+    let (base, _s) = serve(big).await;
+    let e = call(
+        &rt,
+        "fixture_egress",
+        "fetch",
+        json!({"endpoint": base}),
+        json!({"url": format!("{base}/")}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Upstream);
+    assert!(e.message.contains("more than 64 bytes"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn metrics_count_calls_per_plugin_op_and_outcome() {
+    let (rt, _dir) = runtime(RuntimeConfig::default());
+    echo_works(&rt).await;
+    echo_works(&rt).await;
+    let _ = call(&rt, "fixture_bad_output", "lie", json!({}), json!({})).await;
+    let rows = rt.metrics();
+    let echo = rows
+        .iter()
+        .find(|r| r.plugin == "echo" && r.op == "echo" && r.outcome == "ok")
+        .unwrap();
+    assert_eq!(echo.count, 2);
+    assert_eq!(echo.buckets.iter().sum::<u64>(), 2);
+    let lie = rows
+        .iter()
+        .find(|r| r.plugin == "fixture_bad_output")
+        .unwrap();
+    assert_eq!((lie.outcome, lie.count), ("internal", 1));
+}

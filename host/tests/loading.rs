@@ -1,0 +1,114 @@
+//! Loading: static and dynamic plugins, refusals with one-line reasons, name clashes.
+
+use devext_host::{PluginSource, Runtime, RuntimeConfig};
+
+use crate::util;
+
+fn reason_for<'a>(rt: &'a Runtime, file_part: &str) -> &'a str {
+    rt.refused()
+        .iter()
+        .find(|r| r.path.to_string_lossy().contains(file_part))
+        .map(|r| r.reason.as_str())
+        .unwrap_or_else(|| panic!("no refusal for {file_part}: {:?}", rt.refused()))
+}
+
+#[test]
+fn unusable_files_are_refused_with_a_reason_and_the_others_load() {
+    let dir = util::plugin_dir(&[
+        "devext-echo",
+        "devext-fixture-no-root",
+        "devext-fixture-bad-manifest",
+    ]);
+    std::fs::write(dir.path().join("notes.so"), "this is not a library\n").unwrap();
+    std::fs::write(dir.path().join("readme.txt"), "ignored: not *.so").unwrap();
+    std::fs::create_dir(dir.path().join("nested.so")).unwrap();
+    let rt = Runtime::load(RuntimeConfig {
+        plugin_dirs: vec![dir.path().to_owned()],
+        static_plugins: false,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+
+    assert_eq!(rt.plugin_names(), vec!["echo"]);
+    assert_eq!(rt.refused().len(), 3, "{:?}", rt.refused());
+    let text = reason_for(&rt, "notes.so");
+    assert!(text.starts_with("not a loadable shared library"), "{text}");
+    let no_root = reason_for(&rt, "no_root");
+    assert!(no_root.starts_with("no devext root module"), "{no_root}");
+    let bad = reason_for(&rt, "bad_manifest");
+    assert!(bad.starts_with("invalid manifest:"), "{bad}");
+    assert!(
+        bad.contains("\"Bad Manifest\" is not an identifier"),
+        "{bad}"
+    );
+    assert!(bad.contains("duplicate operation \"same\""), "{bad}");
+    // Every meta-schema error is listed, with its place in the schema.
+    assert!(bad.contains("device config schema at /type"), "{bad}");
+    assert!(bad.contains("device config schema at /required"), "{bad}");
+    for r in rt.refused() {
+        assert!(!r.reason.contains('\n'), "one line: {}", r.reason);
+    }
+}
+
+#[test]
+fn a_missing_directory_is_refused_not_fatal() {
+    let rt = Runtime::load(RuntimeConfig {
+        plugin_dirs: vec!["/nonexistent/devext-plugins".into()],
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    assert!(rt.plugin("echo").is_some(), "static plugins still load");
+    assert!(
+        rt.refused()[0]
+            .reason
+            .contains("cannot read plugin directory")
+    );
+}
+
+#[test]
+fn each_file_is_loaded_on_its_own() {
+    // Two different libraries in one directory: both load as themselves (abi_stable's
+    // per-type cache would hand back the first one twice).
+    let (rt, _dir) = util::dynamic_runtime(&["devext-echo", "devext-fixture-hang"]);
+    assert_eq!(rt.plugin_names(), vec!["echo", "fixture_hang"]);
+}
+
+#[test]
+fn a_dynamic_plugin_replaces_a_static_one_and_a_second_dynamic_one_is_refused() {
+    let first = util::plugin_dir(&["devext-echo"]);
+    let second = util::plugin_dir(&["devext-echo"]);
+    let rt = Runtime::load(RuntimeConfig {
+        plugin_dirs: vec![first.path().to_owned(), second.path().to_owned()],
+        static_plugins: true,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let echo = rt.plugin("echo").unwrap();
+    assert_eq!(
+        echo.source(),
+        &PluginSource::File(first.path().join("libdevext_echo.so"))
+    );
+    assert_eq!(rt.notices().len(), 1);
+    assert!(rt.notices()[0].contains("replaces the static plugin"));
+    let refused = reason_for(&rt, &second.path().to_string_lossy());
+    assert!(
+        refused.contains("a plugin named echo is already loaded from"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn static_plugins_are_registered_through_inventory() {
+    let rt = Runtime::load(RuntimeConfig::default()).unwrap();
+    let echo = rt.plugin("echo").expect("static echo");
+    assert_eq!(echo.source(), &PluginSource::Static);
+    assert_eq!(echo.manifest().operations.len(), 2);
+}
+
+#[test]
+fn load_file_checks_one_library() {
+    let ok = devext_host::loader::load_file(&util::library("devext-echo")).unwrap();
+    assert_eq!(ok.name(), "echo");
+    let err = devext_host::loader::load_file(&util::library("devext-fixture-no-root")).unwrap_err();
+    assert!(err.starts_with("no devext root module"), "{err}");
+}

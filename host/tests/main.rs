@@ -1,0 +1,11 @@
+//! The host's integration tests: one binary, one module per area.
+
+// Links the echo plugin into this binary so it registers as a static plugin.
+use devext_echo as _;
+
+mod cli;
+mod contract;
+mod dispatch;
+mod loading;
+mod util;
+mod validation;
