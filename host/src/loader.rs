@@ -5,9 +5,10 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use abi_stable::library::{LibraryError, lib_header_from_path};
+use abi_stable::library::{AbiHeaderRef, LibraryError, RawLibrary};
 use abi_stable::std_types::RResult;
 use devext_plugin_api::abi::PluginModule_Ref;
+use devext_plugin_api::plugin::export::ROOT_MODULE_SYMBOL_PREFIX;
 use devext_plugin_api::{API_VERSION, Manifest, PROTOCOL_VERSION, PluginError, api_compatible};
 use serde::Serialize;
 use serde_json::Value;
@@ -100,11 +101,57 @@ pub fn load_file(path: &Path) -> Result<LoadedPlugin, String> {
 }
 
 /// Loads the shared library at `path` and returns its root module.
+///
+/// The library stays loaded for the life of the process (abi_stable never unloads).
 pub(crate) fn open_library(path: &Path) -> Result<PluginModule_Ref, String> {
-    let header = lib_header_from_path(path).map_err(|e| library_error(&e))?;
-    header
-        .init_root_module::<PluginModule_Ref>()
-        .map_err(|e| library_error(&e))
+    let raw = RawLibrary::load_at(path).map_err(|e| library_error(&e))?;
+    let symbol = root_symbol(path)?;
+    let mut with_nul = symbol.into_bytes();
+    with_nul.push(0);
+    // SAFETY: the symbol was exported by `devext_plugin_api::export_plugin!`, which declares it
+    // as a `LibHeader`, the type abi_stable's loader reads it as; abi_stable then checks the
+    // header's version and the root module's full type layout before anything is called.
+    #[allow(unsafe_code)]
+    let header = unsafe {
+        raw.get::<AbiHeaderRef>(&with_nul)
+            .map(|h| *h)
+            .map_err(|e| library_error(&e))?
+    };
+    let module = header
+        .upgrade()
+        .and_then(|h| h.init_root_module::<PluginModule_Ref>())
+        .map_err(|e| library_error(&e))?;
+    // The module's functions point into the library: it must never be unloaded.
+    std::mem::forget(raw);
+    Ok(module)
+}
+
+/// The name of the root-module symbol the library exports (`devext_plugin_root__<crate>`).
+fn root_symbol(path: &Path) -> Result<String, String> {
+    use object::{Object, ObjectSymbol};
+    let data = std::fs::read(path).map_err(|e| format!("cannot read the library: {e}"))?;
+    let file =
+        object::File::parse(&*data).map_err(|e| format!("not a loadable shared library ({e})"))?;
+    let mut found: Vec<String> = file
+        .dynamic_symbols()
+        .filter(|s| s.is_definition())
+        .filter_map(|s| s.name().ok())
+        .filter(|n| n.starts_with(ROOT_MODULE_SYMBOL_PREFIX))
+        .map(str::to_owned)
+        .collect();
+    found.sort();
+    found.dedup();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(
+            "no devext root module: this library was not built with devext_plugin_api::export_plugin!"
+                .to_owned(),
+        ),
+        _ => Err(format!(
+            "several devext root modules ({}): build one plugin per library",
+            found.join(", ")
+        )),
+    }
 }
 
 /// One line (or a few for layout mismatches) out of abi_stable's error.
@@ -133,20 +180,38 @@ fn library_error(e: &LibraryError) -> String {
             "built against devext-plugin-api {actual_version}, this host needs a version compatible with {expected_version}"
         ),
         LibraryError::AbiInstability(_) => {
+            // abi_stable prints both full layouts (hundreds of lines); keep each
+            // "Error:<what>" with its "Expected:"/"Found:" values.
             let text = e.to_string();
-            let errors: Vec<&str> = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| l.starts_with("Error:"))
-                .collect();
-            let shown: Vec<&str> = errors.iter().take(3).copied().collect();
-            let more = errors.len().saturating_sub(shown.len());
+            let lines: Vec<&str> = text.lines().map(str::trim).collect();
+            let mut errors = Vec::new();
+            for (i, line) in lines.iter().enumerate() {
+                let Some(what) = line.strip_prefix("Error:") else {
+                    continue;
+                };
+                let value_after = |label: &str| {
+                    lines[i + 1..]
+                        .iter()
+                        .take(6)
+                        .position(|l| *l == label)
+                        .and_then(|j| lines.get(i + 2 + j))
+                        .filter(|v| !v.is_empty())
+                };
+                let mut entry = what.trim().to_owned();
+                if let (Some(expected), Some(found)) = (value_after("Expected:"), value_after("Found:")) {
+                    entry.push_str(&format!(" (expected {expected}, found {found})"));
+                }
+                errors.push(entry);
+            }
+            errors.dedup();
+            let more = errors.len().saturating_sub(3);
+            errors.truncate(3);
             format!(
                 "ABI layout mismatch with this host: {}{}",
-                if shown.is_empty() {
+                if errors.is_empty() {
                     "incompatible type layout".to_owned()
                 } else {
-                    shown.join("; ")
+                    errors.join("; ")
                 },
                 if more > 0 {
                     format!(" (and {more} more)")

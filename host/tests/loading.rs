@@ -18,6 +18,7 @@ fn unusable_files_are_refused_with_a_reason_and_the_others_load() {
         "devext-echo",
         "devext-fixture-no-root",
         "devext-fixture-bad-manifest",
+        "devext-fixture-abi-mismatch",
     ]);
     std::fs::write(dir.path().join("notes.so"), "this is not a library\n").unwrap();
     std::fs::write(dir.path().join("readme.txt"), "ignored: not *.so").unwrap();
@@ -30,7 +31,7 @@ fn unusable_files_are_refused_with_a_reason_and_the_others_load() {
     .unwrap();
 
     assert_eq!(rt.plugin_names(), vec!["echo"]);
-    assert_eq!(rt.refused().len(), 3, "{:?}", rt.refused());
+    assert_eq!(rt.refused().len(), 4, "{:?}", rt.refused());
     let text = reason_for(&rt, "notes.so");
     assert!(text.starts_with("not a loadable shared library"), "{text}");
     let no_root = reason_for(&rt, "no_root");
@@ -42,6 +43,16 @@ fn unusable_files_are_refused_with_a_reason_and_the_others_load() {
         "{bad}"
     );
     assert!(bad.contains("duplicate operation \"same\""), "{bad}");
+    assert!(
+        bad.contains("incompatible plugin-api version 9.0.0"),
+        "{bad}"
+    );
+    let abi = reason_for(&rt, "abi_mismatch");
+    assert_eq!(
+        abi,
+        "ABI layout mismatch with this host: mismatched package \
+         (expected devext-plugin-api, found devext-fixture-abi-mismatch)"
+    );
     // Every meta-schema error is listed, with its place in the schema.
     assert!(bad.contains("device config schema at /type"), "{bad}");
     assert!(bad.contains("device config schema at /required"), "{bad}");

@@ -15,6 +15,7 @@ const LIBRARIES: &[&str] = &[
     "devext-fixture-egress",
     "devext-fixture-bad-manifest",
     "devext-fixture-no-root",
+    "devext-fixture-abi-mismatch",
 ];
 
 /// The profile directory the test binary was built in (`target/debug`).

@@ -54,14 +54,6 @@ mod tests {
     use super::api_compatible;
 
     #[test]
-    fn the_exported_symbol_is_the_one_abi_stable_looks_up() {
-        assert_eq!(
-            crate::plugin::export::ROOT_MODULE_SYMBOL,
-            abi_stable::library::ROOT_MODULE_LOADER_NAME
-        );
-    }
-
-    #[test]
     fn api_versions_follow_caret_rules() {
         assert!(api_compatible("0.1.0", "0.1.0"));
         assert!(api_compatible("0.1.5", "0.1.2"));

@@ -78,8 +78,9 @@ pub mod export {
         fn instance() -> &'static Self;
     }
 
-    /// The symbol name of the exported library header (see [`crate::export_plugin!`]).
-    pub const ROOT_MODULE_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
+    /// The prefix of the symbol under which a plugin library exports its root module; the rest
+    /// is the crate name (see [`crate::export_plugin!`]).
+    pub const ROOT_MODULE_SYMBOL_PREFIX: &str = "devext_plugin_root__";
 
     /// Builds the root module of plugin `P`.
     pub fn root_module<P: Exported>() -> PluginModule_Ref {
@@ -190,11 +191,13 @@ macro_rules! export_plugin {
                 }
             }
 
-            // The dynamic library's root module, under the symbol abi_stable's loader looks up
-            // (`abi_stable::library::ROOT_MODULE_LOADER_NAME`, checked by a test). Written out
-            // here instead of `#[export_root_module]` so that plugin crates need no direct
-            // dependency on abi_stable and may use edition 2024.
-            #[unsafe(export_name = "_1as_0lib_1header_0root_bmodule_bloader")]
+            // The dynamic library's root module, in abi_stable's `LibHeader` format (what
+            // `#[export_root_module]` generates), under a symbol unique to the plugin crate:
+            // `devext_plugin_root__<crate name>`. A fixed name would collide when two plugins
+            // are linked statically into one binary; the host finds the symbol by its prefix.
+            // Written out here so that plugin crates need no direct dependency on abi_stable and
+            // may use edition 2024.
+            #[unsafe(export_name = concat!("devext_plugin_root__", env!("CARGO_CRATE_NAME")))]
             #[allow(unsafe_code, non_upper_case_globals)]
             static DEVEXT_LIB_HEADER: $crate::plugin::export::abi_stable::library::LibHeader = {
                 extern "C" fn erased_root_module(
