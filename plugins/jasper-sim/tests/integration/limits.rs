@@ -1,0 +1,175 @@
+//! Rate limiting (concurrency and per-second) and the recorded peaks.
+
+use std::time::Duration;
+
+use devext_jasper_sim::{FaultSettings, LimitSettings};
+
+use crate::util::*;
+
+#[tokio::test]
+async fn per_second_limit_gives_real_errors_and_records_peaks() {
+    let sim = sim_with(|c| {
+        c.limits = LimitSettings {
+            enabled: true,
+            rate_per_second: 5,
+            max_in_flight: 1,
+        };
+    })
+    .await;
+    let active = sim_in(&sim, "activated");
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(rest_get(&sim, &format!("/devices/{}", active.iccid)).await);
+    }
+    assert!(statuses[..5].iter().all(|r| r.status == 200));
+    for over in &statuses[5..] {
+        assert_rest_error(over, 429, "40000029");
+    }
+    // SOAP gets fault 400101 for the same reason.
+    let soap = soap_call(
+        &sim,
+        "terminal",
+        "GetTerminalDetails",
+        &[Node::Parent(
+            "iccids",
+            vec![leaf("iccid", active.iccid.clone())],
+        )],
+    )
+    .await;
+    assert_fault(&soap, "400101");
+
+    let stats = sim.stats();
+    assert_eq!(stats.requests, 9);
+    assert_eq!(stats.rate_limited, 4);
+    assert!(stats.max_per_second_seen >= 9, "{stats:?}");
+    assert_eq!(stats.max_in_flight_seen, 1);
+
+    // The control endpoint reports the same numbers.
+    let control = send(sim.addr(), "GET", "/_sim/stats", &[], b"")
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(
+        control["max_per_second_seen"].as_u64(),
+        Some(stats.max_per_second_seen)
+    );
+    assert_eq!(control["max_in_flight_seen"], 1);
+    assert_eq!(control["rate_limited"], 4);
+
+    // After a second, requests are admitted again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        rest_get(&sim, &format!("/devices/{}", active.iccid))
+            .await
+            .status,
+        200
+    );
+
+    // A client pacing itself at 5/s is never refused.
+    sim.reset_stats();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for _ in 0..6 {
+        let response = rest_get(&sim, &format!("/devices/{}", active.iccid)).await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        tokio::time::sleep(Duration::from_millis(210)).await;
+    }
+    let stats = sim.stats();
+    assert_eq!(stats.rate_limited, 0);
+    assert!(stats.max_per_second_seen <= 5, "{stats:?}");
+}
+
+#[tokio::test]
+async fn in_flight_limit() {
+    let sim = sim_with(|c| {
+        c.limits = LimitSettings {
+            enabled: true,
+            rate_per_second: 0,
+            max_in_flight: 1,
+        };
+        c.faults = FaultSettings {
+            latency_ms: 300,
+            ..FaultSettings::default()
+        };
+    })
+    .await;
+    let active = sim_in(&sim, "activated");
+    let path = format!("/devices/{}", active.iccid);
+    let (a, b) = tokio::join!(rest_get(&sim, &path), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        rest_get(&sim, &path).await
+    });
+    // Whichever arrives second while the first is in flight is refused.
+    let (ok, refused) = if a.status == 200 { (a, b) } else { (b, a) };
+    assert_eq!(ok.status, 200);
+    assert_rest_error(&refused, 429, "40000029");
+    let stats = sim.stats();
+    assert_eq!(stats.max_in_flight_seen, 2);
+    assert_eq!(stats.rate_limited, 1);
+    assert_eq!(stats.in_flight, 0);
+
+    // Two concurrent SOAP calls: the second gets 400101.
+    let details = [Node::Parent(
+        "iccids",
+        vec![leaf("iccid", active.iccid.clone())],
+    )];
+    let (a, b) = tokio::join!(
+        soap_call(&sim, "terminal", "GetTerminalDetails", &details),
+        async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            soap_call(&sim, "terminal", "GetTerminalDetails", &details).await
+        }
+    );
+    let (ok, refused) = if a.status == 200 { (a, b) } else { (b, a) };
+    assert_eq!(ok.status, 200);
+    assert_fault(&refused, "400101");
+}
+
+#[tokio::test]
+async fn limits_can_be_lifted_and_changed() {
+    let sim = sim_with(|c| {
+        c.limits = LimitSettings {
+            enabled: false,
+            ..LimitSettings::default()
+        };
+        c.faults.latency_ms = 100;
+    })
+    .await;
+    let active = sim_in(&sim, "activated");
+    let path = format!("/devices/{}", active.iccid);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (addr, path) = (sim.addr(), format!("/rws/api/v1{path}"));
+        let auth = basic("demo", "demo-api-key");
+        tasks
+            .spawn(async move { send(addr, "GET", &path, &[("Authorization", &auth)], b"").await });
+    }
+    while let Some(result) = tasks.join_next().await {
+        assert_eq!(result.unwrap().unwrap().status, 200);
+    }
+    let stats = sim.stats();
+    assert!(stats.max_in_flight_seen >= 2, "{stats:?}");
+    assert_eq!(stats.max_per_second_seen, 4);
+    assert_eq!(stats.rate_limited, 0);
+
+    // Limits changed through the control endpoint.
+    let set = send(
+        sim.addr(),
+        "POST",
+        "/_sim/limits",
+        &[("Content-Type", "application/json")],
+        br#"{"enabled":true,"rate_per_second":1,"max_in_flight":0}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(set.status, 200, "{}", set.body);
+    assert_eq!(rest_get(&sim, &path).await.status, 200);
+    assert_eq!(rest_get(&sim, &path).await.status, 429);
+
+    // Reset.
+    let reset = send(sim.addr(), "POST", "/_sim/stats/reset", &[], b"")
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(reset["requests"], 0);
+    assert_eq!(reset["max_per_second_seen"], 0);
+}
