@@ -4,13 +4,12 @@
 //! This module knows nothing about HTTP, XML or JSON: the SOAP and REST
 //! front-ends translate its typed errors into their own wire error codes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::dates;
-use crate::rng::SplitMix64;
 use crate::views::{RatePlanView, SimView, SmsView};
 
 /// Identifier of the simulated account (`accountId` on the wire).
@@ -203,31 +202,6 @@ pub(crate) struct RatePlan {
     pub(crate) version: u32,
     pub(crate) included_bytes: u64,
     pub(crate) zones: Vec<String>,
-}
-
-fn default_plans() -> Vec<RatePlan> {
-    let plan = |name: &str, version, included_bytes, zones: &[&str]| RatePlan {
-        name: name.to_owned(),
-        version,
-        included_bytes,
-        zones: zones.iter().map(|z| (*z).to_owned()).collect(),
-    };
-    vec![
-        plan("IoT_Basic_1MB", 2, 1_000_000, &["Home", "Roaming_EU"]),
-        plan(
-            "IoT_Standard_50MB",
-            3,
-            50_000_000,
-            &["Home", "Roaming_EU", "Roaming_World"],
-        ),
-        plan(
-            "IoT_Pro_1GB",
-            1,
-            1_000_000_000,
-            &["Home", "Roaming_EU", "Roaming_World"],
-        ),
-        plan("IoT_Test_Free", 1, 100_000, &["Home"]),
-    ]
 }
 
 /// Usage of one SIM in one zone of one rate plan during one cycle.
@@ -459,50 +433,20 @@ impl Account {
     /// Builds an account with `count` SIMs, fully determined by `seed` (the
     /// usage cycles are anchored on the cycle containing `now`).
     pub(crate) fn seeded(count: usize, seed: u64, now: DateTime<Utc>) -> Self {
-        let mut rng = SplitMix64::new(seed);
-        let plans = default_plans();
-
-        // At least half Activated; the rest spread over the other states.
-        let activated = count.div_ceil(2) + count / 10;
-        let others = [
-            SimStatus::Deactivated,
-            SimStatus::Inventory,
-            SimStatus::ActivationReady,
-            SimStatus::Retired,
-            SimStatus::TestReady,
-        ];
-        let mut statuses: Vec<SimStatus> = (0..count)
-            .map(|i| {
-                if i < activated {
-                    SimStatus::Activated
-                } else {
-                    others[(i - activated) % others.len()]
-                }
-            })
-            .collect();
-        rng.shuffle(&mut statuses);
-
-        let mut used = HashSet::new();
-        let mut sims = Vec::with_capacity(count);
-        for status in statuses {
-            let iccid = unique_iccid(&mut rng, &mut used, OWN_PREFIXES);
-            sims.push(seed_sim(&mut rng, iccid, status, &plans, now));
-        }
-        let foreign = (0..3)
-            .map(|_| unique_iccid(&mut rng, &mut used, FOREIGN_PREFIXES))
-            .collect();
-        let index = sims
+        let seeded = crate::seed::seed_account(count, seed, now);
+        let index = seeded
+            .sims
             .iter()
             .enumerate()
             .map(|(i, s)| (s.iccid.clone(), i))
             .collect();
         Account {
-            sims,
+            sims: seeded.sims,
             index,
-            foreign,
-            plans,
+            foreign: seeded.foreign,
+            plans: seeded.plans,
             sms: Vec::new(),
-            next_sms_id: 6_000_000_000 + rng.below(1_000_000) * 1000,
+            next_sms_id: seeded.first_sms_id,
             pending: Vec::new(),
         }
     }
@@ -780,184 +724,16 @@ impl Account {
     }
 }
 
-/// Issuer prefixes of this account's ICCIDs: (prefix, total length).
-/// 19-digit ICCIDs are stored without a Luhn check digit, like many real
-/// Jasper accounts; 20-digit ones carry a valid check digit.
-const OWN_PREFIXES: &[(&str, usize)] = &[("8901260", 20), ("8946071", 20), ("8986061", 19)];
-/// Prefixes of ICCIDs that belong to another account.
-const FOREIGN_PREFIXES: &[(&str, usize)] = &[("8944500", 20)];
-
-fn unique_iccid(
-    rng: &mut SplitMix64,
-    used: &mut HashSet<String>,
-    prefixes: &[(&str, usize)],
-) -> String {
-    loop {
-        let (prefix, len) = prefixes[rng.below(prefixes.len() as u64) as usize];
-        let iccid = if len == 20 {
-            with_luhn(&format!("{prefix}{}", rng.digits(len - 1 - prefix.len())))
-        } else {
-            format!("{prefix}{}", rng.digits(len - prefix.len()))
-        };
-        if used.insert(iccid.clone()) {
-            return iccid;
-        }
-    }
-}
-
 /// Whether `iccid` looks like an ICCID: 18 to 22 decimal digits. The Luhn
 /// digit is not checked (many real 19-digit Jasper ICCIDs lack it).
 pub(crate) fn iccid_well_formed(iccid: &str) -> bool {
     (18..=22).contains(&iccid.len()) && iccid.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Appends the Luhn check digit to a string of digits.
-pub(crate) fn with_luhn(digits: &str) -> String {
-    let sum: u32 = digits
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(i, b)| {
-            let d = u32::from(b - b'0');
-            if i % 2 == 0 {
-                let x = d * 2;
-                if x > 9 { x - 9 } else { x }
-            } else {
-                d
-            }
-        })
-        .sum();
-    format!("{digits}{}", (10 - sum % 10) % 10)
-}
-
-const CUSTOMERS: [&str; 3] = ["Acme Logistics", "Nordic Meters", "Blue Fleet"];
-
-fn seed_sim(
-    rng: &mut SplitMix64,
-    iccid: String,
-    status: SimStatus,
-    plans: &[RatePlan],
-    now: DateTime<Utc>,
-) -> Sim {
-    let base = Utc
-        .with_ymd_and_hms(2019, 1, 1, 0, 0, 0)
-        .single()
-        .unwrap_or_default();
-    let secs = |rng: &mut SplitMix64, days: u64| {
-        Duration::seconds(rng.below(days * 86_400) as i64)
-            + Duration::milliseconds(rng.below(1000) as i64)
-    };
-    let date_added = base + secs(rng, 1500);
-    let date_shipped = date_added + Duration::days(1) + secs(rng, 9);
-    let ever_active = matches!(
-        status,
-        SimStatus::Activated | SimStatus::Deactivated | SimStatus::Retired
-    );
-    let date_activated = ever_active.then(|| date_shipped + Duration::days(1) + secs(rng, 59));
-    let date_modified = date_activated.unwrap_or(date_shipped) + secs(rng, 200);
-
-    let plan = if status == SimStatus::TestReady {
-        plans.iter().find(|p| p.name == "IoT_Test_Free")
-    } else {
-        plans.get(rng.below(3) as usize)
-    }
-    .or(plans.first())
-    .cloned()
-    .unwrap_or_else(|| RatePlan {
-        name: "IoT_Basic_1MB".to_owned(),
-        version: 1,
-        included_bytes: 1_000_000,
-        zones: vec!["Home".to_owned()],
-    });
-
-    let mut usage = BTreeMap::new();
-    for back in 0..=3u32 {
-        let start = dates::cycle_start(now, back);
-        let active = match status {
-            SimStatus::Activated => true,
-            SimStatus::Deactivated | SimStatus::Retired => back > 0,
-            _ => false,
-        };
-        let cycle = if active {
-            let cycle_plan = if back >= 2 && rng.chance(0.15) {
-                plans
-                    .iter()
-                    .filter(|p| p.name != plan.name && p.name != "IoT_Test_Free")
-                    .nth(rng.below(2) as usize)
-                    .unwrap_or(&plan)
-            } else {
-                &plan
-            };
-            seed_cycle(rng, cycle_plan, back == 0)
-        } else {
-            CycleUsage::default()
-        };
-        usage.insert(start, cycle);
-    }
-
-    let imei = ever_active.then(|| with_luhn(&format!("35{}", rng.digits(12))));
-    let customer = rng
-        .chance(0.4)
-        .then(|| CUSTOMERS[rng.below(CUSTOMERS.len() as u64) as usize].to_owned());
-    let device_id = rng
-        .chance(0.5)
-        .then(|| format!("meter-{:05}", rng.below(100_000)));
-    Sim {
-        imsi: format!("24007{}", rng.digits(10)),
-        msisdn: format!("882360{}", rng.digits(8)),
-        iccid,
-        imei,
-        status,
-        rate_plan: plan.name.clone(),
-        communication_plan: COMMUNICATION_PLANS[0].to_owned(),
-        customer,
-        device_id,
-        modem_id: None,
-        overage_override: OverageOverride::Default,
-        date_added,
-        date_shipped,
-        date_activated,
-        date_modified,
-        custom: BTreeMap::new(),
-        usage,
-    }
-}
-
-fn seed_cycle(rng: &mut SplitMix64, plan: &RatePlan, current: bool) -> CycleUsage {
-    let mut zones = Vec::new();
-    for (i, zone) in plan.zones.iter().enumerate() {
-        if i > 0 && !rng.chance(0.3) {
-            continue;
-        }
-        // Home carries most of the traffic; up to 150% of the allowance.
-        let share = if i == 0 { 100 } else { 15 };
-        let mut data = plan.included_bytes * rng.range(5, 150) / 100 * share / 100;
-        if current {
-            data = data * rng.range(10, 90) / 100;
-        }
-        let voice = rng.chance(0.5);
-        zones.push(ZoneUsage {
-            rate_plan: plan.name.clone(),
-            rate_plan_version: plan.version,
-            zone: zone.clone(),
-            data_bytes: data + rng.below(1000),
-            voice_mo_secs: if voice { rng.below(600) } else { 0 },
-            voice_mt_secs: if voice { rng.below(300) } else { 0 },
-            sms_mo: rng.below(20),
-            sms_mt: rng.below(20),
-        });
-    }
-    let total: u64 = zones.iter().map(|z| z.data_bytes).sum();
-    CycleUsage {
-        zero_rated_bytes: total * rng.range(0, 10) / 100,
-        sessions: rng.range(1, 80),
-        zones,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{Duration, TimeZone};
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2024, 5, 15, 12, 0, 0).unwrap()
@@ -1057,10 +833,5 @@ mod tests {
         acc.apply_due(n + Duration::days(2));
         assert_eq!(acc.lookup(&iccid).unwrap().status, SimStatus::Deactivated);
         assert_eq!(acc.pending_for(&iccid), 0);
-    }
-
-    #[test]
-    fn luhn() {
-        assert_eq!(with_luhn("7992739871"), "79927398713");
     }
 }

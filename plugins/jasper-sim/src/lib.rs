@@ -28,6 +28,7 @@ mod faults;
 mod limits;
 mod rest;
 mod rng;
+mod seed;
 mod server;
 mod soap;
 mod views;

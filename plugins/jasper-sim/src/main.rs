@@ -61,9 +61,11 @@ struct Cli {
 enum CliFaultMode {
     None,
     Http500,
+    #[value(alias = "rate_limit")]
     RateLimit,
     Malformed,
     Drop,
+    #[value(alias = "drop_after_write")]
     DropAfterWrite,
 }
 

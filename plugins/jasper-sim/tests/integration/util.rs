@@ -99,7 +99,13 @@ pub(crate) async fn send(
     };
     let raw = tokio::time::timeout(Duration::from_secs(10), exchange)
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer in 10 s"))??;
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer in 10 s"))?;
+    // A connection aborted with unread request bytes may be reset rather
+    // than closed: both mean "no response".
+    let raw = match raw {
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Vec::new(),
+        other => other?,
+    };
     if raw.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
