@@ -1,0 +1,624 @@
+//! `jasper`: binds devices to their SIMs in Cisco Jasper Control Center (Cisco IoT Control
+//! Center), over its SOAP API (WS-Security, license key) or its REST API (`/rws/api/v1`).
+//!
+//! Operations: `overview`, `set_status`, `usage`, `send_sms`, `set_rate_plan` (see `README.md`
+//! for the mapping tables and decisions).
+//!
+//! Code map:
+//! - [`schemas`]: the manifest (configuration schemas, operations, warnings).
+//! - [`config`]: the org configuration, the ICCID, the per-account key.
+//! - [`model`]: SIM statuses, unit conversions, the outputs.
+//! - [`soap`] / [`rest`]: request building and response parsing, pure functions.
+//! - [`xml`]: the namespace-aware XML tree the SOAP parser reads.
+//! - [`dates`]: the lenient date parser.
+//! - [`errors`]: Jasper's error tables and what each failure means for a retry.
+//! - [`limits`]: per-account semaphore and rate window, retry policy, single-flight.
+//! - this file: the [`Plugin`] impl, and the one place that does I/O (through the [`Host`]).
+//!
+//! Architecture invariant: all I/O (HTTP, clock, timers, logs) goes through [`Host`]; the
+//! plugin has no runtime, no threads and no network client of its own.
+
+pub mod config;
+pub mod dates;
+pub mod errors;
+pub mod limits;
+pub mod model;
+pub mod rest;
+pub mod schemas;
+pub mod soap;
+pub mod xml;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use devext_plugin_api::{
+    Call, ErrorKind, Host, HttpRequest, HttpResponse, LogLevel, Manifest, Plugin, PluginError,
+    Value, json,
+};
+
+use crate::config::{Api, OrgConfig};
+use crate::dates::Date;
+use crate::errors::{Failure, OpHint, RetryClass};
+use crate::limits::{AccountLimits, Either, SingleFlight};
+use crate::model::{Change, SimStatus, SmsSent};
+
+/// The plugin. One instance serves every call, concurrently.
+#[derive(Default)]
+pub struct Jasper {
+    /// Per-account limits, by account key (endpoint, username, hashed credential).
+    accounts: Mutex<HashMap<String, Arc<AccountLimits>>>,
+    /// Concurrent identical reads share one upstream call.
+    flights: SingleFlight<Result<Value, PluginError>>,
+    /// Feeds SOAP message ids and backoff jitter.
+    counter: AtomicU64,
+    ids: RandomState,
+}
+
+/// One call's context.
+struct Ctx<'a> {
+    host: &'a Host,
+    cfg: &'a OrgConfig,
+    iccid: &'a str,
+    deadline_ms: i64,
+    limits: Arc<AccountLimits>,
+}
+
+impl Ctx<'_> {
+    fn soap_creds(&self) -> soap::Credentials<'_> {
+        soap::Credentials {
+            username: &self.cfg.username,
+            password: &self.cfg.password,
+            license_key: &self.cfg.license_key,
+        }
+    }
+
+    fn rest_creds(&self) -> rest::Credentials<'_> {
+        rest::Credentials {
+            username: &self.cfg.username,
+            api_key: &self.cfg.api_key,
+        }
+    }
+}
+
+fn to_output<T: serde::Serialize>(value: &T) -> Result<Value, PluginError> {
+    serde_json::to_value(value)
+        .map_err(|e| PluginError::internal(format!("cannot encode the output: {e}")))
+}
+
+fn optional_date(input: &Value, key: &str) -> Result<Option<Date>, PluginError> {
+    match input.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Date::parse_iso(s).map(Some).ok_or_else(|| {
+            PluginError::invalid_input(format!("{key} must be a calendar date written YYYY-MM-DD"))
+        }),
+        Some(_) => Err(PluginError::invalid_input(format!(
+            "{key} must be a date written YYYY-MM-DD"
+        ))),
+    }
+}
+
+impl Jasper {
+    /// The limits of the account of `cfg` (created on first use, replaced when its settings
+    /// change).
+    fn limits_for(&self, key: &str, cfg: &OrgConfig) -> Arc<AccountLimits> {
+        let mut accounts = self
+            .accounts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match accounts.get(key) {
+            Some(l)
+                if l.rate_per_second == cfg.rate_per_second
+                    && l.max_in_flight == cfg.max_in_flight =>
+            {
+                Arc::clone(l)
+            }
+            _ => {
+                let l = Arc::new(AccountLimits::new(cfg.rate_per_second, cfg.max_in_flight));
+                accounts.insert(key.to_owned(), Arc::clone(&l));
+                l
+            }
+        }
+    }
+
+    fn next_seed(&self) -> u64 {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        self.ids.hash_one(n)
+    }
+
+    /// A fresh, unique SOAP `messageId`: host clock + process counter + random bits.
+    fn message_id(&self, now_ms: i64) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let random = self.ids.hash_one((n, now_ms));
+        format!("devext-{now_ms:x}-{n:x}-{random:016x}")
+    }
+
+    /// One upstream request with the account's limits and the retry policy, inside the call's
+    /// deadline. `build` gets a fresh message id per attempt.
+    async fn exchange<T>(
+        &self,
+        ctx: &Ctx<'_>,
+        what: &str,
+        write: bool,
+        build: impl Fn(&str) -> Result<HttpRequest, PluginError>,
+        parse: impl Fn(&HttpResponse) -> Result<T, Failure>,
+    ) -> Result<T, PluginError> {
+        let host = ctx.host;
+        let deadline = ctx.deadline_ms;
+        let mut failures = 0u32;
+        loop {
+            let now = host.now_unix_ms()?;
+            let left = deadline - now - limits::MIN_ATTEMPT_MS;
+            if left < 0 {
+                return Err(PluginError::new(
+                    ErrorKind::Timeout,
+                    format!("no time left before the call's deadline to call Jasper ({what})"),
+                ));
+            }
+            // 1. A turn among the account's calls in flight.
+            let permit = match limits::race(
+                ctx.limits.in_flight.acquire(),
+                host.sleep(Duration::from_millis(left as u64)),
+            )
+            .await
+            {
+                Either::Left(permit) => permit,
+                Either::Right(slept) => {
+                    slept?;
+                    return Err(PluginError::new(
+                        ErrorKind::RateLimited,
+                        format!(
+                            "rate limit: other calls to this Jasper account kept it busy until \
+                             the deadline (at most {} at a time); try again shortly",
+                            ctx.limits.max_in_flight
+                        ),
+                    ));
+                }
+            };
+            // 2. A start time within the per-second limit.
+            let now = host.now_unix_ms()?;
+            let start = ctx.limits.reserve_start(now);
+            if start > now {
+                if !limits::fits_before_deadline(now, start - now, deadline) {
+                    return Err(PluginError::new(
+                        ErrorKind::RateLimited,
+                        format!(
+                            "rate limit: this Jasper account's limit of {} calls per second \
+                             leaves no time before the deadline; try again shortly",
+                            ctx.limits.rate_per_second
+                        ),
+                    ));
+                }
+                host.sleep(Duration::from_millis((start - now) as u64))
+                    .await?;
+            }
+            // 3. The request.
+            let now = host.now_unix_ms()?;
+            let mut req = build(&self.message_id(now))?;
+            req.timeout_ms = Some((deadline - now).max(1) as u64);
+            let answer = host.http(&req).await;
+            drop(permit);
+            let failure = match answer {
+                Ok(resp) => match parse(&resp) {
+                    Ok(v) => {
+                        if failures > 0 {
+                            host.log(
+                                LogLevel::Info,
+                                format!("jasper {what}: succeeded after {failures} retries"),
+                            );
+                        }
+                        return Ok(v);
+                    }
+                    Err(f) => f,
+                },
+                Err(e) => errors::host_http_error(e),
+            };
+            failures += 1;
+            // 4. Retry?
+            let now = host.now_unix_ms()?;
+            if failures < limits::MAX_ATTEMPTS && limits::may_retry(write, failure.class) {
+                let wait = limits::backoff_ms(failures, failure.retry_after_ms, self.next_seed());
+                if limits::fits_before_deadline(now, wait as i64, deadline) {
+                    host.log(
+                        LogLevel::Warn,
+                        format!(
+                            "jasper {what}: attempt {failures} failed ({}: {}); retrying in {wait} ms",
+                            failure.error.kind, failure.error.message
+                        ),
+                    );
+                    host.sleep(Duration::from_millis(wait)).await?;
+                    continue;
+                }
+            }
+            return Err(final_error(failure, failures, write, what));
+        }
+    }
+
+    async fn overview(&self, ctx: &Ctx<'_>) -> Result<Value, PluginError> {
+        let iccid = ctx.iccid;
+        let endpoint = &ctx.cfg.endpoint;
+        let out = match ctx.cfg.api {
+            Api::Soap => {
+                let req = soap::Request::GetTerminalDetails { iccid };
+                self.exchange(
+                    ctx,
+                    "GetTerminalDetails",
+                    false,
+                    |id| soap::http_request(endpoint, &req, &ctx.soap_creds(), id),
+                    |resp| {
+                        let el = soap::parse_response(resp, req.operation(), OpHint::Overview)?;
+                        soap::overview(&el, iccid)
+                    },
+                )
+                .await?
+            }
+            Api::Rest => {
+                let device = self
+                    .exchange(
+                        ctx,
+                        "GET device",
+                        false,
+                        |_| Ok(rest::get_device(endpoint, iccid, &ctx.rest_creds())),
+                        |resp| rest::parse_response(resp, OpHint::Overview),
+                    )
+                    .await?;
+                let ctd = self
+                    .exchange(
+                        ctx,
+                        "GET ctdUsages",
+                        false,
+                        |_| Ok(rest::get_ctd_usages(endpoint, iccid, &ctx.rest_creds())),
+                        |resp| rest::parse_response(resp, OpHint::Overview),
+                    )
+                    .await?;
+                rest::overview(iccid, &device, &ctd)
+            }
+        };
+        to_output(&out)
+    }
+
+    async fn usage(&self, ctx: &Ctx<'_>, cycle_start: Date) -> Result<Value, PluginError> {
+        let iccid = ctx.iccid;
+        let endpoint = &ctx.cfg.endpoint;
+        let out = match ctx.cfg.api {
+            Api::Soap => {
+                let req = soap::Request::GetTerminalUsage { iccid, cycle_start };
+                self.exchange(
+                    ctx,
+                    "GetTerminalUsage",
+                    false,
+                    |id| soap::http_request(endpoint, &req, &ctx.soap_creds(), id),
+                    |resp| {
+                        let el = soap::parse_response(resp, req.operation(), OpHint::Usage)?;
+                        Ok(soap::usage(&el, iccid, cycle_start))
+                    },
+                )
+                .await?
+            }
+            Api::Rest => {
+                self.exchange(
+                    ctx,
+                    "GET usageInZone",
+                    false,
+                    |_| {
+                        Ok(rest::get_usage_in_zone(
+                            endpoint,
+                            iccid,
+                            cycle_start,
+                            &ctx.rest_creds(),
+                        ))
+                    },
+                    |resp| {
+                        let body = rest::parse_response(resp, OpHint::Usage)?;
+                        rest::usage(iccid, cycle_start, &body)
+                    },
+                )
+                .await?
+            }
+        };
+        to_output(&out)
+    }
+
+    /// `EditTerminal` (SOAP) or `PUT /devices/{iccid}` (REST) of one field; returns whether
+    /// Jasper scheduled the change (202, or an effective date).
+    async fn edit(
+        &self,
+        ctx: &Ctx<'_>,
+        hint: OpHint,
+        soap_change: (u32, &str),
+        rest_field: (&str, &str),
+        effective_date: Option<Date>,
+    ) -> Result<bool, PluginError> {
+        let iccid = ctx.iccid;
+        let endpoint = &ctx.cfg.endpoint;
+        match ctx.cfg.api {
+            Api::Soap => {
+                let req = soap::Request::EditTerminal {
+                    iccid,
+                    effective_date,
+                    target_value: soap_change.1,
+                    change_type: soap_change.0,
+                };
+                self.exchange(
+                    ctx,
+                    "EditTerminal",
+                    true,
+                    |id| soap::http_request(endpoint, &req, &ctx.soap_creds(), id),
+                    |resp| soap::parse_response(resp, req.operation(), hint).map(|_| ()),
+                )
+                .await?;
+                Ok(effective_date.is_some())
+            }
+            Api::Rest => {
+                let status = self
+                    .exchange(
+                        ctx,
+                        "PUT device",
+                        true,
+                        |_| {
+                            Ok(rest::edit_device(
+                                endpoint,
+                                iccid,
+                                rest_field.0,
+                                rest_field.1,
+                                effective_date,
+                                &ctx.rest_creds(),
+                            ))
+                        },
+                        |resp| rest::parse_response(resp, hint).map(|_| resp.status),
+                    )
+                    .await?;
+                Ok(effective_date.is_some() || status == 202)
+            }
+        }
+    }
+
+    async fn set_status(&self, ctx: &Ctx<'_>, input: &Value) -> Result<Value, PluginError> {
+        let id = input.get("status").and_then(Value::as_str).unwrap_or("");
+        let status = SimStatus::settable_from_id(id).ok_or_else(|| {
+            PluginError::invalid_input(
+                "status must be one of inventory, activation_ready, activated, deactivated, retired",
+            )
+        })?;
+        let effective_date = optional_date(input, "effective_date")?;
+        self.check_effective_date(ctx, effective_date)?;
+        let scheduled = self
+            .edit(
+                ctx,
+                OpHint::SetStatus,
+                (soap::CHANGE_SIM_STATUS, &status.soap_name()),
+                ("status", &status.rest_name()),
+                effective_date,
+            )
+            .await?;
+        to_output(&Change {
+            iccid: ctx.iccid.to_owned(),
+            api: ctx.cfg.api.as_str(),
+            status: Some(status.id().to_owned()),
+            rate_plan: None,
+            effective_date: effective_date.map(|d| d.to_string()),
+            scheduled,
+        })
+    }
+
+    async fn set_rate_plan(&self, ctx: &Ctx<'_>, input: &Value) -> Result<Value, PluginError> {
+        let plan = input
+            .get("rate_plan")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .trim();
+        if plan.is_empty() || plan.chars().count() > 100 {
+            return Err(PluginError::invalid_input(
+                "rate_plan must be a plan name of 1 to 100 characters",
+            ));
+        }
+        if ctx.cfg.api == Api::Soap && plan.contains([',', '*']) {
+            return Err(PluginError::invalid_input(
+                "Jasper's SOAP API does not accept commas or '*' in a rate plan name",
+            ));
+        }
+        let effective_date = optional_date(input, "effective_date")?;
+        self.check_effective_date(ctx, effective_date)?;
+        let scheduled = self
+            .edit(
+                ctx,
+                OpHint::SetRatePlan,
+                (soap::CHANGE_RATE_PLAN, plan),
+                ("ratePlan", plan),
+                effective_date,
+            )
+            .await?;
+        to_output(&Change {
+            iccid: ctx.iccid.to_owned(),
+            api: ctx.cfg.api.as_str(),
+            status: None,
+            rate_plan: Some(plan.to_owned()),
+            effective_date: effective_date.map(|d| d.to_string()),
+            scheduled,
+        })
+    }
+
+    /// REST accepts effective dates at most 180 days ahead: say so before calling.
+    fn check_effective_date(&self, ctx: &Ctx<'_>, date: Option<Date>) -> Result<(), PluginError> {
+        let (Some(date), Api::Rest) = (date, ctx.cfg.api) else {
+            return Ok(());
+        };
+        let today = ctx.host.now_unix_ms()?.div_euclid(86_400_000);
+        if date.days_since_epoch() > today + 180 {
+            return Err(PluginError::invalid_input(
+                "effective_date is more than 180 days ahead, which Jasper's REST API refuses",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn send_sms(&self, ctx: &Ctx<'_>, input: &Value) -> Result<Value, PluginError> {
+        let text = input.get("message").and_then(Value::as_str).unwrap_or("");
+        let chars = text.chars().count();
+        let max = match ctx.cfg.api {
+            Api::Soap => soap::SOAP_SMS_MAX_CHARS,
+            Api::Rest => rest::REST_SMS_MAX_CHARS,
+        };
+        if chars == 0 {
+            return Err(PluginError::invalid_input("the message is empty"));
+        }
+        if chars > max {
+            return Err(PluginError::invalid_input(format!(
+                "the message has {chars} characters; Jasper's {} API accepts at most {max}",
+                ctx.cfg.api.as_str().to_ascii_uppercase()
+            )));
+        }
+        let iccid = ctx.iccid;
+        let endpoint = &ctx.cfg.endpoint;
+        let message_id = match ctx.cfg.api {
+            Api::Soap => {
+                let req = soap::Request::SendSms { iccid, text };
+                self.exchange(
+                    ctx,
+                    "SendSMS",
+                    true,
+                    |id| soap::http_request(endpoint, &req, &ctx.soap_creds(), id),
+                    |resp| {
+                        let el = soap::parse_response(resp, req.operation(), OpHint::SendSms)?;
+                        Ok(soap::sms_id(&el))
+                    },
+                )
+                .await?
+            }
+            Api::Rest => {
+                self.exchange(
+                    ctx,
+                    "POST smsMessages",
+                    true,
+                    |_| Ok(rest::send_sms(endpoint, iccid, text, &ctx.rest_creds())),
+                    |resp| rest::parse_response(resp, OpHint::SendSms).map(|b| rest::sms_id(&b)),
+                )
+                .await?
+            }
+        };
+        if message_id.is_none() {
+            ctx.host.log(
+                LogLevel::Warn,
+                "jasper SendSMS: Jasper accepted the message without returning its id",
+            );
+        }
+        to_output(&SmsSent {
+            iccid: iccid.to_owned(),
+            api: ctx.cfg.api.as_str(),
+            message_id,
+            characters: chars as u64,
+        })
+    }
+
+    /// Runs a read through single-flight: concurrent identical reads of the same account share
+    /// one upstream call.
+    async fn shared_read<F, Fut>(
+        &self,
+        ctx: &Ctx<'_>,
+        key: String,
+        work: F,
+    ) -> Result<Value, PluginError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Value, PluginError>>,
+    {
+        let (result, shared) = self.flights.run(key, work).await;
+        if shared {
+            ctx.host.log(
+                LogLevel::Debug,
+                "jasper: answered from a concurrent identical call",
+            );
+        }
+        result
+    }
+}
+
+/// The error of the last attempt, saying how often it was retried and, for a write whose fate
+/// is unknown, that it may have been applied.
+fn final_error(failure: Failure, attempts: u32, write: bool, what: &str) -> PluginError {
+    let mut e = failure.error;
+    if attempts > 1 {
+        let retries = attempts - 1;
+        let times = if retries == 1 { "once" } else { "" };
+        let count = if retries == 1 {
+            times.to_owned()
+        } else {
+            format!("{retries} times")
+        };
+        e.message = match e.kind {
+            ErrorKind::RateLimited => format!("rate limit, retried {count}: {}", e.message),
+            _ => format!("{} (retried {count})", e.message),
+        };
+    }
+    if write && failure.class == RetryClass::Ambiguous {
+        e.message = format!(
+            "{}; the request may still have been processed by Jasper: check the SIM before \
+             repeating it",
+            e.message
+        );
+        e.retryable = false;
+    }
+    let mut details = match std::mem::take(&mut e.details) {
+        Value::Object(map) => map,
+        Value::Null => Default::default(),
+        other => {
+            let mut m = serde_json::Map::new();
+            m.insert("cause".into(), other);
+            m
+        }
+    };
+    details.insert("attempts".into(), json!(attempts));
+    details.insert("request".into(), json!(what));
+    e.details = Value::Object(details);
+    e
+}
+
+impl Plugin for Jasper {
+    fn manifest(&self) -> Manifest {
+        schemas::manifest()
+    }
+
+    async fn invoke(&self, host: Host, call: Call) -> Result<Value, PluginError> {
+        let cfg = OrgConfig::from_value(&call.org_config)?;
+        let iccid = config::iccid(&call.device_config)?;
+        let account = cfg.account_key();
+        let ctx = Ctx {
+            host: &host,
+            cfg: &cfg,
+            iccid: &iccid,
+            deadline_ms: call.context.deadline_unix_ms,
+            limits: self.limits_for(&account, &cfg),
+        };
+        match call.op.as_str() {
+            "overview" => {
+                let key = format!("{account}|overview|{iccid}");
+                self.shared_read(&ctx, key, || self.overview(&ctx)).await
+            }
+            "usage" => {
+                let date = call
+                    .input
+                    .get("cycle_start_date")
+                    .and_then(Value::as_str)
+                    .and_then(Date::parse_iso)
+                    .ok_or_else(|| {
+                        PluginError::invalid_input(
+                            "cycle_start_date must be a calendar date written YYYY-MM-DD",
+                        )
+                    })?;
+                let key = format!("{account}|usage|{iccid}|{date}");
+                self.shared_read(&ctx, key, || self.usage(&ctx, date)).await
+            }
+            "set_status" => self.set_status(&ctx, &call.input).await,
+            "set_rate_plan" => self.set_rate_plan(&ctx, &call.input).await,
+            "send_sms" => self.send_sms(&ctx, &call.input).await,
+            other => Err(PluginError::not_found(format!(
+                "the jasper plugin has no operation {other:?}"
+            ))),
+        }
+    }
+}
+
+devext_plugin_api::export_plugin!(Jasper, Jasper::default());

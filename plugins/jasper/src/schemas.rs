@@ -1,0 +1,437 @@
+//! The manifest: configuration schemas, operations and declared warnings (JSON Schema draft
+//! 2020-12, with titles and descriptions a UI can show).
+
+use devext_plugin_api::{DeclaredWarning, Manifest, OpKind, Operation, Value, json};
+
+use crate::config::{
+    DEFAULT_MAX_IN_FLIGHT, DEFAULT_RATE_PER_SECOND, MAX_MAX_IN_FLIGHT, MAX_RATE_PER_SECOND,
+};
+use crate::model::SimStatus;
+use crate::rest::REST_SMS_MAX_CHARS;
+use crate::soap::SOAP_SMS_MAX_CHARS;
+
+pub const DRAFT: &str = "https://json-schema.org/draft/2020-12/schema";
+
+pub fn org_config() -> Value {
+    json!({
+        "$schema": DRAFT,
+        "title": "Cisco Jasper Control Center account",
+        "description": "How to reach the org's Jasper (Cisco IoT Control Center) account. SOAP \
+            needs the username, password and license key; REST needs the username and API key.",
+        "type": "object",
+        "properties": {
+            "api": {
+                "type": "string",
+                "title": "API",
+                "description": "Which Jasper API to use: SOAP (username, password, license key) \
+                    or REST (username, API key).",
+                "oneOf": [
+                    {"const": "soap", "title": "SOAP (license key)"},
+                    {"const": "rest", "title": "REST (API key)"}
+                ]
+            },
+            "endpoint": {
+                "type": "string",
+                "format": "uri",
+                "title": "API endpoint",
+                "description": "Origin of the account's API host, http or https, without a path \
+                    (for example https://api.jasper.com or https://restapi3.jasper.com). The \
+                    plugin appends /ws/service/... (SOAP) or /rws/api/v1/... (REST).",
+                "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\s\\\\]+/?$",
+                "maxLength": 200,
+                "examples": ["https://api.jasper.com", "https://rws-jpotest.jasper.com"]
+            },
+            "username": {
+                "type": "string",
+                "title": "Username",
+                "description": "The Jasper API user's login.",
+                "minLength": 1,
+                "maxLength": 200
+            },
+            "password": {
+                "type": "string",
+                "title": "Password",
+                "description": "SOAP only: the API user's password (sent in a WS-Security \
+                    UsernameToken).",
+                "minLength": 1,
+                "maxLength": 500,
+                "writeOnly": true
+            },
+            "license_key": {
+                "type": "string",
+                "title": "License key",
+                "description": "SOAP only: the account's API license key.",
+                "minLength": 1,
+                "maxLength": 500,
+                "writeOnly": true
+            },
+            "api_key": {
+                "type": "string",
+                "title": "API key",
+                "description": "REST only: the API user's API key (HTTP Basic username:api_key).",
+                "minLength": 1,
+                "maxLength": 500,
+                "writeOnly": true
+            },
+            "rate_per_second": {
+                "type": "integer",
+                "title": "Calls per second",
+                "description": "Jasper's per-account limit of API calls started in any one \
+                    second (shared with every other client of the account). The plugin never \
+                    exceeds it.",
+                "minimum": 1,
+                "maximum": MAX_RATE_PER_SECOND,
+                "default": DEFAULT_RATE_PER_SECOND
+            },
+            "max_in_flight": {
+                "type": "integer",
+                "title": "Calls at once",
+                "description": "Jasper's per-account limit of concurrent API calls (Cisco asks \
+                    for one at a time).",
+                "minimum": 1,
+                "maximum": MAX_MAX_IN_FLIGHT,
+                "default": DEFAULT_MAX_IN_FLIGHT
+            }
+        },
+        "required": ["api", "endpoint", "username"],
+        "allOf": [
+            {
+                "if": {"properties": {"api": {"const": "soap"}}, "required": ["api"]},
+                "then": {"required": ["password", "license_key"]}
+            },
+            {
+                "if": {"properties": {"api": {"const": "rest"}}, "required": ["api"]},
+                "then": {"required": ["api_key"]}
+            }
+        ],
+        "additionalProperties": false
+    })
+}
+
+pub fn device_config() -> Value {
+    json!({
+        "$schema": DRAFT,
+        "title": "Jasper SIM",
+        "description": "The SIM of this device in the org's Jasper account.",
+        "type": "object",
+        "properties": {
+            "iccid": {
+                "type": "string",
+                "title": "ICCID",
+                "description": "The SIM's ICCID: 19 or 20 digits, as shown in Control Center.",
+                "pattern": "^[0-9]{19,20}$"
+            }
+        },
+        "required": ["iccid"],
+        "additionalProperties": false
+    })
+}
+
+pub fn warnings() -> Vec<DeclaredWarning> {
+    vec![DeclaredWarning {
+        code: "iccid_check_digit".into(),
+        message: "The ICCID's last digit is not a valid Luhn check digit. Jasper often stores \
+            19-digit ICCIDs without their check digit, so this may be fine; if the SIM is not \
+            found, compare the ICCID with the one in Control Center."
+            .into(),
+        schema: json!({"properties": {"iccid": {"format": "luhn"}}}),
+    }]
+}
+
+fn date_input(title: &str, description: &str) -> Value {
+    json!({
+        "type": "string",
+        "format": "date",
+        "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+        "title": title,
+        "description": description
+    })
+}
+
+fn nullable(ty: &str, title: &str, description: &str) -> Value {
+    json!({"type": [ty, "null"], "title": title, "description": description})
+}
+
+fn nullable_count(title: &str, description: &str) -> Value {
+    json!({"type": ["integer", "null"], "minimum": 0, "title": title, "description": description})
+}
+
+fn nullable_datetime(title: &str, description: &str) -> Value {
+    json!({"type": ["string", "null"], "format": "date-time", "title": title, "description": description})
+}
+
+fn api_field() -> Value {
+    json!({"type": "string", "enum": ["soap", "rest"], "title": "API", "description": "The Jasper API that answered."})
+}
+
+fn iccid_field() -> Value {
+    json!({"type": "string", "title": "ICCID", "pattern": "^[0-9]{19,20}$"})
+}
+
+const DATA_BYTES: &str = "Data in bytes. SOAP reports decimal megabytes, converted as MB × \
+1,000,000, rounded to the nearest byte; REST reports bytes.";
+
+fn counters(title: &str, description: &str) -> Value {
+    json!({
+        "type": "object",
+        "title": title,
+        "description": description,
+        "properties": {
+            "data_bytes": nullable_count("Data (bytes)", DATA_BYTES),
+            "sms_messages": nullable_count("SMS (messages)", "SMS messages, sent and received."),
+            "voice_seconds": nullable_count("Voice (seconds)", "Voice calls, in seconds.")
+        },
+        "required": ["data_bytes", "sms_messages", "voice_seconds"],
+        "additionalProperties": false
+    })
+}
+
+fn status_id_field() -> Value {
+    json!({
+        "type": "string",
+        "title": "Status",
+        "description": "The SIM status id: inventory, activation_ready, activated, deactivated, \
+            retired, test_ready, trial, purged, replaced, or another Jasper status as a \
+            snake_case id (unknown when Jasper gave none).",
+        "pattern": "^[a-z0-9_]+$",
+        "examples": ["activated", "activation_ready", "test_ready"]
+    })
+}
+
+fn settable_status() -> Value {
+    let options: Vec<Value> = SimStatus::SETTABLE
+        .iter()
+        .map(|s| json!({"const": s.id(), "title": s.label()}))
+        .collect();
+    json!({
+        "type": "string",
+        "title": "New status",
+        "description": "The SIM status to set. Jasper refuses some transitions (for example back \
+            to Activation Ready).",
+        "oneOf": options
+    })
+}
+
+fn change_output(field: (&str, Value)) -> Value {
+    let (name, schema) = field;
+    json!({
+        "type": "object",
+        "title": "Change accepted",
+        "properties": {
+            "iccid": iccid_field(),
+            "api": api_field(),
+            name: schema,
+            "effective_date": {
+                "type": ["string", "null"], "format": "date", "title": "Effective date",
+                "description": "The date (UTC) the change takes effect; null: immediately."
+            },
+            "scheduled": {
+                "type": "boolean", "title": "Scheduled",
+                "description": "Whether Jasper scheduled the change for later instead of applying it now."
+            }
+        },
+        "required": ["iccid", "api", name, "effective_date", "scheduled"],
+        "additionalProperties": false
+    })
+}
+
+pub fn operations() -> Vec<Operation> {
+    vec![
+        Operation {
+            name: "overview".into(),
+            title: "Overview".into(),
+            description: "The SIM's status, rate plan, month-to-date data, SMS and voice usage, \
+                overage limit and dates, from Jasper."
+                .into(),
+            kind: OpKind::View,
+            destructive: false,
+            input_schema: json!({
+                "type": "object", "title": "No input", "properties": {}, "additionalProperties": false
+            }),
+            output_schema: json!({
+                "type": "object",
+                "title": "SIM overview",
+                "properties": {
+                    "iccid": iccid_field(),
+                    "api": api_field(),
+                    "status": status_id_field(),
+                    "status_label": {"type": "string", "title": "Status (label)", "description": "The status for people (\"Activation Ready\")."},
+                    "upstream_status": nullable("string", "Jasper status", "The status exactly as Jasper sent it (ACTIVATED_NAME, ACTIVATED, ...)."),
+                    "rate_plan": nullable("string", "Rate plan", "The name of the SIM's rate plan."),
+                    "month_to_date": counters("Month to date", "Usage in the current billing cycle so far."),
+                    "overage_limit": {
+                        "type": "object",
+                        "title": "Overage limit",
+                        "properties": {
+                            "reached": nullable("boolean", "Reached", "Whether the SIM reached its overage limit."),
+                            "override_mode": {
+                                "type": ["string", "null"], "title": "Override mode",
+                                "description": "default, temporary_override, permanent_override (or another Jasper mode as a snake_case id).",
+                                "pattern": "^[a-z0-9_]+$"
+                            }
+                        },
+                        "required": ["reached", "override_mode"],
+                        "additionalProperties": false
+                    },
+                    "date_added": nullable_datetime("Date added", "When the SIM was added to the account (RFC 3339, UTC)."),
+                    "date_modified": nullable_datetime("Date modified", "When the SIM was last modified (RFC 3339, UTC)."),
+                },
+                "required": ["iccid", "api", "status", "status_label", "upstream_status", "rate_plan",
+                    "month_to_date", "overage_limit", "date_added", "date_modified"],
+                "additionalProperties": false
+            }),
+            // Jasper asks clients to poll this kind of data at most about once a minute.
+            fresh_for_secs: Some(60),
+        },
+        Operation {
+            name: "set_status".into(),
+            title: "Change status".into(),
+            description: "Changes the SIM's status (for example activates or retires it), now \
+                or on an effective date."
+                .into(),
+            kind: OpKind::Action,
+            destructive: true,
+            input_schema: json!({
+                "type": "object",
+                "title": "Change status",
+                "properties": {
+                    "status": settable_status(),
+                    "effective_date": date_input("Effective date", "Optional: the date (UTC) the change takes effect; empty: now. REST allows at most 180 days ahead."),
+                },
+                "required": ["status"],
+                "additionalProperties": false
+            }),
+            output_schema: change_output((
+                "status",
+                json!({
+                    "type": "string", "title": "Requested status",
+                    "enum": SimStatus::SETTABLE.iter().map(SimStatus::id).collect::<Vec<_>>()
+                }),
+            )),
+            fresh_for_secs: None,
+        },
+        Operation {
+            name: "usage".into(),
+            title: "Usage for a billing cycle".into(),
+            description: "Data, SMS and voice usage of one billing cycle, billable and total \
+                (REST reports totals only)."
+                .into(),
+            kind: OpKind::View,
+            destructive: false,
+            input_schema: json!({
+                "type": "object",
+                "title": "Billing cycle",
+                "properties": {
+                    "cycle_start_date": date_input("Cycle start date", "The first day of the billing cycle (YYYY-MM-DD). SOAP has completed cycles only; REST only the last 3 cycles, the current one included."),
+                },
+                "required": ["cycle_start_date"],
+                "additionalProperties": false
+            }),
+            output_schema: json!({
+                "type": "object",
+                "title": "Cycle usage",
+                "properties": {
+                    "iccid": iccid_field(),
+                    "api": api_field(),
+                    "cycle_start_date": {"type": "string", "format": "date", "title": "Cycle start date", "description": "The cycle asked for."},
+                    "cycle_start": nullable_datetime("Cycle start", "The cycle's start as Jasper reports it (RFC 3339, UTC)."),
+                    "cycle_end": nullable_datetime("Cycle end", "The cycle's end as Jasper reports it (RFC 3339, UTC; REST only)."),
+                    "cycle_billed": nullable("boolean", "Billed", "SOAP only: whether the cycle is billable (false for the current cycle)."),
+                    "rate_plan": nullable("string", "Rate plan", "SOAP only: the rate plan of the cycle."),
+                    "total": counters("Total usage", "All usage of the cycle."),
+                    "billable": counters("Billable usage", "Usage that is billed; every field is null when the API does not report it (see billable_unavailable_reason)."),
+                    "billable_unavailable_reason": nullable("string", "Why no billable usage", "Set when the API does not report billable usage."),
+                },
+                "required": ["iccid", "api", "cycle_start_date", "cycle_start", "cycle_end", "cycle_billed",
+                    "rate_plan", "total", "billable", "billable_unavailable_reason"],
+                "additionalProperties": false
+            }),
+            fresh_for_secs: None,
+        },
+        Operation {
+            name: "send_sms".into(),
+            title: "Send SMS".into(),
+            description: "Sends a text message to the SIM.".into(),
+            kind: OpKind::Action,
+            destructive: false,
+            input_schema: json!({
+                "type": "object",
+                "title": "Send SMS",
+                "properties": {
+                    "message": {
+                        "type": "string",
+                        "title": "Message",
+                        "description": format!("The text to send: at most {SOAP_SMS_MAX_CHARS} characters with the SOAP API, {REST_SMS_MAX_CHARS} with REST (sent in two parts)."),
+                        "minLength": 1,
+                        "maxLength": REST_SMS_MAX_CHARS
+                    }
+                },
+                "required": ["message"],
+                "additionalProperties": false
+            }),
+            output_schema: json!({
+                "type": "object",
+                "title": "SMS sent",
+                "properties": {
+                    "iccid": iccid_field(),
+                    "api": api_field(),
+                    "message_id": {
+                        "type": ["string", "null"], "title": "Message id",
+                        "description": "Jasper's id of the message (a number, as text); null if Jasper accepted the message without returning one.",
+                        "pattern": "^-?[0-9]+$"
+                    },
+                    "characters": {"type": "integer", "minimum": 1, "title": "Characters", "description": "Length of the message sent, in characters."}
+                },
+                "required": ["iccid", "api", "message_id", "characters"],
+                "additionalProperties": false
+            }),
+            fresh_for_secs: None,
+        },
+        Operation {
+            name: "set_rate_plan".into(),
+            title: "Change rate plan".into(),
+            description: "Moves the SIM to another rate plan of the account.".into(),
+            kind: OpKind::Action,
+            destructive: false,
+            input_schema: json!({
+                "type": "object",
+                "title": "Change rate plan",
+                "properties": {
+                    "rate_plan": {
+                        "type": "string",
+                        "title": "Rate plan",
+                        "description": "The new plan's name, exactly as in Control Center.",
+                        "minLength": 1,
+                        "maxLength": 100
+                    },
+                    "effective_date": date_input("Effective date", "Optional: the date (UTC) the change takes effect; empty: now."),
+                },
+                "required": ["rate_plan"],
+                "additionalProperties": false
+            }),
+            output_schema: change_output((
+                "rate_plan",
+                json!({"type": "string", "title": "Rate plan"}),
+            )),
+            fresh_for_secs: None,
+        },
+    ]
+}
+
+pub fn manifest() -> Manifest {
+    Manifest {
+        protocol: devext_plugin_api::PROTOCOL_VERSION,
+        name: "jasper".into(),
+        display_name: "Cisco Jasper Control Center".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        api_version: devext_plugin_api::API_VERSION.into(),
+        description: "Binds a device to its SIM in Cisco Jasper Control Center (SOAP or REST \
+            API): SIM status and usage, status and rate plan changes, and SMS."
+            .into(),
+        org_config_schema: org_config(),
+        device_config_schema: device_config(),
+        endpoint_field: Some("endpoint".into()),
+        operations: operations(),
+        warnings: warnings(),
+    }
+}
