@@ -137,6 +137,22 @@ pub struct Host {
     caps: HostCapsBox,
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_offline_host_has_a_clock_and_nothing_else() {
+        let host = Host::offline();
+        assert!(host.now_unix_ms().unwrap() > 1_600_000_000_000);
+        host.log(LogLevel::Info, "dropped");
+        let e = host
+            .call::<serde_json::Value>("gpio.write", &serde_json::json!({}))
+            .unwrap_err();
+        assert_eq!(e.kind, crate::ErrorKind::Unsupported);
+    }
+}
+
 impl std::fmt::Debug for Host {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Host")
@@ -147,6 +163,15 @@ impl Host {
     /// Wraps the capability object the host passed in.
     pub fn from_caps(caps: HostCapsBox) -> Self {
         Host { caps }
+    }
+
+    /// A host without I/O, for unit tests of a plugin and for benchmarks: the clock works, logs
+    /// are dropped, every other capability answers `unsupported`.
+    pub fn offline() -> Self {
+        use abi_stable::{sabi_trait::TD_Opaque, std_types::RArc};
+        Host {
+            caps: crate::abi::HostCaps_TO::from_ptr(RArc::new(OfflineCaps), TD_Opaque),
+        }
     }
 
     /// Sends an HTTP request through the host.
@@ -203,6 +228,44 @@ impl Host {
             .call_async(RStr::from_str(capability), request.into())
             .await;
         decode(capability, answer)
+    }
+}
+
+/// The capabilities of [`Host::offline`].
+#[derive(Clone)]
+struct OfflineCaps;
+
+fn unsupported(capability: &str) -> crate::abi::AbiError {
+    PluginError::new(
+        crate::ErrorKind::Unsupported,
+        format!("the offline host has no capability {capability:?}"),
+    )
+    .to_abi()
+}
+
+impl crate::abi::HostCaps for OfflineCaps {
+    fn call(&self, capability: RStr<'_>, _request: RStr<'_>) -> crate::abi::AbiResult {
+        match capability.as_str() {
+            CAP_CLOCK => {
+                let unix_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                    .unwrap_or(0);
+                RResult::ROk(format!("{{\"unix_ms\":{unix_ms}}}").into())
+            }
+            CAP_LOG => RResult::ROk("{}".into()),
+            other => RResult::RErr(unsupported(other)),
+        }
+    }
+
+    fn call_async(
+        &self,
+        capability: RStr<'_>,
+        _request: abi_stable::std_types::RString,
+    ) -> async_ffi::FfiFuture<crate::abi::AbiResult> {
+        use async_ffi::FutureExt as _;
+        let e = unsupported(capability.as_str());
+        async move { RResult::RErr(e) }.into_ffi()
     }
 }
 

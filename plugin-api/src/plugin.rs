@@ -169,7 +169,7 @@ pub mod export {
 
 /// Exports a [`Plugin`] both as a dynamic library's root module and as a static plugin.
 ///
-/// ```ignore
+/// ```text
 /// pub struct Echo;
 /// impl devext_plugin_api::Plugin for Echo { /* ... */ }
 /// devext_plugin_api::export_plugin!(Echo, Echo);

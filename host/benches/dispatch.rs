@@ -1,0 +1,141 @@
+//! Dispatch overhead: the echo plugin's no-op `echo` view with a ~100-byte input, called
+//! directly (plain Rust), as a static plugin and as a dynamic plugin, with and without the
+//! host's schema checks; plus device-config validation throughput.
+//!
+//! Run with `cargo bench -p devext-host --bench dispatch`.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use devext_host::{CallRequest, Runtime, RuntimeConfig};
+use devext_plugin_api::{Call, CallContext, Host, Plugin};
+use serde_json::{Value, json};
+
+fn input() -> Value {
+    // 100 bytes of JSON.
+    let v = json!({"message": "the quick brown fox jumps over the lazy dog, twice over", "tags": ["bench", "devext"]});
+    assert!(
+        (90..=110).contains(&v.to_string().len()),
+        "{}",
+        v.to_string().len()
+    );
+    v
+}
+
+/// Builds the echo cdylib (release, like this bench) and returns a directory holding only it.
+fn echo_dir() -> tempfile::TempDir {
+    let exe = std::env::current_exe().expect("bench path");
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", "devext-echo"]);
+    if profile.file_name().is_some_and(|n| n != "debug") {
+        cmd.arg("--release");
+    }
+    let ok = cmd
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo build");
+    assert!(ok.success());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let src: PathBuf = profile.join("libdevext_echo.so");
+    std::fs::copy(&src, dir.path().join("libdevext_echo.so")).expect("copy echo");
+    dir
+}
+
+fn dispatch(c: &mut Criterion) {
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let input = input();
+    let org = json!({"greeting": "hello"});
+    let device = json!({"id": "dev-1"});
+    let dir = echo_dir();
+
+    let mut group = c.benchmark_group("dispatch_echo");
+
+    // Plain Rust: the plugin's own code, no host, no JSON across any boundary.
+    let echo = devext_echo::Echo::default();
+    let host = Host::offline();
+    let context = CallContext {
+        protocol: 1,
+        call_id: "bench".into(),
+        deadline_unix_ms: i64::MAX,
+        account_key: String::new(),
+    };
+    group.bench_function("direct", |b| {
+        b.iter(|| {
+            let call = Call {
+                context: context.clone(),
+                op: "echo".into(),
+                org_config: org.clone(),
+                device_config: device.clone(),
+                input: input.clone(),
+            };
+            tokio
+                .block_on(echo.invoke(host.clone(), black_box(call)))
+                .unwrap()
+        })
+    });
+
+    for checks in [true, false] {
+        let suffix = if checks { "checked" } else { "unchecked" };
+        let static_rt = Runtime::load(RuntimeConfig {
+            check_schemas: checks,
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        let dynamic_rt = Runtime::load(RuntimeConfig {
+            plugin_dirs: vec![dir.path().to_owned()],
+            static_plugins: false,
+            check_schemas: checks,
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        assert!(matches!(
+            dynamic_rt.plugin("echo").unwrap().source(),
+            devext_host::PluginSource::File(_)
+        ));
+        for (name, rt) in [("static", &static_rt), ("dynamic", &dynamic_rt)] {
+            let req = CallRequest {
+                plugin: "echo",
+                op: "echo",
+                org_config: &org,
+                device_config: &device,
+                input: &input,
+                timeout: None,
+            };
+            group.bench_function(format!("{name}_{suffix}"), |b| {
+                b.iter(|| tokio.block_on(rt.invoke(black_box(req))).unwrap())
+            });
+        }
+    }
+    group.finish();
+}
+
+fn validation(c: &mut Criterion) {
+    let rt = Runtime::load(RuntimeConfig::default()).unwrap();
+    let doc = json!({"echo": {"id": "device-0001"}});
+    let text = doc.to_string();
+    let mut group = c.benchmark_group("device_config_validation");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("pre_parsed", |b| {
+        b.iter(|| assert!(rt.is_valid_device_extensions(black_box(&doc))))
+    });
+    group.bench_function("from_json_text", |b| {
+        b.iter(|| {
+            let v: Value = serde_json::from_str(black_box(&text)).unwrap();
+            assert!(rt.is_valid_device_extensions(&v))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, dispatch, validation);
+criterion_main!(benches);
