@@ -1,13 +1,13 @@
 //! `devext`: the command-line shell over the host library.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use devext_host::{CallRequest, LoadedPlugin, Runtime, RuntimeConfig, egress::EgressConfig};
-use serde_json::{Value, json};
+use devext_host::{Runtime, RuntimeConfig, egress::EgressConfig};
+
+mod cmd;
 
 #[derive(Parser)]
 #[command(
@@ -23,7 +23,7 @@ struct Cli {
 }
 
 #[derive(Args)]
-struct GlobalArgs {
+pub(crate) struct GlobalArgs {
     /// Load every *.so plugin in DIR (repeatable; env DEVEXT_PLUGINS, ':'-separated)
     #[arg(
         long = "plugins",
@@ -69,7 +69,7 @@ enum PluginsCommand {
 }
 
 #[derive(Args)]
-struct InvokeArgs {
+pub(crate) struct InvokeArgs {
     /// Plugin name
     plugin: String,
     /// Operation name
@@ -106,7 +106,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn runtime_config(global: &GlobalArgs) -> RuntimeConfig {
+pub(crate) fn runtime_config(global: &GlobalArgs) -> RuntimeConfig {
     RuntimeConfig {
         plugin_dirs: global.plugin_dirs.clone(),
         egress: EgressConfig {
@@ -120,158 +120,16 @@ fn runtime_config(global: &GlobalArgs) -> RuntimeConfig {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Plugins(args) => match args.command {
-            Some(PluginsCommand::Check { file, json }) => Ok(check(&file, json || args.json)),
+            Some(PluginsCommand::Check { file, json }) => {
+                Ok(cmd::plugins::check(&file, json || args.json))
+            }
             None => {
                 let runtime =
                     Runtime::load(runtime_config(&cli.global)).map_err(anyhow::Error::msg)?;
-                list(&runtime, args.json);
+                cmd::plugins::list(&runtime, args.json);
                 Ok(ExitCode::SUCCESS)
             }
         },
-        Command::Invoke(args) => invoke(&cli.global, &args),
-    }
-}
-
-fn plugin_json(p: &LoadedPlugin) -> Value {
-    let m = p.manifest();
-    json!({
-        "name": m.name,
-        "display_name": m.display_name,
-        "version": m.version,
-        "api_version": m.api_version,
-        "source": p.source().to_string(),
-        "operations": m.operations.iter().map(|o| json!({
-            "name": o.name, "title": o.title, "kind": o.kind.as_str(), "destructive": o.destructive,
-        })).collect::<Vec<_>>(),
-    })
-}
-
-fn op_summary(p: &LoadedPlugin) -> String {
-    p.manifest()
-        .operations
-        .iter()
-        .map(|o| {
-            let flag = if o.destructive { "!" } else { "" };
-            format!("{}({}{flag})", o.name, o.kind.as_str())
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn list(runtime: &Runtime, as_json: bool) {
-    if as_json {
-        let out = json!({
-            "plugins": runtime.plugins().map(plugin_json).collect::<Vec<_>>(),
-            "refused": runtime.refused(),
-            "notices": runtime.notices(),
-        });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-        return;
-    }
-    if runtime.plugins().next().is_none() {
-        println!("no plugins loaded");
-    }
-    for p in runtime.plugins() {
-        let m = p.manifest();
-        println!("{} {} ({})", m.name, m.version, p.source());
-        println!("  operations: {}", op_summary(p));
-    }
-    for n in runtime.notices() {
-        println!("notice: {n}");
-    }
-    for r in runtime.refused() {
-        println!("refused {}: {}", r.path.display(), r.reason);
-    }
-}
-
-fn check(file: &Path, as_json: bool) -> ExitCode {
-    match devext_host::loader::load_file(file) {
-        Ok(p) => {
-            if as_json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&plugin_json(&p)).unwrap_or_default()
-                );
-            } else {
-                let m = p.manifest();
-                println!("ok: {} {} ({})", m.name, m.version, m.display_name);
-                println!("  plugin-api {}, protocol {}", m.api_version, m.protocol);
-                println!(
-                    "  endpoint setting: {}",
-                    m.endpoint_field.as_deref().unwrap_or("none")
-                );
-                println!("  operations: {}", op_summary(&p));
-            }
-            ExitCode::SUCCESS
-        }
-        Err(reason) => {
-            if as_json {
-                println!(
-                    "{}",
-                    json!({"file": file, "usable": false, "reason": reason})
-                );
-            }
-            eprintln!("refused {}: {reason}", file.display());
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn read_json(path: &Path) -> Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| {
-        anyhow::anyhow!(
-            "{}:{}:{}: not JSON: {e}",
-            path.display(),
-            e.line(),
-            e.column()
-        )
-    })
-}
-
-fn invoke(global: &GlobalArgs, args: &InvokeArgs) -> Result<ExitCode> {
-    let org = read_json(&args.org)?;
-    let device = read_json(&args.device)?;
-    let input: Value = serde_json::from_str(&args.input)
-        .map_err(|e| anyhow::anyhow!("--input:{}: not JSON: {e}", e.column()))?;
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        anyhow::bail!("--timeout must be a positive number of seconds");
-    }
-    let runtime = Runtime::load(runtime_config(global)).map_err(anyhow::Error::msg)?;
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let result = tokio.block_on(runtime.invoke(CallRequest {
-        plugin: &args.plugin,
-        op: &args.op,
-        org_config: &org,
-        device_config: &device,
-        input: &input,
-        timeout: Some(Duration::from_secs_f64(args.timeout)),
-    }));
-    match result {
-        Ok(output) => {
-            println!("{}", serde_json::to_string_pretty(&output)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            eprintln!("error: {}: {}", e.kind, e.message);
-            if let Some(violations) = e.details.get("violations").and_then(Value::as_array) {
-                for v in violations {
-                    eprintln!(
-                        "  {}: {} ({})",
-                        v["pointer"]
-                            .as_str()
-                            .filter(|p| !p.is_empty())
-                            .unwrap_or("/"),
-                        v["message"].as_str().unwrap_or_default(),
-                        v["keyword"].as_str().unwrap_or_default()
-                    );
-                }
-            }
-            Ok(ExitCode::FAILURE)
-        }
+        Command::Invoke(args) => cmd::invoke::invoke(&cli.global, &args),
     }
 }

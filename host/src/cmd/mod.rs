@@ -1,0 +1,4 @@
+//! The subcommands of `devext`, one module each.
+
+pub(crate) mod invoke;
+pub(crate) mod plugins;
