@@ -9,6 +9,10 @@ use devext_host::{Runtime, RuntimeConfig, egress::EgressConfig};
 
 mod cmd;
 
+// The plugins that ship inside the binary: mentioning the crate links it, and its `inventory`
+// registration makes it a static plugin.
+use devext_jasper as _;
+
 #[derive(Parser)]
 #[command(
     name = "devext",
