@@ -63,6 +63,35 @@ async fn authentication() {
             .status,
         200
     );
+
+    // Writes need credentials too, and are not applied without them.
+    let put = send(
+        sim.addr(),
+        "PUT",
+        &path,
+        &[("Content-Type", "application/json")],
+        br#"{"status":"DEACTIVATED"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(put.status, 401);
+    let sms_path = format!("{path}/smsMessages");
+    let wrong_key = basic("demo", "nope");
+    let post = send(
+        sim.addr(),
+        "POST",
+        &sms_path,
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &wrong_key),
+        ],
+        br#"{"messageText":"x"}"#,
+    )
+    .await
+    .unwrap();
+    assert_rest_error(&post, 401, "10000001");
+    assert_eq!(sim.sim(&active.iccid).unwrap().status, "activated");
+    assert!(sim.sms_log().is_empty());
 }
 
 #[tokio::test]

@@ -679,3 +679,76 @@ async fn send_sms_rules() {
     assert_eq!(sim.sms_log().len(), 3);
     fields.clear();
 }
+
+/// service, operation, fields, request attributes.
+type Call<'a> = (&'a str, &'a str, Vec<Node>, &'a [(&'a str, &'a str)]);
+
+#[tokio::test]
+async fn every_operation_with_every_style() {
+    let sim = sim().await;
+    let active = sim_in(&sim, "activated");
+    for (i, style) in [Style::Prefix("sch"), Style::Prefix("jws"), Style::Default]
+        .into_iter()
+        .enumerate()
+    {
+        let calls: [Call<'_>; 4] = [
+            (
+                "terminal",
+                "GetTerminalDetails",
+                vec![iccids(&[&active.iccid])],
+                &[],
+            ),
+            (
+                "terminal",
+                "EditTerminal",
+                edit(&active.iccid, 3, "ACTIVATED_NAME", None),
+                &[],
+            ),
+            (
+                "billing",
+                "GetTerminalUsage",
+                vec![
+                    leaf("iccid", active.iccid.clone()),
+                    leaf("cycleStartDate", format!("{}Z", cycle(1))),
+                ],
+                &[],
+            ),
+            (
+                "Sms",
+                "SendSMS",
+                vec![
+                    leaf("sentToIccid", active.iccid.clone()),
+                    leaf("messageText", format!("style {i}")),
+                ],
+                &[("messageTextEncoding", "LITERAL")],
+            ),
+        ];
+        for (service, op, fields, attrs) in calls {
+            let message_id = format!("{op}-{i}");
+            let envelope =
+                soap_request(style, &SoapAuth::default(), op, &message_id, attrs, &fields);
+            let response = soap_post(&sim, service, &envelope).await.unwrap();
+            assert_eq!(response.status, 200, "{style:?} {op}: {}", response.body);
+            assert!(
+                response.body.contains(&format!("<ns2:{op}Response")),
+                "{}",
+                response.body
+            );
+            assert_eq!(jasper_text(&response.body, "correlationId"), message_id);
+        }
+    }
+    assert_eq!(sim.sms_log().len(), 3);
+    let stats = sim.stats();
+    for op in [
+        "GetTerminalDetails",
+        "EditTerminal",
+        "GetTerminalUsage",
+        "SendSMS",
+    ] {
+        assert_eq!(
+            stats.operations.get(&format!("soap:{op}")),
+            Some(&3),
+            "{op}"
+        );
+    }
+}
