@@ -219,7 +219,9 @@ fn app(state: SharedState) -> Router {
     let api = Router::new()
         .route("/ws/service/{service}", axum::routing::any(soap::endpoint))
         .nest("/rws/api/v1", rest::router(state.clone()))
-        .layer(middleware::from_fn_with_state(state.clone(), api_layer));
+        // `route_layer`: unknown paths outside the APIs are plain 404s that
+        // neither count as API traffic nor consume injected faults.
+        .route_layer(middleware::from_fn_with_state(state.clone(), api_layer));
     Router::new()
         .merge(api)
         .nest("/_sim", control::router())

@@ -56,6 +56,12 @@ async fn forced_server_errors_with_count() {
         .json();
     assert_eq!(set["mode"], "http500");
     assert_eq!(set["count"], 2);
+    // Paths outside the APIs neither count nor consume the fault.
+    for other in ["/", "/_sim/", "/ws/other", "/rws/other"] {
+        let response = send(sim.addr(), "GET", other, &[], b"").await.unwrap();
+        assert_eq!(response.status, 404, "{other}");
+    }
+    assert_eq!(sim.stats().requests, 0);
     assert_rest_error(&rest_get(&sim, &path).await, 500, "30000001");
     let soap = soap_call(
         &sim,
