@@ -6,68 +6,106 @@ use devext_jasper_sim::{FaultSettings, LimitSettings};
 
 use crate::util::*;
 
+/// Starts `count` identical requests at once and returns the answers.
+async fn burst(
+    addr: std::net::SocketAddr,
+    count: usize,
+    method: &'static str,
+    path: String,
+    headers: Vec<(&'static str, String)>,
+    body: String,
+) -> Vec<HttpResponse> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let (path, headers, body) = (path.clone(), headers.clone(), body.clone());
+        tasks.spawn(async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            send(addr, method, &path, &headers, body.as_bytes()).await
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(answer) = tasks.join_next().await {
+        answers.push(answer.expect("task").expect("answered"));
+    }
+    answers
+}
+
 #[tokio::test]
 async fn per_second_limit_gives_real_errors_and_records_peaks() {
     let sim = sim_with(|c| {
         c.limits = LimitSettings {
             enabled: true,
             rate_per_second: 5,
-            max_in_flight: 1,
+            max_in_flight: 0,
         };
     })
     .await;
     let active = sim_in(&sim, "activated");
-    let mut statuses = Vec::new();
-    for _ in 0..8 {
-        statuses.push(rest_get(&sim, &format!("/devices/{}", active.iccid)).await);
-    }
-    assert!(statuses[..5].iter().all(|r| r.status == 200));
-    for over in &statuses[5..] {
-        assert_rest_error(over, 429, "40000029");
-    }
-    // SOAP gets fault 400101 for the same reason.
-    let soap = soap_call(
-        &sim,
-        "terminal",
-        "GetTerminalDetails",
-        &[Node::Parent(
-            "iccids",
-            vec![leaf("iccid", active.iccid.clone())],
-        )],
+
+    // A REST burst of 8: 5 admitted, 3 refused with the real error.
+    let auth = vec![("Authorization", basic("demo", "demo-api-key"))];
+    let path = format!("/rws/api/v1/devices/{}", active.iccid);
+    let answers = burst(
+        sim.addr(),
+        8,
+        "GET",
+        path.clone(),
+        auth.clone(),
+        String::new(),
     )
     .await;
-    assert_fault(&soap, "400101");
-
+    let (ok, refused): (Vec<_>, Vec<_>) = answers.iter().partition(|r| r.status == 200);
+    assert_eq!((ok.len(), refused.len()), (5, 3));
+    for over in refused {
+        assert_rest_error(over, 429, "40000029");
+    }
     let stats = sim.stats();
-    assert_eq!(stats.requests, 9);
-    assert_eq!(stats.rate_limited, 4);
-    assert!(stats.max_per_second_seen >= 9, "{stats:?}");
-    assert_eq!(stats.max_in_flight_seen, 1);
-
+    assert_eq!(stats.requests, 8);
+    assert_eq!(stats.rate_limited, 3);
+    assert_eq!(stats.max_per_second_seen, 8, "{stats:?}");
     // The control endpoint reports the same numbers.
     let control = send(sim.addr(), "GET", "/_sim/stats", &[], b"")
         .await
         .unwrap()
         .json();
+    assert_eq!(control["max_per_second_seen"], 8);
+    assert_eq!(control["rate_limited"], 3);
     assert_eq!(
-        control["max_per_second_seen"].as_u64(),
-        Some(stats.max_per_second_seen)
+        control["max_in_flight_seen"].as_u64(),
+        Some(stats.max_in_flight_seen)
     );
-    assert_eq!(control["max_in_flight_seen"], 1);
-    assert_eq!(control["rate_limited"], 4);
 
-    // After a second, requests are admitted again.
+    // A second later, a SOAP burst of 6: one gets fault 400101.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(
-        rest_get(&sim, &format!("/devices/{}", active.iccid))
-            .await
-            .status,
-        200
+    let envelope = soap_request(
+        Style::Prefix("sch"),
+        &SoapAuth::default(),
+        "GetTerminalDetails",
+        "m",
+        &[],
+        &[Node::Parent(
+            "iccids",
+            vec![leaf("iccid", active.iccid.clone())],
+        )],
     );
+    let headers = vec![("Content-Type", "text/xml".to_owned())];
+    let answers = burst(
+        sim.addr(),
+        6,
+        "POST",
+        "/ws/service/terminal".into(),
+        headers,
+        envelope,
+    )
+    .await;
+    let (ok, refused): (Vec<_>, Vec<_>) = answers.iter().partition(|r| r.status == 200);
+    assert_eq!((ok.len(), refused.len()), (5, 1));
+    assert_fault(refused[0], "400101");
 
     // A client pacing itself at 5/s is never refused.
-    sim.reset_stats();
     tokio::time::sleep(Duration::from_millis(1100)).await;
+    sim.reset_stats();
     for _ in 0..6 {
         let response = rest_get(&sim, &format!("/devices/{}", active.iccid)).await;
         assert_eq!(response.status, 200, "{}", response.body);
@@ -76,6 +114,7 @@ async fn per_second_limit_gives_real_errors_and_records_peaks() {
     let stats = sim.stats();
     assert_eq!(stats.rate_limited, 0);
     assert!(stats.max_per_second_seen <= 5, "{stats:?}");
+    assert_eq!(stats.max_in_flight_seen, 1);
 }
 
 #[tokio::test]
@@ -87,7 +126,7 @@ async fn in_flight_limit() {
             max_in_flight: 1,
         };
         c.faults = FaultSettings {
-            latency_ms: 300,
+            latency_ms: 500,
             ..FaultSettings::default()
         };
     })
