@@ -1,0 +1,221 @@
+//! The manifest's schemas accept and refuse what the issue says.
+
+use devext_plugin_api::{OpKind, Value, json};
+
+use crate::support::*;
+
+fn meta_valid(schema: &Value) {
+    let errors: Vec<String> = jsonschema::meta::validator_for(schema)
+        .expect("a known draft")
+        .iter_errors(schema)
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(errors, Vec::<String>::new());
+}
+
+#[test]
+fn every_schema_is_valid_draft_2020_12() {
+    let m = manifest();
+    meta_valid(&m.org_config_schema);
+    meta_valid(&m.device_config_schema);
+    for op in &m.operations {
+        meta_valid(&op.input_schema);
+        meta_valid(&op.output_schema);
+        assert!(op.input_schema.get("title").is_some(), "{}", op.name);
+        assert!(op.output_schema.get("title").is_some(), "{}", op.name);
+    }
+    for w in &m.warnings {
+        meta_valid(&w.schema);
+    }
+    assert_eq!(m.name, "jasper");
+    assert_eq!(m.endpoint_field.as_deref(), Some("endpoint"));
+}
+
+#[test]
+fn operations_are_the_five_of_the_issue() {
+    let m = manifest();
+    let ops: Vec<(&str, OpKind, bool, Option<u64>)> = m
+        .operations
+        .iter()
+        .map(|o| (o.name.as_str(), o.kind, o.destructive, o.fresh_for_secs))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            ("overview", OpKind::View, false, Some(60)),
+            ("set_status", OpKind::Action, true, None),
+            ("usage", OpKind::View, false, None),
+            ("send_sms", OpKind::Action, false, None),
+            ("set_rate_plan", OpKind::Action, false, None),
+        ]
+    );
+}
+
+#[test]
+fn org_config_requires_the_secrets_of_its_api() {
+    let schema = manifest().org_config_schema;
+    let v = validator(&schema);
+    assert!(v.is_valid(&soap_org("https://api.jasper.com")));
+    assert!(v.is_valid(&rest_org("http://127.0.0.1:8080/")));
+    let mut tuned = rest_org("https://restapi3.jasper.com");
+    tuned["rate_per_second"] = json!(2);
+    tuned["max_in_flight"] = json!(1);
+    assert!(v.is_valid(&tuned));
+    for (bad, why) in [
+        (
+            json!({"api": "soap", "endpoint": "https://h", "username": "u", "password": "p"}),
+            "no license key",
+        ),
+        (
+            json!({"api": "soap", "endpoint": "https://h", "username": "u", "license_key": "l"}),
+            "no password",
+        ),
+        (
+            json!({"api": "soap", "endpoint": "https://h", "username": "u", "api_key": "k"}),
+            "soap with an api key only",
+        ),
+        (
+            json!({"api": "rest", "endpoint": "https://h", "username": "u", "password": "p", "license_key": "l"}),
+            "rest without api key",
+        ),
+        (
+            json!({"api": "graphql", "endpoint": "https://h", "username": "u", "api_key": "k"}),
+            "unknown api",
+        ),
+        (
+            json!({"api": "rest", "endpoint": "https://h/rws/api/v1", "username": "u", "api_key": "k"}),
+            "a path",
+        ),
+        (
+            json!({"api": "rest", "endpoint": "ftp://h", "username": "u", "api_key": "k"}),
+            "not http",
+        ),
+        (
+            json!({"api": "rest", "endpoint": "https://u:p@h", "username": "u", "api_key": "k"}),
+            "userinfo",
+        ),
+        (
+            json!({"api": "rest", "endpoint": "https://h", "api_key": "k"}),
+            "no username",
+        ),
+        (
+            json!({"api": "rest", "endpoint": "https://h", "username": "u", "api_key": "k", "extra": 1}),
+            "extra property",
+        ),
+        (
+            json!({"api": "rest", "endpoint": "https://h", "username": "u", "api_key": "k", "rate_per_second": 0}),
+            "rate 0",
+        ),
+        (
+            json!({"api": "rest", "endpoint": "https://h", "username": "u", "api_key": "k", "max_in_flight": 0}),
+            "in flight 0",
+        ),
+    ] {
+        assert!(!v.is_valid(&bad), "{why}");
+    }
+    for secret in ["password", "license_key", "api_key"] {
+        assert_eq!(schema["properties"][secret]["writeOnly"], true, "{secret}");
+    }
+    assert_eq!(schema["properties"]["rate_per_second"]["default"], 5);
+    assert_eq!(schema["properties"]["max_in_flight"]["default"], 1);
+    assert_eq!(schema["properties"]["endpoint"]["format"], "uri");
+}
+
+#[test]
+fn device_config_and_the_luhn_warning() {
+    let m = manifest();
+    let v = validator(&m.device_config_schema);
+    // 19 digits, check digit wrong (as Jasper often stores them), and 20 digits.
+    assert!(v.is_valid(&json!({"iccid": "8988216716970004975"})));
+    assert!(v.is_valid(&json!({"iccid": "89882167169700049759"})));
+    for bad in [
+        json!({"iccid": "898821671697000497"}),
+        json!({"iccid": "898821671697000497512"}),
+        json!({"iccid": "8988216716970004975x"}),
+        json!({"iccid": "8988216716970004975", "msisdn": "1"}),
+        json!({}),
+    ] {
+        assert!(!v.is_valid(&bad), "{bad}");
+    }
+    let [warning] = m.warnings.as_slice() else {
+        panic!("one warning")
+    };
+    assert_eq!(warning.code, "iccid_check_digit");
+    assert_eq!(
+        warning.schema,
+        json!({"properties": {"iccid": {"format": "luhn"}}})
+    );
+    let w = validator(&warning.schema);
+    assert!(
+        !w.is_valid(&json!({"iccid": "8988216716970004975"})),
+        "fails Luhn: warned"
+    );
+    assert!(
+        w.is_valid(&json!({"iccid": "89882167169700049759"})),
+        "passes Luhn"
+    );
+}
+
+#[test]
+fn inputs_are_checked_by_their_schemas() {
+    let m = manifest();
+    let input = |op: &str| validator(&m.operation(op).unwrap().input_schema);
+    let s = input("set_status");
+    for id in [
+        "inventory",
+        "activation_ready",
+        "activated",
+        "deactivated",
+        "retired",
+    ] {
+        assert!(s.is_valid(&json!({"status": id})), "{id}");
+    }
+    assert!(s.is_valid(&json!({"status": "activated", "effective_date": "2030-01-31"})));
+    for bad in [
+        json!({"status": "purged"}),
+        json!({"status": "ACTIVATED"}),
+        json!({}),
+        json!({"status": "activated", "effective_date": "2030-02-30"}),
+        json!({"status": "activated", "effective_date": "2030-01-31T00:00:00Z"}),
+        json!({"status": "activated", "x": 1}),
+    ] {
+        assert!(!s.is_valid(&bad), "{bad}");
+    }
+    let titles: Vec<&str> = m.operation("set_status").unwrap().input_schema["properties"]["status"]
+        ["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "Inventory",
+            "Activation Ready",
+            "Activated",
+            "Deactivated",
+            "Retired"
+        ]
+    );
+
+    let u = input("usage");
+    assert!(u.is_valid(&json!({"cycle_start_date": "2024-02-29"})));
+    for bad in [
+        "2023-02-29",
+        "2024-13-01",
+        "2024-1-01",
+        "yesterday",
+        "2024-01-01Z",
+    ] {
+        assert!(!u.is_valid(&json!({"cycle_start_date": bad})), "{bad}");
+    }
+    let sms = input("send_sms");
+    assert!(sms.is_valid(&json!({"message": "x".repeat(320)})));
+    assert!(!sms.is_valid(&json!({"message": "x".repeat(321)})));
+    assert!(!sms.is_valid(&json!({"message": ""})));
+    let plan = input("set_rate_plan");
+    assert!(plan.is_valid(&json!({"rate_plan": "IoT 10MB"})));
+    assert!(!plan.is_valid(&json!({"rate_plan": ""})));
+    assert!(input("overview").is_valid(&json!({})));
+}
