@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod runtime;
 pub mod schema;
 
+mod cache;
 mod caps;
 
 pub use devext_plugin_api::{ErrorKind, Manifest, OpKind, Operation, PluginError};

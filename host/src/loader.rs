@@ -45,6 +45,9 @@ pub struct Refusal {
 
 /// An operation's compiled schemas.
 pub(crate) struct CompiledOp {
+    pub(crate) kind: devext_plugin_api::OpKind,
+    /// For a view that declared `fresh_for_secs`: how long its results may be served again.
+    pub(crate) fresh_for: Option<std::time::Duration>,
     pub(crate) input: Schema,
     pub(crate) output: Schema,
     pub(crate) metrics: crate::metrics::OpMetrics,
@@ -327,6 +330,11 @@ pub(crate) fn check_manifest(m: &Manifest) -> Result<CompiledSchemas, String> {
             ops.insert(
                 op.name.clone(),
                 CompiledOp {
+                    kind: op.kind,
+                    fresh_for: op
+                        .fresh_for_secs
+                        .filter(|s| *s > 0 && op.kind == devext_plugin_api::OpKind::View)
+                        .map(std::time::Duration::from_secs),
                     input,
                     output,
                     metrics: Default::default(),

@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::cache::{DeviceKey, ViewCache};
 use crate::caps::CallCaps;
 use crate::egress::{EgressConfig, HttpCapability};
 use crate::loader::{self, LoadedPlugin, PluginSource, Refusal};
@@ -32,6 +33,9 @@ pub struct RuntimeConfig {
     pub max_concurrent_calls_per_plugin: usize,
     /// Egress rules of the HTTP capability.
     pub egress: EgressConfig,
+    /// Serve repeats of views that declare `fresh_for_secs` from a cache of at most this many
+    /// results (0 turns the cache off).
+    pub view_cache_entries: usize,
     /// Check org config, device config and input before each call, and the output after it.
     /// Turn off only for callers that validated everything already (and for benchmarks).
     pub check_schemas: bool,
@@ -45,6 +49,7 @@ impl Default for RuntimeConfig {
             call_timeout: Duration::from_secs(30),
             max_concurrent_calls_per_plugin: 64,
             egress: EgressConfig::default(),
+            view_cache_entries: 10_000,
             check_schemas: true,
         }
     }
@@ -71,6 +76,7 @@ struct Inner {
     config: RuntimeConfig,
     http: Arc<HttpCapability>,
     next_call: AtomicU64,
+    views: ViewCache,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -206,8 +212,10 @@ impl Runtime {
             }
         }
 
+        let views = ViewCache::new(config.view_cache_entries);
         Ok(Runtime {
             inner: Arc::new(Inner {
+                views,
                 slots,
                 by_name,
                 refused,
@@ -453,6 +461,49 @@ impl Runtime {
             }
         }
 
+        let cached_view = op
+            .fresh_for
+            .filter(|_| self.inner.config.view_cache_entries > 0);
+        let is_action = op.kind == devext_plugin_api::OpKind::Action;
+        let device_key = (cached_view.is_some() || is_action).then(|| DeviceKey {
+            plugin: req.plugin.to_owned(),
+            account: account_hash(req.plugin, req.org_config),
+            device: req.device_config.to_string(),
+        });
+        let input_key = cached_view.map(|_| req.input.to_string());
+        let mut generation = 0;
+        if let (Some(key), Some(input_key)) = (&device_key, &input_key) {
+            match self.inner.views.lookup(key, req.op, input_key) {
+                Ok(output) => return Ok(output),
+                Err(g) => generation = g,
+            }
+        }
+        if is_action && let Some(key) = &device_key {
+            self.inner.views.invalidate(key);
+        }
+        let result = self.call_plugin(slot, op, req, started, check).await;
+        match (&device_key, cached_view, &input_key) {
+            (Some(key), _, _) if is_action => self.inner.views.invalidate(key),
+            (Some(key), Some(fresh_for), Some(input_key)) => {
+                if let Ok(output) = &result {
+                    self.inner
+                        .views
+                        .store(key, generation, req.op, input_key, output, fresh_for);
+                }
+            }
+            _ => {}
+        }
+        result
+    }
+
+    async fn call_plugin(
+        &self,
+        slot: &Slot,
+        op: &loader::CompiledOp,
+        req: &CallRequest<'_>,
+        started: Instant,
+        check: bool,
+    ) -> Result<Value, PluginError> {
         let timeout = req.timeout.unwrap_or(self.inner.config.call_timeout);
         let deadline = started + timeout;
         let deadline_unix_ms = unix_ms(SystemTime::now() + timeout);
@@ -529,10 +580,7 @@ impl Runtime {
             ))
             .with_details(json!({"fault": "plugin"}))
         })?;
-        if !check {
-            return Ok(output);
-        }
-        if let Err(violations) = op.output.check(&output, "") {
+        if check && let Err(violations) = op.output.check(&output, "") {
             tracing::error!(
                 plugin = req.plugin,
                 op = req.op,
@@ -549,6 +597,18 @@ impl Runtime {
                     .join("; ")
             ))
             .with_details(json!({"fault": "plugin", "violations": violations})));
+        }
+        let mut output = output;
+        if op.fresh_for.is_some()
+            && let Some(obj) = output.as_object_mut()
+        {
+            // When the result was obtained; repeats served from the cache keep this time.
+            obj.insert(
+                "as_of".into(),
+                Value::String(
+                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                ),
+            );
         }
         Ok(output)
     }
@@ -573,13 +633,17 @@ fn invalid(location: &str, req: &CallRequest<'_>, violations: Vec<Violation>) ->
         .with_details(json!({"location": location, "violations": violations}))
 }
 
-/// A stable, non-secret key for the org settings a call uses: a hash of plugin and settings.
-fn account_key(plugin: &str, org_config: &Value) -> String {
+/// A stable key for the org settings a call uses (a hash: it never carries the secrets).
+fn account_hash(plugin: &str, org_config: &Value) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     plugin.hash(&mut h);
     org_config.to_string().hash(&mut h);
-    format!("{:016x}", h.finish())
+    h.finish()
+}
+
+fn account_key(plugin: &str, org_config: &Value) -> String {
+    format!("{:016x}", account_hash(plugin, org_config))
 }
 
 fn unix_ms(t: SystemTime) -> i64 {

@@ -32,7 +32,7 @@ fn plugins_lists_loaded_and_refused_files() {
     let text = stdout(&out);
     assert!(text.contains("echo 0.1.0 ("), "{text}");
     assert!(
-        text.contains("operations: echo(view), count(action)"),
+        text.contains("operations: echo(view), count(action), counter(view)"),
         "{text}"
     );
     assert!(

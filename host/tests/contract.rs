@@ -19,7 +19,11 @@ async fn contract(rt: &Runtime) {
         .collect();
     assert_eq!(
         kinds,
-        vec![("echo", OpKind::View), ("count", OpKind::Action)]
+        vec![
+            ("echo", OpKind::View),
+            ("count", OpKind::Action),
+            ("counter", OpKind::View)
+        ]
     );
     assert_eq!(
         m.org_config_schema["properties"]["token"]["writeOnly"],
@@ -57,6 +61,24 @@ async fn contract(rt: &Runtime) {
     assert_eq!(call("count", "d2", json!({})).await.unwrap()["count"], 1);
     let e = call("echo", "d1", json!({"message": 1})).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidInput);
+
+    // A view with `fresh_for_secs` is served again from the host's cache, with `as_of`...
+    let first = call("counter", "d1", json!({})).await.unwrap();
+    assert_eq!(first["count"], 6);
+    assert!(
+        first["as_of"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{first}"
+    );
+    let again = call("counter", "d1", json!({})).await.unwrap();
+    assert_eq!(again, first, "served from the cache");
+    let other_device = call("counter", "d2", json!({})).await.unwrap();
+    assert_eq!(other_device["count"], 1);
+    assert_ne!(other_device["reads"], first["reads"]);
+    // ...until an action on the device drops it: nobody sees a state older than their change.
+    assert_eq!(call("count", "d1", json!({})).await.unwrap()["count"], 7);
+    let after = call("counter", "d1", json!({})).await.unwrap();
+    assert_eq!(after["count"], 7);
+    assert_ne!(after["reads"], first["reads"]);
 }
 
 #[tokio::test]

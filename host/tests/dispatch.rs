@@ -166,7 +166,8 @@ async fn unknown_plugins_and_operations_are_not_found() {
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound);
     assert!(
-        e.message.contains("its operations are count, echo"),
+        e.message
+            .contains("its operations are count, counter, echo"),
         "{}",
         e.message
     );
@@ -379,4 +380,41 @@ async fn metrics_count_calls_per_plugin_op_and_outcome() {
         .find(|r| r.plugin == "fixture_bad_output")
         .unwrap();
     assert_eq!((lie.outcome, lie.count), ("internal", 1));
+}
+
+#[tokio::test]
+async fn the_deadline_cancels_in_flight_http() {
+    let (rt, _dir) = loopback_runtime(true, 1024);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    // The server reads the request and never answers; it reports when the client hangs up.
+    let server = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let _ = sock.read(&mut buf).await;
+        loop {
+            match sock.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => {}
+            }
+        }
+    });
+    let e = rt
+        .invoke(CallRequest {
+            plugin: "fixture_egress",
+            op: "fetch",
+            org_config: &json!({"endpoint": base}),
+            device_config: &json!({}),
+            input: &json!({"url": format!("{base}/slow")}),
+            timeout: Some(Duration::from_millis(300)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Timeout, "{}", e.message);
+    let hung_up = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the connection is closed once the call is cancelled")
+        .unwrap();
+    assert!(hung_up);
+    echo_works(&rt).await;
 }

@@ -113,7 +113,7 @@ fn static_plugins_are_registered_through_inventory() {
     let rt = Runtime::load(RuntimeConfig::default()).unwrap();
     let echo = rt.plugin("echo").expect("static echo");
     assert_eq!(echo.source(), &PluginSource::Static);
-    assert_eq!(echo.manifest().operations.len(), 2);
+    assert_eq!(echo.manifest().operations.len(), 3);
 }
 
 #[test]

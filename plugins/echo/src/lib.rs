@@ -1,7 +1,8 @@
 //! `echo`: the smallest useful devext plugin, and the template to copy for a new one.
 //!
-//! It has one view (`echo`, which returns what it was given) and one action (`count`, which
-//! increments a per-device counter kept in memory). To start a new plugin:
+//! It has two views (`echo`, which returns what it was given, and `counter`, which reads a
+//! per-device counter kept in memory and shows how a view declares that its result may be cached)
+//! and one action (`count`, which increments the counter). To start a new plugin:
 //!
 //! 1. copy this crate, rename the package (`devext-<name>`) and the plugin `name` in the manifest;
 //! 2. describe the org-level settings and the per-device configuration as JSON Schemas (mark
@@ -26,6 +27,8 @@ use devext_plugin_api::{
 pub struct Echo {
     /// `count` action: device id -> number of times it ran.
     counters: Mutex<HashMap<String, u64>>,
+    /// How many times `counter` really ran (the host serves repeats from its cache).
+    reads: std::sync::atomic::AtomicU64,
 }
 
 impl Plugin for Echo {
@@ -126,6 +129,30 @@ impl Plugin for Echo {
                     }),
                     fresh_for_secs: None,
                 },
+                Operation {
+                    name: "counter".into(),
+                    title: "Counter".into(),
+                    description: "Reads the device's counter.".into(),
+                    kind: OpKind::View,
+                    destructive: false,
+                    input_schema: json!({"type": "object", "additionalProperties": false}),
+                    output_schema: json!({
+                        "type": "object",
+                        "properties": {
+                            "count": {"type": "integer", "minimum": 0},
+                            "reads": {
+                                "type": "integer",
+                                "description": "How many times the plugin really ran this view"
+                            },
+                            "as_of": {"type": "string", "format": "date-time"}
+                        },
+                        "required": ["count", "reads"],
+                        "additionalProperties": false
+                    }),
+                    // The host may serve this view again for 5 s (and adds `as_of`); an
+                    // action on the same device drops the cached result.
+                    fresh_for_secs: Some(5),
+                },
             ],
             warnings: Vec::new(),
         }
@@ -163,6 +190,19 @@ impl Plugin for Echo {
                     format!("device {device} counted to {count}"),
                 );
                 Ok(json!({ "count": count }))
+            }
+            "counter" => {
+                let count = self
+                    .counters
+                    .lock()
+                    .map_err(|_| PluginError::internal("counter state is poisoned"))?
+                    .get(device)
+                    .copied()
+                    .unwrap_or(0);
+                let reads = 1 + self
+                    .reads
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(json!({ "count": count, "reads": reads }))
             }
             // The host only dispatches declared operations; this is a defensive answer.
             other => Err(PluginError::not_found(format!(
