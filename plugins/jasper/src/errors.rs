@@ -40,6 +40,16 @@ impl Failure {
         Failure::new(error, RetryClass::Final)
     }
 
+    /// A truncated or garbled answer (not well-formed): maybe a transient fault, so reads may
+    /// retry; a write may have been processed.
+    pub fn garbled(what: &str, why: impl std::fmt::Display) -> Failure {
+        Failure::new(
+            PluginError::upstream(format!("Jasper's {what} could not be read: {why}"))
+                .retryable(true),
+            RetryClass::Ambiguous,
+        )
+    }
+
     /// An answer that could not be understood (a definitive answer, but unusable).
     pub fn unreadable(what: &str, why: impl std::fmt::Display) -> Failure {
         Failure::final_(PluginError::upstream(format!(

@@ -129,19 +129,18 @@ pub fn parse_response(resp: &HttpResponse, hint: OpHint) -> Result<Value, Failur
     if ok_status {
         return match parsed {
             Some(v @ Value::Object(_)) => Ok(v),
-            Some(_) => Err(Failure::unreadable("REST answer", "it is not a JSON object")
-                .at_status(resp.status)),
+            Some(_) => Err(
+                Failure::unreadable("REST answer", "it is not a JSON object")
+                    .at_status(resp.status),
+            ),
             // 202/204 without a body are fine for writes.
             None if resp.body.trim().is_empty() => Ok(json!({})),
-            None => Err(Failure::unreadable(
+            None if looks_like_html(&resp.body) => Err(Failure::unreadable(
                 "REST answer",
-                if looks_like_html(&resp.body) {
-                    "it is an HTML page, not JSON (check the endpoint is the account's REST API host)"
-                } else {
-                    "it is not JSON"
-                },
+                "it is an HTML page, not JSON (check the endpoint is the account's REST API host)",
             )
             .at_status(resp.status)),
+            None => Err(Failure::garbled("REST answer", "it is not JSON").at_status(resp.status)),
         };
     }
     let code = parsed
@@ -733,6 +732,20 @@ mod tests {
             let e = parse_response(&resp(200, body), OpHint::Overview).unwrap_err();
             assert_eq!(e.error.kind, ErrorKind::Upstream, "{body}");
         }
+        let class = |body: &str| {
+            parse_response(&resp(200, body), OpHint::Overview)
+                .unwrap_err()
+                .class
+        };
+        assert_eq!(
+            class("{\"truncated\": "),
+            crate::errors::RetryClass::Ambiguous
+        );
+        assert_eq!(
+            class("<html>login</html>"),
+            crate::errors::RetryClass::Final
+        );
+        assert_eq!(class("[1]"), crate::errors::RetryClass::Final);
         assert_eq!(
             parse_response(&resp(202, ""), OpHint::SetStatus).unwrap(),
             json!({})

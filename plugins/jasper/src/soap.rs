@@ -260,7 +260,14 @@ pub fn parse_response(
     let root = match xml::parse(&resp.body) {
         Ok(root) => root,
         Err(_) if !ok_status => return Err(status_failure()),
-        Err(e) => return Err(Failure::unreadable("SOAP answer", e).at_status(resp.status)),
+        Err(_) if looks_like_html(&resp.body) => {
+            return Err(Failure::unreadable(
+                "SOAP answer",
+                "it is an HTML page (check the endpoint is the account's API host)",
+            )
+            .at_status(resp.status));
+        }
+        Err(e) => return Err(Failure::garbled("SOAP answer", e).at_status(resp.status)),
     };
     let env_ns = if root.is(SOAP11_NS, "Envelope") {
         SOAP11_NS
@@ -840,6 +847,22 @@ mod tests {
                 .unwrap_err();
             assert_eq!(e.error.kind, ErrorKind::Upstream, "{status} {body}");
         }
+        // Truncated XML may be transient (reads retry it); an HTML page is not.
+        let truncated = &DETAILS_NS2[..DETAILS_NS2.len() / 2];
+        let e = parse_response(
+            &resp(200, truncated),
+            "GetTerminalDetails",
+            OpHint::Overview,
+        )
+        .unwrap_err();
+        assert_eq!(e.class, crate::errors::RetryClass::Ambiguous);
+        let e = parse_response(
+            &resp(200, "<html><body><hr></body></html>"),
+            "X",
+            OpHint::Overview,
+        )
+        .unwrap_err();
+        assert_eq!(e.class, crate::errors::RetryClass::Final);
         let e = parse_response(&resp(401, ""), "X", OpHint::Overview).unwrap_err();
         assert_eq!(e.error.kind, ErrorKind::Unauthorized);
         let e = parse_response(&resp(429, "slow down"), "X", OpHint::Overview).unwrap_err();

@@ -169,6 +169,22 @@ async fn reads_are_retried_with_backoff() {
     .await
     .unwrap();
     assert_eq!(fake.requests(), 4);
+    // A truncated answer to a read is retried.
+    let fake = FakeHost::new(|_, i| match i {
+        0 => Reply::ok(&terminal_details(ICCID, "ACTIVATED_NAME")[..200]),
+        _ => Reply::ok(terminal_details(ICCID, "ACTIVATED_NAME")),
+    });
+    invoke(
+        &Jasper::default(),
+        &fake,
+        &soap_org(EP),
+        ICCID,
+        "overview",
+        json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fake.requests(), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -296,6 +312,52 @@ async fn writes_are_retried_only_when_not_processed() {
         assert!(!e.retryable);
         assert_eq!(fake.requests(), 1);
     }
+    // A truncated answer to a write: it may have been processed, so it is not retried.
+    let fake = FakeHost::new(|_, _| Reply::ok(r#"{"smsMessageId": 12"#));
+    let e = invoke(
+        &Jasper::default(),
+        &fake,
+        &rest_org(EP),
+        ICCID,
+        "send_sms",
+        sms.clone(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Upstream);
+    assert!(
+        e.message.contains("may still have been processed"),
+        "{}",
+        e.message
+    );
+    assert_eq!(fake.requests(), 1);
+    // Same over SOAP: a connection dropped after sending is never retried for a write.
+    let fake = FakeHost::new(|_, i| {
+        if i == 0 {
+            Reply::host_error(
+                PluginError::upstream("connection closed before message completed")
+                    .with_details(json!({"stage": "response"})),
+            )
+        } else {
+            Reply::ok(soap_response("SendSMS", "<ns2:smsMsgId>1</ns2:smsMsgId>"))
+        }
+    });
+    let e = invoke(
+        &Jasper::default(),
+        &fake,
+        &soap_org(EP),
+        ICCID,
+        "send_sms",
+        sms.clone(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.message.contains("may still have been processed"),
+        "{}",
+        e.message
+    );
+    assert_eq!(fake.requests(), 1);
     let fake = FakeHost::new(|_, _| {
         Reply::host_error(PluginError::new(ErrorKind::Timeout, "deadline passed"))
     });
