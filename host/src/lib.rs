@@ -10,6 +10,7 @@ pub mod loader;
 pub mod metrics;
 pub mod runtime;
 pub mod schema;
+pub mod service;
 
 mod cache;
 mod caps;

@@ -1,0 +1,963 @@
+//! Storage of organisations, API keys, extension settings, devices, the audit log and
+//! idempotency records.
+//!
+//! [`Store`] is the seam: the service only talks to it. [`SqliteStore`] is the embedded backend
+//! (sqlx; versioned migrations in `host/migrations/`); its SQL sticks to what PostgreSQL also
+//! accepts, so a `PgStore` over sqlx's Postgres driver can implement the same trait. Every write
+//! is one transaction: a failure leaves the previous state.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::{Row, SqlSafeStr};
+
+use super::crypto::{self, SecretKey};
+
+/// A failed store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The thing exists already (e.g. an org name).
+    #[error("{0}")]
+    Conflict(String),
+    /// A reference to something that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The database or the secret key failed.
+    #[error("storage failure: {0}")]
+    Internal(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Internal(e.to_string())
+    }
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// What an API key may do; each role includes the ones after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Runs views and reads.
+    Viewer,
+    /// Also runs actions.
+    Operator,
+    /// Also manages settings, keys and devices.
+    Admin,
+}
+
+impl Role {
+    /// `admin`, `operator` or `viewer`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    /// Whether this role includes `needed`.
+    pub fn allows(self, needed: Role) -> bool {
+        self >= needed
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Role, String> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "operator" => Ok(Role::Operator),
+            "viewer" => Ok(Role::Viewer),
+            other => Err(format!(
+                "unknown role {other:?}: use admin, operator or viewer"
+            )),
+        }
+    }
+}
+
+/// An organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Org {
+    /// Internal id.
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+}
+
+/// An API key as listed (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKeyInfo {
+    /// Public id (`key_...`).
+    pub id: String,
+    /// Role.
+    pub role: Role,
+    /// Label given at creation.
+    pub name: String,
+    /// Creation time.
+    pub created_at: String,
+    /// Last successful use.
+    pub last_used_at: Option<String>,
+}
+
+/// Who is calling: the org and role of a valid key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The key's org.
+    pub org_id: i64,
+    /// The key's public id.
+    pub key_id: String,
+    /// The key's role.
+    pub role: Role,
+}
+
+/// An org's settings for one extension; `secrets` are decrypted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtensionSettings {
+    /// The plugin.
+    pub plugin: String,
+    /// Switched on for the org.
+    pub enabled: bool,
+    /// Non-secret settings.
+    pub config: Map<String, Value>,
+    /// Secret settings (the schema's `writeOnly` properties), decrypted.
+    pub secrets: Map<String, Value>,
+}
+
+impl ExtensionSettings {
+    /// The whole config a plugin sees: settings and secrets together.
+    pub fn merged(&self) -> Value {
+        let mut all = self.config.clone();
+        all.extend(self.secrets.clone());
+        Value::Object(all)
+    }
+}
+
+/// A device.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Device {
+    /// Server-assigned id (`dev_...`).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Free-form type.
+    #[serde(rename = "type")]
+    pub device_type: Option<String>,
+    /// The extension configuration (object keyed by plugin name).
+    pub extensions: Value,
+    /// Creation time.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+}
+
+/// One audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    /// Increasing id (newest first in listings).
+    pub id: i64,
+    /// When.
+    pub at: String,
+    /// Which key (public id).
+    pub key_id: Option<String>,
+    /// `operation`, `settings`, `key`, `device`.
+    pub action: String,
+    /// The device, for operations and device changes.
+    pub device_id: Option<String>,
+    /// The plugin.
+    pub plugin: Option<String>,
+    /// The operation (or `create`, `update`, `delete`, `revoke`...).
+    pub op: Option<String>,
+    /// `ok` or an error kind.
+    pub outcome: String,
+    /// A short note (never secrets).
+    pub detail: String,
+}
+
+/// A new audit record.
+#[derive(Debug, Clone, Default)]
+pub struct NewAudit<'a> {
+    /// Which key.
+    pub key_id: Option<&'a str>,
+    /// `operation`, `settings`, `key`, `device`.
+    pub action: &'a str,
+    /// The device.
+    pub device_id: Option<&'a str>,
+    /// The plugin.
+    pub plugin: Option<&'a str>,
+    /// The operation or change.
+    pub op: Option<&'a str>,
+    /// `ok` or an error kind.
+    pub outcome: &'a str,
+    /// A short note (never secrets).
+    pub detail: &'a str,
+}
+
+/// Filter and page of a device listing.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceQuery {
+    /// Substring of the name.
+    pub name: Option<String>,
+    /// Exact `iccid` value in any extension of the device.
+    pub iccid: Option<String>,
+    /// Continue after this cursor.
+    pub cursor: Option<i64>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// Outcome of claiming an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    /// First use: run the request, then record its result.
+    Claimed,
+    /// The first request with this key is still running.
+    InProgress,
+    /// The recorded result of the first request.
+    Done {
+        /// HTTP status.
+        status: u16,
+        /// Response body.
+        body: String,
+    },
+    /// The key was used for a different request.
+    Mismatch,
+}
+
+/// What the service needs from storage.
+pub trait Store: Send + Sync + 'static {
+    /// Creates an org; `Conflict` if the name is taken.
+    fn create_org(&self, name: &str) -> impl Future<Output = Result<Org>> + Send;
+    /// The org called `name`.
+    fn org_by_name(&self, name: &str) -> impl Future<Output = Result<Option<Org>>> + Send;
+    /// Creates an API key; returns its listing and the key itself (shown once).
+    fn create_key(
+        &self,
+        org_id: i64,
+        role: Role,
+        name: &str,
+    ) -> impl Future<Output = Result<(ApiKeyInfo, String)>> + Send;
+    /// The principal of a valid, unrevoked key (and records its use).
+    fn authenticate(&self, key: &str) -> impl Future<Output = Result<Option<Principal>>> + Send;
+    /// The org's unrevoked keys.
+    fn list_keys(&self, org_id: i64) -> impl Future<Output = Result<Vec<ApiKeyInfo>>> + Send;
+    /// Revokes a key of the org; `false` if there is no such key.
+    fn revoke_key(&self, org_id: i64, key_id: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// The org's settings for `plugin`.
+    fn extension(
+        &self,
+        org_id: i64,
+        plugin: &str,
+    ) -> impl Future<Output = Result<Option<ExtensionSettings>>> + Send;
+    /// All the org's extension settings.
+    fn extensions(&self, org_id: i64)
+    -> impl Future<Output = Result<Vec<ExtensionSettings>>> + Send;
+    /// Replaces the org's settings for a plugin (secrets encrypted at rest).
+    fn put_extension(
+        &self,
+        org_id: i64,
+        settings: &ExtensionSettings,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Creates a device.
+    fn create_device(
+        &self,
+        org_id: i64,
+        name: &str,
+        device_type: Option<&str>,
+        extensions: &Value,
+    ) -> impl Future<Output = Result<Device>> + Send;
+    /// A device of the org.
+    fn device(&self, org_id: i64, id: &str) -> impl Future<Output = Result<Option<Device>>> + Send;
+    /// A page of the org's devices and the cursor of the next page.
+    fn devices(
+        &self,
+        org_id: i64,
+        query: &DeviceQuery,
+    ) -> impl Future<Output = Result<(Vec<Device>, Option<i64>)>> + Send;
+    /// Replaces a device's fields; `None` if there is no such device.
+    fn update_device(
+        &self,
+        org_id: i64,
+        id: &str,
+        name: &str,
+        device_type: Option<&str>,
+        extensions: &Value,
+    ) -> impl Future<Output = Result<Option<Device>>> + Send;
+    /// Deletes a device; `false` if there is no such device.
+    fn delete_device(&self, org_id: i64, id: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Appends to the audit log.
+    fn audit(&self, org_id: i64, entry: NewAudit<'_>) -> impl Future<Output = Result<()>> + Send;
+    /// The org's audit log, newest first, before the id `before`.
+    fn audit_log(
+        &self,
+        org_id: i64,
+        before: Option<i64>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<AuditEntry>>> + Send;
+    /// Claims an idempotency key for a request (identified by `fingerprint`).
+    fn claim_idempotency(
+        &self,
+        org_id: i64,
+        key: &str,
+        fingerprint: &str,
+    ) -> impl Future<Output = Result<IdempotencyClaim>> + Send;
+    /// Records the result of the request that claimed `key`.
+    fn complete_idempotency(
+        &self,
+        org_id: i64,
+        key: &str,
+        status: u16,
+        body: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "init".into(),
+        MigrationType::Simple,
+        include_str!("../../migrations/0001_init.sql").into_sql_str(),
+        false,
+    )])
+}
+
+/// Where the store's secret key comes from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// The key file beside the database (`<db>.key`), created with the store.
+    File(PathBuf),
+    /// The key itself (e.g. from `DEVEXT_SECRET_KEY`).
+    Given(SecretKey),
+}
+
+/// The embedded SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    key: SecretKey,
+}
+
+const KEY_CHECK: &[u8] = b"devext secret key check";
+
+impl SqliteStore {
+    /// The key file of the database at `db`.
+    pub fn key_file_for(db: &Path) -> PathBuf {
+        let mut name = db.as_os_str().to_owned();
+        name.push(".key");
+        PathBuf::from(name)
+    }
+
+    /// Opens the database at `db`, creating and migrating it if needed. A new store gets a new
+    /// key (written to the key file unless one is given); an existing store whose key is missing
+    /// or wrong is an error, never a silently new key.
+    pub async fn open(db: &Path, key: Option<SecretKey>) -> Result<SqliteStore> {
+        let exists = db.exists();
+        let key_file = Self::key_file_for(db);
+        let key = match (key, exists) {
+            (Some(k), _) => k,
+            (None, true) => {
+                if !key_file.exists() {
+                    return Err(StoreError::Internal(format!(
+                        "the store {} exists but its secret key is missing (expected {} or {})",
+                        db.display(),
+                        key_file.display(),
+                        crypto::SECRET_KEY_ENV
+                    )));
+                }
+                SecretKey::read(&key_file).map_err(StoreError::Internal)?
+            }
+            (None, false) => {
+                let k = SecretKey::generate().map_err(StoreError::Internal)?;
+                if key_file.exists() {
+                    return Err(StoreError::Internal(format!(
+                        "{} already exists without its database; refusing to reuse or replace it",
+                        key_file.display()
+                    )));
+                }
+                k.create_file(&key_file).map_err(StoreError::Internal)?;
+                k
+            }
+        };
+        let options = SqliteConnectOptions::new()
+            .filename(db)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        migrator()
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
+        let store = SqliteStore { pool, key };
+        store.check_key().await?;
+        Ok(store)
+    }
+
+    /// Verifies (or, on a new store, records) that the key is this store's.
+    async fn check_key(&self) -> Result<()> {
+        let row = sqlx::query("SELECT value FROM meta WHERE key = 'key_check'")
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => {
+                let sealed: Vec<u8> = row.get(0);
+                let plain = self.key.open("meta/key_check", &sealed).map_err(|_| {
+                    StoreError::Internal(
+                        "the secret key does not belong to this store".to_owned(),
+                    )
+                })?;
+                if plain != KEY_CHECK {
+                    return Err(StoreError::Internal("corrupt key check record".into()));
+                }
+            }
+            None => {
+                let sealed = self
+                    .key
+                    .seal("meta/key_check", KEY_CHECK)
+                    .map_err(StoreError::Internal)?;
+                sqlx::query("INSERT INTO meta (key, value) VALUES ('key_check', ?)")
+                    .bind(sealed)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn secrets_context(org_id: i64, plugin: &str) -> String {
+        format!("extension/{org_id}/{plugin}")
+    }
+
+    fn row_to_settings(&self, org_id: i64, row: &sqlx::sqlite::SqliteRow) -> Result<ExtensionSettings> {
+        let plugin: String = row.get("plugin");
+        let config: String = row.get("config");
+        let sealed: Option<Vec<u8>> = row.get("secrets");
+        let config: Map<String, Value> = serde_json::from_str(&config)
+            .map_err(|e| StoreError::Internal(format!("stored config is not JSON: {e}")))?;
+        let secrets = match sealed {
+            Some(sealed) => {
+                let plain = self
+                    .key
+                    .open(&Self::secrets_context(org_id, &plugin), &sealed)
+                    .map_err(StoreError::Internal)?;
+                serde_json::from_slice(&plain)
+                    .map_err(|e| StoreError::Internal(format!("stored secrets unreadable: {e}")))?
+            }
+            None => Map::new(),
+        };
+        Ok(ExtensionSettings {
+            plugin,
+            enabled: row.get::<i64, _>("enabled") != 0,
+            config,
+            secrets,
+        })
+    }
+}
+
+fn row_to_device(row: &sqlx::sqlite::SqliteRow) -> Result<Device> {
+    let extensions: String = row.get("extensions");
+    Ok(Device {
+        id: row.get("id"),
+        name: row.get("name"),
+        device_type: row.get("type"),
+        extensions: serde_json::from_str(&extensions)
+            .map_err(|e| StoreError::Internal(format!("stored device is not JSON: {e}")))?,
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+    })
+}
+
+fn row_to_key(row: &sqlx::sqlite::SqliteRow) -> Result<ApiKeyInfo> {
+    let role: String = row.get("role");
+    Ok(ApiKeyInfo {
+        id: row.get("id"),
+        role: role.parse().map_err(StoreError::Internal)?,
+        name: row.get("name"),
+        created_at: row.get("created_at"),
+        last_used_at: row.get("last_used_at"),
+    })
+}
+
+fn random_id(prefix: &str) -> Result<String> {
+    let bytes = crypto::random_bytes::<8>().map_err(StoreError::Internal)?;
+    Ok(format!(
+        "{prefix}_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
+}
+
+impl Store for SqliteStore {
+    async fn create_org(&self, name: &str) -> Result<Org> {
+        let result = sqlx::query("INSERT INTO orgs (name, created_at) VALUES (?, ?)")
+            .bind(name)
+            .bind(now())
+            .execute(&self.pool)
+            .await;
+        match result {
+            Ok(done) => Ok(Org {
+                id: done.last_insert_rowid(),
+                name: name.to_owned(),
+            }),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
+                format!("an organisation named {name:?} exists already"),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn org_by_name(&self, name: &str) -> Result<Option<Org>> {
+        let row = sqlx::query("SELECT id, name FROM orgs WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| Org {
+            id: r.get("id"),
+            name: r.get("name"),
+        }))
+    }
+
+    async fn create_key(&self, org_id: i64, role: Role, name: &str) -> Result<(ApiKeyInfo, String)> {
+        let secret = crypto::new_api_key().map_err(StoreError::Internal)?;
+        let info = ApiKeyInfo {
+            id: random_id("key")?,
+            role,
+            name: name.to_owned(),
+            created_at: now(),
+            last_used_at: None,
+        };
+        let result = sqlx::query(
+            "INSERT INTO api_keys (id, org_id, role, name, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&info.id)
+        .bind(org_id)
+        .bind(role.as_str())
+        .bind(name)
+        .bind(crypto::key_hash(&secret))
+        .bind(&info.created_at)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok((info, secret)),
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                Err(StoreError::NotFound("no such organisation".into()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn authenticate(&self, key: &str) -> Result<Option<Principal>> {
+        let row = sqlx::query(
+            "UPDATE api_keys SET last_used_at = ? WHERE hash = ? AND revoked_at IS NULL \
+             RETURNING id, org_id, role",
+        )
+        .bind(now())
+        .bind(crypto::key_hash(key))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let role: String = r.get("role");
+            Ok(Principal {
+                org_id: r.get("org_id"),
+                key_id: r.get("id"),
+                role: role.parse().map_err(StoreError::Internal)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn list_keys(&self, org_id: i64) -> Result<Vec<ApiKeyInfo>> {
+        let rows = sqlx::query(
+            "SELECT id, role, name, created_at, last_used_at FROM api_keys \
+             WHERE org_id = ? AND revoked_at IS NULL ORDER BY created_at, id",
+        )
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(row_to_key).collect()
+    }
+
+    async fn revoke_key(&self, org_id: i64, key_id: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = ? WHERE org_id = ? AND id = ? AND revoked_at IS NULL",
+        )
+        .bind(now())
+        .bind(org_id)
+        .bind(key_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn extension(&self, org_id: i64, plugin: &str) -> Result<Option<ExtensionSettings>> {
+        let row = sqlx::query(
+            "SELECT plugin, enabled, config, secrets FROM extensions WHERE org_id = ? AND plugin = ?",
+        )
+        .bind(org_id)
+        .bind(plugin)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| self.row_to_settings(org_id, &r)).transpose()
+    }
+
+    async fn extensions(&self, org_id: i64) -> Result<Vec<ExtensionSettings>> {
+        let rows = sqlx::query(
+            "SELECT plugin, enabled, config, secrets FROM extensions WHERE org_id = ? ORDER BY plugin",
+        )
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| self.row_to_settings(org_id, r)).collect()
+    }
+
+    async fn put_extension(&self, org_id: i64, s: &ExtensionSettings) -> Result<()> {
+        let sealed = if s.secrets.is_empty() {
+            None
+        } else {
+            let plain = serde_json::to_vec(&s.secrets)
+                .map_err(|e| StoreError::Internal(e.to_string()))?;
+            Some(
+                self.key
+                    .seal(&Self::secrets_context(org_id, &s.plugin), &plain)
+                    .map_err(StoreError::Internal)?,
+            )
+        };
+        sqlx::query(
+            "INSERT INTO extensions (org_id, plugin, enabled, config, secrets, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (org_id, plugin) DO UPDATE SET enabled = excluded.enabled, \
+             config = excluded.config, secrets = excluded.secrets, updated_at = excluded.updated_at",
+        )
+        .bind(org_id)
+        .bind(&s.plugin)
+        .bind(i64::from(s.enabled))
+        .bind(Value::Object(s.config.clone()).to_string())
+        .bind(sealed)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn create_device(
+        &self,
+        org_id: i64,
+        name: &str,
+        device_type: Option<&str>,
+        extensions: &Value,
+    ) -> Result<Device> {
+        let id = random_id("dev")?;
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO devices (id, org_id, seq, name, type, extensions, created_at, updated_at) \
+             VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM devices WHERE org_id = ?), ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(org_id)
+        .bind(org_id)
+        .bind(name)
+        .bind(device_type)
+        .bind(extensions.to_string())
+        .bind(&at)
+        .bind(&at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Device {
+            id,
+            name: name.to_owned(),
+            device_type: device_type.map(str::to_owned),
+            extensions: extensions.clone(),
+            created_at: at.clone(),
+            updated_at: at,
+        })
+    }
+
+    async fn device(&self, org_id: i64, id: &str) -> Result<Option<Device>> {
+        let row = sqlx::query("SELECT * FROM devices WHERE org_id = ? AND id = ?")
+            .bind(org_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(row_to_device).transpose()
+    }
+
+    async fn devices(&self, org_id: i64, q: &DeviceQuery) -> Result<(Vec<Device>, Option<i64>)> {
+        let limit = q.limit.clamp(1, 500);
+        let rows = sqlx::query(
+            "SELECT * FROM devices WHERE org_id = ? AND seq > ? \
+             AND (? IS NULL OR instr(lower(name), lower(?)) > 0) \
+             AND (? IS NULL OR EXISTS (SELECT 1 FROM json_each(devices.extensions) e \
+                  WHERE json_extract(e.value, '$.iccid') = ?)) \
+             ORDER BY seq LIMIT ?",
+        )
+        .bind(org_id)
+        .bind(q.cursor.unwrap_or(0))
+        .bind(&q.name)
+        .bind(&q.name)
+        .bind(&q.iccid)
+        .bind(&q.iccid)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let more = rows.len() > limit as usize;
+        let page = &rows[..rows.len().min(limit as usize)];
+        let next = if more {
+            page.last().map(|r| r.get::<i64, _>("seq"))
+        } else {
+            None
+        };
+        Ok((page.iter().map(row_to_device).collect::<Result<_>>()?, next))
+    }
+
+    async fn update_device(
+        &self,
+        org_id: i64,
+        id: &str,
+        name: &str,
+        device_type: Option<&str>,
+        extensions: &Value,
+    ) -> Result<Option<Device>> {
+        let row = sqlx::query(
+            "UPDATE devices SET name = ?, type = ?, extensions = ?, updated_at = ? \
+             WHERE org_id = ? AND id = ? RETURNING *",
+        )
+        .bind(name)
+        .bind(device_type)
+        .bind(extensions.to_string())
+        .bind(now())
+        .bind(org_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(row_to_device).transpose()
+    }
+
+    async fn delete_device(&self, org_id: i64, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM devices WHERE org_id = ? AND id = ?")
+            .bind(org_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn audit(&self, org_id: i64, e: NewAudit<'_>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit (org_id, at, key_id, action, device_id, plugin, op, outcome, detail) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(org_id)
+        .bind(now())
+        .bind(e.key_id)
+        .bind(e.action)
+        .bind(e.device_id)
+        .bind(e.plugin)
+        .bind(e.op)
+        .bind(e.outcome)
+        .bind(e.detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn audit_log(&self, org_id: i64, before: Option<i64>, limit: u32) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit WHERE org_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(org_id)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit.clamp(1, 500)))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditEntry {
+                id: r.get("id"),
+                at: r.get("at"),
+                key_id: r.get("key_id"),
+                action: r.get("action"),
+                device_id: r.get("device_id"),
+                plugin: r.get("plugin"),
+                op: r.get("op"),
+                outcome: r.get("outcome"),
+                detail: r.get("detail"),
+            })
+            .collect())
+    }
+
+    async fn claim_idempotency(&self, org_id: i64, key: &str, fingerprint: &str) -> Result<IdempotencyClaim> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency (org_id, key, request, status, body, created_at) \
+             VALUES (?, ?, ?, 0, '', ?) ON CONFLICT (org_id, key) DO NOTHING",
+        )
+        .bind(org_id)
+        .bind(key)
+        .bind(fingerprint)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let claim = if inserted {
+            IdempotencyClaim::Claimed
+        } else {
+            let row = sqlx::query(
+                "SELECT request, status, body FROM idempotency WHERE org_id = ? AND key = ?",
+            )
+            .bind(org_id)
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await?;
+            let request: String = row.get("request");
+            let status: i64 = row.get("status");
+            if request != fingerprint {
+                IdempotencyClaim::Mismatch
+            } else if status == 0 {
+                IdempotencyClaim::InProgress
+            } else {
+                IdempotencyClaim::Done {
+                    status: u16::try_from(status).unwrap_or(500),
+                    body: row.get("body"),
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(claim)
+    }
+
+    async fn complete_idempotency(&self, org_id: i64, key: &str, status: u16, body: &str) -> Result<()> {
+        sqlx::query("UPDATE idempotency SET status = ?, body = ? WHERE org_id = ? AND key = ?")
+            .bind(i64::from(status))
+            .bind(body)
+            .bind(org_id)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    async fn store() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db"), None).await.unwrap();
+        (s, dir)
+    }
+
+    #[tokio::test]
+    async fn a_store_needs_its_own_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let s = SqliteStore::open(&db, None).await.unwrap();
+        let org = s.create_org("a").await.unwrap();
+        drop(s);
+        // Reopens with the key file.
+        let s = SqliteStore::open(&db, None).await.unwrap();
+        assert_eq!(s.org_by_name("a").await.unwrap(), Some(org));
+        drop(s);
+        // A wrong key is refused.
+        let wrong = SecretKey::generate().unwrap();
+        let e = SqliteStore::open(&db, Some(wrong)).await.unwrap_err();
+        assert!(e.to_string().contains("does not belong to this store"), "{e}");
+        // A missing key is refused, not replaced.
+        std::fs::remove_file(SqliteStore::key_file_for(&db)).unwrap();
+        let e = SqliteStore::open(&db, None).await.unwrap_err();
+        assert!(e.to_string().contains("secret key is missing"), "{e}");
+        assert!(!SqliteStore::key_file_for(&db).exists());
+    }
+
+    #[tokio::test]
+    async fn secrets_are_encrypted_at_rest() {
+        let (s, dir) = store().await;
+        let org = s.create_org("a").await.unwrap();
+        let mut secrets = Map::new();
+        secrets.insert("password".into(), json!("hunter2-very-secret"));
+        let settings = ExtensionSettings {
+            plugin: "jasper".into(),
+            enabled: true,
+            config: json!({"username": "u"}).as_object().unwrap().clone(),
+            secrets,
+        };
+        s.put_extension(org.id, &settings).await.unwrap();
+        assert_eq!(s.extension(org.id, "jasper").await.unwrap(), Some(settings));
+        drop(s);
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            assert!(!bytes.windows(19).any(|w| w == b"hunter2-very-secret"));
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_authenticate_until_revoked() {
+        let (s, _dir) = store().await;
+        let org = s.create_org("a").await.unwrap();
+        let (info, secret) = s.create_key(org.id, Role::Operator, "ci").await.unwrap();
+        let p = s.authenticate(&secret).await.unwrap().unwrap();
+        assert_eq!((p.org_id, p.role, p.key_id.as_str()), (org.id, Role::Operator, info.id.as_str()));
+        assert!(s.authenticate("dvx_nope").await.unwrap().is_none());
+        assert!(s.list_keys(org.id).await.unwrap()[0].last_used_at.is_some());
+        assert!(s.revoke_key(org.id, &info.id).await.unwrap());
+        assert!(s.authenticate(&secret).await.unwrap().is_none());
+        assert!(!s.revoke_key(org.id, &info.id).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn devices_page_and_filter_per_org() {
+        let (s, _dir) = store().await;
+        let a = s.create_org("a").await.unwrap();
+        let b = s.create_org("b").await.unwrap();
+        for i in 0..5 {
+            let ext = json!({"jasper": {"iccid": format!("8900000000000000{i:03}")}});
+            s.create_device(a.id, &format!("pump {i}"), None, &ext).await.unwrap();
+        }
+        s.create_device(b.id, "pump b", None, &json!({})).await.unwrap();
+        let q = DeviceQuery { limit: 2, ..Default::default() };
+        let (page1, next) = s.devices(a.id, &q).await.unwrap();
+        assert_eq!(page1.len(), 2);
+        let (page2, _) = s.devices(a.id, &DeviceQuery { cursor: next, ..q.clone() }).await.unwrap();
+        assert_eq!(page2[0].name, "pump 2");
+        let by_iccid = DeviceQuery { iccid: Some("8900000000000000003".into()), limit: 50, ..Default::default() };
+        let (found, _) = s.devices(a.id, &by_iccid).await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].name, "pump 3");
+        let by_name = DeviceQuery { name: Some("PUMP".into()), limit: 50, ..Default::default() };
+        assert_eq!(s.devices(a.id, &by_name).await.unwrap().0.len(), 5);
+        // Org b sees only its own.
+        assert_eq!(s.devices(b.id, &by_name).await.unwrap().0.len(), 1);
+        assert!(s.device(b.id, &page1[0].id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn idempotency_keys_are_claimed_once() {
+        let (s, _dir) = store().await;
+        let a = s.create_org("a").await.unwrap();
+        assert_eq!(s.claim_idempotency(a.id, "k", "req1").await.unwrap(), IdempotencyClaim::Claimed);
+        assert_eq!(s.claim_idempotency(a.id, "k", "req1").await.unwrap(), IdempotencyClaim::InProgress);
+        assert_eq!(s.claim_idempotency(a.id, "k", "req2").await.unwrap(), IdempotencyClaim::Mismatch);
+        s.complete_idempotency(a.id, "k", 200, "{}").await.unwrap();
+        assert_eq!(
+            s.claim_idempotency(a.id, "k", "req1").await.unwrap(),
+            IdempotencyClaim::Done { status: 200, body: "{}".into() }
+        );
+    }
+}
