@@ -202,7 +202,7 @@ impl Jasper {
             let answer = host.http(&req).await;
             drop(permit);
             let failure = match answer {
-                Ok(resp) => match parse(&resp) {
+                Ok(resp) => match parse(&resp).map_err(|f| with_retry_after(f, &resp)) {
                     Ok(v) => {
                         if failures > 0 {
                             host.log(
@@ -536,20 +536,33 @@ impl Jasper {
     }
 }
 
+/// Takes the server's `Retry-After` (in seconds) into account, when the parser did not.
+fn with_retry_after(mut failure: Failure, resp: &HttpResponse) -> Failure {
+    if failure.retry_after_ms.is_none() {
+        failure.retry_after_ms = resp
+            .header("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|secs| secs.saturating_mul(1000));
+    }
+    failure
+}
+
 /// The error of the last attempt, saying how often it was retried and, for a write whose fate
 /// is unknown, that it may have been applied.
 fn final_error(failure: Failure, attempts: u32, write: bool, what: &str) -> PluginError {
     let mut e = failure.error;
     if attempts > 1 {
         let retries = attempts - 1;
-        let times = if retries == 1 { "once" } else { "" };
         let count = if retries == 1 {
-            times.to_owned()
+            "once".to_owned()
         } else {
             format!("{retries} times")
         };
         e.message = match e.kind {
-            ErrorKind::RateLimited => format!("rate limit, retried {count}: {}", e.message),
+            ErrorKind::RateLimited => {
+                let rest = e.message.strip_prefix("rate limit: ").unwrap_or(&e.message);
+                format!("rate limit, retried {count}: {rest}")
+            }
             _ => format!("{} (retried {count})", e.message),
         };
     }

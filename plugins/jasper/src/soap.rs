@@ -373,12 +373,22 @@ pub fn overview(resp: &Element, iccid: &str) -> Result<Overview, Failure> {
         .child(JASPER_NS, "terminals")
         .map(|t| t.children_named(JASPER_NS, "terminal").collect())
         .unwrap_or_default();
-    // Results are unordered: pick ours; a lone terminal without an iccid is taken as ours.
+    // Results are unordered: pick ours. A lone terminal without an iccid, or whose iccid only
+    // differs by a check digit (19 vs 20 digits), is taken as ours.
     let terminal = terminals
         .iter()
         .find(|t| t.child_text(JASPER_NS, "iccid") == Some(iccid))
         .or_else(|| match terminals.as_slice() {
-            [only] if only.child_text(JASPER_NS, "iccid").is_none() => Some(only),
+            [only] => match only.child_text(JASPER_NS, "iccid") {
+                None => Some(only),
+                Some(theirs)
+                    if theirs.len().abs_diff(iccid.len()) == 1
+                        && (theirs.starts_with(iccid) || iccid.starts_with(theirs)) =>
+                {
+                    Some(only)
+                }
+                Some(_) => None,
+            },
             _ => None,
         });
     let Some(t) = terminal else {
@@ -701,6 +711,25 @@ mod tests {
     }
 
     #[test]
+    fn a_check_digit_more_or_less_is_the_same_sim() {
+        let body = format!(
+            r#"<S:Envelope xmlns:S="{SOAP11_NS}"><S:Body><GetTerminalDetailsResponse xmlns="{JASPER_NS}"><terminals><terminal><iccid>{ICCID}9</iccid><status>ACTIVATED_NAME</status></terminal></terminals></GetTerminalDetailsResponse></S:Body></S:Envelope>"#
+        );
+        let el = parse_response(&resp(200, &body), "GetTerminalDetails", OpHint::Overview).unwrap();
+        assert_eq!(overview(&el, ICCID).unwrap().status, "activated");
+        let el = parse_response(
+            &resp(200, &body.replace("49759", "4975")),
+            "GetTerminalDetails",
+            OpHint::Overview,
+        )
+        .unwrap();
+        assert_eq!(
+            overview(&el, &format!("{ICCID}9")).unwrap().status,
+            "activated"
+        );
+    }
+
+    #[test]
     fn default_namespace_and_other_prefixes_parse_the_same() {
         let default_ns = r#"<Envelope xmlns="http://schemas.xmlsoap.org/soap/envelope/"><Body>
           <GetTerminalDetailsResponse xmlns="http://api.jasperwireless.com/ws/schema">
@@ -739,6 +768,7 @@ mod tests {
             "<ns2:terminals/>",
             "",
             "<ns2:terminals><ns2:terminal><ns2:iccid>8900000000000000000</ns2:iccid></ns2:terminal></ns2:terminals>",
+            "<ns2:terminals><ns2:terminal><ns2:iccid>898821671697000497</ns2:iccid></ns2:terminal><ns2:terminal><ns2:iccid>1</ns2:iccid></ns2:terminal></ns2:terminals>",
         ] {
             let body = format!(
                 r#"<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body><ns2:GetTerminalDetailsResponse xmlns:ns2="{JASPER_NS}">{terminals}</ns2:GetTerminalDetailsResponse></S:Body></S:Envelope>"#

@@ -169,6 +169,29 @@ async fn reads_are_retried_with_backoff() {
     .await
     .unwrap();
     assert_eq!(fake.requests(), 4);
+    // Retry-After is honoured, SOAP included.
+    let fake = FakeHost::new(|_, i| match i {
+        0 => {
+            let mut r = Reply::status(503, "<html>maintenance</html>");
+            if let Ok(resp) = &mut r.result {
+                resp.headers.push(("retry-after".into(), "3".into()));
+            }
+            r
+        }
+        _ => Reply::ok(terminal_details(ICCID, "ACTIVATED_NAME")),
+    });
+    invoke(
+        &Jasper::default(),
+        &fake,
+        &soap_org(EP),
+        ICCID,
+        "overview",
+        json!({}),
+    )
+    .await
+    .unwrap();
+    let s = starts(&fake);
+    assert!(s[1] - s[0] >= 3000, "{s:?}");
     // A truncated answer to a read is retried.
     let fake = FakeHost::new(|_, i| match i {
         0 => Reply::ok(&terminal_details(ICCID, "ACTIVATED_NAME")[..200]),
@@ -208,6 +231,11 @@ async fn persistent_rate_limits_give_up_after_three_retries() {
         e.message
     );
     assert_eq!(e.details["attempts"], 4);
+    assert!(
+        !e.message.contains("rate limit: rate limit"),
+        "{}",
+        e.message
+    );
     assert_eq!(fake.requests(), 4);
 
     let fake = FakeHost::new(|_, _| Reply::status(503, ""));
