@@ -323,6 +323,30 @@ mod tests {
     }
 
     #[test]
+    fn no_prefix_or_corruption_panics() {
+        let pool = ['0', '9', ':', '-', '+', 'T', ' ', 'Z', '.', 'é', '\u{0}'];
+        for doc in [
+            "2016-06-29 00:21:33.339+0000",
+            "2016-04-18T17:31:34+05:30",
+            "2016-08-01Z",
+        ] {
+            let chars: Vec<char> = doc.chars().collect();
+            for i in 0..=chars.len() {
+                let _ = normalize(&chars[..i].iter().collect::<String>());
+                for c in pool {
+                    let mut v = chars.clone();
+                    if i < v.len() {
+                        v[i] = c;
+                    } else {
+                        v.push(c);
+                    }
+                    let _ = normalize(&v.iter().collect::<String>());
+                }
+            }
+        }
+    }
+
+    #[test]
     fn epoch_conversions_round_trip() {
         for days in [-719_162, -1, 0, 1, 10_957, 19_000, 2_932_896] {
             let (y, m, d) = civil_from_days(days);

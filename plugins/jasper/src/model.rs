@@ -277,6 +277,13 @@ pub struct SmsSent {
     pub characters: u64,
 }
 
+/// An id Jasper gave (an SMS id): trimmed, 1 to 64 characters, no control characters.
+pub fn clean_id(raw: &str) -> Option<String> {
+    let id = raw.trim();
+    (!id.is_empty() && id.chars().count() <= 64 && !id.chars().any(char::is_control))
+        .then(|| id.to_owned())
+}
+
 /// The override mode as an id (`TEMPORARY_OVERRIDE` → `temporary_override`).
 pub fn override_mode_id(raw: &str) -> Option<String> {
     let id = snake_id(raw);

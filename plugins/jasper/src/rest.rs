@@ -425,8 +425,8 @@ pub fn sms_id(body: &Value) -> Option<String> {
     ["smsMessageId", "smsMsgId"]
         .iter()
         .find_map(|k| match get_ci(body, k)? {
-            Value::Number(n) => Some(n.to_string()),
-            Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+            Value::Number(n) => model::clean_id(&n.to_string()),
+            Value::String(s) => model::clean_id(s),
             _ => None,
         })
 }
@@ -754,6 +754,52 @@ mod tests {
             parse_response(&resp(200, r#"{"iccid":"1"}"#), OpHint::SetStatus).unwrap(),
             json!({"iccid":"1"})
         );
+    }
+
+    /// Every prefix and many corrupted variants of real answers: errors, never panics.
+    #[test]
+    fn no_input_makes_the_parser_panic() {
+        let date = Date::parse_iso("2016-11-10").unwrap();
+        let doc = json!({
+            "status": "ACTIVATED", "dateAdded": "2016-06-29 00:21:33.339+0000", "ctdDataUsage": 12.5,
+            "deviceCycleUsageInZones": {"p, 1": [{"dataUsage": "1.5", "dataUsageUnit": "MB",
+                "voiceMOUsage": 3, "voiceMOUsageUnit": "minutes", "smsmousage": 1}]},
+            "smsMessageId": 5, "errorCode": "40000029", "errorMessage": "x"
+        })
+        .to_string();
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut variants: Vec<String> = (0..doc.len()).map(|i| doc[..i].to_owned()).collect();
+        for _ in 0..3000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut bytes = doc.as_bytes().to_vec();
+            let at = (seed as usize) % bytes.len();
+            let pool = b"{}[]\",:-0e.9 n";
+            bytes[at] = pool[(seed >> 32) as usize % pool.len()];
+            variants.push(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        for v in variants {
+            for status in [200, 400, 404, 429, 500] {
+                if let Ok(body) = parse_response(&resp(status, &v), OpHint::Usage) {
+                    let _ = overview(ICCID, &body, &body);
+                    let _ = usage(ICCID, date, &body);
+                    let _ = sms_id(&body);
+                }
+            }
+        }
+        // Extreme values.
+        for value in [
+            json!(u64::MAX),
+            json!(-1),
+            json!(1e308),
+            json!("1e400"),
+            json!(f64::MIN_POSITIVE),
+        ] {
+            let body = json!({"ctdDataUsage": value, "deviceCycleUsageInZones": {"p": [{"dataUsage": value, "dataUsageUnit": "GB", "voiceMOUsage": value, "voiceMOUsageUnit": "minutes"}]}});
+            let _ = overview(ICCID, &body, &body);
+            let _ = usage(ICCID, date, &body);
+        }
     }
 
     #[test]

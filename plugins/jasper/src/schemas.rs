@@ -377,8 +377,9 @@ pub fn operations() -> Vec<Operation> {
                     "api": api_field(),
                     "message_id": {
                         "type": ["string", "null"], "title": "Message id",
-                        "description": "Jasper's id of the message (a number, as text); null if Jasper accepted the message without returning one.",
-                        "pattern": "^-?[0-9]+$"
+                        "description": "Jasper's id of the message (smsMsgId / smsMessageId, as text); null if Jasper accepted the message without returning one.",
+                        "minLength": 1,
+                        "maxLength": 64
                     },
                     "characters": {"type": "integer", "minimum": 1, "title": "Characters", "description": "Length of the message sent, in characters."}
                 },

@@ -441,12 +441,10 @@ pub fn usage(resp: &Element, iccid: &str, cycle_start: Date) -> Usage {
     }
 }
 
-/// The `smsMsgId` of a `SendSMSResponse` (an `xs:long`, kept as text); `None` when absent.
+/// The `smsMsgId` of a `SendSMSResponse` (an `xs:long`, kept as text); `None` when absent or
+/// unusable.
 pub fn sms_id(resp: &Element) -> Option<String> {
-    let id = resp.child_text(JASPER_NS, "smsMsgId")?;
-    let digits = id.strip_prefix('-').unwrap_or(id);
-    (!digits.is_empty() && digits.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| id.to_owned())
+    model::clean_id(resp.child_text(JASPER_NS, "smsMsgId")?)
 }
 
 #[cfg(test)]
@@ -710,6 +708,41 @@ mod tests {
         assert_eq!(o.date_modified.as_deref(), Some("2016-06-29T00:21:33.339Z"));
     }
 
+    /// Every prefix and many corrupted variants of real answers: errors, never panics.
+    #[test]
+    fn no_input_makes_the_parser_panic() {
+        let date = Date::parse_iso("2016-08-01").unwrap();
+        let fault = r#"<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body><S:Fault><faultcode>S:Server</faultcode><faultstring>100300</faultstring><detail><e>SIMSTATUS_INVALID_TRANSITION</e></detail></S:Fault></S:Body></S:Envelope>"#;
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        for doc in [DETAILS_NS2, fault] {
+            let mut variants: Vec<String> = (0..doc.len())
+                .filter(|i| doc.is_char_boundary(*i))
+                .map(|i| doc[..i].to_owned())
+                .collect();
+            for _ in 0..2000 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let mut bytes = doc.as_bytes().to_vec();
+                let at = (seed as usize) % bytes.len();
+                let pool = b"<>&\"/:=x \n;#0";
+                bytes[at] = pool[(seed >> 32) as usize % pool.len()];
+                variants.push(String::from_utf8_lossy(&bytes).into_owned());
+            }
+            for v in variants {
+                for status in [200, 500] {
+                    if let Ok(el) =
+                        parse_response(&resp(status, &v), "GetTerminalDetails", OpHint::Overview)
+                    {
+                        let _ = overview(&el, ICCID);
+                        let _ = usage(&el, ICCID, date);
+                        let _ = sms_id(&el);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_check_digit_more_or_less_is_the_same_sim() {
         let body = format!(
@@ -941,7 +974,7 @@ mod tests {
         .unwrap();
         assert_eq!(sms_id(&el).as_deref(), Some("123456789012"));
         let el = xml::parse(&format!(
-            r#"<r xmlns="{JASPER_NS}"><smsMsgId>abc</smsMsgId></r>"#
+            r#"<r xmlns="{JASPER_NS}"><smsMsgId> </smsMsgId></r>"#
         ))
         .unwrap();
         assert_eq!(sms_id(&el), None);
