@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod runtime;
 pub mod schema;
 pub mod service;
+pub mod validate;
 
 mod cache;
 mod caps;

@@ -49,6 +49,9 @@ enum Command {
     Plugins(PluginsArgs),
     /// Run one operation of a plugin (validation, deadline and egress rules included)
     Invoke(InvokeArgs),
+    /// Check device extension configurations (files, directories, JSON Lines, stdin) against
+    /// the plugins' schemas; exit 1 if one is invalid, 3 if an input is unreadable or not JSON
+    Validate(cmd::validate::ValidateArgs),
 }
 
 #[derive(Args)]
@@ -135,5 +138,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         },
         Command::Invoke(args) => cmd::invoke::invoke(&cli.global, &args),
+        Command::Validate(args) => cmd::validate::validate(&cli.global, &args),
     }
 }

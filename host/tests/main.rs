@@ -8,4 +8,5 @@ mod contract;
 mod dispatch;
 mod loading;
 mod util;
+mod validate_cli;
 mod validation;

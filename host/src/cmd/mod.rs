@@ -2,3 +2,4 @@
 
 pub(crate) mod invoke;
 pub(crate) mod plugins;
+pub(crate) mod validate;

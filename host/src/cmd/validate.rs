@@ -1,0 +1,300 @@
+//! `devext validate`: device extension configurations against the loaded plugins' schemas, for
+//! CI and pre-commit.
+
+use std::ffi::OsString;
+use std::io::{self, IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use devext_host::Runtime;
+use devext_host::validate::{self, Diagnostic, Input, Kind, Options, Progress, Reporter, Summary};
+use serde_json::json;
+
+use crate::{GlobalArgs, runtime_config};
+
+#[derive(Args)]
+pub(crate) struct ValidateArgs {
+    /// JSON files, JSON Lines files (*.jsonl), directories (every *.json and *.jsonl file,
+    /// recursively) or - for standard input
+    #[arg(value_name = "PATH", required = true)]
+    paths: Vec<OsString>,
+    /// Output: human (path:line:col: pointer: message), json (one report) or github (workflow
+    /// annotations)
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+    /// Print only errors: no warnings, no summary
+    #[arg(long, short)]
+    quiet: bool,
+    /// Plugins' declared warnings fail the run (exit 1)
+    #[arg(long)]
+    strict: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+    Github,
+}
+
+/// Exit codes: 0 all valid, 1 a document is invalid, 2 usage error (clap), 3 an input could not
+/// be read or is not JSON.
+pub(crate) fn validate(global: &GlobalArgs, args: &ValidateArgs) -> Result<ExitCode> {
+    let runtime = Runtime::load(runtime_config(global)).map_err(anyhow::Error::msg)?;
+    for r in runtime.refused() {
+        eprintln!(
+            "devext: warning: plugin refused: {}: {}",
+            r.path.display(),
+            r.reason
+        );
+    }
+    let inputs: Vec<Input> = args.paths.iter().map(|p| Input::from_arg(p)).collect();
+    let options = Options {
+        strict: args.strict,
+        workers: 0,
+    };
+    let stdout = io::stdout().lock();
+    let out = io::BufWriter::with_capacity(64 * 1024, stdout);
+    let mut reporter = Cli {
+        out,
+        format: args.format,
+        quiet: args.quiet,
+        strict: args.strict,
+        errors_written: 0,
+        warnings_json: Vec::new(),
+        progress: ProgressBar::new(),
+    };
+    if args.format == Format::Json {
+        reporter.out.write_all(b"{\"errors\":[")?;
+    }
+    let summary = validate::run(&runtime, &inputs, &options, &mut reporter)?;
+    reporter.progress.clear();
+    reporter.finish(&summary)?;
+    if summary.documents == 0 && summary.unreadable == 0 {
+        eprintln!(
+            "devext: warning: no documents found (directories are searched for *.json and *.jsonl files)"
+        );
+    }
+    Ok(ExitCode::from(summary.exit_code()))
+}
+
+/// The command line's reporter: one of the three formats, plus the progress bar.
+struct Cli<W: Write> {
+    out: W,
+    format: Format,
+    quiet: bool,
+    strict: bool,
+    errors_written: u64,
+    /// `--format json`: warnings are written after the errors (which are streamed).
+    warnings_json: Vec<String>,
+    progress: ProgressBar,
+}
+
+impl<W: Write> Reporter for Cli<W> {
+    fn report(&mut self, path: &str, d: &Diagnostic) -> io::Result<()> {
+        let is_warning = d.kind == Kind::Warning;
+        if is_warning && self.quiet && !self.strict {
+            return Ok(());
+        }
+        self.progress.clear();
+        match self.format {
+            Format::Human => human(&mut self.out, path, d, self.strict),
+            Format::Github => github(&mut self.out, path, d, self.strict),
+            Format::Json => {
+                let mut entry = json!({
+                    "path": path,
+                    "line": d.line,
+                    "column": d.column,
+                    "pointer": d.pointer,
+                    "message": d.message,
+                    "kind": d.kind,
+                });
+                if is_warning {
+                    entry["code"] = json!(d.keyword);
+                    self.warnings_json.push(entry.to_string());
+                    return Ok(());
+                }
+                entry["keyword"] = json!(d.keyword);
+                if self.errors_written > 0 {
+                    self.out.write_all(b",")?;
+                }
+                self.errors_written += 1;
+                serde_json::to_writer(&mut self.out, &entry).map_err(io::Error::other)
+            }
+        }
+    }
+
+    fn progress(&mut self, p: Progress<'_>) {
+        self.progress.update(p);
+    }
+}
+
+impl<W: Write> Cli<W> {
+    fn finish(&mut self, summary: &Summary) -> io::Result<()> {
+        match self.format {
+            Format::Json => {
+                let warnings = self.warnings_json.join(",");
+                let rest = json!({
+                    "documents": summary.documents,
+                    "valid": summary.valid,
+                    "invalid": summary.invalid,
+                    "not_json": summary.not_json,
+                    "unreadable": summary.unreadable,
+                    "files": summary.files,
+                    "strict": self.strict,
+                    "exit_code": summary.exit_code(),
+                });
+                let rest = rest.to_string();
+                // `rest` is an object: splice its members after the two arrays.
+                writeln!(self.out, "],\"warnings\":[{warnings}],{}", &rest[1..])?;
+            }
+            Format::Human | Format::Github => {
+                if !self.quiet {
+                    writeln!(self.out, "{summary}")?;
+                }
+            }
+        }
+        self.out.flush()
+    }
+}
+
+fn pointer_or_root(d: &Diagnostic) -> &str {
+    match d.pointer.as_deref() {
+        Some("") => "/",
+        Some(p) => p,
+        None => "",
+    }
+}
+
+/// `path:line:col: /pointer: message (keyword)`.
+fn human(out: &mut impl Write, path: &str, d: &Diagnostic, strict: bool) -> io::Result<()> {
+    write!(out, "{path}:")?;
+    if let Some(line) = d.line {
+        write!(out, "{line}:{}:", d.column.unwrap_or(1))?;
+    }
+    match d.kind {
+        Kind::Invalid => writeln!(
+            out,
+            " {}: {} ({})",
+            pointer_or_root(d),
+            d.message,
+            d.keyword.as_deref().unwrap_or_default()
+        ),
+        Kind::Warning => writeln!(
+            out,
+            " {}: {}: {}: {}",
+            if strict { "error" } else { "warning" },
+            pointer_or_root(d),
+            d.keyword.as_deref().unwrap_or_default(),
+            d.message
+        ),
+        Kind::NotJson | Kind::Unreadable => writeln!(out, " {}", d.message),
+    }
+}
+
+/// A GitHub Actions workflow command, so the problem shows on the pull request's diff.
+fn github(out: &mut impl Write, path: &str, d: &Diagnostic, strict: bool) -> io::Result<()> {
+    let level = if d.kind == Kind::Warning && !strict {
+        "warning"
+    } else {
+        "error"
+    };
+    write!(out, "::{level} file={}", escape_property(path))?;
+    if let Some(line) = d.line {
+        write!(out, ",line={line},col={}", d.column.unwrap_or(1))?;
+    }
+    let title = match (d.kind, d.keyword.as_deref()) {
+        (Kind::Invalid, Some(k)) => format!("devext validate: {k}"),
+        (Kind::Warning, Some(code)) => format!("devext validate: {code}"),
+        (Kind::NotJson, _) => "devext validate: not JSON".to_owned(),
+        _ => "devext validate".to_owned(),
+    };
+    let message = match d.pointer.as_deref() {
+        Some(_) => format!("{}: {}", pointer_or_root(d), d.message),
+        None => d.message.clone(),
+    };
+    writeln!(
+        out,
+        ",title={}::{}",
+        escape_property(&title),
+        escape_data(&message)
+    )
+}
+
+/// Escapes a workflow command's message.
+fn escape_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// Escapes a workflow command's property value.
+fn escape_property(s: &str) -> String {
+    escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// A one-line progress bar on standard error, shown only when standard error is a terminal (not
+/// in pipes or CI logs) and the run has taken a while.
+struct ProgressBar {
+    enabled: bool,
+    started: Instant,
+    last: Option<Instant>,
+    shown: bool,
+}
+
+impl ProgressBar {
+    const DELAY: Duration = Duration::from_millis(500);
+    const EVERY: Duration = Duration::from_millis(100);
+
+    fn new() -> ProgressBar {
+        let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+        let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
+        ProgressBar {
+            enabled: io::stderr().is_terminal() && !ci && !dumb,
+            started: Instant::now(),
+            last: None,
+            shown: false,
+        }
+    }
+
+    fn update(&mut self, p: Progress<'_>) {
+        if !self.enabled {
+            return;
+        }
+        let now = Instant::now();
+        if now - self.started < Self::DELAY || self.last.is_some_and(|l| now - l < Self::EVERY) {
+            return;
+        }
+        self.last = Some(now);
+        let total = p.inputs_total.max(1);
+        let width = 24u64;
+        let full = (p.inputs_done.min(total) * width / total) as usize;
+        let bar = format!("{}{}", "#".repeat(full), "-".repeat(width as usize - full));
+        let s = p.summary;
+        eprint!(
+            "\r\x1b[K[{bar}] {}/{} files, {} documents, {} invalid",
+            p.inputs_done, p.inputs_total, s.documents, s.invalid
+        );
+        self.shown = true;
+    }
+
+    fn clear(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[K");
+            self.shown = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workflow_commands_are_escaped() {
+        assert_eq!(escape_data("a%b\nc"), "a%25b%0Ac");
+        assert_eq!(escape_property("dir/a:b,c.json"), "dir/a%3Ab%2Cc.json");
+    }
+}

@@ -1,0 +1,929 @@
+//! Validation of many device extension configurations at once: files, directories, JSON Lines
+//! and standard input, on every core, in constant memory, with the host's own checks.
+//!
+//! This is the engine of `devext validate`. Each document goes through
+//! [`Runtime::is_valid_device_extensions`] (the fast path); only a document that fails is
+//! checked again with [`Runtime::validate_device_extensions`] for its violations, and only then
+//! is its text re-scanned to turn each violation's JSON pointer into a line and column. A valid
+//! document is also checked for the warnings its plugins declare ([`Runtime::device_warnings`]).
+//!
+//! Work is cut into jobs (a few small files, or one block of JSON Lines); a producer thread
+//! reads JSON Lines and standard input in blocks, worker threads read JSON files themselves and
+//! validate, and the calling thread hands the results to a [`Reporter`] in input order. A fixed
+//! number of block buffers circulates between them, which bounds memory whatever the input size.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::Runtime;
+
+mod locate;
+
+/// Bytes of JSON Lines per job (a block ends at a line end, so a longer line makes it longer).
+const BLOCK: usize = 256 * 1024;
+/// Small files per job, at most.
+const FILES_PER_JOB: usize = 32;
+
+/// One input named on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A JSON file (one document), a JSON Lines file (`*.jsonl`, one document per line) or a
+    /// directory (recursively, every `*.json` and `*.jsonl` file in byte-wise path order).
+    Path(PathBuf),
+    /// Standard input: one JSON document if the whole input is one, otherwise JSON Lines.
+    Stdin,
+}
+
+impl Input {
+    /// `-` is standard input; anything else a path.
+    pub fn from_arg(arg: &std::ffi::OsStr) -> Input {
+        if arg == "-" {
+            Input::Stdin
+        } else {
+            Input::Path(PathBuf::from(arg))
+        }
+    }
+}
+
+/// How to validate.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// A declared warning makes its document invalid.
+    pub strict: bool,
+    /// Worker threads; 0 means one per available core.
+    pub workers: usize,
+}
+
+/// What a [`Diagnostic`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// The document violates a schema.
+    Invalid,
+    /// A plugin's declared warning (an error under [`Options::strict`]).
+    Warning,
+    /// The document is not JSON.
+    NotJson,
+    /// The input could not be read.
+    Unreadable,
+}
+
+/// One thing to tell about one document or input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// What it is about.
+    pub kind: Kind,
+    /// 1-based line in the file, when known.
+    pub line: Option<u64>,
+    /// 1-based column (in characters), when known.
+    pub column: Option<u64>,
+    /// JSON pointer in the document (violations and warnings).
+    pub pointer: Option<String>,
+    /// The schema keyword that failed, or a warning's code.
+    pub keyword: Option<String>,
+    /// What is wrong, for people.
+    pub message: String,
+}
+
+/// Counts of a run. `documents = valid + invalid + not_json`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Documents seen.
+    pub documents: u64,
+    /// Documents that passed.
+    pub valid: u64,
+    /// Documents that violate a schema (or raise a warning, under `strict`).
+    pub invalid: u64,
+    /// Documents that are not JSON.
+    pub not_json: u64,
+    /// Inputs (files, directories, standard input) that could not be read.
+    pub unreadable: u64,
+    /// Files read (standard input counts as one).
+    pub files: u64,
+    /// Declared warnings raised.
+    pub warnings: u64,
+}
+
+impl Summary {
+    /// The process exit code: 3 if an input could not be read or is not JSON, else 1 if a
+    /// document is invalid, else 0.
+    pub fn exit_code(&self) -> u8 {
+        if self.not_json > 0 || self.unreadable > 0 {
+            3
+        } else if self.invalid > 0 {
+            1
+        } else {
+            0
+        }
+    }
+
+    fn add(&mut self, o: &Summary) {
+        self.documents += o.documents;
+        self.valid += o.valid;
+        self.invalid += o.invalid;
+        self.not_json += o.not_json;
+        self.unreadable += o.unreadable;
+        self.files += o.files;
+        self.warnings += o.warnings;
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural =
+            |n: u64, one: &'static str, many: &'static str| if n == 1 { one } else { many };
+        write!(
+            f,
+            "{} {}, {} valid, {} invalid ({} {})",
+            self.documents,
+            plural(self.documents, "document", "documents"),
+            self.valid,
+            self.invalid,
+            self.files,
+            plural(self.files, "file", "files"),
+        )?;
+        if self.not_json > 0 {
+            write!(f, ", {} not JSON", self.not_json)?;
+        }
+        if self.unreadable > 0 {
+            write!(f, ", {} unreadable", self.unreadable)?;
+        }
+        if self.warnings > 0 {
+            let w = plural(self.warnings, "warning", "warnings");
+            write!(f, ", {} {w}", self.warnings)?;
+        }
+        Ok(())
+    }
+}
+
+/// Progress of a run, for a progress bar.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    /// Counts so far.
+    pub summary: &'a Summary,
+    /// Inputs (files, standard input) finished.
+    pub inputs_done: u64,
+    /// Inputs in all.
+    pub inputs_total: u64,
+}
+
+/// Receives the results of a run, in input order.
+pub trait Reporter {
+    /// One diagnostic about the input shown as `path`.
+    fn report(&mut self, path: &str, diagnostic: &Diagnostic) -> io::Result<()>;
+
+    /// Called after each job; cheap to ignore.
+    fn progress(&mut self, _progress: Progress<'_>) {}
+}
+
+/// Validates every document of `inputs` with `runtime`'s loaded plugins, and reports each
+/// problem to `reporter` in input order. Fails only if the reporter does; unreadable inputs
+/// and malformed documents are diagnostics.
+pub fn run(
+    runtime: &Runtime,
+    inputs: &[Input],
+    options: &Options,
+    reporter: &mut dyn Reporter,
+) -> io::Result<Summary> {
+    let sources = expand(inputs);
+    let workers = match options.workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    let credits = workers * 4;
+
+    std::thread::scope(|scope| {
+        let (job_tx, job_rx) = sync_channel::<Job>(credits);
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        let (done_tx, done_rx) = channel::<Done>();
+        let (credit_tx, credit_rx) = sync_channel::<Vec<u8>>(credits);
+        for _ in 0..credits {
+            // Cannot fail: the channel has room for every credit.
+            let _ = credit_tx.send(Vec::new());
+        }
+        let sources = &sources;
+        scope.spawn(move || produce(sources, workers, &job_tx, &credit_rx));
+        for _ in 0..workers {
+            let job_rx = Arc::clone(&job_rx);
+            let done_tx = done_tx.clone();
+            scope.spawn(move || work(runtime, sources, options.strict, &job_rx, &done_tx));
+        }
+        drop(done_tx);
+        collect(sources, done_rx, credit_tx, reporter)
+    })
+}
+
+/// One file (or standard input) to read, or an input that failed before reading.
+#[derive(Debug)]
+enum Source {
+    Json(PathBuf),
+    Lines(PathBuf),
+    Stdin,
+    Failed(PathBuf, String),
+}
+
+impl Source {
+    fn display(&self) -> String {
+        match self {
+            Source::Json(p) | Source::Lines(p) | Source::Failed(p, _) => p.display().to_string(),
+            Source::Stdin => "<stdin>".to_owned(),
+        }
+    }
+}
+
+/// The inputs as files, directories expanded.
+fn expand(inputs: &[Input]) -> Vec<Source> {
+    let mut out = Vec::new();
+    for input in inputs {
+        match input {
+            Input::Stdin => out.push(Source::Stdin),
+            Input::Path(path) => match std::fs::metadata(path) {
+                Err(e) => out.push(Source::Failed(path.clone(), format!("cannot read: {e}"))),
+                Ok(m) if m.is_dir() => {
+                    let mut found = Vec::new();
+                    walk(path, &mut found);
+                    found.sort_by(|a, b| {
+                        a.path()
+                            .as_os_str()
+                            .as_encoded_bytes()
+                            .cmp(b.path().as_os_str().as_encoded_bytes())
+                    });
+                    out.extend(found);
+                }
+                Ok(_) if is_lines(path) => out.push(Source::Lines(path.clone())),
+                Ok(_) => out.push(Source::Json(path.clone())),
+            },
+        }
+    }
+    out
+}
+
+impl Source {
+    fn path(&self) -> &Path {
+        match self {
+            Source::Json(p) | Source::Lines(p) | Source::Failed(p, _) => p,
+            Source::Stdin => Path::new("-"),
+        }
+    }
+}
+
+fn is_lines(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e == "jsonl" || e == "ndjson")
+}
+
+/// Every `*.json`, `*.jsonl` and `*.ndjson` file under `dir`, skipping hidden entries and not
+/// following symbolic links to directories (no cycles).
+fn walk(dir: &Path, out: &mut Vec<Source>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            out.push(Source::Failed(
+                dir.to_owned(),
+                format!("cannot read the directory: {e}"),
+            ));
+            return;
+        }
+    };
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                out.push(Source::Failed(
+                    dir.to_owned(),
+                    format!("cannot read the directory: {e}"),
+                ));
+                continue;
+            }
+        };
+        let name = entry.file_name();
+        if name.as_encoded_bytes().first() == Some(&b'.') {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(mut kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_symlink() {
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() => kind = m.file_type(),
+                _ => continue,
+            }
+        }
+        if kind.is_dir() {
+            walk(&path, out);
+        } else if is_lines(&path) {
+            out.push(Source::Lines(path));
+        } else if path.extension().is_some_and(|e| e == "json") {
+            out.push(Source::Json(path));
+        }
+    }
+}
+
+/// A unit of work, with the buffer that carries it (its credit).
+struct Job {
+    seq: u64,
+    work: Work,
+    buf: Vec<u8>,
+    /// Inputs this job finishes (for progress).
+    completes: u64,
+    /// Files this job accounts for (JSON Lines files and standard input are counted here).
+    files: u64,
+}
+
+enum Work {
+    /// Sources to read and validate (each JSON or failed).
+    Sources(Range<usize>),
+    /// Complete lines of JSON Lines source `source`, the first being line `first_line`.
+    Lines { source: usize, first_line: u64 },
+    /// The whole text of `source` is one document.
+    Whole { source: usize },
+    /// `source` could not be read (from `line` on, when known).
+    Unreadable {
+        source: usize,
+        line: Option<u64>,
+        message: String,
+    },
+}
+
+/// The result of a job.
+struct Done {
+    seq: u64,
+    summary: Summary,
+    diagnostics: Vec<(usize, Diagnostic)>,
+    buf: Vec<u8>,
+    completes: u64,
+}
+
+/// The producer: turns sources into jobs, reading JSON Lines and standard input itself.
+fn produce(
+    sources: &[Source],
+    workers: usize,
+    jobs: &SyncSender<Job>,
+    credits: &Receiver<Vec<u8>>,
+) {
+    let mut p = Producer {
+        seq: 0,
+        jobs,
+        credits,
+    };
+    let json_files = sources
+        .iter()
+        .filter(|s| matches!(s, Source::Json(_) | Source::Failed(..)))
+        .count();
+    let per_job = (json_files / (workers * 8)).clamp(1, FILES_PER_JOB);
+    let mut i = 0;
+    while i < sources.len() {
+        match &sources[i] {
+            Source::Json(_) | Source::Failed(..) => {
+                let start = i;
+                while i < sources.len()
+                    && i - start < per_job
+                    && matches!(sources[i], Source::Json(_) | Source::Failed(..))
+                {
+                    i += 1;
+                }
+                let n = (i - start) as u64;
+                if p.send(Work::Sources(start..i), Vec::new(), n, 0).is_none() {
+                    return;
+                }
+                continue;
+            }
+            Source::Lines(path) => {
+                let done = match File::open(path) {
+                    Ok(file) => p.lines(i, file, Vec::new()),
+                    Err(e) => p.send(
+                        Work::Unreadable {
+                            source: i,
+                            line: None,
+                            message: format!("cannot read: {e}"),
+                        },
+                        Vec::new(),
+                        1,
+                        0,
+                    ),
+                };
+                if done.is_none() {
+                    return;
+                }
+            }
+            Source::Stdin => {
+                if p.stdin(i).is_none() {
+                    return;
+                }
+            }
+        }
+        i += 1;
+    }
+}
+
+struct Producer<'a> {
+    seq: u64,
+    jobs: &'a SyncSender<Job>,
+    credits: &'a Receiver<Vec<u8>>,
+}
+
+impl Producer<'_> {
+    /// Waits for a buffer (the credit for one more job in flight).
+    fn credit(&self) -> Option<Vec<u8>> {
+        self.credits.recv().ok()
+    }
+
+    /// Sends a job; `None` when the run is over (the collector stopped).
+    fn send(&mut self, work: Work, buf: Vec<u8>, completes: u64, files: u64) -> Option<()> {
+        let buf = if buf.capacity() == 0 {
+            self.credit()?
+        } else {
+            buf
+        };
+        let seq = self.seq;
+        self.seq += 1;
+        self.jobs
+            .send(Job {
+                seq,
+                work,
+                buf,
+                completes,
+                files,
+            })
+            .ok()
+    }
+
+    /// Streams a JSON Lines source in blocks of whole lines; `pending` is text already read.
+    fn lines(&mut self, source: usize, mut reader: impl Read, pending: Vec<u8>) -> Option<()> {
+        let mut carry = pending;
+        let mut line = 1u64;
+        let mut files = 1;
+        loop {
+            let mut buf = self.credit()?;
+            buf.clear();
+            buf.append(&mut carry);
+            let eof = match fill(&mut reader, &mut buf) {
+                Ok(eof) => eof,
+                Err(e) => {
+                    // Validate what was read, then report the failure at the next line.
+                    let end = memchr::memrchr(b'\n', &buf).map_or(0, |p| p + 1);
+                    buf.truncate(end);
+                    let lines = memchr::memchr_iter(b'\n', &buf).count() as u64;
+                    self.send(
+                        Work::Lines {
+                            source,
+                            first_line: line,
+                        },
+                        buf,
+                        0,
+                        files,
+                    )?;
+                    return self.send(
+                        Work::Unreadable {
+                            source,
+                            line: Some(line + lines),
+                            message: format!("cannot read: {e}"),
+                        },
+                        Vec::new(),
+                        1,
+                        0,
+                    );
+                }
+            };
+            if !eof {
+                // `fill` stops only after a line end.
+                let end = memchr::memrchr(b'\n', &buf).map_or(buf.len(), |p| p + 1);
+                carry.extend_from_slice(&buf[end..]);
+                buf.truncate(end);
+            }
+            let lines = memchr::memchr_iter(b'\n', &buf).count() as u64;
+            let completes = u64::from(eof);
+            self.send(
+                Work::Lines {
+                    source,
+                    first_line: line,
+                },
+                buf,
+                completes,
+                files,
+            )?;
+            files = 0;
+            line += lines;
+            if eof {
+                return Some(());
+            }
+        }
+    }
+
+    /// Standard input: one document if it is one, else JSON Lines.
+    ///
+    /// Reads up to the end of the first non-blank line. If that line is a whole JSON value, the
+    /// input cannot be one document unless nothing else follows, so it is streamed as JSON Lines
+    /// (one line of JSON Lines is the same document). Otherwise the whole input is read: one
+    /// document if it parses as one, else JSON Lines (whose first line is then malformed).
+    fn stdin(&mut self, source: usize) -> Option<()> {
+        let stdin = io::stdin();
+        let mut reader = stdin.lock();
+        let mut head = Vec::new();
+        let unreadable = |e: io::Error| Work::Unreadable {
+            source,
+            line: None,
+            message: format!("cannot read: {e}"),
+        };
+        let first_line_end = loop {
+            let from = head.len();
+            head.resize(from + 64 * 1024, 0);
+            let n = match read_retrying(&mut reader, &mut head[from..]) {
+                Ok(n) => n,
+                Err(e) => return self.send(unreadable(e), Vec::new(), 1, 1),
+            };
+            head.truncate(from + n);
+            let mut start = 0;
+            let mut found = None;
+            for nl in memchr::memchr_iter(b'\n', &head) {
+                if !head[start..nl].trim_ascii().is_empty() {
+                    found = Some(nl);
+                    break;
+                }
+                start = nl + 1;
+            }
+            if found.is_some() || n == 0 {
+                break found;
+            }
+        };
+        if let Some(end) = first_line_end {
+            let first = head[..end].trim_ascii();
+            if serde_json::from_slice::<serde::de::IgnoredAny>(first).is_ok() {
+                return self.lines(source, reader, head);
+            }
+        }
+        if let Err(e) = reader.read_to_end(&mut head) {
+            return self.send(unreadable(e), Vec::new(), 1, 1);
+        }
+        let text = strip_bom(&head);
+        if serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok() {
+            self.send(Work::Whole { source }, head, 1, 1)
+        } else {
+            self.lines(source, io::empty(), head)
+        }
+    }
+}
+
+/// Reads into `buf` until it holds at least [`BLOCK`] bytes ending after a line end, or the end
+/// of input. Returns whether the input ended.
+fn fill(reader: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<bool> {
+    let mut target = BLOCK;
+    let mut scanned = 0;
+    loop {
+        if buf.len() >= target {
+            if memchr::memchr(b'\n', &buf[scanned..]).is_some() {
+                return Ok(false);
+            }
+            // One line longer than a block: keep reading until it ends.
+            scanned = buf.len();
+            target = buf.len() * 2;
+        }
+        let len = buf.len();
+        buf.resize(target, 0);
+        let n = read_retrying(reader, &mut buf[len..])?;
+        buf.truncate(len + n);
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+fn read_retrying(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match reader.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+fn strip_bom(text: &[u8]) -> &[u8] {
+    text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text)
+}
+
+/// A worker: takes jobs until there are none, validates, sends the results.
+fn work(
+    runtime: &Runtime,
+    sources: &[Source],
+    strict: bool,
+    jobs: &Mutex<Receiver<Job>>,
+    done: &std::sync::mpsc::Sender<Done>,
+) {
+    let mut file_buf: Vec<u8> = Vec::new();
+    loop {
+        let job = {
+            let Ok(rx) = jobs.lock() else { return };
+            match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            }
+        };
+        let mut out = Output {
+            runtime,
+            strict,
+            summary: Summary {
+                files: job.files,
+                ..Summary::default()
+            },
+            diagnostics: Vec::new(),
+        };
+        match job.work {
+            Work::Sources(range) => {
+                for i in range {
+                    match &sources[i] {
+                        Source::Json(path) => match read_file(path, &mut file_buf) {
+                            Ok(n) => {
+                                out.summary.files += 1;
+                                out.document(i, strip_bom(&file_buf[..n]), None);
+                            }
+                            Err(e) => out.unreadable(i, None, format!("cannot read: {e}")),
+                        },
+                        Source::Failed(_, message) => out.unreadable(i, None, message.clone()),
+                        Source::Lines(_) | Source::Stdin => {}
+                    }
+                }
+            }
+            Work::Lines { source, first_line } => {
+                let mut text: &[u8] = &job.buf;
+                if first_line == 1 {
+                    text = strip_bom(text);
+                }
+                let mut start = 0;
+                let ends = memchr::memchr_iter(b'\n', text).chain(std::iter::once(text.len()));
+                for (line, end) in (first_line..).zip(ends) {
+                    let raw = &text[start..end];
+                    start = end + 1;
+                    let doc = raw.strip_suffix(b"\r").unwrap_or(raw);
+                    if !doc.trim_ascii().is_empty() {
+                        out.document(source, doc, Some(line));
+                    }
+                }
+            }
+            Work::Whole { source } => out.document(source, strip_bom(&job.buf), None),
+            Work::Unreadable {
+                source,
+                line,
+                message,
+            } => out.unreadable(source, line, message),
+        }
+        let result = Done {
+            seq: job.seq,
+            summary: out.summary,
+            diagnostics: out.diagnostics,
+            buf: job.buf,
+            completes: job.completes,
+        };
+        if done.send(result).is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads the whole file at `path` into `buf` and returns its length. The buffer is reused from
+/// file to file (no allocation once it is big enough) and the file is not `stat`ed.
+fn read_file(path: &Path, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let mut file = File::open(path)?;
+    if buf.len() < 16 * 1024 {
+        buf.resize(16 * 1024, 0);
+    }
+    let mut filled = 0;
+    loop {
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = read_retrying(&mut file, &mut buf[filled..])?;
+        if n == 0 {
+            return Ok(filled);
+        }
+        filled += n;
+    }
+}
+
+/// The results of one job being built.
+struct Output<'r> {
+    runtime: &'r Runtime,
+    strict: bool,
+    summary: Summary,
+    diagnostics: Vec<(usize, Diagnostic)>,
+}
+
+impl Output<'_> {
+    fn unreadable(&mut self, source: usize, line: Option<u64>, message: String) {
+        self.summary.unreadable += 1;
+        self.diagnostics.push((
+            source,
+            Diagnostic {
+                kind: Kind::Unreadable,
+                line,
+                column: None,
+                pointer: None,
+                keyword: None,
+                message,
+            },
+        ));
+    }
+
+    /// Validates one document. `line` is its line in a JSON Lines source (positions are then
+    /// on that line); `None` for a document that is a whole file.
+    fn document(&mut self, source: usize, text: &[u8], line: Option<u64>) {
+        self.summary.documents += 1;
+        let position = |offset: usize| {
+            let (l, c) = locate::line_col(text, offset);
+            match line {
+                Some(n) => (n + l - 1, c),
+                None => (l, c),
+            }
+        };
+        let doc: Value = match serde_json::from_slice(text) {
+            Ok(doc) => doc,
+            Err(e) => {
+                self.summary.not_json += 1;
+                let column = locate::char_col(text, e.line(), e.column());
+                let line = match line {
+                    Some(n) => n + e.line().max(1) as u64 - 1,
+                    None => e.line().max(1) as u64,
+                };
+                self.diagnostics.push((
+                    source,
+                    Diagnostic {
+                        kind: Kind::NotJson,
+                        line: Some(line),
+                        column: Some(column),
+                        pointer: None,
+                        keyword: None,
+                        message: format!("not JSON: {}", serde_message(&e)),
+                    },
+                ));
+                return;
+            }
+        };
+        if !self.runtime.is_valid_device_extensions(&doc) {
+            self.summary.invalid += 1;
+            for v in self.runtime.validate_device_extensions(&doc) {
+                let offset = violation_offset(text, &v.pointer, &v.keyword, &v.message);
+                let (l, c) = position(offset);
+                self.diagnostics.push((
+                    source,
+                    Diagnostic {
+                        kind: Kind::Invalid,
+                        line: Some(l),
+                        column: Some(c),
+                        pointer: Some(v.pointer),
+                        keyword: Some(v.keyword),
+                        message: v.message,
+                    },
+                ));
+            }
+            return;
+        }
+        let warnings = self.runtime.device_warnings(&doc);
+        if warnings.is_empty() {
+            self.summary.valid += 1;
+            return;
+        }
+        if self.strict {
+            self.summary.invalid += 1;
+        } else {
+            self.summary.valid += 1;
+        }
+        self.summary.warnings += warnings.len() as u64;
+        for w in warnings {
+            let offset = locate::value_offset(text, &w.pointer).unwrap_or(0);
+            let (l, c) = position(offset);
+            self.diagnostics.push((
+                source,
+                Diagnostic {
+                    kind: Kind::Warning,
+                    line: Some(l),
+                    column: Some(c),
+                    pointer: Some(w.pointer),
+                    keyword: Some(w.code),
+                    message: w.message,
+                },
+            ));
+        }
+    }
+}
+
+/// Where a violation is: the value its pointer names, or for an unexpected property the
+/// property's key (jsonschema names it in the message: `('colour' was unexpected)`).
+fn violation_offset(text: &[u8], pointer: &str, keyword: &str, message: &str) -> usize {
+    let Some(at) = locate::value_offset(text, pointer) else {
+        return locate::value_offset(text, "").unwrap_or(0);
+    };
+    if keyword == "additionalProperties" || keyword == "unevaluatedProperties" {
+        let named = message
+            .split_once("('")
+            .and_then(|(_, rest)| rest.split_once('\''))
+            .map(|(name, _)| name);
+        if let Some(key) = named.and_then(|name| locate::key_offset(text, at, name)) {
+            return key;
+        }
+    }
+    at
+}
+
+/// serde_json's message without its ` at line L column C` (the position is reported apart).
+fn serde_message(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" at line ") {
+        Some(p) => s[..p].to_owned(),
+        None => s,
+    }
+}
+
+/// The calling thread: reorders results, hands them to the reporter, returns the credits.
+fn collect(
+    sources: &[Source],
+    done: Receiver<Done>,
+    credits: SyncSender<Vec<u8>>,
+    reporter: &mut dyn Reporter,
+) -> io::Result<Summary> {
+    let mut summary = Summary::default();
+    let mut next = 0u64;
+    let mut waiting: BTreeMap<u64, Done> = BTreeMap::new();
+    let mut inputs_done = 0;
+    let inputs_total = sources.len() as u64;
+    while let Ok(d) = done.recv() {
+        waiting.insert(d.seq, d);
+        while let Some(d) = waiting.remove(&next) {
+            next += 1;
+            for (source, diagnostic) in &d.diagnostics {
+                reporter.report(&sources[*source].display(), diagnostic)?;
+            }
+            summary.add(&d.summary);
+            inputs_done += d.completes;
+            // The producer may be gone (it finished): the credit is not needed then.
+            let _ = credits.send(d.buf);
+            reporter.progress(Progress {
+                summary: &summary,
+                inputs_done,
+                inputs_total,
+            });
+        }
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_rank_unreadable_over_invalid() {
+        let mut s = Summary::default();
+        assert_eq!(s.exit_code(), 0);
+        s.invalid = 1;
+        assert_eq!(s.exit_code(), 1);
+        s.not_json = 1;
+        assert_eq!(s.exit_code(), 3);
+        s.not_json = 0;
+        s.unreadable = 1;
+        assert_eq!(s.exit_code(), 3);
+    }
+
+    #[test]
+    fn summary_reads_well() {
+        let s = Summary {
+            documents: 3,
+            valid: 2,
+            invalid: 1,
+            files: 1,
+            ..Summary::default()
+        };
+        assert_eq!(s.to_string(), "3 documents, 2 valid, 1 invalid (1 file)");
+        let s = Summary {
+            not_json: 1,
+            unreadable: 2,
+            warnings: 1,
+            ..s
+        };
+        assert_eq!(
+            s.to_string(),
+            "3 documents, 2 valid, 1 invalid (1 file), 1 not JSON, 2 unreadable, 1 warning"
+        );
+    }
+
+    #[test]
+    fn unexpected_properties_point_at_their_key() {
+        let text = b"{\"jasper\": {\"iccid\": \"1\",\n \"colour\": 1}}";
+        let at = violation_offset(
+            text,
+            "/jasper",
+            "additionalProperties",
+            "Additional properties are not allowed ('colour' was unexpected)",
+        );
+        assert_eq!(locate::line_col(text, at), (2, 2));
+        let at = violation_offset(text, "/nope", "type", "x");
+        assert_eq!(at, 0);
+    }
+}
