@@ -522,15 +522,23 @@ impl Jasper {
         work: F,
     ) -> Result<Value, PluginError>
     where
-        F: FnOnce() -> Fut,
+        F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<Value, PluginError>>,
     {
-        let (result, shared) = self.flights.run(key, work).await;
-        if shared {
-            ctx.host.log(
-                LogLevel::Debug,
-                "jasper: answered from a concurrent identical call",
-            );
+        let (result, shared) = self.flights.run(key.clone(), &work).await;
+        if !shared {
+            return result;
+        }
+        ctx.host.log(
+            LogLevel::Debug,
+            "jasper: answered from a concurrent identical call",
+        );
+        // The call we joined ran out of its own (shorter) deadline: try again with ours.
+        let leader_timed_out = matches!(&result, Err(e) if e.kind == ErrorKind::Timeout);
+        if leader_timed_out
+            && limits::fits_before_deadline(ctx.host.now_unix_ms()?, 0, ctx.deadline_ms)
+        {
+            return self.flights.run(key, &work).await.0;
         }
         result
     }

@@ -622,3 +622,29 @@ async fn single_flight_never_crosses_accounts_iccids_inputs_or_writes() {
     // 4 accounts' overviews + another ICCID + 2 distinct usage cycles + 2 writes.
     assert_eq!(fake.requests(), 9);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_follower_outlives_a_leader_that_timed_out() {
+    // The fake Jasper is slow: a request that may take less than 5 s times out (as the host
+    // would report it when the call's deadline comes first).
+    let fake = FakeHost::new(|req, _| {
+        let budget = req.timeout_ms.unwrap_or(0);
+        if budget < 5000 {
+            Reply::host_error(PluginError::new(ErrorKind::Timeout, "deadline passed"))
+                .delayed(budget)
+        } else {
+            Reply::ok(terminal_details(ICCID, "ACTIVATED_NAME")).delayed(300)
+        }
+    });
+    let plugin = Arc::new(Jasper::default());
+    let org = soap_org(EP);
+    let (p, f, o) = (Arc::clone(&plugin), fake.clone(), org.clone());
+    let leader = tokio::spawn(async move {
+        invoke_with_deadline(&p, &f, &o, ICCID, "overview", json!({}), 3000).await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    let follower = spawn(&plugin, &fake, &org, ICCID, "overview", json!({}));
+    assert_eq!(leader.await.unwrap().unwrap_err().kind, ErrorKind::Timeout);
+    assert_eq!(follower.await.unwrap().unwrap()["status"], "activated");
+    assert_eq!(fake.requests(), 2);
+}
