@@ -10,6 +10,7 @@ pub mod loader;
 pub mod metrics;
 pub mod runtime;
 pub mod schema;
+pub mod schema_export;
 pub mod service;
 pub mod validate;
 

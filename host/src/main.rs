@@ -52,6 +52,8 @@ enum Command {
     /// Check device extension configurations (files, directories, JSON Lines, stdin) against
     /// the plugins' schemas; exit 1 if one is invalid, 3 if an input is unreadable or not JSON
     Validate(cmd::validate::ValidateArgs),
+    /// Export the plugins' schemas, check committed copies for drift, list breaking changes
+    Schema(cmd::schema::SchemaArgs),
 }
 
 #[derive(Args)]
@@ -139,5 +141,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         },
         Command::Invoke(args) => cmd::invoke::invoke(&cli.global, &args),
         Command::Validate(args) => cmd::validate::validate(&cli.global, &args),
+        Command::Schema(args) => cmd::schema::schema(&cli.global, &args),
     }
 }

@@ -436,3 +436,212 @@ fn long_json_lines_files_are_streamed_in_order() {
         ]
     );
 }
+
+// `devext schema export | check | diff`.
+
+#[test]
+fn schema_export_is_deterministic_and_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = devext(dir.path(), &["schema", "export", "--out", "s"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let s = dir.path().join("s");
+    for name in [
+        "device-extensions.schema.json",
+        "jasper.org-config.schema.json",
+        "jasper.device-config.schema.json",
+        "jasper.op.overview.input.schema.json",
+        "jasper.op.overview.output.schema.json",
+    ] {
+        assert!(s.join(name).is_file(), "{name} missing");
+    }
+    let combined: Value =
+        serde_json::from_slice(&std::fs::read(s.join("device-extensions.schema.json")).unwrap())
+            .unwrap();
+    assert_eq!(combined["$id"], "urn:devext:device-extensions");
+    assert_eq!(combined["additionalProperties"], false);
+    assert_eq!(
+        combined["properties"]["jasper"]["$id"],
+        "urn:devext:plugin:jasper:device-config"
+    );
+    let device: Value =
+        serde_json::from_slice(&std::fs::read(s.join("jasper.device-config.schema.json")).unwrap())
+            .unwrap();
+    assert_eq!(device["$id"], "urn:devext:plugin:jasper:device-config");
+    assert_eq!(device["properties"]["iccid"]["pattern"], "^[0-9]{19,20}$");
+
+    // The same plugins give the same bytes.
+    let out = devext(dir.path(), &["schema", "export", "--out", "s"], None);
+    assert!(stdout(&out).contains("0 written"), "{}", stdout(&out));
+
+    // A dynamic plugin adds its files.
+    let plugins = util::plugin_dir(&["devext-echo"]);
+    let p = plugins.path().to_str().unwrap();
+    let out = devext(
+        dir.path(),
+        &["schema", "export", "--plugins", p, "--out", "s"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(s.join("echo.device-config.schema.json").is_file());
+    assert!(s.join("echo.op.count.input.schema.json").is_file());
+}
+
+#[test]
+fn schema_check_names_the_files_that_drifted() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    devext(d, &["schema", "export", "--out", "s"], None);
+    let out = devext(d, &["schema", "check", "--dir", "s"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains("are up to date"));
+
+    // Edited, deleted, and a stale file of a plugin that is gone; unrelated files are ignored.
+    let device = d.join("s/jasper.device-config.schema.json");
+    let text = std::fs::read_to_string(&device).unwrap();
+    std::fs::write(&device, text.replace("{19,20}", "{20}")).unwrap();
+    std::fs::remove_file(d.join("s/jasper.op.usage.input.schema.json")).unwrap();
+    write(
+        d,
+        "s/old.device-config.schema.json",
+        r#"{"$id": "urn:devext:plugin:old:device-config"}"#,
+    );
+    write(d, "s/unrelated.json", "{}");
+    let out = devext(d, &["schema", "check", "--dir", "s"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let got = lines(&out);
+    let line = text.lines().position(|l| l.contains("{19,20}")).unwrap() + 1;
+    assert_eq!(
+        got,
+        [
+            format!("s/jasper.device-config.schema.json:{line}: differs from the plugins' schema"),
+            "s/jasper.op.usage.input.schema.json: missing".to_owned(),
+            "s/old.device-config.schema.json: no longer exported (its plugin or operation is gone)"
+                .to_owned(),
+            "3 of the schema files in s are out of date; run: devext schema export --out s"
+                .to_owned(),
+        ]
+    );
+
+    // Export repairs it (and removes the stale file only).
+    devext(d, &["schema", "export", "--out", "s"], None);
+    assert!(!d.join("s/old.device-config.schema.json").exists());
+    assert!(d.join("s/unrelated.json").exists());
+    let out = devext(d, &["schema", "check", "--dir", "s"], None);
+    assert_eq!(out.status.code(), Some(0));
+
+    let out = devext(d, &["schema", "check", "--dir", "nowhere"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere is not a directory"));
+}
+
+#[test]
+fn schema_diff_lists_breaking_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let old = r#"{
+        "type": "object",
+        "properties": {
+            "iccid": {"type": "string", "pattern": "^[0-9]{19,20}$"},
+            "plan": {"enum": ["a", "b"]},
+            "count": {"type": ["integer", "string"]},
+            "note": {"type": "string"}
+        },
+        "required": ["iccid"]
+    }"#;
+    write(d, "old.json", old);
+
+    let cases = [
+        (
+            r#""note": {"type": "string"}"#,
+            "",
+            "property_removed",
+            r#"property "note" removed"#,
+        ),
+        (
+            r#""required": ["iccid"]"#,
+            r#""required": ["iccid", "plan"]"#,
+            "newly_required",
+            r#"/: property "plan" is now required"#,
+        ),
+        (
+            r#""type": ["integer", "string"]"#,
+            r#""type": "integer""#,
+            "type_narrowed",
+            "/properties/count: type narrowed from integer|string to integer",
+        ),
+        (
+            r#"["a", "b"]"#,
+            r#"["a"]"#,
+            "enum_narrowed",
+            r#"/properties/plan: enum narrowed: "b" no longer accepted"#,
+        ),
+        (
+            "{19,20}",
+            "{20}",
+            "pattern_changed",
+            "/properties/iccid: pattern changed from",
+        ),
+        (
+            r#""required": ["iccid"]"#,
+            r#""required": ["iccid"], "additionalProperties": false"#,
+            "additional_properties_closed",
+            "/: additionalProperties closed: only count, iccid, note, plan allowed now",
+        ),
+    ];
+    for (from, to, kind, text) in cases {
+        let new = if to.is_empty() {
+            old.replace(&format!(",\n            {from}"), "")
+        } else {
+            old.replace(from, to)
+        };
+        assert_ne!(new, old, "{kind}: the edit did not apply");
+        write(d, "new.json", &new);
+        let out = devext(d, &["schema", "diff", "old.json", "new.json"], None);
+        assert_eq!(out.status.code(), Some(1), "{kind}: {}", stdout(&out));
+        let got = lines(&out);
+        assert_eq!(got.len(), 2, "{kind}: {got:?}");
+        assert!(got[0].starts_with("new.json: "), "{got:?}");
+        assert!(got[0].contains(text), "{kind}: {got:?}");
+        assert!(got[0].ends_with(&format!("({kind})")), "{got:?}");
+        assert_eq!(got[1], "1 breaking change");
+
+        let out = devext(
+            d,
+            &["schema", "diff", "--json", "old.json", "new.json"],
+            None,
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["breaking"][0]["kind"], kind);
+        assert_eq!(report["breaking"][0]["file"], "new.json");
+    }
+
+    // Loosening is fine.
+    let looser = old
+        .replace(r#"["a", "b"]"#, r#"["a", "b", "c"]"#)
+        .replace(r#""required": ["iccid"]"#, r#""required": []"#);
+    write(d, "new.json", &looser);
+    let out = devext(d, &["schema", "diff", "old.json", "new.json"], None);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(lines(&out), ["no breaking changes"]);
+
+    // Directories: files compared by name; a removed schema is breaking.
+    write(d, "a/x.schema.json", old);
+    write(d, "a/y.schema.json", "{}");
+    write(d, "b/x.schema.json", old);
+    let out = devext(d, &["schema", "diff", "a", "b"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        lines(&out)[0].starts_with(
+            "b/y.schema.json: /: a/y.schema.json has no counterpart in b (schema_removed)"
+        ),
+        "{}",
+        stdout(&out)
+    );
+
+    // Unreadable or not JSON: 3.
+    write(d, "broken.json", "{");
+    for args in [["old.json", "missing.json"], ["old.json", "broken.json"]] {
+        let out = devext(d, &["schema", "diff", args[0], args[1]], None);
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+    }
+}

@@ -2,4 +2,5 @@
 
 pub(crate) mod invoke;
 pub(crate) mod plugins;
+pub(crate) mod schema;
 pub(crate) mod validate;
