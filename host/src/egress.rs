@@ -39,6 +39,8 @@ impl Default for EgressConfig {
 pub struct HttpCapability {
     client: reqwest::Client,
     config: EgressConfig,
+    /// Requests by (plugin, outcome): a status class (`2xx`...) or an error kind.
+    counts: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>,
 }
 
 impl std::fmt::Debug for HttpCapability {
@@ -72,7 +74,11 @@ impl HttpCapability {
             .user_agent(concat!("devext/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(HttpCapability { client, config })
+        Ok(HttpCapability {
+            client,
+            config,
+            counts: Default::default(),
+        })
     }
 
     /// The operator settings.
@@ -150,8 +156,38 @@ impl HttpCapability {
         Ok(target)
     }
 
+    /// Requests sent so far, by plugin and outcome (`2xx`, `4xx`, ..., or an error kind).
+    pub fn counts(&self) -> Vec<(String, String, u64)> {
+        self.counts
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|((p, o), n)| (p.clone(), o.clone(), *n))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Sends `request` for `plugin` (egress-checked against `endpoint`), giving up at `deadline`.
     pub async fn send(
+        &self,
+        plugin: &str,
+        endpoint: Option<&str>,
+        request: HttpRequest,
+        deadline: Instant,
+    ) -> Result<HttpResponse, PluginError> {
+        let result = self.send_checked(plugin, endpoint, request, deadline).await;
+        let outcome = match &result {
+            Ok(r) => format!("{}xx", r.status / 100),
+            Err(e) => e.kind.as_str().to_owned(),
+        };
+        if let Ok(mut counts) = self.counts.lock() {
+            *counts.entry((plugin.to_owned(), outcome)).or_default() += 1;
+        }
+        result
+    }
+
+    async fn send_checked(
         &self,
         plugin: &str,
         endpoint: Option<&str>,

@@ -54,6 +54,29 @@ enum Command {
     Validate(cmd::validate::ValidateArgs),
     /// Export the plugins' schemas, check committed copies for drift, list breaking changes
     Schema(cmd::schema::SchemaArgs),
+    /// Run the HTTP service (API, store, plugins)
+    Serve(cmd::serve::ServeArgs),
+    /// Run the service against the bundled Jasper simulator, with a throw-away store and a
+    /// demo organisation; prints the URL and the admin key
+    Demo(cmd::serve::DemoArgs),
+    /// Manage organisations in a store
+    #[command(subcommand)]
+    Orgs(OrgsCommand),
+    /// Manage API keys in a store
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum OrgsCommand {
+    /// Create an organisation and its first admin key (printed alone on the last line)
+    Create(cmd::serve::OrgsCreateArgs),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create an API key for an organisation (printed alone on the last line)
+    Create(cmd::serve::KeysCreateArgs),
 }
 
 #[derive(Args)]
@@ -142,5 +165,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Invoke(args) => cmd::invoke::invoke(&cli.global, &args),
         Command::Validate(args) => cmd::validate::validate(&cli.global, &args),
         Command::Schema(args) => cmd::schema::schema(&cli.global, &args),
+        Command::Serve(args) => cmd::serve::serve(&cli.global, &args),
+        Command::Demo(args) => cmd::serve::demo(&cli.global, &args),
+        Command::Orgs(OrgsCommand::Create(args)) => cmd::serve::orgs_create(&args),
+        Command::Keys(KeysCommand::Create(args)) => cmd::serve::keys_create(&args),
     }
 }

@@ -371,6 +371,12 @@ impl Runtime {
         })
     }
 
+    /// HTTP requests plugins made through the host, as (plugin, outcome, count); the outcome is
+    /// a status class (`2xx`, `4xx`, `5xx`) or an error kind (`forbidden`, `timeout`, ...).
+    pub fn upstream_metrics(&self) -> Vec<(String, String, u64)> {
+        self.inner.http.counts()
+    }
+
     /// Call counters and latency per plugin/operation/outcome.
     pub fn metrics(&self) -> Vec<OpStats> {
         let mut rows = Vec::new();

@@ -3,6 +3,8 @@
 // Links the echo plugin into this binary so it registers as a static plugin.
 use devext_echo as _;
 
+mod api;
+mod api_env;
 mod cli;
 mod contract;
 mod dispatch;

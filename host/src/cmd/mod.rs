@@ -3,4 +3,5 @@
 pub(crate) mod invoke;
 pub(crate) mod plugins;
 pub(crate) mod schema;
+pub(crate) mod serve;
 pub(crate) mod validate;

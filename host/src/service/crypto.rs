@@ -130,6 +130,11 @@ pub fn new_api_key() -> Result<String, String> {
     Ok(format!("dvx_{}", hex(&random_bytes::<32>()?)))
 }
 
+/// Whether `key` has the shape of an API key (`dvx_` and 64 hex digits).
+pub fn is_api_key(key: &str) -> bool {
+    key.len() == 68 && key.starts_with("dvx_") && key[4..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,7 +145,10 @@ mod tests {
         let sealed = k.seal("org1/jasper", b"hunter2").unwrap();
         assert!(!sealed.windows(7).any(|w| w == b"hunter2"));
         assert_eq!(k.open("org1/jasper", &sealed).unwrap(), b"hunter2");
-        assert!(k.open("org2/jasper", &sealed).is_err(), "bound to its context");
+        assert!(
+            k.open("org2/jasper", &sealed).is_err(),
+            "bound to its context"
+        );
         let other = SecretKey::generate().unwrap();
         assert!(other.open("org1/jasper", &sealed).is_err());
     }

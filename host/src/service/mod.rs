@@ -1,4 +1,60 @@
 //! The devext service: storage, tenants and keys, and the HTTP API over the runtime.
 
+pub mod api;
 pub mod crypto;
+pub mod metrics;
 pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::net::TcpListener;
+
+pub use api::{App, router};
+pub use store::{SqliteStore, Store};
+
+/// Serves the API on `listener` until `shutdown` completes; then stops accepting, marks the
+/// service not ready, and lets in-flight requests finish (each operation is bounded by its
+/// deadline).
+pub async fn serve<S: Store>(
+    listener: TcpListener,
+    app: Arc<App<S>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let state = app.clone();
+    let signal = async move {
+        shutdown.await;
+        state.ready.store(false, Ordering::Relaxed);
+        tracing::info!("shutting down: finishing in-flight requests");
+    };
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(signal)
+        .await
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Binds `addr`, naming it in the error.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+}

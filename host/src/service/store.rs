@@ -243,6 +243,14 @@ pub trait Store: Send + Sync + 'static {
         role: Role,
         name: &str,
     ) -> impl Future<Output = Result<(ApiKeyInfo, String)>> + Send;
+    /// Registers a key chosen by the operator (`dvx_` and 64 hex digits), e.g. for a demo.
+    fn import_key(
+        &self,
+        org_id: i64,
+        role: Role,
+        name: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<ApiKeyInfo>> + Send;
     /// The principal of a valid, unrevoked key (and records its use).
     fn authenticate(&self, key: &str) -> impl Future<Output = Result<Option<Principal>>> + Send;
     /// The org's unrevoked keys.
@@ -256,8 +264,10 @@ pub trait Store: Send + Sync + 'static {
         plugin: &str,
     ) -> impl Future<Output = Result<Option<ExtensionSettings>>> + Send;
     /// All the org's extension settings.
-    fn extensions(&self, org_id: i64)
-    -> impl Future<Output = Result<Vec<ExtensionSettings>>> + Send;
+    fn extensions(
+        &self,
+        org_id: i64,
+    ) -> impl Future<Output = Result<Vec<ExtensionSettings>>> + Send;
     /// Replaces the org's settings for a plugin (secrets encrypted at rest).
     fn put_extension(
         &self,
@@ -416,9 +426,7 @@ impl SqliteStore {
             Some(row) => {
                 let sealed: Vec<u8> = row.get(0);
                 let plain = self.key.open("meta/key_check", &sealed).map_err(|_| {
-                    StoreError::Internal(
-                        "the secret key does not belong to this store".to_owned(),
-                    )
+                    StoreError::Internal("the secret key does not belong to this store".to_owned())
                 })?;
                 if plain != KEY_CHECK {
                     return Err(StoreError::Internal("corrupt key check record".into()));
@@ -442,7 +450,11 @@ impl SqliteStore {
         format!("extension/{org_id}/{plugin}")
     }
 
-    fn row_to_settings(&self, org_id: i64, row: &sqlx::sqlite::SqliteRow) -> Result<ExtensionSettings> {
+    fn row_to_settings(
+        &self,
+        org_id: i64,
+        row: &sqlx::sqlite::SqliteRow,
+    ) -> Result<ExtensionSettings> {
         let plugin: String = row.get("plugin");
         let config: String = row.get("config");
         let sealed: Option<Vec<u8>> = row.get("secrets");
@@ -530,8 +542,29 @@ impl Store for SqliteStore {
         }))
     }
 
-    async fn create_key(&self, org_id: i64, role: Role, name: &str) -> Result<(ApiKeyInfo, String)> {
+    async fn create_key(
+        &self,
+        org_id: i64,
+        role: Role,
+        name: &str,
+    ) -> Result<(ApiKeyInfo, String)> {
         let secret = crypto::new_api_key().map_err(StoreError::Internal)?;
+        let info = self.import_key(org_id, role, name, &secret).await?;
+        Ok((info, secret))
+    }
+
+    async fn import_key(
+        &self,
+        org_id: i64,
+        role: Role,
+        name: &str,
+        secret: &str,
+    ) -> Result<ApiKeyInfo> {
+        if !crypto::is_api_key(secret) {
+            return Err(StoreError::Conflict(
+                "an API key is dvx_ followed by 64 hex digits".into(),
+            ));
+        }
         let info = ApiKeyInfo {
             id: random_id("key")?,
             role,
@@ -546,14 +579,17 @@ impl Store for SqliteStore {
         .bind(org_id)
         .bind(role.as_str())
         .bind(name)
-        .bind(crypto::key_hash(&secret))
+        .bind(crypto::key_hash(secret))
         .bind(&info.created_at)
         .execute(&self.pool)
         .await;
         match result {
-            Ok(_) => Ok((info, secret)),
+            Ok(_) => Ok(info),
             Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
                 Err(StoreError::NotFound("no such organisation".into()))
+            }
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(StoreError::Conflict("this key exists already".into()))
             }
             Err(e) => Err(e.into()),
         }
@@ -620,15 +656,17 @@ impl Store for SqliteStore {
         .bind(org_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| self.row_to_settings(org_id, r)).collect()
+        rows.iter()
+            .map(|r| self.row_to_settings(org_id, r))
+            .collect()
     }
 
     async fn put_extension(&self, org_id: i64, s: &ExtensionSettings) -> Result<()> {
         let sealed = if s.secrets.is_empty() {
             None
         } else {
-            let plain = serde_json::to_vec(&s.secrets)
-                .map_err(|e| StoreError::Internal(e.to_string()))?;
+            let plain =
+                serde_json::to_vec(&s.secrets).map_err(|e| StoreError::Internal(e.to_string()))?;
             Some(
                 self.key
                     .seal(&Self::secrets_context(org_id, &s.plugin), &plain)
@@ -775,15 +813,19 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn audit_log(&self, org_id: i64, before: Option<i64>, limit: u32) -> Result<Vec<AuditEntry>> {
-        let rows = sqlx::query(
-            "SELECT * FROM audit WHERE org_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
-        )
-        .bind(org_id)
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(i64::from(limit.clamp(1, 500)))
-        .fetch_all(&self.pool)
-        .await?;
+    async fn audit_log(
+        &self,
+        org_id: i64,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>> {
+        let rows =
+            sqlx::query("SELECT * FROM audit WHERE org_id = ? AND id < ? ORDER BY id DESC LIMIT ?")
+                .bind(org_id)
+                .bind(before.unwrap_or(i64::MAX))
+                .bind(i64::from(limit.clamp(1, 500)))
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows
             .iter()
             .map(|r| AuditEntry {
@@ -800,7 +842,12 @@ impl Store for SqliteStore {
             .collect())
     }
 
-    async fn claim_idempotency(&self, org_id: i64, key: &str, fingerprint: &str) -> Result<IdempotencyClaim> {
+    async fn claim_idempotency(
+        &self,
+        org_id: i64,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<IdempotencyClaim> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO idempotency (org_id, key, request, status, body, created_at) \
@@ -841,7 +888,13 @@ impl Store for SqliteStore {
         Ok(claim)
     }
 
-    async fn complete_idempotency(&self, org_id: i64, key: &str, status: u16, body: &str) -> Result<()> {
+    async fn complete_idempotency(
+        &self,
+        org_id: i64,
+        key: &str,
+        status: u16,
+        body: &str,
+    ) -> Result<()> {
         sqlx::query("UPDATE idempotency SET status = ?, body = ? WHERE org_id = ? AND key = ?")
             .bind(i64::from(status))
             .bind(body)
@@ -860,7 +913,9 @@ mod tests {
 
     async fn store() -> (SqliteStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(&dir.path().join("t.db"), None).await.unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db"), None)
+            .await
+            .unwrap();
         (s, dir)
     }
 
@@ -878,7 +933,10 @@ mod tests {
         // A wrong key is refused.
         let wrong = SecretKey::generate().unwrap();
         let e = SqliteStore::open(&db, Some(wrong)).await.unwrap_err();
-        assert!(e.to_string().contains("does not belong to this store"), "{e}");
+        assert!(
+            e.to_string().contains("does not belong to this store"),
+            "{e}"
+        );
         // A missing key is refused, not replaced.
         std::fs::remove_file(SqliteStore::key_file_for(&db)).unwrap();
         let e = SqliteStore::open(&db, None).await.unwrap_err();
@@ -913,7 +971,10 @@ mod tests {
         let org = s.create_org("a").await.unwrap();
         let (info, secret) = s.create_key(org.id, Role::Operator, "ci").await.unwrap();
         let p = s.authenticate(&secret).await.unwrap().unwrap();
-        assert_eq!((p.org_id, p.role, p.key_id.as_str()), (org.id, Role::Operator, info.id.as_str()));
+        assert_eq!(
+            (p.org_id, p.role, p.key_id.as_str()),
+            (org.id, Role::Operator, info.id.as_str())
+        );
         assert!(s.authenticate("dvx_nope").await.unwrap().is_none());
         assert!(s.list_keys(org.id).await.unwrap()[0].last_used_at.is_some());
         assert!(s.revoke_key(org.id, &info.id).await.unwrap());
@@ -928,19 +989,43 @@ mod tests {
         let b = s.create_org("b").await.unwrap();
         for i in 0..5 {
             let ext = json!({"jasper": {"iccid": format!("8900000000000000{i:03}")}});
-            s.create_device(a.id, &format!("pump {i}"), None, &ext).await.unwrap();
+            s.create_device(a.id, &format!("pump {i}"), None, &ext)
+                .await
+                .unwrap();
         }
-        s.create_device(b.id, "pump b", None, &json!({})).await.unwrap();
-        let q = DeviceQuery { limit: 2, ..Default::default() };
+        s.create_device(b.id, "pump b", None, &json!({}))
+            .await
+            .unwrap();
+        let q = DeviceQuery {
+            limit: 2,
+            ..Default::default()
+        };
         let (page1, next) = s.devices(a.id, &q).await.unwrap();
         assert_eq!(page1.len(), 2);
-        let (page2, _) = s.devices(a.id, &DeviceQuery { cursor: next, ..q.clone() }).await.unwrap();
+        let (page2, _) = s
+            .devices(
+                a.id,
+                &DeviceQuery {
+                    cursor: next,
+                    ..q.clone()
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(page2[0].name, "pump 2");
-        let by_iccid = DeviceQuery { iccid: Some("8900000000000000003".into()), limit: 50, ..Default::default() };
+        let by_iccid = DeviceQuery {
+            iccid: Some("8900000000000000003".into()),
+            limit: 50,
+            ..Default::default()
+        };
         let (found, _) = s.devices(a.id, &by_iccid).await.unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].name, "pump 3");
-        let by_name = DeviceQuery { name: Some("PUMP".into()), limit: 50, ..Default::default() };
+        let by_name = DeviceQuery {
+            name: Some("PUMP".into()),
+            limit: 50,
+            ..Default::default()
+        };
         assert_eq!(s.devices(a.id, &by_name).await.unwrap().0.len(), 5);
         // Org b sees only its own.
         assert_eq!(s.devices(b.id, &by_name).await.unwrap().0.len(), 1);
@@ -951,13 +1036,25 @@ mod tests {
     async fn idempotency_keys_are_claimed_once() {
         let (s, _dir) = store().await;
         let a = s.create_org("a").await.unwrap();
-        assert_eq!(s.claim_idempotency(a.id, "k", "req1").await.unwrap(), IdempotencyClaim::Claimed);
-        assert_eq!(s.claim_idempotency(a.id, "k", "req1").await.unwrap(), IdempotencyClaim::InProgress);
-        assert_eq!(s.claim_idempotency(a.id, "k", "req2").await.unwrap(), IdempotencyClaim::Mismatch);
+        assert_eq!(
+            s.claim_idempotency(a.id, "k", "req1").await.unwrap(),
+            IdempotencyClaim::Claimed
+        );
+        assert_eq!(
+            s.claim_idempotency(a.id, "k", "req1").await.unwrap(),
+            IdempotencyClaim::InProgress
+        );
+        assert_eq!(
+            s.claim_idempotency(a.id, "k", "req2").await.unwrap(),
+            IdempotencyClaim::Mismatch
+        );
         s.complete_idempotency(a.id, "k", 200, "{}").await.unwrap();
         assert_eq!(
             s.claim_idempotency(a.id, "k", "req1").await.unwrap(),
-            IdempotencyClaim::Done { status: 200, body: "{}".into() }
+            IdempotencyClaim::Done {
+                status: 200,
+                body: "{}".into()
+            }
         );
     }
 }

@@ -1,0 +1,280 @@
+//! `devext serve`, `devext demo`, `devext orgs create`, `devext keys create`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use clap::Args;
+use devext_host::service::crypto::{SECRET_KEY_ENV, SecretKey};
+use devext_host::service::store::{ExtensionSettings, Role, SqliteStore, Store};
+use devext_host::service::{self, App};
+use devext_host::{Runtime, RuntimeConfig};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::{GlobalArgs, runtime_config};
+
+/// `devext serve` options. Precedence: flags, then `DEVEXT_*` variables, then the config file,
+/// then defaults.
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "DEVEXT_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// SQLite database (created and migrated on start) [default: ./devext.db]
+    #[arg(long, env = "DEVEXT_DB")]
+    db: Option<PathBuf>,
+    /// TOML file with `listen`, `db`, `plugins`, `allow_loopback_http`, `call_timeout_secs`
+    #[arg(long, env = "DEVEXT_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+/// The config file of `devext serve`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    db: Option<PathBuf>,
+    #[serde(default)]
+    plugins: Vec<PathBuf>,
+    allow_loopback_http: Option<bool>,
+    call_timeout_secs: Option<u64>,
+}
+
+fn read_config(path: &Path) -> Result<FileConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+fn store_key() -> Result<Option<SecretKey>> {
+    match std::env::var(SECRET_KEY_ENV) {
+        Ok(hex) => Ok(Some(
+            SecretKey::from_hex(&hex).map_err(|e| anyhow!("{SECRET_KEY_ENV}: {e}"))?,
+        )),
+        Err(_) => Ok(None),
+    }
+}
+
+async fn open_store(db: &Path) -> Result<SqliteStore> {
+    SqliteStore::open(db, store_key()?)
+        .await
+        .map_err(|e| anyhow!("{}: {e}", db.display()))
+}
+
+fn tokio() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn load_runtime(config: RuntimeConfig) -> Result<Runtime> {
+    let runtime = Runtime::load(config).map_err(anyhow::Error::msg)?;
+    for notice in runtime.notices() {
+        tracing::warn!("{notice}");
+    }
+    for r in runtime.refused() {
+        tracing::warn!(path = %r.path.display(), reason = %r.reason, "plugin refused");
+    }
+    Ok(runtime)
+}
+
+pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<ExitCode> {
+    let file = match &args.config {
+        Some(path) => read_config(path)?,
+        None => FileConfig::default(),
+    };
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let db = args
+        .db
+        .clone()
+        .or(file.db)
+        .unwrap_or_else(|| PathBuf::from("devext.db"));
+    let mut config = runtime_config(global);
+    if config.plugin_dirs.is_empty() {
+        config.plugin_dirs = file.plugins;
+    }
+    config.egress.allow_loopback_http |= file.allow_loopback_http.unwrap_or(false);
+    if let Some(secs) = file.call_timeout_secs {
+        config.call_timeout = Duration::from_secs(secs.max(1));
+    }
+    let runtime = load_runtime(config)?;
+    tokio()?.block_on(async move {
+        let store = open_store(&db).await?;
+        let listener = service::bind(listen).await.map_err(anyhow::Error::msg)?;
+        let addr = listener.local_addr()?;
+        println!("devext serving on http://{addr} (store {})", db.display());
+        service::serve(
+            listener,
+            App::new(runtime, store),
+            service::shutdown_signal(),
+        )
+        .await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `devext orgs create NAME --db PATH`.
+#[derive(Args)]
+pub(crate) struct OrgsCreateArgs {
+    /// The organisation's name
+    name: String,
+    /// SQLite database
+    #[arg(long, env = "DEVEXT_DB", default_value = "devext.db")]
+    db: PathBuf,
+}
+
+pub(crate) fn orgs_create(args: &OrgsCreateArgs) -> Result<ExitCode> {
+    tokio()?.block_on(async {
+        let store = open_store(&args.db).await?;
+        let org = store.create_org(&args.name).await?;
+        let (info, key) = store
+            .create_key(org.id, Role::Admin, "first admin key")
+            .await?;
+        println!(
+            "created organisation {} with admin key {}",
+            org.name, info.id
+        );
+        println!("the key is shown once; keep it safe:");
+        println!("{key}");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `devext keys create --org NAME --role ROLE --db PATH`.
+#[derive(Args)]
+pub(crate) struct KeysCreateArgs {
+    /// The organisation's name
+    #[arg(long)]
+    org: String,
+    /// admin, operator or viewer
+    #[arg(long)]
+    role: String,
+    /// A label for the key
+    #[arg(long, default_value = "")]
+    name: String,
+    /// SQLite database
+    #[arg(long, env = "DEVEXT_DB", default_value = "devext.db")]
+    db: PathBuf,
+}
+
+pub(crate) fn keys_create(args: &KeysCreateArgs) -> Result<ExitCode> {
+    let role: Role = args.role.parse().map_err(anyhow::Error::msg)?;
+    tokio()?.block_on(async {
+        let store = open_store(&args.db).await?;
+        let org = store
+            .org_by_name(&args.org)
+            .await?
+            .ok_or_else(|| anyhow!("no organisation named {:?}", args.org))?;
+        let (info, key) = store.create_key(org.id, role, &args.name).await?;
+        println!("created {} key {} for {}", role.as_str(), info.id, org.name);
+        println!("the key is shown once; keep it safe:");
+        println!("{key}");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `devext demo` options.
+#[derive(Args)]
+pub(crate) struct DemoArgs {
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Use this admin key instead of a random one (dvx_ and 64 hex digits)
+    #[arg(long)]
+    admin_key: Option<String>,
+    /// Which Jasper API the demo org uses
+    #[arg(long, default_value = "rest", value_parser = ["rest", "soap"])]
+    api: String,
+}
+
+pub(crate) fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
+    if let Some(key) = &args.admin_key
+        && !devext_host::service::crypto::is_api_key(key)
+    {
+        return Err(anyhow!("--admin-key must be dvx_ followed by 64 hex digits"));
+    }
+    let mut config = runtime_config(global);
+    // The simulator listens on loopback over plain http.
+    config.egress.allow_loopback_http = true;
+    let runtime = load_runtime(config)?;
+    if runtime.plugin("jasper").is_none() {
+        return Err(anyhow!("the jasper plugin is not loaded"));
+    }
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    tokio()?.block_on(async move {
+        let sim = devext_jasper_sim::start(devext_jasper_sim::SimConfig::default()).await?;
+        let store = SqliteStore::open(&dir.path().join("demo.db"), None)
+            .await
+            .map_err(|e| anyhow!("demo store: {e}"))?;
+        let org = store.create_org("demo").await?;
+        let key = match &args.admin_key {
+            Some(key) => {
+                store
+                    .import_key(org.id, Role::Admin, "demo admin", key)
+                    .await?;
+                key.clone()
+            }
+            None => store.create_key(org.id, Role::Admin, "demo admin").await?.1,
+        };
+        let creds = sim.credentials().clone();
+        let mut config = Map::new();
+        config.insert("api".into(), json!(args.api));
+        config.insert("endpoint".into(), json!(sim.base_url()));
+        config.insert("username".into(), json!(creds.username));
+        let mut secrets = Map::new();
+        if args.api == "soap" {
+            secrets.insert("password".into(), json!(creds.password));
+            secrets.insert("license_key".into(), json!(creds.license_key));
+        } else {
+            secrets.insert("api_key".into(), json!(creds.api_key));
+        }
+        let settings = ExtensionSettings {
+            plugin: "jasper".into(),
+            enabled: true,
+            config,
+            secrets,
+        };
+        runtime
+            .validate_org_config("jasper", &settings.merged())
+            .map_err(|v| anyhow!("demo settings rejected: {v:?}"))?;
+        store.put_extension(org.id, &settings).await?;
+        // Activated SIMs first, so that every operation has something to show.
+        let mut sims = sim.sims();
+        sims.sort_by_key(|s| s.status != "activated");
+        for (i, sim_card) in sims.iter().take(12).enumerate() {
+            let extensions: Value = json!({"jasper": {"iccid": sim_card.iccid}});
+            store
+                .create_device(
+                    org.id,
+                    &format!("demo device {:02}", i + 1),
+                    Some("tracker"),
+                    &extensions,
+                )
+                .await?;
+        }
+        let listener = service::bind(args.listen)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let addr = listener.local_addr()?;
+        println!("devext demo: http://{addr}");
+        println!("Jasper simulator: {} ({} API)", sim.base_url(), args.api);
+        println!("organisation demo, 12 devices; admin key:");
+        println!("{key}");
+        service::serve(
+            listener,
+            App::new(runtime, store),
+            service::shutdown_signal(),
+        )
+        .await?;
+        sim.shutdown().await;
+        drop(dir);
+        Ok(ExitCode::SUCCESS)
+    })
+}

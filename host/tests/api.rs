@@ -1,0 +1,502 @@
+//! The HTTP API, in-process (tower `oneshot`) and over a real socket: every endpoint, roles, org
+//! isolation, secrets, validation pointers, idempotency, error mapping, audit.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use devext_host::service::store::{Role, SqliteStore};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::api_env::Env;
+
+#[tokio::test]
+async fn open_endpoints_need_no_key_and_the_rest_do() {
+    let env = Env::new().await;
+    for path in ["/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"] {
+        let (s, _) = env.send("GET", path, None, None, &[]).await;
+        assert_eq!(s, StatusCode::OK, "{path}");
+    }
+    for path in [
+        "/api/v1/plugins",
+        "/api/v1/devices",
+        "/api/v1/keys",
+        "/api/v1/audit",
+    ] {
+        let (s, body) = env.send("GET", path, None, None, &[]).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(body["error"]["kind"], "unauthenticated");
+        let (s, _) = env.get(path, "dvx_0000").await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let (s, body) = env.get("/api/v1/plugins", &env.admin).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["manifest"]["name"] == "echo")
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route() {
+    let env = Env::new().await;
+    let (_, doc) = env
+        .send("GET", "/api/v1/openapi.json", None, None, &[])
+        .await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    for r in devext_host::service::api::routes::<SqliteStore>() {
+        let method = r.method.as_str().to_ascii_lowercase();
+        assert!(
+            paths[r.path].get(&method).is_some(),
+            "{} {}",
+            r.method,
+            r.path
+        );
+    }
+    assert_eq!(
+        doc["paths"]["/api/v1/devices/{id}/extensions/{plugin}/{op}"]["post"]["parameters"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn roles_include_the_ones_after_them() {
+    let env = Env::new().await;
+    let device = env.echo_device(&env.admin).await;
+    let operator = env.key("acme", Role::Operator).await;
+    let viewer = env.key("acme", Role::Viewer).await;
+    let view = format!("/api/v1/devices/{device}/extensions/echo/echo");
+    let action = format!("/api/v1/devices/{device}/extensions/echo/count");
+
+    // Viewer: reads and views; no actions, settings, keys or device changes.
+    assert_eq!(
+        env.post(&view, &viewer, json!({"message": "x"})).await.0,
+        StatusCode::OK
+    );
+    let (s, body) = env.post(&action, &viewer, json!({})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("operator")
+    );
+    assert_eq!(env.get("/api/v1/devices", &viewer).await.0, StatusCode::OK);
+    assert_eq!(
+        env.get("/api/v1/keys", &viewer).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        env.put(
+            "/api/v1/extensions/echo",
+            &viewer,
+            json!({"enabled": false})
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        env.post("/api/v1/devices", &viewer, json!({"name": "x"}))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    // Operator: actions too, still no admin work.
+    assert_eq!(
+        env.post(&action, &operator, json!({})).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        env.get("/api/v1/audit", &operator).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        env.send(
+            "DELETE",
+            &format!("/api/v1/devices/{device}"),
+            Some(&operator),
+            None,
+            &[]
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn another_orgs_key_sees_and_touches_nothing() {
+    let env = Env::new().await;
+    let device = env.echo_device(&env.admin).await;
+    let other = env.key("globex", Role::Admin).await;
+    let (s, list) = env.get("/api/v1/devices", &other).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list["items"], json!([]));
+    for (method, path, body) in [
+        ("GET", format!("/api/v1/devices/{device}"), None),
+        (
+            "PUT",
+            format!("/api/v1/devices/{device}"),
+            Some(json!({"name": "stolen"})),
+        ),
+        ("DELETE", format!("/api/v1/devices/{device}"), None),
+        ("GET", format!("/api/v1/devices/{device}/extensions"), None),
+        (
+            "POST",
+            format!("/api/v1/devices/{device}/extensions/echo/count"),
+            Some(json!({})),
+        ),
+    ] {
+        let (s, _) = env.send(method, &path, Some(&other), body, &[]).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{method} {path}");
+    }
+    // Its settings are its own: echo is not set up there.
+    let (_, ext) = env.get("/api/v1/extensions/echo", &other).await;
+    assert_eq!(ext["enabled"], false);
+    let (_, audit) = env.get("/api/v1/audit", &other).await;
+    assert_eq!(audit["items"], json!([]));
+    // And the device is untouched.
+    let (_, d) = env
+        .get(&format!("/api/v1/devices/{device}"), &env.admin)
+        .await;
+    assert_eq!(d["name"], "pump");
+}
+
+#[tokio::test]
+async fn invalid_documents_get_422_with_pointers_and_nothing_is_written() {
+    let env = Env::new().await;
+    let (s, body) = env
+        .post(
+            "/api/v1/devices",
+            &env.admin,
+            json!({"name": "", "extensions": {"echo": {"id": 7}, "nope": {}}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let pointers: Vec<&str> = body["error"]["details"]["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["pointer"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        pointers,
+        vec!["/name", "/extensions/echo/id", "/extensions/nope"]
+    );
+    let (_, list) = env.get("/api/v1/devices", &env.admin).await;
+    assert_eq!(list["items"], json!([]), "nothing written");
+
+    let (s, body) = env
+        .put(
+            "/api/v1/extensions/echo",
+            &env.admin,
+            json!({"enabled": true, "config": {"greeting": 5}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        body["error"]["details"]["violations"][0]["pointer"],
+        "/config/greeting"
+    );
+    let (_, ext) = env.get("/api/v1/extensions/echo", &env.admin).await;
+    assert_eq!(ext["enabled"], false, "nothing written");
+
+    // Bad JSON, unknown fields and oversized bodies are clear 4xx.
+    let raw = Request::builder()
+        .method("POST")
+        .uri("/api/v1/devices")
+        .header("authorization", format!("Bearer {}", env.admin))
+        .header("content-type", "application/json")
+        .body(Body::from("{\"name\": "))
+        .unwrap();
+    let r = env.router.clone().oneshot(raw).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let (s, _) = env
+        .post(
+            "/api/v1/devices",
+            &env.admin,
+            json!({"name": "a", "colour": "red"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let huge = json!({"name": "x".repeat(devext_host::service::api::MAX_BODY_BYTES)});
+    let (s, _) = env.post("/api/v1/devices", &env.admin, huge).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn devices_crud_paging_and_filters() {
+    let env = Env::new().await;
+    for i in 0..3 {
+        let (s, _) = env
+            .post(
+                "/api/v1/devices",
+                &env.admin,
+                json!({"name": format!("unit {i}"), "type": "meter"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    let (_, page) = env.get("/api/v1/devices?limit=2", &env.admin).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    let cursor = page["next_cursor"].as_i64().unwrap();
+    let (_, rest) = env
+        .get(
+            &format!("/api/v1/devices?limit=2&cursor={cursor}"),
+            &env.admin,
+        )
+        .await;
+    assert_eq!(rest["items"][0]["name"], "unit 2");
+    assert_eq!(rest["next_cursor"], Value::Null);
+    let (_, found) = env.get("/api/v1/devices?name=UNIT%201", &env.admin).await;
+    assert_eq!(found["items"].as_array().unwrap().len(), 1);
+    let (s, _) = env.get("/api/v1/devices?limit=abc", &env.admin).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    let id = page["items"][0]["id"].as_str().unwrap().to_owned();
+    let (s, d) = env
+        .put(
+            &format!("/api/v1/devices/{id}"),
+            &env.admin,
+            json!({"name": "renamed", "extensions": {"echo": {"id": "e"}}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(d["name"], "renamed");
+    assert_eq!(d["type"], Value::Null);
+    assert_eq!(
+        env.send(
+            "DELETE",
+            &format!("/api/v1/devices/{id}"),
+            Some(&env.admin),
+            None,
+            &[]
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        env.get(&format!("/api/v1/devices/{id}"), &env.admin)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn keys_are_shown_once_listed_and_revoked() {
+    let env = Env::new().await;
+    let (s, created) = env
+        .post(
+            "/api/v1/keys",
+            &env.admin,
+            json!({"role": "viewer", "name": "ci"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("dvx_"));
+    let (_, list) = env.get("/api/v1/keys", &env.admin).await;
+    assert!(
+        !list.to_string().contains(&key),
+        "the key itself is never listed"
+    );
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    assert_eq!(env.get("/api/v1/devices", &key).await.0, StatusCode::OK);
+    let id = created["id"].as_str().unwrap();
+    let (s, _) = env
+        .send(
+            "DELETE",
+            &format!("/api/v1/keys/{id}"),
+            Some(&env.admin),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(
+        env.get("/api/v1/devices", &key).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (s, _) = env
+        .post("/api/v1/keys", &env.admin, json!({"role": "root"}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_drilldown_lists_usable_extensions_and_says_why_not() {
+    let env = Env::new().await;
+    let (_, d) = env
+        .post(
+            "/api/v1/devices",
+            &env.admin,
+            json!({"name": "d", "extensions": {"echo": {"id": "x"}}}),
+        )
+        .await;
+    let id = d["id"].as_str().unwrap();
+    let path = format!("/api/v1/devices/{id}/extensions");
+    let (_, drill) = env.get(&path, &env.admin).await;
+    assert_eq!(drill["extensions"][0]["available"], false);
+    assert!(
+        drill["extensions"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not set up")
+    );
+    env.put(
+        "/api/v1/extensions/echo",
+        &env.admin,
+        json!({"enabled": false}),
+    )
+    .await;
+    let (_, drill) = env.get(&path, &env.admin).await;
+    assert!(
+        drill["extensions"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("switched off")
+    );
+    let (s, body) = env
+        .post(
+            &format!("{path}/echo/echo"),
+            &env.admin,
+            json!({"message": "m"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    env.put(
+        "/api/v1/extensions/echo",
+        &env.admin,
+        json!({"enabled": true}),
+    )
+    .await;
+    let (_, drill) = env.get(&path, &env.admin).await;
+    let item = &drill["extensions"][0];
+    assert_eq!(item["available"], true);
+    let ops: Vec<&str> = item["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops, vec!["echo", "count", "counter"]);
+}
+
+#[tokio::test]
+async fn actions_are_idempotent_with_a_key_and_audited() {
+    let env = Env::new().await;
+    let device = env.echo_device(&env.admin).await;
+    let path = format!("/api/v1/devices/{device}/extensions/echo/count");
+    let idem = [("idempotency-key", "abc-1")];
+    let first = env
+        .send("POST", &path, Some(&env.admin), Some(json!({})), &idem)
+        .await;
+    let again = env
+        .send("POST", &path, Some(&env.admin), Some(json!({})), &idem)
+        .await;
+    assert_eq!(first, (StatusCode::OK, json!({"count": 1})));
+    assert_eq!(again, first, "the repeat returns the first result");
+    // Done once: a fresh call counts 2.
+    let (_, next) = env.post(&path, &env.admin, json!({})).await;
+    assert_eq!(next["count"], 2);
+    // The same key for another request is refused.
+    let (s, _) = env
+        .send(
+            "POST",
+            &path,
+            Some(&env.admin),
+            Some(json!({"by": 5})),
+            &idem,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (_, audit) = env.get("/api/v1/audit?limit=50", &env.admin).await;
+    let ops: Vec<(&str, &str)> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "operation")
+        .map(|e| (e["op"].as_str().unwrap(), e["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        ops,
+        vec![("count", "ok"), ("count", "ok")],
+        "newest first, once per execution"
+    );
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "settings")
+    );
+}
+
+#[tokio::test]
+async fn operation_errors_map_to_http_statuses() {
+    let env = Env::new().await;
+    let device = env.echo_device(&env.admin).await;
+    let base = format!("/api/v1/devices/{device}/extensions");
+    let (s, body) = env
+        .post(
+            &format!("{base}/echo/echo"),
+            &env.admin,
+            json!({"message": 5}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["kind"], "invalid_input");
+    assert_eq!(
+        body["error"]["details"]["violations"][0]["pointer"],
+        "/message"
+    );
+    let (s, _) = env
+        .post(&format!("{base}/echo/shout"), &env.admin, json!({}))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = env
+        .post(&format!("{base}/jasper/overview"), &env.admin, json!({}))
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "the device has no jasper configuration"
+    );
+}
+
+#[tokio::test]
+async fn the_service_answers_over_a_real_socket_and_shuts_down() {
+    let env = Env::new().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(devext_host::service::serve(
+        listener,
+        env.app.clone(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    sock.write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    sock.read_to_string(&mut text).await.unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("\"ready\""), "{text}");
+    stop_tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    assert!(!env.app.ready.load(std::sync::atomic::Ordering::Relaxed));
+}

@@ -1,0 +1,122 @@
+//! A service over a fresh store and the static plugins, driven in-process (shared by the
+//! integration binary and `secret_logs`).
+#![allow(dead_code)] // each test binary uses part of it
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use devext_host::service::store::{Role, SqliteStore, Store};
+use devext_host::service::{App, router};
+use devext_host::{Runtime, RuntimeConfig};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+pub(crate) struct Env {
+    pub(crate) router: Router,
+    pub(crate) app: Arc<App<SqliteStore>>,
+    pub(crate) admin: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub(crate) async fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("api.db"), None)
+            .await
+            .unwrap();
+        let org = store.create_org("acme").await.unwrap();
+        let (_, admin) = store
+            .create_key(org.id, Role::Admin, "admin")
+            .await
+            .unwrap();
+        let runtime = Runtime::load(RuntimeConfig::default()).unwrap();
+        let app = App::new(runtime, store);
+        Env {
+            router: router(app.clone()),
+            app,
+            admin,
+            _dir: dir,
+        }
+    }
+
+    /// A key of `role` in org `org` (created if needed).
+    pub(crate) async fn key(&self, org: &str, role: Role) -> String {
+        let org = match self.app.store.org_by_name(org).await.unwrap() {
+            Some(o) => o,
+            None => self.app.store.create_org(org).await.unwrap(),
+        };
+        self.app
+            .store
+            .create_key(org.id, role, "t")
+            .await
+            .unwrap()
+            .1
+    }
+
+    pub(crate) async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+        extra: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(key) = key {
+            req = req.header("authorization", format!("Bearer {key}"));
+        }
+        for (n, v) in extra {
+            req = req.header(*n, *v);
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        let response = self.router.clone().oneshot(req).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, value)
+    }
+
+    pub(crate) async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        self.send("GET", path, Some(key), None, &[]).await
+    }
+
+    pub(crate) async fn post(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        self.send("POST", path, Some(key), Some(body), &[]).await
+    }
+
+    pub(crate) async fn put(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        self.send("PUT", path, Some(key), Some(body), &[]).await
+    }
+
+    /// Switches echo on with a greeting and a secret token; returns a device id configured
+    /// for echo.
+    pub(crate) async fn echo_device(&self, key: &str) -> String {
+        let (s, _) = self
+            .put(
+                "/api/v1/extensions/echo",
+                key,
+                json!({"enabled": true, "config": {"greeting": "hi", "token": "tok-SECRET-1"}}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, d) = self
+            .post(
+                "/api/v1/devices",
+                key,
+                json!({"name": "pump", "extensions": {"echo": {"id": "p-1"}}}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{d}");
+        d["id"].as_str().unwrap().to_owned()
+    }
+}

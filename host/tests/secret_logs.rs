@@ -1,0 +1,83 @@
+//! Secrets never appear in API responses or in the service's logs (its own test binary, so that
+//! it can own the process-wide log subscriber).
+
+use std::sync::{Arc, Mutex};
+
+use axum::http::StatusCode;
+use devext_host::service::store::Store;
+use serde_json::json;
+
+// The echo plugin (which has a `writeOnly` setting, `token`) as a static plugin.
+use devext_echo as _;
+
+#[path = "api_env.rs"]
+mod api_env;
+
+use api_env::Env;
+
+/// Collects every log line of the process.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn secrets_are_never_returned_or_logged() {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || sink.clone())
+        .finish();
+    // The process-wide subscriber (this binary has this one test): scoped subscribers miss
+    // events from callsites other test threads registered first.
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+
+    let env = Env::new().await;
+    let device = env.echo_device(&env.admin).await;
+    let (_, ext) = env.get("/api/v1/extensions/echo", &env.admin).await;
+    assert_eq!(ext["secrets_set"], json!(["token"]));
+    assert_eq!(ext["config"], json!({"greeting": "hi"}));
+    // A PUT without the secret keeps it; the mask never overwrites it.
+    for body in [
+        json!({"enabled": true, "config": {"greeting": "hey"}}),
+        json!({"enabled": true, "config": {"greeting": "hey", "token": "********"}}),
+    ] {
+        let (s, out) = env.put("/api/v1/extensions/echo", &env.admin, body).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(out["secrets_set"], json!(["token"]));
+    }
+    let stored = env.app.store.extensions(1).await.unwrap();
+    assert_eq!(stored[0].secrets["token"], "tok-SECRET-1");
+    // Calls, listings and the audit log never show it.
+    let op = format!("/api/v1/devices/{device}/extensions/echo/echo");
+    let action = format!("/api/v1/devices/{device}/extensions/echo/count");
+    let mut seen = String::new();
+    for (s, v) in [
+        env.post(&op, &env.admin, json!({"message": "m"})).await,
+        env.post(&action, &env.admin, json!({})).await,
+        env.get("/api/v1/extensions", &env.admin).await,
+        env.get("/api/v1/audit", &env.admin).await,
+        env.get(&format!("/api/v1/devices/{device}/extensions"), &env.admin)
+            .await,
+    ] {
+        assert_eq!(s, StatusCode::OK);
+        seen.push_str(&v.to_string());
+    }
+    assert!(!seen.contains("tok-SECRET-1"), "{seen}");
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        !logs.is_empty(),
+        "the subscriber captured the service's logs"
+    );
+    assert!(!logs.contains("tok-SECRET-1"), "{logs}");
+    assert!(!logs.contains(&env.admin), "API keys are secrets too");
+}
