@@ -266,6 +266,10 @@ pub fn rest_code(code: &str, message: &str, op: OpHint) -> Option<Failure> {
                  IP address is allowed for the account{said}"
             ),
         )),
+        "10000005" if op == OpHint::SendSms => Failure::final_(err(
+            Conflict,
+            format!("the SIM is not in a state that can receive SMS: activate it first{said}"),
+        )),
         "10000005" => Failure::final_(err(
             Conflict,
             format!("Jasper refused the requested status for this SIM in its current state{said}"),
@@ -543,6 +547,12 @@ mod tests {
             assert_eq!((kind(&f), f.class), (k, class), "{code}");
         }
         assert!(rest_code("77777777", "", OpHint::Overview).is_none());
+        let sms = rest_code("10000005", "", OpHint::SendSms).expect("sms");
+        assert!(
+            sms.error.message.contains("can receive SMS"),
+            "{}",
+            sms.error.message
+        );
         let f = rest_code("10000032", "", OpHint::Usage).unwrap();
         assert!(f.error.message.contains("last 3 cycles"));
     }
