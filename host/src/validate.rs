@@ -30,7 +30,7 @@ mod locate;
 /// Bytes of JSON Lines per job (a block ends at a line end, so a longer line makes it longer).
 const BLOCK: usize = 256 * 1024;
 /// Small files per job, at most.
-const FILES_PER_JOB: usize = 32;
+const FILES_PER_JOB: usize = 128;
 
 /// One input named on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -69,9 +69,15 @@ pub(crate) fn validate(global: &GlobalArgs, args: &ValidateArgs) -> Result<ExitC
     if args.format == Format::Json {
         reporter.out.write_all(b"{\"errors\":[")?;
     }
-    let summary = validate::run(&runtime, &inputs, &options, &mut reporter)?;
+    let result = validate::run(&runtime, &inputs, &options, &mut reporter)
+        .and_then(|summary| reporter.finish(&summary).map(|()| summary));
     reporter.progress.clear();
-    reporter.finish(&summary)?;
+    let summary = match result {
+        Ok(summary) => summary,
+        // The reader went away (`| head`): stop quietly, without claiming success.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::from(1)),
+        Err(e) => return Err(e.into()),
+    };
     if summary.documents == 0 && summary.unreadable == 0 {
         eprintln!(
             "devext: warning: no documents found (directories are searched for *.json and *.jsonl files)"

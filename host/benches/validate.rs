@@ -1,0 +1,156 @@
+//! `devext validate` end to end: the whole release process, timed from outside.
+//!
+//! Run with `cargo bench -p devext-host --bench validate` (builds the `devext` binary with the
+//! bench profile). Generates its data in a temporary directory:
+//!
+//! - 10,000 small configuration files in one directory, 5% invalid;
+//! - 1,000,000 configurations as one JSON Lines file (5% invalid), and 4,000,000 to show that
+//!   memory stays flat;
+//! - one empty configuration, for the start-up cost (loading and compiling the plugins'
+//!   schemas).
+//!
+//! Prints the median wall time of several runs and the peak RSS (from `/usr/bin/time -f %M`,
+//! when it is installed). Set `DEVEXT_BENCH_RUNS` to change the number of runs (default 11).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DEVEXT: &str = env!("CARGO_BIN_EXE_devext");
+
+fn main() {
+    let runs: usize = std::env::var("DEVEXT_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(11);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+
+    std::fs::write(d.join("empty.json"), "{}").expect("write");
+    report(
+        "start-up (one empty document)",
+        1,
+        &d.join("empty.json"),
+        runs,
+    );
+
+    let files = d.join("files");
+    std::fs::create_dir(&files).expect("mkdir");
+    for i in 0..10_000u64 {
+        std::fs::write(files.join(format!("device-{i:05}.json")), config(i, true)).expect("write");
+    }
+    report("10,000 files, 5% invalid", 10_000, &files, runs);
+
+    for n in [1_000_000u64, 4_000_000] {
+        let path = d.join(format!("{n}.jsonl"));
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+        for i in 0..n {
+            out.write_all(config(i, false).as_bytes()).expect("write");
+            out.write_all(b"\n").expect("write");
+        }
+        out.flush().expect("flush");
+        drop(out);
+        report(
+            &format!("{n} lines of JSON Lines, 5% invalid"),
+            n,
+            &path,
+            runs.min(5),
+        );
+        std::fs::remove_file(&path).expect("remove");
+    }
+}
+
+/// Configuration number `i`: one in twenty invalid; valid ones carry an ICCID with a correct
+/// check digit (no warning). `pretty` spreads it over lines like a hand-written file.
+fn config(i: u64, pretty: bool) -> String {
+    if i % 20 == 7 {
+        return if pretty {
+            format!("{{\n  \"jasper\": {{\n    \"iccid\": \"{i}\"\n  }}\n}}\n")
+        } else {
+            format!("{{\"jasper\": {{\"iccid\": \"{i}\"}}}}")
+        };
+    }
+    let body = format!("89882167{:011}", i);
+    let iccid = format!("{body}{}", luhn_digit(&body));
+    if pretty {
+        format!("{{\n  \"jasper\": {{\n    \"iccid\": \"{iccid}\"\n  }}\n}}\n")
+    } else {
+        format!("{{\"jasper\": {{\"iccid\": \"{iccid}\"}}}}")
+    }
+}
+
+fn luhn_digit(body: &str) -> u32 {
+    let sum: u32 = body
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 0 {
+                let d2 = d * 2;
+                if d2 > 9 { d2 - 9 } else { d2 }
+            } else {
+                d
+            }
+        })
+        .sum();
+    (10 - sum % 10) % 10
+}
+
+fn report(name: &str, documents: u64, input: &Path, runs: usize) {
+    // Warm the page cache and check the run is what we think.
+    let out = Command::new(DEVEXT)
+        .args(["validate", "--quiet"])
+        .arg(input)
+        .stdout(Stdio::piped())
+        .output()
+        .expect("run devext");
+    let code = out.status.code();
+    assert!(code == Some(0) || code == Some(1), "{name}: exit {code:?}");
+
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            let status = Command::new(DEVEXT)
+                .args(["validate", "--quiet"])
+                .arg(input)
+                .stdout(Stdio::null())
+                .status()
+                .expect("run devext");
+            let t = start.elapsed();
+            assert!(status.code() == Some(0) || status.code() == Some(1));
+            t
+        })
+        .collect();
+    times.sort();
+    let median = times[times.len() / 2];
+    let rate = documents as f64 / median.as_secs_f64();
+    let rss = peak_rss_kib(input).map_or_else(
+        || "n/a".to_owned(),
+        |k| format!("{:.1} MiB", k as f64 / 1024.0),
+    );
+    println!(
+        "{name:<42} median {:>8.1} ms (min {:.1}, max {:.1}, {runs} runs)  {:>6.2} M docs/s  peak RSS {rss}",
+        median.as_secs_f64() * 1e3,
+        times[0].as_secs_f64() * 1e3,
+        times[times.len() - 1].as_secs_f64() * 1e3,
+        rate / 1e6,
+    );
+}
+
+/// Peak resident set of one run, from GNU time.
+fn peak_rss_kib(input: &Path) -> Option<u64> {
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "%M", DEVEXT, "validate", "--quiet"])
+        .arg(input)
+        .stdout(Stdio::null())
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .last()?
+        .trim()
+        .parse()
+        .ok()
+}
