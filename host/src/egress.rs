@@ -37,7 +37,9 @@ impl Default for EgressConfig {
 
 /// The host's HTTP client, shared by every call.
 pub struct HttpCapability {
-    client: reqwest::Client,
+    /// Built on first use: loading the platform's CA roots costs start-up time and memory that
+    /// commands which never call a plugin (e.g. `devext validate`) should not pay.
+    client: std::sync::OnceLock<Result<reqwest::Client, String>>,
     config: EgressConfig,
     /// Requests by (plugin, outcome): a status class (`2xx`...) or an error kind.
     counts: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>,
@@ -58,27 +60,36 @@ fn http_error(kind: ErrorKind, stage: &str, message: String) -> PluginError {
 }
 
 impl HttpCapability {
-    /// Builds the client (rustls with the ring provider, the platform's roots).
-    pub fn new(config: EgressConfig) -> Result<HttpCapability, String> {
-        // Installing twice is harmless: the first provider stays.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let resolver = Arc::new(CheckedResolver {
-            allow_loopback: config.allow_loopback_http,
-        });
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .dns_resolver(resolver)
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("devext/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(HttpCapability {
-            client,
+    /// The capability with these settings; the client itself is built on first use.
+    pub fn new(config: EgressConfig) -> HttpCapability {
+        HttpCapability {
+            client: std::sync::OnceLock::new(),
             config,
             counts: Default::default(),
-        })
+        }
+    }
+
+    /// The client (rustls with the ring provider, the platform's roots), built once.
+    fn client(&self) -> Result<&reqwest::Client, PluginError> {
+        self.client
+            .get_or_init(|| {
+                // Installing twice is harmless: the first provider stays.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let resolver = Arc::new(CheckedResolver {
+                    allow_loopback: self.config.allow_loopback_http,
+                });
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .no_proxy()
+                    .dns_resolver(resolver)
+                    .connect_timeout(Duration::from_secs(10))
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    .user_agent(concat!("devext/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| format!("cannot build the HTTP client: {e}"))
+            })
+            .as_ref()
+            .map_err(|e| PluginError::internal(e.clone()))
     }
 
     /// The operator settings.
@@ -213,7 +224,10 @@ impl HttpCapability {
                 "no time left before the call's deadline".into(),
             ));
         }
-        let mut builder = self.client.request(method, url.clone()).timeout(remaining);
+        let mut builder = self
+            .client()?
+            .request(method, url.clone())
+            .timeout(remaining);
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
@@ -418,7 +432,6 @@ mod tests {
             allow_loopback_http,
             max_response_bytes: 1024,
         })
-        .unwrap()
     }
 
     #[test]

@@ -119,12 +119,19 @@ pub struct ConfigWarning {
 
 impl Runtime {
     /// Loads the static plugins and every `*.so` in the configured directories. Unusable files
-    /// are listed in [`Runtime::refused`]; this fails only if the HTTP client cannot be built.
+    /// are listed in [`Runtime::refused`]; this fails only on settings that cannot work (a zero
+    /// call timeout or response cap).
     ///
     /// Loading runs plugin code (library initialisers, `manifest`): from async code, call it on a
     /// blocking thread.
     pub fn load(config: RuntimeConfig) -> Result<Runtime, String> {
-        let http = Arc::new(HttpCapability::new(config.egress.clone())?);
+        if config.call_timeout.is_zero() {
+            return Err("the call timeout must be longer than zero".into());
+        }
+        if config.egress.max_response_bytes == 0 {
+            return Err("the response size cap must be at least one byte".into());
+        }
+        let http = Arc::new(HttpCapability::new(config.egress.clone()));
         let mut slots: Vec<Slot> = Vec::new();
         let mut by_name: HashMap<String, usize> = HashMap::new();
         let mut refused = Vec::new();

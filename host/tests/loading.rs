@@ -123,3 +123,13 @@ fn load_file_checks_one_library() {
     let err = devext_host::loader::load_file(&util::library("devext-fixture-no-root")).unwrap_err();
     assert!(err.starts_with("no devext root module"), "{err}");
 }
+
+#[test]
+fn settings_that_cannot_work_are_refused() {
+    let e = Runtime::load(RuntimeConfig {
+        call_timeout: std::time::Duration::ZERO,
+        ..RuntimeConfig::default()
+    })
+    .unwrap_err();
+    assert!(e.contains("call timeout"), "{e}");
+}
