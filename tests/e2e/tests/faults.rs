@@ -357,3 +357,58 @@ async fn drop_after_write_applies_once_and_says_so() {
     })
     .await;
 }
+
+/// A write whose answer does not come before the deadline: a `timeout`, one attempt, applied at
+/// most once. `strict`: the caller is also told that it may have been processed (it was sent; the
+/// host reports the timeout with `stage: response`), as for any other write with an unknown fate.
+async fn write_past_its_deadline(strict: bool) {
+    both(|c| async move {
+        let iccid = &c.iccids[1];
+        let before = c.sim.sms_log().len();
+        c.sim
+            .set_faults(FaultSettings {
+                latency_ms: 2500,
+                ..FaultSettings::default()
+            })
+            .expect("faults");
+        let started = Instant::now();
+        let e = expect_err(
+            call_with(
+                &c.host.rt,
+                &c.org,
+                &device(iccid),
+                "send_sms",
+                json!({"message": "late"}),
+                Some(Duration::from_millis(1500)),
+            )
+            .await,
+            &c.what("SMS past its deadline"),
+        );
+        assert!(started.elapsed() < Duration::from_millis(2400));
+        assert_eq!(e.kind, ErrorKind::Timeout, "{}", e.message);
+        if strict {
+            // Whichever timer fires first (the plugin's request timeout or the host's deadline).
+            assert!(
+                e.message.contains(MAYBE_PROCESSED) && !e.retryable,
+                "{:?}: a timed-out write does not warn that it may have been applied: {e:?}",
+                c.api,
+            );
+        }
+        // Let the simulator finish whatever it still does with the request.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(c.sim.sms_log().len() <= before + 1, "applied twice");
+        c.healthy().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_past_its_deadline_is_applied_at_most_once() {
+    write_past_its_deadline(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "host/plugin bug: a write that timed out after it was sent is reported as cancelled or retryable, not as possibly processed"]
+async fn write_past_its_deadline_says_it_may_have_been_processed() {
+    write_past_its_deadline(true).await;
+}
