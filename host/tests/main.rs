@@ -9,6 +9,7 @@ mod cli;
 mod contract;
 mod dispatch;
 mod loading;
+mod serve_cli;
 mod util;
 mod validate_cli;
 mod validation;

@@ -198,7 +198,9 @@ pub(crate) fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
     if let Some(key) = &args.admin_key
         && !devext_host::service::crypto::is_api_key(key)
     {
-        return Err(anyhow!("--admin-key must be dvx_ followed by 64 hex digits"));
+        return Err(anyhow!(
+            "--admin-key must be dvx_ followed by 64 hex digits"
+        ));
     }
     let mut config = runtime_config(global);
     // The simulator listens on loopback over plain http.

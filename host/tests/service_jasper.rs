@@ -1,0 +1,508 @@
+//! The Jasper plugin through the HTTP API against the in-process simulator: how each kind of
+//! upstream failure maps to an HTTP status, idempotent SMS, audit entries, and that the org's
+//! Jasper credentials never show up in responses or logs. Its own test binary: it links the
+//! Jasper plugin statically and owns the process-wide log subscriber.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use devext_host::service::store::{Role, SqliteStore, Store};
+use devext_host::service::{App, router};
+use devext_host::{Runtime, RuntimeConfig};
+use devext_jasper_sim::{Credentials, FaultMode, FaultSettings, RunningSim, SimConfig};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+// The Jasper plugin as a static plugin.
+use devext_jasper as _;
+
+/// The org's REST API key: distinctive, so that a leak is easy to find.
+const API_KEY: &str = "rest-SECRET-key-4711";
+/// Base64 of `demo:rest-SECRET-key-4711` (the Basic credentials on the wire).
+const API_KEY_BASIC: &str = "ZGVtbzpyZXN0LVNFQ1JFVC1rZXktNDcxMQ==";
+/// An ICCID in no account of the simulator.
+const UNKNOWN_ICCID: &str = "89011704252318999999";
+
+/// Every log line of the process (installed once, shared by the tests of this binary).
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn logs() -> &'static Captured {
+    static LOGS: OnceLock<Captured> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        captured
+    })
+}
+
+fn assert_logs_hold_no_secret() {
+    let text = String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned();
+    assert!(!text.contains(API_KEY), "the API key was logged");
+    assert!(
+        !text.contains(API_KEY_BASIC),
+        "the Basic credentials were logged"
+    );
+}
+
+struct Env {
+    router: Router,
+    app: Arc<App<SqliteStore>>,
+    admin: String,
+    operator: String,
+    sim: RunningSim,
+    /// Every response body seen, to check that no secret is ever returned.
+    seen: Mutex<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Env {
+    /// A service with the Jasper plugin (calls bounded by `call_timeout`), an org whose Jasper
+    /// settings point at a fresh simulator with `api_key` as the REST key.
+    async fn new(call_timeout: Duration, api_key: &str) -> Env {
+        logs();
+        let sim = devext_jasper_sim::start(SimConfig {
+            credentials: Credentials {
+                api_key: API_KEY.into(),
+                ..Credentials::default()
+            },
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("api.db"), None)
+            .await
+            .unwrap();
+        let org = store.create_org("acme").await.unwrap();
+        let (_, admin) = store
+            .create_key(org.id, Role::Admin, "admin")
+            .await
+            .unwrap();
+        let (_, operator) = store
+            .create_key(org.id, Role::Operator, "operator")
+            .await
+            .unwrap();
+        let mut config = RuntimeConfig {
+            call_timeout,
+            ..RuntimeConfig::default()
+        };
+        config.egress.allow_loopback_http = true;
+        let runtime = Runtime::load(config).unwrap();
+        assert!(runtime.plugin("jasper").is_some(), "jasper is linked");
+        let app = App::new(runtime, store);
+        let env = Env {
+            router: router(app.clone()),
+            app,
+            admin,
+            operator,
+            sim,
+            seen: Mutex::new(String::new()),
+            _dir: dir,
+        };
+        let (s, body) = env
+            .send(
+                "PUT",
+                "/api/v1/extensions/jasper",
+                &env.admin.clone(),
+                Some(json!({"enabled": true, "config": {
+                    "api": "rest",
+                    "endpoint": env.sim.base_url(),
+                    "username": "demo",
+                    "api_key": api_key,
+                }})),
+                &[],
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(body["secrets_set"], json!(["api_key"]));
+        env
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+        extra: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let (s, _, v) = self.send_full(method, path, key, body, extra).await;
+        (s, v)
+    }
+
+    async fn send_full(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+        extra: &[(&str, &str)],
+    ) -> (StatusCode, HeaderMap, Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {key}"));
+        for (n, v) in extra {
+            req = req.header(*n, *v);
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        let response = self.router.clone().oneshot(req).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        self.seen.lock().unwrap().push_str(&text);
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, headers, value)
+    }
+
+    /// A device bound to `iccid`; returns its id.
+    async fn device(&self, iccid: &str) -> String {
+        let (s, d) = self
+            .send(
+                "POST",
+                "/api/v1/devices",
+                &self.admin,
+                Some(json!({"name": format!("sim {iccid}"), "extensions": {"jasper": {"iccid": iccid}}})),
+                &[],
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{d}");
+        d["id"].as_str().unwrap().to_owned()
+    }
+
+    /// A device bound to an activated SIM of the simulator.
+    async fn activated_device(&self) -> (String, String) {
+        let iccid = self
+            .sim
+            .sims()
+            .into_iter()
+            .find(|s| s.status == "activated")
+            .expect("an activated SIM")
+            .iccid;
+        (self.device(&iccid).await, iccid)
+    }
+
+    async fn op(&self, device: &str, op: &str, input: Value) -> (StatusCode, Value) {
+        let path = format!("/api/v1/devices/{device}/extensions/jasper/{op}");
+        self.send("POST", &path, &self.operator, Some(input), &[])
+            .await
+    }
+
+    /// Checks that no response and no log line held the org's Jasper key.
+    fn assert_no_secret_seen(&self) {
+        let seen = self.seen.lock().unwrap();
+        assert!(!seen.contains(API_KEY), "a response held the API key");
+        assert!(!seen.contains(API_KEY_BASIC));
+        assert_logs_hold_no_secret();
+    }
+}
+
+#[tokio::test]
+async fn jasper_operations_map_to_http_statuses_and_are_audited() {
+    let env = Env::new(Duration::from_secs(30), API_KEY).await;
+    let (device, iccid) = env.activated_device().await;
+
+    // 200: the overview, through the drilldown's operation.
+    let (s, drill) = env
+        .send(
+            "GET",
+            &format!("/api/v1/devices/{device}/extensions"),
+            &env.admin,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(drill["extensions"][0]["available"], true, "{drill}");
+    let (s, overview) = env.op(&device, "overview", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{overview}");
+    assert_eq!(overview["iccid"], iccid.as_str());
+    assert_eq!(overview["status"], "activated");
+    assert_eq!(overview["api"], "rest");
+
+    // 409: Jasper refuses to take an activated SIM back to Activation Ready.
+    let (s, body) = env
+        .op(&device, "set_status", json!({"status": "activation_ready"}))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["kind"], "conflict");
+    assert_eq!(
+        env.sim.sim(&iccid).unwrap().status,
+        "activated",
+        "nothing changed"
+    );
+
+    // 404: an ICCID that is not in the account.
+    let unknown = env.device(UNKNOWN_ICCID).await;
+    assert!(env.sim.sim(UNKNOWN_ICCID).is_none());
+    let (s, body) = env.op(&unknown, "overview", json!({})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"]["kind"], "not_found");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not in this Jasper account"),
+        "{body}"
+    );
+
+    // 422 with a pointer: a date that is no date, caught before anything is sent.
+    let before = env.sim.stats().requests;
+    let (s, body) = env
+        .op(&device, "usage", json!({"cycle_start_date": "2024-13-45"}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["kind"], "invalid_input");
+    assert_eq!(
+        body["error"]["details"]["violations"][0]["pointer"],
+        "/cycle_start_date"
+    );
+    // 422 too for a missing field and for an unknown status id.
+    let (s, body) = env.op(&device, "usage", json!({})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (s, body) = env
+        .op(&device, "set_status", json!({"status": "suspended"}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        body["error"]["details"]["violations"][0]["pointer"],
+        "/status"
+    );
+    assert_eq!(
+        env.sim.stats().requests,
+        before,
+        "invalid input never leaves"
+    );
+
+    // 400: well-formed input that Jasper refuses (a rate plan the account does not have).
+    let (s, body) = env
+        .op(
+            &device,
+            "set_rate_plan",
+            json!({"rate_plan": "No_Such_Plan_9"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["kind"], "invalid_input");
+    assert!(body["error"]["details"].get("violations").is_none());
+
+    // A viewer may read but not act.
+    let viewer = {
+        let org = env.app.store.org_by_name("acme").await.unwrap().unwrap();
+        env.app
+            .store
+            .create_key(org.id, Role::Viewer, "v")
+            .await
+            .unwrap()
+            .1
+    };
+    let path = format!("/api/v1/devices/{device}/extensions/jasper");
+    let (s, _) = env
+        .send(
+            "POST",
+            &format!("{path}/overview"),
+            &viewer,
+            Some(json!({})),
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = env
+        .send(
+            "POST",
+            &format!("{path}/send_sms"),
+            &viewer,
+            Some(json!({"message": "hi"})),
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // Every action is audited with its outcome (views are not); newest first.
+    let (_, audit) = env
+        .send("GET", "/api/v1/audit?limit=100", &env.admin, None, &[])
+        .await;
+    let ops: Vec<(String, String)> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "operation")
+        .map(|e| {
+            assert_eq!(e["plugin"], "jasper", "{e}");
+            (
+                e["op"].as_str().unwrap().to_owned(),
+                e["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("set_rate_plan", "invalid_input"),
+        ("set_status", "invalid_input"),
+        ("set_status", "conflict"),
+    ]
+    .map(|(a, b)| (a.to_owned(), b.to_owned()));
+    assert_eq!(ops, expected, "{audit}");
+
+    // The settings read back masked.
+    let (_, ext) = env
+        .send("GET", "/api/v1/extensions/jasper", &env.admin, None, &[])
+        .await;
+    assert_eq!(ext["secrets_set"], json!(["api_key"]));
+    assert!(ext["config"].get("api_key").is_none(), "{ext}");
+    env.assert_no_secret_seen();
+}
+
+#[tokio::test]
+async fn wrong_org_credentials_are_502_never_401() {
+    let env = Env::new(Duration::from_secs(30), "not-the-key").await;
+    let (device, _) = env.activated_device().await;
+    let (s, body) = env.op(&device, "overview", json!({})).await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(body["error"]["kind"], "unauthorized");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("credentials rejected"),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("not-the-key"), "{body}");
+    // The devext key itself is fine: other endpoints still answer.
+    let (s, _) = env
+        .send("GET", "/api/v1/devices", &env.operator, None, &[])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    env.assert_no_secret_seen();
+}
+
+#[tokio::test]
+async fn persistent_rate_limits_are_429() {
+    // A short deadline bounds the plugin's retries (backoff 0.5 s, 1 s, ...).
+    let env = Env::new(Duration::from_secs(2), API_KEY).await;
+    let (device, _) = env.activated_device().await;
+    env.sim
+        .set_faults(FaultSettings {
+            mode: FaultMode::RateLimit,
+            count: None,
+            ..FaultSettings::default()
+        })
+        .unwrap();
+    let started = Instant::now();
+    let (s, body) = env.op(&device, "overview", json!({})).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"]["kind"], "rate_limited");
+    assert_eq!(body["error"]["details"]["retryable"], true, "{body}");
+    assert!(
+        env.sim.stats().faults_injected >= 2,
+        "retried at least once"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // An action under the same limits: 429 as well, and audited so.
+    let (s, body) = env.op(&device, "send_sms", json!({"message": "x"})).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(env.sim.sms_log().is_empty());
+    env.sim.clear_faults();
+    let (s, body) = env.op(&device, "overview", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "recovers: {body}");
+    env.assert_no_secret_seen();
+}
+
+#[tokio::test]
+async fn a_slow_upstream_is_504() {
+    let env = Env::new(Duration::from_secs(2), API_KEY).await;
+    let (device, _) = env.activated_device().await;
+    env.sim
+        .set_faults(FaultSettings {
+            latency_ms: 4_000,
+            ..FaultSettings::default()
+        })
+        .unwrap();
+    let started = Instant::now();
+    let (s, body) = env.op(&device, "overview", json!({})).await;
+    let took = started.elapsed();
+    assert_eq!(s, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_eq!(body["error"]["kind"], "timeout");
+    assert!(
+        took >= Duration::from_millis(1_900) && took < Duration::from_millis(3_500),
+        "answered at the deadline, not after the upstream: {took:?}"
+    );
+    env.assert_no_secret_seen();
+}
+
+#[tokio::test]
+async fn an_idempotency_key_sends_the_sms_once() {
+    let env = Env::new(Duration::from_secs(30), API_KEY).await;
+    let (device, iccid) = env.activated_device().await;
+    let path = format!("/api/v1/devices/{device}/extensions/jasper/send_sms");
+    let input = json!({"message": "reboot please"});
+    let idem = [("idempotency-key", "sms-2026-001")];
+    let before = env.sim.sms_log().len();
+    let (s1, h1, first) = env
+        .send_full("POST", &path, &env.operator, Some(input.clone()), &idem)
+        .await;
+    assert_eq!(s1, StatusCode::OK, "{first}");
+    assert!(h1.get("idempotent-replay").is_none());
+    let (s2, h2, again) = env
+        .send_full("POST", &path, &env.operator, Some(input.clone()), &idem)
+        .await;
+    assert_eq!(s2, StatusCode::OK, "{again}");
+    assert_eq!(again, first, "the repeat returns the first answer");
+    assert_eq!(h2.get("idempotent-replay").unwrap(), "true");
+    let log = env.sim.sms_log();
+    assert_eq!(log.len(), before + 1, "sent once: {log:?}");
+    assert_eq!(log.last().unwrap().iccid, iccid);
+    assert_eq!(log.last().unwrap().message, "reboot please");
+    // The same key with another message is refused and sends nothing.
+    let (s, _) = env
+        .send(
+            "POST",
+            &path,
+            &env.operator,
+            Some(json!({"message": "other"})),
+            &idem,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    // Without a key, every request sends.
+    let (s, _) = env.op(&device, "send_sms", input).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(env.sim.sms_log().len(), before + 2);
+    let (_, audit) = env
+        .send("GET", "/api/v1/audit", &env.admin, None, &[])
+        .await;
+    let sends = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["op"] == "send_sms" && e["outcome"] == "ok")
+        .count();
+    assert_eq!(sends, 2, "audited once per execution: {audit}");
+    env.assert_no_secret_seen();
+}
