@@ -575,15 +575,26 @@ impl Runtime {
         let json = match tokio::time::timeout_at(deadline, plugin_call).await {
             Ok(result) => result?,
             Err(_) => {
-                return Err(PluginError::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "{}.{} did not finish within {} ms; the call was cancelled",
-                        req.plugin,
-                        req.op,
-                        timeout.as_millis()
-                    ),
-                ));
+                let waited = format!(
+                    "{}.{} did not finish within {} ms; the call was cancelled",
+                    req.plugin,
+                    req.op,
+                    timeout.as_millis()
+                );
+                // An action cancelled mid-way may have been carried out by the service already:
+                // say so, and do not invite a blind retry.
+                return Err(if op.kind == devext_plugin_api::OpKind::Action {
+                    PluginError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "{waited}; the action may still have been processed by the \
+                             service: check before repeating it"
+                        ),
+                    )
+                    .retryable(false)
+                } else {
+                    PluginError::new(ErrorKind::Timeout, waited)
+                });
             }
         };
         let output: Value = serde_json::from_str(&json).map_err(|e| {

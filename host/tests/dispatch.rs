@@ -89,10 +89,29 @@ async fn a_future_that_never_completes_is_cancelled_at_the_deadline() {
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Timeout);
-    assert!(e.retryable);
+    assert!(e.retryable, "a view may be tried again");
     assert!(
         e.message
             .contains("fixture_hang.hang did not finish within 200 ms"),
+        "{}",
+        e.message
+    );
+    // An action cancelled at the deadline may have happened: no blind retry.
+    let e = rt
+        .invoke(CallRequest {
+            plugin: "fixture_hang",
+            op: "hang_action",
+            org_config: &json!({}),
+            device_config: &json!({}),
+            input: &json!({}),
+            timeout: Some(Duration::from_millis(200)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Timeout);
+    assert!(!e.retryable);
+    assert!(
+        e.message.contains("may still have been processed"),
         "{}",
         e.message
     );

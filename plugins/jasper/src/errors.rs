@@ -452,7 +452,10 @@ pub fn host_http_error(e: PluginError) -> Failure {
             .retryable(true),
             RetryClass::Ambiguous,
         ),
-        // Timeouts (the call's deadline), egress refusals and the rest are final as they are.
+        // The deadline passed after the request went out: Jasper may have processed it. (The
+        // retry loop starts no attempt without time left, so this is never retried in practice.)
+        ErrorKind::Timeout if stage == "response" => Failure::new(e, RetryClass::Ambiguous),
+        // Timeouts before sending, egress refusals and the rest are final as they are.
         _ => Failure::final_(e),
     }
 }

@@ -408,7 +408,6 @@ async fn write_past_its_deadline_is_applied_at_most_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "host/plugin bug: a write that timed out after it was sent is reported as cancelled or retryable, not as possibly processed"]
 async fn write_past_its_deadline_says_it_may_have_been_processed() {
     write_past_its_deadline(true).await;
 }
