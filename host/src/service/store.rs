@@ -405,7 +405,7 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(8)
             .connect_with(options)
             .await?;
         migrator()
@@ -596,23 +596,36 @@ impl Store for SqliteStore {
     }
 
     async fn authenticate(&self, key: &str) -> Result<Option<Principal>> {
+        // A read on every request; the `last_used_at` write (which SQLite serialises) only when
+        // the recorded time is older than a minute: "last used" is shown to the minute.
         let row = sqlx::query(
-            "UPDATE api_keys SET last_used_at = ? WHERE hash = ? AND revoked_at IS NULL \
-             RETURNING id, org_id, role",
+            "SELECT id, org_id, role, last_used_at FROM api_keys \
+             WHERE hash = ? AND revoked_at IS NULL",
         )
-        .bind(now())
         .bind(crypto::key_hash(key))
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            let role: String = r.get("role");
-            Ok(Principal {
-                org_id: r.get("org_id"),
-                key_id: r.get("id"),
-                role: role.parse().map_err(StoreError::Internal)?,
-            })
-        })
-        .transpose()
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let role: String = row.get("role");
+        let principal = Principal {
+            org_id: row.get("org_id"),
+            key_id: row.get("id"),
+            role: role.parse().map_err(StoreError::Internal)?,
+        };
+        let last: Option<String> = row.get("last_used_at");
+        let stale = last
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .is_none_or(|t| chrono::Utc::now().signed_duration_since(t).num_seconds() >= 60);
+        if stale {
+            sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
+                .bind(now())
+                .bind(&principal.key_id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(Some(principal))
     }
 
     async fn list_keys(&self, org_id: i64) -> Result<Vec<ApiKeyInfo>> {
