@@ -247,8 +247,9 @@ pub(crate) fn describe(
             ));
         }
     };
-    let manifest: Manifest = serde_json::from_str(&json)
+    let mut manifest: Manifest = serde_json::from_str(&json)
         .map_err(|e| format!("invalid manifest: not a devext manifest ({e})"))?;
+    declare_as_of(&mut manifest);
     let schemas = check_manifest(&manifest)?;
     Ok(LoadedPlugin {
         manifest,
@@ -256,6 +257,31 @@ pub(crate) fn describe(
         module,
         schemas,
     })
+}
+
+/// The `as_of` property the host adds to the output of views it may serve from its cache
+/// (`fresh_for_secs`), declared in their output schemas so that the published schemas describe
+/// what callers receive. A plugin that declares it itself keeps its own declaration.
+fn declare_as_of(manifest: &mut Manifest) {
+    for op in &mut manifest.operations {
+        if op.kind != devext_plugin_api::OpKind::View || op.fresh_for_secs.unwrap_or(0) == 0 {
+            continue;
+        }
+        if let Some(props) = op
+            .output_schema
+            .get_mut("properties")
+            .and_then(Value::as_object_mut)
+        {
+            props.entry("as_of").or_insert_with(|| {
+                serde_json::json!({
+                    "type": "string",
+                    "format": "date-time",
+                    "title": "As of",
+                    "description": "Added by the host: when this result was obtained (RFC 3339, UTC); a repeat within the view's freshness period is served from the host's cache with the same time"
+                })
+            });
+        }
+    }
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -426,6 +452,22 @@ mod tests {
         ] {
             assert!(err.contains(needle), "missing {needle:?} in {err}");
         }
+    }
+
+    #[test]
+    fn cached_views_declare_the_as_of_the_host_adds() {
+        let mut m = manifest();
+        m.operations[0].output_schema = json!({
+            "type": "object", "properties": {"x": {"type": "integer"}}, "additionalProperties": false
+        });
+        m.operations[0].fresh_for_secs = Some(60);
+        let mut action = m.operations[0].clone();
+        action.name = "act".into();
+        action.kind = OpKind::Action;
+        m.operations.push(action);
+        declare_as_of(&mut m);
+        assert_eq!(m.operations[0].output_schema["properties"]["as_of"]["format"], "date-time");
+        assert!(m.operations[1].output_schema["properties"].get("as_of").is_none());
     }
 
     #[test]
