@@ -466,8 +466,15 @@ mod tests {
         action.kind = OpKind::Action;
         m.operations.push(action);
         declare_as_of(&mut m);
-        assert_eq!(m.operations[0].output_schema["properties"]["as_of"]["format"], "date-time");
-        assert!(m.operations[1].output_schema["properties"].get("as_of").is_none());
+        assert_eq!(
+            m.operations[0].output_schema["properties"]["as_of"]["format"],
+            "date-time"
+        );
+        assert!(
+            m.operations[1].output_schema["properties"]
+                .get("as_of")
+                .is_none()
+        );
     }
 
     #[test]
