@@ -500,3 +500,31 @@ async fn the_service_answers_over_a_real_socket_and_shuts_down() {
     server.await.unwrap().unwrap();
     assert!(!env.app.ready.load(std::sync::atomic::Ordering::Relaxed));
 }
+
+#[tokio::test]
+async fn settings_changes_apply_to_the_next_call_at_once() {
+    let env = Env::new().await;
+    let device = env.echo_device(&env.admin).await;
+    let op = format!("/api/v1/devices/{device}/extensions/echo/echo");
+    let (s, out) = env.post(&op, &env.admin, json!({"message": "m"})).await;
+    assert_eq!((s, out["greeting"].as_str()), (StatusCode::OK, Some("hi")));
+    env.put(
+        "/api/v1/extensions/echo",
+        &env.admin,
+        json!({"enabled": true, "config": {"greeting": "hello again"}}),
+    )
+    .await;
+    let (_, out) = env.post(&op, &env.admin, json!({"message": "m"})).await;
+    assert_eq!(
+        out["greeting"], "hello again",
+        "not the remembered settings"
+    );
+    env.put(
+        "/api/v1/extensions/echo",
+        &env.admin,
+        json!({"enabled": false}),
+    )
+    .await;
+    let (s, _) = env.post(&op, &env.admin, json!({"message": "m"})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "switched off at once");
+}

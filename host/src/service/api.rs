@@ -19,6 +19,7 @@ use devext_plugin_api::{ErrorKind, OpKind, PluginError};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::memo::Memo;
 use super::metrics::HttpMetrics;
 use super::store::{
     DeviceQuery, ExtensionSettings, IdempotencyClaim, NewAudit, Principal, Role, Store, StoreError,
@@ -41,6 +42,10 @@ pub struct App<S> {
     pub metrics: HttpMetrics,
     /// False once shutdown began (`/readyz` turns 503).
     pub ready: AtomicBool,
+    /// SHA-256 of an API key -> its principal (`None`: not a valid key).
+    keys: Memo<Vec<u8>, Option<Principal>>,
+    /// (org, plugin) -> the org's settings for the plugin.
+    settings: Memo<(i64, String), Option<ExtensionSettings>>,
 }
 
 impl<S: Store> App<S> {
@@ -51,7 +56,35 @@ impl<S: Store> App<S> {
             store,
             metrics: HttpMetrics::default(),
             ready: AtomicBool::new(true),
+            keys: Memo::default(),
+            settings: Memo::default(),
         })
+    }
+
+    /// The principal of an API key (memoised; see [`super::memo`]).
+    async fn principal(&self, key: &str) -> Result<Option<Principal>, StoreError> {
+        let hash = super::crypto::key_hash(key);
+        if let Some(known) = self.keys.get(&hash) {
+            return Ok(known);
+        }
+        let found = self.store.authenticate(key).await?;
+        self.keys.put(hash, found.clone());
+        Ok(found)
+    }
+
+    /// The org's settings for `plugin` (memoised; see [`super::memo`]).
+    async fn settings(
+        &self,
+        org_id: i64,
+        plugin: &str,
+    ) -> Result<Option<ExtensionSettings>, StoreError> {
+        let key = (org_id, plugin.to_owned());
+        if let Some(known) = self.settings.get(&key) {
+            return Ok(known);
+        }
+        let found = self.store.extension(org_id, plugin).await?;
+        self.settings.put(key, found.clone());
+        Ok(found)
     }
 }
 
@@ -239,7 +272,7 @@ impl<S: Store> FromRequestParts<Arc<App<S>>> for Caller {
         if !key.starts_with("dvx_") {
             return Err(ApiError::unauthorized());
         }
-        match app.store.authenticate(key).await? {
+        match app.principal(key).await? {
             Some(p) => Ok(Caller(p)),
             None => Err(ApiError::unauthorized()),
         }
@@ -664,7 +697,10 @@ async fn revoke_key<S: Store>(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.require(Role::Admin)?;
-    if !app.store.revoke_key(caller.0.org_id, &id).await? {
+    let revoked = app.store.revoke_key(caller.0.org_id, &id).await?;
+    // The memo is keyed by key hashes, which a revocation does not name: start over.
+    app.keys.clear();
+    if !revoked {
         return Err(ApiError::not_found(format!("no key {id:?}")));
     }
     audit(
@@ -827,6 +863,7 @@ async fn put_extension<S: Store>(
         ));
     }
     app.store.put_extension(caller.0.org_id, &settings).await?;
+    app.settings.forget(&(caller.0.org_id, plugin.clone()));
     let changed = format!(
         "enabled={}; secrets set: {}",
         settings.enabled,
@@ -1148,8 +1185,7 @@ async fn run_op<S: Store>(
         )));
     };
     let settings = app
-        .store
-        .extension(caller.0.org_id, &plugin)
+        .settings(caller.0.org_id, &plugin)
         .await?
         .filter(|s| s.enabled)
         .ok_or_else(|| {

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod crypto;
+pub mod memo;
 pub mod metrics;
 pub mod store;
 

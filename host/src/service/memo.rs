@@ -1,0 +1,83 @@
+//! Short-lived, in-process memos of what almost every request reads: API-key lookups and an
+//! org's extension settings. Writes made through this process drop the affected entries at once;
+//! another process sharing the store sees a change within [`MEMO_TTL`].
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a memo is trusted.
+pub const MEMO_TTL: Duration = Duration::from_secs(5);
+
+/// Largest number of entries before the memo starts over.
+const MAX_ENTRIES: usize = 10_000;
+
+/// A map whose entries expire after [`MEMO_TTL`].
+pub struct Memo<K, V> {
+    entries: Mutex<HashMap<K, (V, Instant)>>,
+}
+
+impl<K: Hash + Eq, V: Clone> Default for Memo<K, V> {
+    fn default() -> Self {
+        Memo {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Hash + Eq, V: Clone> Memo<K, V> {
+    /// The value for `key`, if fresh.
+    pub fn get(&self, key: &K) -> Option<V> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(key)
+            .filter(|(_, at)| at.elapsed() < MEMO_TTL)
+            .map(|(v, _)| v.clone())
+    }
+
+    /// Remembers `value` for `key`.
+    pub fn put(&self, key: K, value: V) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= MAX_ENTRIES {
+                entries.retain(|_, (_, at)| at.elapsed() < MEMO_TTL);
+                if entries.len() >= MAX_ENTRIES {
+                    entries.clear();
+                }
+            }
+            entries.insert(key, (value, Instant::now()));
+        }
+    }
+
+    /// Forgets `key`.
+    pub fn forget(&self, key: &K) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(key);
+        }
+    }
+
+    /// Forgets everything.
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_until_forgotten() {
+        let m: Memo<&str, u32> = Memo::default();
+        assert_eq!(m.get(&"a"), None);
+        m.put("a", 1);
+        assert_eq!(m.get(&"a"), Some(1));
+        m.forget(&"a");
+        assert_eq!(m.get(&"a"), None);
+        m.put("b", 2);
+        m.clear();
+        assert_eq!(m.get(&"b"), None);
+    }
+}
