@@ -3,7 +3,7 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use devext_host::service::store::{Role, SqliteStore};
+use devext_host::service::store::{Role, SqliteStore, Store};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -527,4 +527,64 @@ async fn settings_changes_apply_to_the_next_call_at_once() {
     .await;
     let (s, _) = env.post(&op, &env.admin, json!({"message": "m"})).await;
     assert_eq!(s, StatusCode::CONFLICT, "switched off at once");
+}
+
+#[tokio::test]
+async fn an_interrupted_idempotent_request_is_reported_not_rerun() {
+    // A call may last 1 s here, so a claim older than 2 s without a result is one the service
+    // abandoned (it stopped mid-request).
+    let env = Env::with_runtime(devext_host::RuntimeConfig {
+        call_timeout: std::time::Duration::from_secs(1),
+        ..devext_host::RuntimeConfig::default()
+    })
+    .await;
+    let device = env.echo_device(&env.admin).await;
+    let path = format!("/api/v1/devices/{device}/extensions/echo/count");
+    // What the service records when it claims the key, as if it then stopped.
+    let fingerprint = json!([device, "echo", "count", {}]).to_string();
+    let claim = env
+        .app
+        .store
+        .claim_idempotency(1, "lost-1", &fingerprint)
+        .await
+        .unwrap();
+    assert_eq!(
+        claim,
+        devext_host::service::store::IdempotencyClaim::Claimed
+    );
+    let idem = [("idempotency-key", "lost-1")];
+    let (s, body) = env
+        .send("POST", &path, Some(&env.admin), Some(json!({})), &idem)
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("still running"),
+        "{body}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (s, body) = env
+        .send("POST", &path, Some(&env.admin), Some(json!({})), &idem)
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("outcome is unknown"),
+        "{body}"
+    );
+    // Nothing ran: the counter starts at 1 with a fresh key.
+    let (_, out) = env
+        .send(
+            "POST",
+            &path,
+            Some(&env.admin),
+            Some(json!({})),
+            &[("idempotency-key", "new-1")],
+        )
+        .await;
+    assert_eq!(out["count"], 1);
 }

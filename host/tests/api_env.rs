@@ -14,6 +14,17 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+/// An echo device id no other test uses: the static echo plugin is one instance per process, and
+/// its counters are per device id.
+pub(crate) fn unique_echo_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    format!(
+        "p-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
 pub(crate) struct Env {
     pub(crate) router: Router,
     pub(crate) app: Arc<App<SqliteStore>>,
@@ -23,6 +34,11 @@ pub(crate) struct Env {
 
 impl Env {
     pub(crate) async fn new() -> Env {
+        Self::with_runtime(RuntimeConfig::default()).await
+    }
+
+    /// Like [`Env::new`] with other runtime settings.
+    pub(crate) async fn with_runtime(config: RuntimeConfig) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("api.db"), None)
             .await
@@ -32,7 +48,7 @@ impl Env {
             .create_key(org.id, Role::Admin, "admin")
             .await
             .unwrap();
-        let runtime = Runtime::load(RuntimeConfig::default()).unwrap();
+        let runtime = Runtime::load(config).unwrap();
         let app = App::new(runtime, store);
         Env {
             router: router(app.clone()),
@@ -113,7 +129,7 @@ impl Env {
             .post(
                 "/api/v1/devices",
                 key,
-                json!({"name": "pump", "extensions": {"echo": {"id": "p-1"}}}),
+                json!({"name": "pump", "extensions": {"echo": {"id": unique_echo_id()}}}),
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{d}");

@@ -1238,12 +1238,22 @@ async fn run_op<S: Store>(
                 );
                 return Ok(response);
             }
-            IdempotencyClaim::InProgress => {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "conflict",
-                    "a request with this Idempotency-Key is still running",
-                ));
+            IdempotencyClaim::InProgress { since } => {
+                // Longer than any call may run: the service stopped while running it.
+                let limit = app.runtime.config().call_timeout * 2;
+                let abandoned = chrono::DateTime::parse_from_rfc3339(&since)
+                    .ok()
+                    .and_then(|t| (chrono::Utc::now() - t.to_utc()).to_std().ok())
+                    .is_some_and(|age| age > limit);
+                let message = if abandoned {
+                    format!(
+                        "the request with this Idempotency-Key (started {since}) was interrupted \
+                         and its outcome is unknown: check the device, then use a new key"
+                    )
+                } else {
+                    "a request with this Idempotency-Key is still running".to_owned()
+                };
+                return Err(ApiError::new(StatusCode::CONFLICT, "conflict", message));
             }
             IdempotencyClaim::Mismatch => {
                 return Err(ApiError::new(

@@ -217,8 +217,12 @@ pub struct DeviceQuery {
 pub enum IdempotencyClaim {
     /// First use: run the request, then record its result.
     Claimed,
-    /// The first request with this key is still running.
-    InProgress,
+    /// The first request with this key has no recorded result: it is still running, or (when
+    /// `since` is old) the service stopped while running it and its outcome is unknown.
+    InProgress {
+        /// When the key was claimed (RFC 3339).
+        since: String,
+    },
     /// The recorded result of the first request.
     Done {
         /// HTTP status.
@@ -878,7 +882,8 @@ impl Store for SqliteStore {
             IdempotencyClaim::Claimed
         } else {
             let row = sqlx::query(
-                "SELECT request, status, body FROM idempotency WHERE org_id = ? AND key = ?",
+                "SELECT request, status, body, created_at FROM idempotency \
+                 WHERE org_id = ? AND key = ?",
             )
             .bind(org_id)
             .bind(key)
@@ -889,7 +894,9 @@ impl Store for SqliteStore {
             if request != fingerprint {
                 IdempotencyClaim::Mismatch
             } else if status == 0 {
-                IdempotencyClaim::InProgress
+                IdempotencyClaim::InProgress {
+                    since: row.get("created_at"),
+                }
             } else {
                 IdempotencyClaim::Done {
                     status: u16::try_from(status).unwrap_or(500),
@@ -1053,10 +1060,10 @@ mod tests {
             s.claim_idempotency(a.id, "k", "req1").await.unwrap(),
             IdempotencyClaim::Claimed
         );
-        assert_eq!(
+        assert!(matches!(
             s.claim_idempotency(a.id, "k", "req1").await.unwrap(),
-            IdempotencyClaim::InProgress
-        );
+            IdempotencyClaim::InProgress { .. }
+        ));
         assert_eq!(
             s.claim_idempotency(a.id, "k", "req2").await.unwrap(),
             IdempotencyClaim::Mismatch
