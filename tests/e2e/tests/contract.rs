@@ -617,7 +617,7 @@ async fn invalid_input(rt: &Runtime, sim: &RunningSim, api: Api, iccid: &str) {
             "overview",
             {
                 let mut o = org.clone();
-                o["rate_per_second"] = json!(1000);
+                o["rate_per_second"] = json!(1001);
                 o
             },
             device(iccid),
