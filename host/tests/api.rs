@@ -588,3 +588,33 @@ async fn an_interrupted_idempotent_request_is_reported_not_rerun() {
         .await;
     assert_eq!(out["count"], 1);
 }
+
+#[tokio::test]
+async fn device_changes_apply_to_the_next_operation_at_once() {
+    let env = Env::new().await;
+    let device = env.echo_device(&env.admin).await;
+    let op = format!("/api/v1/devices/{device}/extensions/echo/echo");
+    let (_, out) = env.post(&op, &env.admin, json!({"message": "m"})).await;
+    let first_id = out["device"].as_str().unwrap().to_owned();
+    let (s, _) = env
+        .put(
+            &format!("/api/v1/devices/{device}"),
+            &env.admin,
+            json!({"name": "pump", "extensions": {"echo": {"id": "renumbered"}}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, out) = env.post(&op, &env.admin, json!({"message": "m"})).await;
+    assert_ne!(out["device"], first_id);
+    assert_eq!(out["device"], "renumbered", "not the remembered device");
+    env.send(
+        "DELETE",
+        &format!("/api/v1/devices/{device}"),
+        Some(&env.admin),
+        None,
+        &[],
+    )
+    .await;
+    let (s, _) = env.post(&op, &env.admin, json!({"message": "m"})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "deleted at once");
+}

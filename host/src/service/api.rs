@@ -46,6 +46,8 @@ pub struct App<S> {
     keys: Memo<Vec<u8>, Option<Principal>>,
     /// (org, plugin) -> the org's settings for the plugin.
     settings: Memo<(i64, String), Option<ExtensionSettings>>,
+    /// (org, device id) -> the device, for running operations.
+    devices: Memo<(i64, String), Option<super::store::Device>>,
 }
 
 impl<S: Store> App<S> {
@@ -58,7 +60,23 @@ impl<S: Store> App<S> {
             ready: AtomicBool::new(true),
             keys: Memo::default(),
             settings: Memo::default(),
+            devices: Memo::default(),
         })
+    }
+
+    /// A device of the org, for running an operation (memoised; see [`super::memo`]).
+    async fn device_for_op(
+        &self,
+        org_id: i64,
+        id: &str,
+    ) -> Result<Option<super::store::Device>, StoreError> {
+        let key = (org_id, id.to_owned());
+        if let Some(known) = self.devices.get(&key) {
+            return Ok(known);
+        }
+        let found = self.store.device(org_id, id).await?;
+        self.devices.put(key, found.clone());
+        Ok(found)
     }
 
     /// The principal of an API key (memoised; see [`super::memo`]).
@@ -1048,6 +1066,7 @@ async fn update_device<S: Store>(
         )
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no device {id:?}")))?;
+    app.devices.forget(&(caller.0.org_id, id.clone()));
     audit(
         &app,
         &caller,
@@ -1069,7 +1088,9 @@ async fn delete_device<S: Store>(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.require(Role::Admin)?;
-    if !app.store.delete_device(caller.0.org_id, &id).await? {
+    let deleted = app.store.delete_device(caller.0.org_id, &id).await?;
+    app.devices.forget(&(caller.0.org_id, id.clone()));
+    if !deleted {
         return Err(ApiError::not_found(format!("no device {id:?}")));
     }
     audit(
@@ -1166,7 +1187,10 @@ async fn run_op<S: Store>(
     body: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult<Response> {
     caller.require(Role::Viewer)?;
-    let device = device_or_404(&app, &caller, &id).await?;
+    let device = app
+        .device_for_op(caller.0.org_id, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no device {id:?}")))?;
     let loaded = plugin_or_404(&app.runtime, &plugin)?;
     let Some(operation) = loaded.manifest().operation(&op) else {
         return Err(ApiError::not_found(format!(
