@@ -1,7 +1,7 @@
 //! The capability object lent to a plugin for one call: HTTP, timers, clock and logging.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RArc, RResult, RStr, RString};
@@ -77,13 +77,9 @@ fn parse<T: serde::de::DeserializeOwned>(
 impl HostCaps for CallCaps {
     fn call(&self, capability: RStr<'_>, request: RStr<'_>) -> AbiResult {
         match capability.as_str() {
-            CAP_CLOCK => {
-                let unix_ms = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-                    .unwrap_or(0);
-                ok(&ClockNow { unix_ms })
-            }
+            CAP_CLOCK => ok(&ClockNow {
+                unix_ms: crate::runtime::unix_ms(SystemTime::now()),
+            }),
             CAP_LOG => match parse::<LogRecord>(CAP_LOG, request.as_str()) {
                 Ok(record) => {
                     let (plugin, call) = (&*self.plugin, &*self.call_id);

@@ -474,16 +474,23 @@ impl Runtime {
             }
         }
 
+        // Each argument is serialised once: the text crosses the ABI and keys the view cache.
+        let args = CallArgs {
+            org: req.org_config.to_string(),
+            device: req.device_config.to_string(),
+            input: req.input.to_string(),
+        };
+        let account = account_hash(req.plugin, &args.org);
         let cached_view = op
             .fresh_for
             .filter(|_| self.inner.config.view_cache_entries > 0);
         let is_action = op.kind == devext_plugin_api::OpKind::Action;
         let device_key = (cached_view.is_some() || is_action).then(|| DeviceKey {
             plugin: req.plugin.to_owned(),
-            account: account_hash(req.plugin, req.org_config),
-            device: req.device_config.to_string(),
+            account,
+            device: args.device.clone(),
         });
-        let input_key = cached_view.map(|_| req.input.to_string());
+        let input_key = cached_view.map(|_| args.input.clone());
         let mut generation = 0;
         if let (Some(key), Some(input_key)) = (&device_key, &input_key) {
             match self.inner.views.lookup(key, req.op, input_key) {
@@ -494,7 +501,9 @@ impl Runtime {
         if is_action && let Some(key) = &device_key {
             self.inner.views.invalidate(key);
         }
-        let result = self.call_plugin(slot, op, req, started, check).await;
+        let result = self
+            .call_plugin(slot, op, req, &args, account, started, check)
+            .await;
         match (&device_key, cached_view, &input_key) {
             (Some(key), _, _) if is_action => self.inner.views.invalidate(key),
             (Some(key), Some(fresh_for), Some(input_key)) => {
@@ -509,11 +518,14 @@ impl Runtime {
         result
     }
 
+    #[allow(clippy::too_many_arguments)] // one call's parts, each used once
     async fn call_plugin(
         &self,
         slot: &Slot,
         op: &loader::CompiledOp,
         req: &CallRequest<'_>,
+        args: &CallArgs,
+        account: u64,
         started: Instant,
         check: bool,
     ) -> Result<Value, PluginError> {
@@ -536,7 +548,7 @@ impl Runtime {
             "protocol": devext_plugin_api::PROTOCOL_VERSION,
             "call_id": call_id,
             "deadline_unix_ms": deadline_unix_ms,
-            "account_key": account_key(req.plugin, req.org_config),
+            "account_key": format!("{account:016x}"),
         });
         let caps = CallCaps::new(
             slot.name.clone(),
@@ -556,9 +568,9 @@ impl Runtime {
                 caps.into_abi(),
                 context.to_string().into(),
                 req.op.into(),
-                req.org_config.to_string().into(),
-                req.device_config.to_string().into(),
-                req.input.to_string().into(),
+                args.org.as_str().into(),
+                args.device.as_str().into(),
+                args.input.as_str().into(),
             );
             // The plugin catches its own panics; this is the backstop for one that re-raises
             // through the FFI future.
@@ -657,20 +669,24 @@ fn invalid(location: &str, req: &CallRequest<'_>, violations: Vec<Violation>) ->
         .with_details(json!({"location": location, "violations": violations}))
 }
 
+/// A call's arguments as the JSON text that crosses the ABI.
+struct CallArgs {
+    org: String,
+    device: String,
+    input: String,
+}
+
 /// A stable key for the org settings a call uses (a hash: it never carries the secrets).
-fn account_hash(plugin: &str, org_config: &Value) -> u64 {
+fn account_hash(plugin: &str, org_config_json: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     plugin.hash(&mut h);
-    org_config.to_string().hash(&mut h);
+    org_config_json.hash(&mut h);
     h.finish()
 }
 
-fn account_key(plugin: &str, org_config: &Value) -> String {
-    format!("{:016x}", account_hash(plugin, org_config))
-}
-
-fn unix_ms(t: SystemTime) -> i64 {
+/// Milliseconds since the Unix epoch (0 before it, saturating far after it).
+pub(crate) fn unix_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)

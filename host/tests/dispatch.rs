@@ -74,20 +74,24 @@ async fn panics_are_contained_as_internal_errors() {
     }
 }
 
+/// Calls an operation of the hang fixture with a deadline of `ms`; it must fail.
+async fn hang(rt: &Runtime, op: &str, ms: u64) -> PluginError {
+    rt.invoke(CallRequest {
+        plugin: "fixture_hang",
+        op,
+        org_config: &json!({}),
+        device_config: &json!({}),
+        input: &json!({}),
+        timeout: Some(Duration::from_millis(ms)),
+    })
+    .await
+    .unwrap_err()
+}
+
 #[tokio::test]
 async fn a_future_that_never_completes_is_cancelled_at_the_deadline() {
     let (rt, _dir) = runtime(RuntimeConfig::default());
-    let e = rt
-        .invoke(CallRequest {
-            plugin: "fixture_hang",
-            op: "hang",
-            org_config: &json!({}),
-            device_config: &json!({}),
-            input: &json!({}),
-            timeout: Some(Duration::from_millis(200)),
-        })
-        .await
-        .unwrap_err();
+    let e = hang(&rt, "hang", 200).await;
     assert_eq!(e.kind, ErrorKind::Timeout);
     assert!(e.retryable, "a view may be tried again");
     assert!(
@@ -97,17 +101,7 @@ async fn a_future_that_never_completes_is_cancelled_at_the_deadline() {
         e.message
     );
     // An action cancelled at the deadline may have happened: no blind retry.
-    let e = rt
-        .invoke(CallRequest {
-            plugin: "fixture_hang",
-            op: "hang_action",
-            org_config: &json!({}),
-            device_config: &json!({}),
-            input: &json!({}),
-            timeout: Some(Duration::from_millis(200)),
-        })
-        .await
-        .unwrap_err();
+    let e = hang(&rt, "hang_action", 200).await;
     assert_eq!(e.kind, ErrorKind::Timeout);
     assert!(!e.retryable);
     assert!(
@@ -127,24 +121,14 @@ async fn stuck_calls_do_not_block_other_plugins_and_are_bounded_per_plugin() {
     let mut stuck = Vec::new();
     for _ in 0..4 {
         let rt = rt.clone();
-        stuck.push(tokio::spawn(async move {
-            rt.invoke(CallRequest {
-                plugin: "fixture_hang",
-                op: "hang",
-                org_config: &json!({}),
-                device_config: &json!({}),
-                input: &json!({}),
-                timeout: Some(Duration::from_millis(400)),
-            })
-            .await
-        }));
+        stuck.push(tokio::spawn(async move { hang(&rt, "hang", 400).await }));
     }
     // The other plugin answers while every hang call is still pending.
     echo_works(&rt).await;
     assert!(stuck.iter().all(|h| !h.is_finished()));
     for h in stuck {
         // Queued calls (beyond the limit of 2) time out too: the deadline covers the wait.
-        assert_eq!(h.await.unwrap().unwrap_err().kind, ErrorKind::Timeout);
+        assert_eq!(h.await.unwrap().kind, ErrorKind::Timeout);
     }
     echo_works(&rt).await;
 }
