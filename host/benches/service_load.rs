@@ -1,40 +1,41 @@
 //! Load through the HTTP service: the Jasper `overview` view driven through `POST
-//! /api/v1/devices/{id}/extensions/jasper/overview` against the in-process Jasper simulator,
-//! compared in the same run with a client that makes the plugin's upstream calls itself
-//! (`GET /rws/api/v1/devices/{iccid}`, then `GET .../ctdUsages`, Basic auth) at the same
-//! concurrency.
+//! /api/v1/devices/{id}/extensions/jasper/overview` against the Jasper simulator, compared in the
+//! same run with a client that makes the plugin's upstream calls itself (`GET
+//! /rws/api/v1/devices/{iccid}`, then `GET .../ctdUsages`, Basic auth) at the same concurrency.
 //!
-//! The simulator's rate limit is lifted and it adds `LATENCY_MS` to every answer (a stand-in for
-//! a real network); the org's `rate_per_second` and `max_in_flight` are set to the plugin's
-//! maxima; the view cache is off and no ICCID repeats within a level, so every request goes
-//! upstream. Service, simulator and client share one multi-thread tokio runtime and talk over
-//! loopback sockets; both clients are one keep-alive `reqwest` client.
+//! Three parties, as on three machines: the devext service is the real `devext serve` binary in
+//! its own process (its RSS and CPU time read from `/proc`); the load client (both paths) and the
+//! simulators (a stand-in for Jasper) run in this process, each on its own tokio runtime. They
+//! talk over loopback sockets; the client is one keep-alive `reqwest` client. The simulators'
+//! rate limits are lifted and each adds `LATENCY_MS` to every answer (a stand-in for a real
+//! network); the orgs' `rate_per_second` and `max_in_flight` are set to the schema's maxima; the
+//! view cache is off (`view_cache_entries = 0`); no device or ICCID is used twice in a run, so
+//! every request reads its device from the store and goes upstream.
 //!
-//! The plugin keeps each Jasper account within its limits (at most 100 requests per second, 20
-//! at a time): an `overview` is two requests, so one account serves at most 50 a second, which
-//! caps the devext path at concurrency 8 and above. The bench therefore runs twice: with one
-//! account (one simulator, one org), and with 32 (as many simulators and orgs, the SIMs spread
-//! over them, requests interleaved) where that limiter never binds and what remains is devext's
-//! own overhead.
+//! Each level starts with a warm-up at its concurrency (connection pools filled, not measured),
+//! then runs `LOAD_ROUNDS` rounds, the two paths one after the other over the same devices,
+//! alternating which goes first (direct/devext, devext/direct, ...) so that drift in the
+//! machine's state falls on both alike; percentiles are over all rounds' requests.
+//!
+//! It runs with one Jasper account (one simulator, one org) and with 32 (as many simulators and
+//! orgs, the devices interleaved over them).
 //!
 //! Run with `cargo bench -p devext-host --bench service_load` (release). Environment:
 //! `LOAD_LEVELS` (default `1,8,64`), `LOAD_ACCOUNTS` (default `1,32`), `LOAD_REQUESTS` (per level
-//! and path, default 500, at most 2000), `LATENCY_MS` (default 20).
+//! and path, default 2000, at most 10000), `LOAD_ROUNDS` (default 4), `LATENCY_MS` (default 20).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use devext_host::service::store::{ExtensionSettings, Role, SqliteStore, Store};
-use devext_host::service::{self, App};
 use devext_host::{Runtime, RuntimeConfig};
 use devext_jasper_sim::{FaultSettings, LimitSettings, RunningSim, SimConfig};
 use serde_json::{Map, Value, json};
+use tokio::runtime::Handle;
 
-// The Jasper plugin as a static plugin.
+// The Jasper plugin, linked here only to read its org schema (the service is `devext serve`).
 use devext_jasper as _;
-
-const SIMS: usize = 2000;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -43,8 +44,9 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// Resident memory of a process (`self` or a pid), in KiB.
+fn rss_kib(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -54,24 +56,38 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// What one path needs to make its `i`-th request.
-struct Target {
-    client: reqwest::Client,
-    service_base: String,
-    username: String,
-    api_key: String,
-    /// One per SIM, the accounts interleaved.
-    devices: Vec<Device>,
+/// CPU time used so far by every live thread of a process (`self` or a pid), in nanoseconds,
+/// from `/proc/<pid>/task/*/schedstat`.
+fn cpu_ns(pid: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// A device of the service and the SIM it is bound to.
 struct Device {
     id: String,
     iccid: String,
-    /// The simulator (Jasper account) holding the SIM.
+    /// The simulator (Jasper account) holding the SIM, and its REST credentials.
     sim_base: String,
+    username: String,
+    api_key: String,
     /// An admin key of the org whose settings point at that simulator.
     admin: String,
+}
+
+/// What both paths need.
+struct Target {
+    client: reqwest::Client,
+    service_base: String,
+    /// The service's process id, as `/proc` names it.
+    service_pid: String,
+    /// The accounts interleaved: consecutive devices belong to different accounts.
+    devices: Vec<Device>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -90,7 +106,7 @@ impl Target {
             let resp = self
                 .client
                 .get(&url)
-                .basic_auth(&self.username, Some(&self.api_key))
+                .basic_auth(&d.username, Some(&d.api_key))
                 .header("accept", "application/json")
                 .send()
                 .await
@@ -130,7 +146,7 @@ impl Target {
     }
 
     async fn one(&self, path: Path, i: usize) -> Result<(), String> {
-        let device = &self.devices[i % self.devices.len()];
+        let device = &self.devices[i];
         match path {
             Path::Direct => self.direct(device).await,
             Path::Devext => self.devext(device).await,
@@ -138,32 +154,56 @@ impl Target {
     }
 }
 
-struct RunResult {
+/// One path's requests at one level, pooled over rounds.
+#[derive(Default)]
+struct Samples {
     latencies: Vec<Duration>,
     errors: usize,
     first_error: Option<String>,
     elapsed: Duration,
+    /// CPU time of this process (load client and simulators).
+    local_cpu_ns: u64,
+    /// CPU time of the service's process.
+    service_cpu_ns: u64,
+    upstream_requests: u64,
+    upstream_refusals: u64,
 }
 
-impl RunResult {
+impl Samples {
     fn pct(&self, p: usize) -> Duration {
-        if self.latencies.is_empty() {
+        let mut sorted = self.latencies.clone();
+        sorted.sort();
+        if sorted.is_empty() {
             return Duration::ZERO;
         }
-        let i = (self.latencies.len() * p / 100).min(self.latencies.len() - 1);
-        self.latencies[i]
+        sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+    }
+
+    fn per_second(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn per_request_us(&self, ns: u64) -> f64 {
+        ns as f64 / 1000.0 / self.latencies.len().max(1) as f64
     }
 }
 
-/// `n` requests by `concurrency` workers (closed loop), request indices from `offset`.
+/// `n` requests on devices `offset..offset + n` by `concurrency` workers (closed loop), added to
+/// `into`.
 async fn run(
     target: &Arc<Target>,
+    sims: &[RunningSim],
     path: Path,
     concurrency: usize,
     n: usize,
     offset: usize,
-) -> RunResult {
+    into: &mut Samples,
+) {
+    for s in sims {
+        s.reset_stats();
+    }
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu_start = (cpu_ns("self"), cpu_ns(&target.service_pid));
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency {
@@ -187,24 +227,20 @@ async fn run(
             (lat, errors)
         }));
     }
-    let mut latencies = Vec::with_capacity(n);
-    let mut errors = 0;
-    let mut first_error = None;
     for w in workers {
         let (lat, errs) = w.await.expect("worker");
-        latencies.extend(lat);
-        errors += errs.len();
-        if first_error.is_none() {
-            first_error = errs.into_iter().next();
+        into.latencies.extend(lat);
+        into.errors += errs.len();
+        if into.first_error.is_none() {
+            into.first_error = errs.into_iter().next();
         }
     }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    RunResult {
-        latencies,
-        errors,
-        first_error,
-        elapsed,
+    into.elapsed += started.elapsed();
+    into.local_cpu_ns += cpu_ns("self").saturating_sub(cpu_start.0);
+    into.service_cpu_ns += cpu_ns(&target.service_pid).saturating_sub(cpu_start.1);
+    for s in sims.iter().map(RunningSim::stats) {
+        into.upstream_requests += s.requests;
+        into.upstream_refusals += s.faults_injected + s.rate_limited;
     }
 }
 
@@ -212,44 +248,25 @@ fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
 
-/// The service over `accounts` simulators (Jasper accounts), one org each, `SIMS` SIMs and
-/// devices in all.
-async fn setup(
-    latency_ms: u64,
+/// Starts `accounts` simulators with `sims_total` SIMs in all on the simulators' runtime.
+async fn start_sims(
+    sims_rt: &Handle,
     accounts: usize,
-) -> (Arc<Target>, Vec<RunningSim>, tempfile::TempDir) {
-    let mut config = RuntimeConfig {
-        view_cache_entries: 0,
-        ..RuntimeConfig::default()
-    };
-    config.egress.allow_loopback_http = true;
-    let runtime = tokio::task::spawn_blocking(move || Runtime::load(config))
-        .await
-        .expect("load")
-        .expect("runtime");
-    let schema = runtime
-        .plugin("jasper")
-        .expect("jasper is linked")
-        .manifest()
-        .org_config_schema
-        .clone();
-    let max_rate = schema["properties"]["rate_per_second"]["maximum"].clone();
-    let max_in_flight = schema["properties"]["max_in_flight"]["maximum"].clone();
-
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(&dir.path().join("load.db"), None)
-        .await
-        .expect("store");
+    sims_total: usize,
+    latency_ms: u64,
+) -> Vec<RunningSim> {
     let mut sims = Vec::new();
-    let mut per_account = Vec::new();
     for a in 0..accounts {
-        let sim = devext_jasper_sim::start(SimConfig {
-            sims: SIMS / accounts,
+        let config = SimConfig {
+            sims: sims_total.div_ceil(accounts),
             seed: a as u64 + 1,
             ..SimConfig::default()
-        })
-        .await
-        .expect("simulator");
+        };
+        let sim = sims_rt
+            .spawn(devext_jasper_sim::start(config))
+            .await
+            .expect("simulator task")
+            .expect("simulator");
         sim.set_limits(LimitSettings {
             enabled: false,
             rate_per_second: 0,
@@ -260,20 +277,83 @@ async fn setup(
             ..FaultSettings::default()
         })
         .expect("faults");
+        sims.push(sim);
+    }
+    sims
+}
+
+/// One account as the service needs it.
+struct AccountSpec {
+    base_url: String,
+    username: String,
+    api_key: String,
+    iccids: Vec<String>,
+}
+
+/// The devext service: a `devext serve` child process over a store prepared here.
+struct Service {
+    child: std::process::Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Service {
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    /// Stops the service as an operator would (SIGTERM: graceful shutdown) and waits for it.
+    fn stop(mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A store with one org per account (Jasper switched on against that account's simulator,
+/// limits at the schema's maxima, one device per SIM), then `devext serve` over it. Returns the
+/// running service and the devices per account.
+async fn start_service(accounts: Vec<AccountSpec>) -> (Service, Vec<Vec<Device>>) {
+    let runtime = tokio::task::spawn_blocking(|| Runtime::load(RuntimeConfig::default()))
+        .await
+        .expect("load")
+        .expect("runtime");
+    let schema = &runtime
+        .plugin("jasper")
+        .expect("jasper is linked")
+        .manifest()
+        .org_config_schema;
+    let max_rate = schema["properties"]["rate_per_second"]["maximum"].clone();
+    let max_in_flight = schema["properties"]["max_in_flight"]["maximum"].clone();
+    eprintln!("org limits: rate_per_second={max_rate}, max_in_flight={max_in_flight}");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("load.db");
+    let store = SqliteStore::open(&db, None).await.expect("store");
+    let mut per_account = Vec::new();
+    for (a, account) in accounts.into_iter().enumerate() {
         let org = store.create_org(&format!("load {a}")).await.expect("org");
         let (_, admin) = store
             .create_key(org.id, Role::Admin, "load")
             .await
             .expect("key");
-        let creds = sim.credentials().clone();
         let mut cfg = Map::new();
         cfg.insert("api".into(), json!("rest"));
-        cfg.insert("endpoint".into(), json!(sim.base_url()));
-        cfg.insert("username".into(), json!(creds.username));
+        cfg.insert("endpoint".into(), json!(account.base_url));
+        cfg.insert("username".into(), json!(account.username));
         cfg.insert("rate_per_second".into(), max_rate.clone());
         cfg.insert("max_in_flight".into(), max_in_flight.clone());
         let mut secrets = Map::new();
-        secrets.insert("api_key".into(), json!(creds.api_key));
+        secrets.insert("api_key".into(), json!(account.api_key));
         let settings = ExtensionSettings {
             plugin: "jasper".into(),
             enabled: true,
@@ -285,28 +365,97 @@ async fn setup(
             .expect("valid settings");
         store.put_extension(org.id, &settings).await.expect("put");
         let mut devices = Vec::new();
-        for (i, sim_card) in sim.sims().into_iter().enumerate() {
+        for (i, iccid) in account.iccids.into_iter().enumerate() {
             let d = store
                 .create_device(
                     org.id,
                     &format!("unit {i}"),
                     None,
-                    &json!({"jasper": {"iccid": sim_card.iccid}}),
+                    &json!({"jasper": {"iccid": iccid}}),
                 )
                 .await
                 .expect("device");
             devices.push(Device {
                 id: d.id,
-                iccid: sim_card.iccid,
-                sim_base: sim.base_url(),
+                iccid,
+                sim_base: account.base_url.clone(),
+                username: account.username.clone(),
+                api_key: account.api_key.clone(),
                 admin: admin.clone(),
             });
         }
-        per_account.push(devices.into_iter());
-        sims.push(sim);
+        per_account.push(devices);
     }
+    drop(store);
+
+    let config = dir.path().join("devext.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndb = {:?}\nallow_loopback_http = true\nview_cache_entries = 0\n",
+            db.to_str().expect("utf-8 path")
+        ),
+    )
+    .expect("config");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_devext"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .env_remove("DEVEXT_LISTEN")
+        .env_remove("DEVEXT_DB")
+        .env_remove("DEVEXT_PLUGINS")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("devext serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("banner");
+        line
+    })
+    .await
+    .expect("banner task");
+    // "devext serving on http://ADDR (store ...)"
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    (
+        Service {
+            child,
+            base,
+            _dir: dir,
+        },
+        per_account,
+    )
+}
+
+/// Runs every level against a fresh service over `accounts` accounts; prints one table.
+async fn measure(levels: &[usize], latency_ms: u64, accounts: usize, sims_rt: &Handle) {
+    let n = env_or("LOAD_REQUESTS", 2000).clamp(1, 10_000);
+    let rounds = env_or("LOAD_ROUNDS", 4).clamp(1, n);
+    let first_warm_up = 64;
+    // At most 500 requests per unit of concurrency: a level at concurrency 1 takes 20 s a path.
+    let requests = |c: usize| n.min(500 * c);
+    let devices_needed = first_warm_up + levels.iter().map(|&c| 2 * c + requests(c)).sum::<usize>();
+
+    let sims = start_sims(sims_rt, accounts, devices_needed, latency_ms).await;
+    let specs = sims
+        .iter()
+        .map(|sim| AccountSpec {
+            base_url: sim.base_url(),
+            username: sim.credentials().username.clone(),
+            api_key: sim.credentials().api_key.clone(),
+            iccids: sim.sims().into_iter().map(|s| s.iccid).collect(),
+        })
+        .collect();
+    let (service, per_account) = start_service(specs).await;
     // Interleaved: consecutive requests go to different accounts.
-    let mut devices = Vec::with_capacity(SIMS);
+    let mut per_account: Vec<_> = per_account.into_iter().map(Vec::into_iter).collect();
+    let mut devices = Vec::new();
     loop {
         let before = devices.len();
         devices.extend(per_account.iter_mut().filter_map(Iterator::next));
@@ -315,93 +464,94 @@ async fn setup(
         }
     }
     eprintln!(
-        "setup: {accounts} Jasper account(s) (simulators, orgs), {} SIMs and devices; org limits \
-         rate_per_second={max_rate}, max_in_flight={max_in_flight} per account; simulator latency \
-         {latency_ms} ms per answer, its limits off; view cache off",
+        "setup: {accounts} Jasper account(s) (simulators, orgs), {} SIMs and devices; \
+         simulator latency {latency_ms} ms per answer, its limits off; view cache off",
         devices.len()
     );
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(service::serve(
-        listener,
-        App::new(runtime, store),
-        std::future::pending(),
-    ));
-
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .tcp_nodelay(true)
         .build()
         .expect("client");
-    let creds = sims[0].credentials().clone();
     let target = Arc::new(Target {
         client,
-        service_base: format!("http://{addr}"),
-        username: creds.username,
-        api_key: creds.api_key,
+        service_base: service.base.clone(),
+        service_pid: service.pid(),
         devices,
     });
-    (target, sims, dir)
-}
 
-/// Runs every level against a fresh service over `accounts` accounts; prints one table.
-async fn measure(levels: &[usize], latency_ms: u64, accounts: usize) {
-    let (target, sims, _dir) = setup(latency_ms, accounts).await;
-    let stats = |sims: &[RunningSim]| {
-        sims.iter()
-            .map(RunningSim::stats)
-            .fold((0, 0), |(r, f), s| {
-                (r + s.requests, f + s.faults_injected + s.rate_limited)
-            })
-    };
-    // Warm-up: connections, allocator, the plugin's per-account state.
+    // First warm-up: the allocators, the plugin's per-account state, the service's memos of
+    // keys and settings.
+    let mut offset = 0;
     for path in [Path::Direct, Path::Devext] {
-        let w = run(&target, path, 8, 64, 0).await;
+        let mut w = Samples::default();
+        run(&target, &sims, path, 8, first_warm_up, offset, &mut w).await;
         assert_eq!(w.errors, 0, "warm-up: {:?}", w.first_error);
     }
-    let rss_start = rss_kib();
-    println!();
-    println!("{accounts} Jasper account(s), {latency_ms} ms simulator latency:");
+    offset += first_warm_up;
+    let service_rss = || rss_kib(&target.service_pid);
+    let rss_start = service_rss();
     println!();
     println!(
-        "| concurrency | requests | direct p50 ms | direct p99 ms | devext p50 ms | devext p99 ms | p50 ratio | p99 ratio | direct req/s | devext req/s | errors (direct/devext) | RSS KiB before → after |"
+        "{accounts} Jasper account(s), {latency_ms} ms simulator latency, up to {n} requests per \
+         path and level (at most 500 per unit of concurrency) in {rounds} rounds:"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
-    let mut offset = 64;
+    println!();
+    println!(
+        "| concurrency | requests per path | direct p50 ms | direct p99 ms | devext p50 ms | devext p99 ms | p50 ratio | p99 ratio | direct req/s | devext req/s | CPU µs/req client+Jasper, direct | CPU µs/req client+Jasper, devext | CPU µs/req devext service | errors (direct/devext) | service RSS KiB before → after |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &c in levels {
-        let n = env_or("LOAD_REQUESTS", 500).min(SIMS);
-        for s in &sims {
-            s.reset_stats();
+        let rss_before = service_rss();
+        // Warm-up at this concurrency: both clients' connection pools and the service's.
+        for path in [Path::Direct, Path::Devext] {
+            let mut w = Samples::default();
+            run(&target, &sims, path, c, c, offset, &mut w).await;
+            assert_eq!(w.errors, 0, "warm-up: {:?}", w.first_error);
+            offset += c;
         }
-        let direct = run(&target, Path::Direct, c, n, offset).await;
-        let direct_stats = stats(&sims);
-        for s in &sims {
-            s.reset_stats();
+        let (mut direct, mut devext) = (Samples::default(), Samples::default());
+        let (n, rounds) = (requests(c), rounds.min(requests(c)));
+        for round in 0..rounds {
+            let size = n / rounds + usize::from(round < n % rounds);
+            let order = if round % 2 == 0 {
+                [Path::Direct, Path::Devext]
+            } else {
+                [Path::Devext, Path::Direct]
+            };
+            for path in order {
+                let into = if path == Path::Direct {
+                    &mut direct
+                } else {
+                    &mut devext
+                };
+                run(&target, &sims, path, c, size, offset, into).await;
+            }
+            offset += size;
         }
-        let rss_before = rss_kib();
-        let devext = run(&target, Path::Devext, c, n, offset).await;
-        let devext_stats = stats(&sims);
-        let rss_after = rss_kib();
-        offset += n;
+        let rss_after = service_rss();
         println!(
-            "| {c} | {n} | {} | {} | {} | {} | {:.2} | {:.2} | {:.0} | {:.0} | {}/{} | {rss_before} → {rss_after} |",
+            "| {c} | {n} | {} | {} | {} | {} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {}/{} | {rss_before} → {rss_after} |",
             ms(direct.pct(50)),
             ms(direct.pct(99)),
             ms(devext.pct(50)),
             ms(devext.pct(99)),
             devext.pct(50).as_secs_f64() / direct.pct(50).as_secs_f64(),
             devext.pct(99).as_secs_f64() / direct.pct(99).as_secs_f64(),
-            n as f64 / direct.elapsed.as_secs_f64(),
-            n as f64 / devext.elapsed.as_secs_f64(),
+            direct.per_second(),
+            devext.per_second(),
+            direct.per_request_us(direct.local_cpu_ns),
+            devext.per_request_us(devext.local_cpu_ns),
+            devext.per_request_us(devext.service_cpu_ns),
             direct.errors,
             devext.errors,
         );
         eprintln!(
             "  c={c}: upstream requests direct {} / devext {}; upstream refusals or faults {} / {}",
-            direct_stats.0, devext_stats.0, direct_stats.1, devext_stats.1,
+            direct.upstream_requests,
+            devext.upstream_requests,
+            direct.upstream_refusals,
+            devext.upstream_refusals,
         );
         for (name, r) in [("direct", &direct), ("devext", &devext)] {
             if let Some(e) = &r.first_error {
@@ -411,12 +561,24 @@ async fn measure(levels: &[usize], latency_ms: u64, accounts: usize) {
     }
     println!();
     println!(
-        "RSS over the measured levels: {rss_start} KiB → {} KiB",
-        rss_kib()
+        "Service RSS over the measured levels: {rss_start} KiB → {} KiB",
+        service_rss()
     );
+    service.stop();
     for s in sims {
-        s.shutdown().await;
+        sims_rt
+            .spawn(s.shutdown())
+            .await
+            .expect("simulator shutdown");
     }
+}
+
+fn tokio_runtime(name: &str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name(name)
+        .build()
+        .expect("tokio")
 }
 
 fn main() {
@@ -427,18 +589,20 @@ fn main() {
             .unwrap_or_else(|_| default.into())
             .split(',')
             .filter_map(|s| s.trim().parse().ok())
+            .filter(|&c| c > 0)
             .collect()
     };
     let levels = list("LOAD_LEVELS", "1,8,64");
     let accounts = list("LOAD_ACCOUNTS", "1,32");
     let latency_ms: u64 = env_or("LATENCY_MS", 20);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio");
-    rt.block_on(async {
-        for a in accounts {
-            measure(&levels, latency_ms, a.clamp(1, 100)).await;
-        }
-    });
+    let client_rt = tokio_runtime("load-client");
+    let sims_rt = tokio_runtime("jasper-sim");
+    for a in accounts {
+        client_rt.block_on(measure(
+            &levels,
+            latency_ms,
+            a.clamp(1, 100),
+            sims_rt.handle(),
+        ));
+    }
 }

@@ -328,7 +328,7 @@ fn serve_settings_come_from_flags_then_environment_then_the_config_file() {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.2:0\"\ndb = \"{}\"\nplugins = []\nallow_loopback_http = true\ncall_timeout_secs = 5\n",
+            "listen = \"127.0.0.2:0\"\ndb = \"{}\"\nplugins = []\nallow_loopback_http = true\ncall_timeout_secs = 5\nview_cache_entries = 0\n",
             p("file.db")
         ),
     )

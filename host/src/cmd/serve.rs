@@ -26,7 +26,8 @@ pub(crate) struct ServeArgs {
     /// SQLite database (created and migrated on start) [default: ./devext.db]
     #[arg(long, env = "DEVEXT_DB")]
     db: Option<PathBuf>,
-    /// TOML file with `listen`, `db`, `plugins`, `allow_loopback_http`, `call_timeout_secs`
+    /// TOML file with `listen`, `db`, `plugins`, `allow_loopback_http`, `call_timeout_secs`,
+    /// `view_cache_entries`
     #[arg(long, env = "DEVEXT_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -41,6 +42,8 @@ struct FileConfig {
     plugins: Vec<PathBuf>,
     allow_loopback_http: Option<bool>,
     call_timeout_secs: Option<u64>,
+    /// Most view results kept for repeats within their `fresh_for_secs` (0: no view cache).
+    view_cache_entries: Option<usize>,
 }
 
 fn read_config(path: &Path) -> Result<FileConfig> {
@@ -103,6 +106,9 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<ExitCode> {
     config.egress.allow_loopback_http |= file.allow_loopback_http.unwrap_or(false);
     if let Some(secs) = file.call_timeout_secs {
         config.call_timeout = Duration::from_secs(secs.max(1));
+    }
+    if let Some(entries) = file.view_cache_entries {
+        config.view_cache_entries = entries;
     }
     let runtime = load_runtime(config)?;
     tokio()?.block_on(async move {

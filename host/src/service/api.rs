@@ -50,6 +50,9 @@ pub struct App<S> {
     devices: Memo<(i64, String), Option<super::store::Device>>,
 }
 
+/// Devices memoised for running operations (see [`App::device_for_op`]).
+const DEVICE_MEMO_ENTRIES: usize = 1_000;
+
 impl<S: Store> App<S> {
     /// Shared state over `runtime` and `store`.
     pub fn new(runtime: Runtime, store: S) -> Arc<Self> {
@@ -60,7 +63,9 @@ impl<S: Store> App<S> {
             ready: AtomicBool::new(true),
             keys: Memo::default(),
             settings: Memo::default(),
-            devices: Memo::default(),
+            // Enough for the devices someone is looking at right now; a scan over many devices
+            // (each read once) must not fill memory with memos nobody reads again.
+            devices: Memo::with_capacity(DEVICE_MEMO_ENTRIES),
         })
     }
 

@@ -10,23 +10,31 @@ use std::time::{Duration, Instant};
 /// How long a memo is trusted.
 pub const MEMO_TTL: Duration = Duration::from_secs(5);
 
-/// Largest number of entries before the memo starts over.
+/// Default largest number of entries before the memo starts over.
 const MAX_ENTRIES: usize = 10_000;
 
-/// A map whose entries expire after [`MEMO_TTL`].
+/// A map whose entries expire after [`MEMO_TTL`], holding at most `capacity` entries.
 pub struct Memo<K, V> {
     entries: Mutex<HashMap<K, (V, Instant)>>,
+    capacity: usize,
 }
 
 impl<K: Hash + Eq, V: Clone> Default for Memo<K, V> {
     fn default() -> Self {
-        Memo {
-            entries: Mutex::new(HashMap::new()),
-        }
+        Memo::with_capacity(MAX_ENTRIES)
     }
 }
 
 impl<K: Hash + Eq, V: Clone> Memo<K, V> {
+    /// A memo of at most `capacity` entries: when full, it drops the expired ones, and starts
+    /// over if none had expired.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Memo {
+            entries: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
     /// The value for `key`, if fresh.
     pub fn get(&self, key: &K) -> Option<V> {
         let entries = self.entries.lock().ok()?;
@@ -39,9 +47,9 @@ impl<K: Hash + Eq, V: Clone> Memo<K, V> {
     /// Remembers `value` for `key`.
     pub fn put(&self, key: K, value: V) {
         if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= MAX_ENTRIES {
+            if entries.len() >= self.capacity {
                 entries.retain(|_, (_, at)| at.elapsed() < MEMO_TTL);
-                if entries.len() >= MAX_ENTRIES {
+                if entries.len() >= self.capacity {
                     entries.clear();
                 }
             }
@@ -67,6 +75,16 @@ impl<K: Hash + Eq, V: Clone> Memo<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn never_holds_more_than_its_capacity() {
+        let m: Memo<u32, u32> = Memo::with_capacity(3);
+        for i in 0..10 {
+            m.put(i, i);
+            assert!(m.entries.lock().unwrap().len() <= 3);
+            assert_eq!(m.get(&i), Some(i), "the newest entry is always kept");
+        }
+    }
 
     #[test]
     fn remembers_until_forgotten() {

@@ -24,8 +24,8 @@ impl Api {
 
 pub const DEFAULT_RATE_PER_SECOND: u32 = 5;
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 1;
-pub const MAX_RATE_PER_SECOND: u32 = 1000;
-pub const MAX_MAX_IN_FLIGHT: u32 = 100;
+pub const MAX_RATE_PER_SECOND: u32 = 10_000;
+pub const MAX_MAX_IN_FLIGHT: u32 = 1_000;
 
 /// The org configuration. Deliberately not `Debug`: it holds secrets.
 pub struct OrgConfig {

@@ -617,7 +617,8 @@ async fn invalid_input(rt: &Runtime, sim: &RunningSim, api: Api, iccid: &str) {
             "overview",
             {
                 let mut o = org.clone();
-                o["rate_per_second"] = json!(1001);
+                // One over the schema's maximum.
+                o["rate_per_second"] = json!(10_001);
                 o
             },
             device(iccid),
