@@ -181,7 +181,8 @@ impl Drop for Acquire {
 /// and one at `t + 1000` are in different windows), the way Jasper counts calls per second.
 pub struct RateWindow {
     per_second: usize,
-    /// The latest starts (granted or reserved), non-decreasing, at most `per_second` of them.
+    /// The latest starts (granted or reserved), non-decreasing, at most `per_second` of them,
+    /// none a whole window older than the latest reservation.
     starts: VecDeque<i64>,
 }
 
@@ -199,11 +200,24 @@ impl RateWindow {
     /// The window is one second plus [`WINDOW_MARGIN_MS`]: Jasper counts arrivals in any rolling
     /// second, and a request arrives some milliseconds after its planned start (timer and
     /// network jitter), so pacing at exactly one second lets a sixth request in now and then.
+    ///
+    /// Starts a whole window before `now_ms` constrain nothing any more and are dropped, so the
+    /// memory follows the calls actually made, not the limit (which may be thousands). The
+    /// start reserved now is never dropped by this call, so even a clock that steps back later
+    /// cannot hand out an earlier start than the ones already given.
     pub fn reserve(&mut self, now_ms: i64) -> i64 {
+        let window = 1000 + WINDOW_MARGIN_MS;
+        while self
+            .starts
+            .front()
+            .is_some_and(|&s| s.saturating_add(window) <= now_ms)
+        {
+            self.starts.pop_front();
+        }
         let mut t = now_ms.max(self.starts.back().copied().unwrap_or(i64::MIN));
         if self.starts.len() >= self.per_second {
             let nth_latest = self.starts[self.starts.len() - self.per_second];
-            t = t.max(nth_latest.saturating_add(1000 + WINDOW_MARGIN_MS));
+            t = t.max(nth_latest.saturating_add(window));
         }
         self.starts.push_back(t);
         while self.starts.len() > self.per_second {
@@ -467,7 +481,9 @@ mod tests {
             let mut starts = Vec::new();
             // Bursty arrivals, including a clock that goes backwards.
             let arrivals = [
-                0i64, 0, 0, 0, 0, 0, 0, 0, 10, 10, 999, 1000, 1001, 500, 2500, 2500, 9000,
+                0i64, 0, 0, 0, 0, 0, 0, 0, 10, 10, 999, 1000, 1001, 500, 2500, 2500, 9000, 9000,
+                // The clock steps back after old starts were dropped.
+                100, 100, 100, 9001, 20_000, 20_000, 19_000, 19_000, 19_000,
             ];
             for now in arrivals {
                 let t = w.reserve(now);
@@ -484,6 +500,20 @@ mod tests {
             // And no needless waiting: the first n go at once.
             assert_eq!(starts[..n as usize], vec![0; n as usize][..]);
         }
+    }
+
+    #[test]
+    fn window_memory_follows_the_calls_made_not_the_limit() {
+        let mut w = RateWindow::new(10_000);
+        // 100 calls a second for 10 seconds.
+        for i in 0..1000i64 {
+            w.reserve(i * 10);
+        }
+        assert!(
+            w.starts.len() <= 111,
+            "{} starts kept for a 1.1 s window at 100/s",
+            w.starts.len()
+        );
     }
 
     #[test]
