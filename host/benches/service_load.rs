@@ -22,7 +22,7 @@
 //!
 //! Run with `cargo bench -p devext-host --bench service_load` (release). Environment:
 //! `LOAD_LEVELS` (default `1,8,64`), `LOAD_ACCOUNTS` (default `1,32`), `LOAD_REQUESTS` (per level
-//! and path, default 2000, at most 10000), `LOAD_ROUNDS` (default 4), `LATENCY_MS` (default 20).
+//! and path, default 4000, at most 10000), `LOAD_ROUNDS` (default 8), `LATENCY_MS` (default 20).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -435,8 +435,8 @@ async fn start_service(accounts: Vec<AccountSpec>) -> (Service, Vec<Vec<Device>>
 
 /// Runs every level against a fresh service over `accounts` accounts; prints one table.
 async fn measure(levels: &[usize], latency_ms: u64, accounts: usize, sims_rt: &Handle) {
-    let n = env_or("LOAD_REQUESTS", 2000).clamp(1, 10_000);
-    let rounds = env_or("LOAD_ROUNDS", 4).clamp(1, n);
+    let n = env_or("LOAD_REQUESTS", 4000).clamp(1, 10_000);
+    let rounds = env_or("LOAD_ROUNDS", 8).clamp(1, n);
     let first_warm_up = 64;
     // At most 500 requests per unit of concurrency: a level at concurrency 1 takes 20 s a path.
     let requests = |c: usize| n.min(500 * c);

@@ -28,29 +28,50 @@ struct Entry {
 struct DeviceViews {
     /// Bumped by every action on the device; a view stores its result only if unchanged.
     generation: u64,
+    /// When the latest action ran (`None`: never, as far as this cache remembers).
+    last_action: Option<Instant>,
     /// (op, input) -> entry.
     entries: HashMap<(String, String), Entry>,
 }
 
-pub(crate) struct ViewCache {
-    devices: Mutex<HashMap<DeviceKey, DeviceViews>>,
-    max_entries: usize,
+struct Inner {
+    devices: HashMap<DeviceKey, DeviceViews>,
+    /// Entries over all devices.
+    entries: usize,
+    /// Records held before the next clean-up.
+    next_cleanup: usize,
 }
 
+pub(crate) struct ViewCache {
+    inner: Mutex<Inner>,
+    max_entries: usize,
+    /// The longest a call runs: a device's record of an action is needed only while views that
+    /// started before it may still be in flight.
+    max_call: Duration,
+}
+
+/// Records kept before the first clean-up, whatever the entry limit.
+const MIN_CLEANUP_RECORDS: usize = 1024;
+
 impl ViewCache {
-    pub(crate) fn new(max_entries: usize) -> Self {
+    pub(crate) fn new(max_entries: usize, max_call: Duration) -> Self {
         ViewCache {
-            devices: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Inner {
+                devices: HashMap::new(),
+                entries: 0,
+                next_cleanup: max_entries.max(MIN_CLEANUP_RECORDS),
+            }),
             max_entries,
+            max_call,
         }
     }
 
     /// A fresh cached output, or the device's generation to pass to [`ViewCache::store`].
     pub(crate) fn lookup(&self, key: &DeviceKey, op: &str, input: &str) -> Result<Value, u64> {
-        let Ok(devices) = self.devices.lock() else {
+        let Ok(inner) = self.inner.lock() else {
             return Err(u64::MAX);
         };
-        let Some(views) = devices.get(key) else {
+        let Some(views) = inner.devices.get(key) else {
             return Err(0);
         };
         match views.entries.get(&(op.to_owned(), input.to_owned())) {
@@ -69,45 +90,75 @@ impl ViewCache {
         output: &Value,
         fresh_for: Duration,
     ) {
-        let Ok(mut devices) = self.devices.lock() else {
+        let Ok(mut inner) = self.inner.lock() else {
             return;
         };
         let now = Instant::now();
-        let total: usize = devices.values().map(|d| d.entries.len()).sum();
-        if total >= self.max_entries {
+        if inner.entries >= self.max_entries {
             // Drop what has expired; if that is not enough, start over (a cache, not a store).
-            // Devices that saw an action keep their (empty) record: its generation guards
-            // views still in flight.
-            for d in devices.values_mut() {
-                d.entries.retain(|_, e| e.expires > now);
-            }
-            devices.retain(|_, d| !d.entries.is_empty() || d.generation > 0);
-            if devices.values().map(|d| d.entries.len()).sum::<usize>() >= self.max_entries {
-                for d in devices.values_mut() {
+            self.clean_up(&mut inner, now);
+            if inner.entries >= self.max_entries {
+                for d in inner.devices.values_mut() {
                     d.entries.clear();
                 }
+                inner.entries = 0;
             }
         }
-        let views = devices.entry(key.clone()).or_default();
+        let views = inner.devices.entry(key.clone()).or_default();
         if views.generation != generation {
             return;
         }
-        views.entries.insert(
-            (op.to_owned(), input.to_owned()),
-            Entry {
-                output: output.clone(),
-                expires: now + fresh_for,
-            },
-        );
+        let added = views
+            .entries
+            .insert(
+                (op.to_owned(), input.to_owned()),
+                Entry {
+                    output: output.clone(),
+                    expires: now + fresh_for,
+                },
+            )
+            .is_none();
+        inner.entries += usize::from(added);
+        self.maybe_clean_up(&mut inner, now);
     }
 
     /// Drops the device's cached views and invalidates views in flight.
     pub(crate) fn invalidate(&self, key: &DeviceKey) {
-        if let Ok(mut devices) = self.devices.lock() {
-            let views = devices.entry(key.clone()).or_default();
+        if let Ok(mut inner) = self.inner.lock() {
+            let now = Instant::now();
+            let views = inner.devices.entry(key.clone()).or_default();
             views.generation += 1;
+            views.last_action = Some(now);
+            let dropped = views.entries.len();
             views.entries.clear();
+            inner.entries -= dropped;
+            self.maybe_clean_up(&mut inner, now);
         }
+    }
+
+    /// Cleans up once the number of device records has doubled since the last time, so the
+    /// cost per call stays constant.
+    fn maybe_clean_up(&self, inner: &mut Inner, now: Instant) {
+        if inner.devices.len() >= inner.next_cleanup {
+            self.clean_up(inner, now);
+        }
+    }
+
+    /// Drops expired entries, and the records of devices with no entry left whose last action
+    /// is older than any call still in flight (its generation guards nothing any more).
+    fn clean_up(&self, inner: &mut Inner, now: Instant) {
+        let max_call = self.max_call;
+        let mut entries = 0;
+        inner.devices.retain(|_, d| {
+            d.entries.retain(|_, e| e.expires > now);
+            entries += d.entries.len();
+            !d.entries.is_empty()
+                || d.last_action
+                    .is_some_and(|at| now.saturating_duration_since(at) <= max_call)
+        });
+        inner.entries = entries;
+        inner.next_cleanup =
+            (inner.devices.len() * 2).max(self.max_entries.max(MIN_CLEANUP_RECORDS));
     }
 }
 
@@ -126,7 +177,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn entries_expire() {
-        let c = ViewCache::new(100);
+        let c = ViewCache::new(100, Duration::from_secs(30));
         let g = c.lookup(&key("d"), "v", "{}").unwrap_err();
         c.store(&key("d"), g, "v", "{}", &json!(1), Duration::from_secs(60));
         assert_eq!(c.lookup(&key("d"), "v", "{}"), Ok(json!(1)));
@@ -141,7 +192,7 @@ mod tests {
 
     #[tokio::test]
     async fn actions_drop_views_and_views_in_flight_are_not_stored() {
-        let c = ViewCache::new(100);
+        let c = ViewCache::new(100, Duration::from_secs(30));
         let g = c.lookup(&key("d"), "v", "{}").unwrap_err();
         c.store(&key("d"), g, "v", "{}", &json!(1), Duration::from_secs(60));
         let g_before = c.lookup(&key("d"), "w", "{}").unwrap_err();
@@ -164,7 +215,7 @@ mod tests {
 
     #[tokio::test]
     async fn size_is_bounded() {
-        let c = ViewCache::new(3);
+        let c = ViewCache::new(3, Duration::from_secs(30));
         for i in 0..10 {
             let k = key(&format!("d{i}"));
             let g = c.lookup(&k, "v", "{}").unwrap_err();
@@ -178,5 +229,34 @@ mod tests {
             c.lookup(&key("d9"), "v", "{}").is_ok(),
             "the newest entry is kept"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_of_old_actions_are_dropped_once_no_view_can_be_in_flight() {
+        let c = ViewCache::new(10, Duration::from_secs(30));
+        // Actions on many devices, each leaving a record that guards views in flight.
+        for i in 0..5000 {
+            c.invalidate(&key(&format!("a{i}")));
+        }
+        let held = c.inner.lock().unwrap().devices.len();
+        assert_eq!(held, 5000, "all recent: all kept ({held})");
+        // A view that started before the latest action still cannot store.
+        let g = 0;
+        c.store(
+            &key("a4999"),
+            g,
+            "v",
+            "{}",
+            &json!(1),
+            Duration::from_secs(60),
+        );
+        assert!(c.lookup(&key("a4999"), "v", "{}").is_err());
+
+        tokio::time::advance(Duration::from_secs(31)).await;
+        for i in 0..5000 {
+            c.invalidate(&key(&format!("b{i}")));
+        }
+        let held = c.inner.lock().unwrap().devices.len();
+        assert!(held <= 5000 + 1, "the a* records were dropped: {held}");
     }
 }

@@ -219,7 +219,7 @@ impl Runtime {
             }
         }
 
-        let views = ViewCache::new(config.view_cache_entries);
+        let views = ViewCache::new(config.view_cache_entries, config.call_timeout);
         Ok(Runtime {
             inner: Arc::new(Inner {
                 views,

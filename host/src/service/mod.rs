@@ -6,6 +6,7 @@ pub mod memo;
 pub mod metrics;
 pub mod store;
 
+use axum::serve::ListenerExt as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -29,6 +30,13 @@ pub async fn serve<S: Store>(
         state.ready.store(false, Ordering::Relaxed);
         tracing::info!("shutting down: finishing in-flight requests");
     };
+    // Answers are small and written whole: send them at once rather than let Nagle's
+    // algorithm hold a segment for the peer's (possibly delayed) acknowledgement.
+    let listener = listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY on a connection: {e}");
+        }
+    });
     axum::serve(listener, router(app))
         .with_graceful_shutdown(signal)
         .await
