@@ -232,16 +232,52 @@ impl std::fmt::Display for Breaking {
 /// The breaking changes from `old` to `new` (two versions of one schema), in schema order.
 ///
 /// Structural: subschemas are compared at the same place (properties by name, `items`,
-/// `prefixItems`, `allOf`/`anyOf`/`oneOf` by index when both have as many, `$defs` by name);
-/// `$ref`s are not followed. Loosening (a property added, a requirement dropped, a type
-/// widened) is never reported.
+/// `prefixItems`, `allOf`/`anyOf`/`oneOf` by index when both have as many, `$defs` by name).
+/// A local `$ref` (`#...`) that differs between the versions, or replaces an inline schema (or
+/// the reverse), is followed and its target compared at the referring place, once per pair of
+/// references; equal references are not, their targets being compared where they stand.
+/// Loosening (a property added, a requirement dropped, a type widened) is never reported.
 pub fn diff(old: &Value, new: &Value) -> Vec<Breaking> {
-    let mut out = Vec::new();
-    compare(old, new, "", &mut out);
-    out
+    let mut cx = Cx {
+        old_root: old,
+        new_root: new,
+        followed: std::collections::HashSet::new(),
+        out: Vec::new(),
+    };
+    compare(old, new, "", &mut cx);
+    cx.out
 }
 
-fn compare(old: &Value, new: &Value, ptr: &str, out: &mut Vec<Breaking>) {
+/// What [`compare`] carries down.
+struct Cx<'a> {
+    old_root: &'a Value,
+    new_root: &'a Value,
+    /// Pairs of references (old, new; "" for an inline schema) already followed.
+    followed: std::collections::HashSet<(String, String)>,
+    out: Vec<Breaking>,
+}
+
+/// The local `$ref` of a schema and its target in `root`, if it has one that resolves.
+fn local_ref<'a>(schema: &'a Value, root: &'a Value) -> Option<(&'a str, &'a Value)> {
+    let r = schema.get("$ref")?.as_str()?;
+    let target = root.pointer(r.strip_prefix('#')?)?;
+    Some((r, target))
+}
+
+fn compare(old: &Value, new: &Value, ptr: &str, cx: &mut Cx<'_>) {
+    let old_ref = local_ref(old, cx.old_root);
+    let new_ref = local_ref(new, cx.new_root);
+    if old_ref.map(|r| r.0) != new_ref.map(|r| r.0) {
+        let key = (
+            old_ref.map_or("", |r| r.0).to_owned(),
+            new_ref.map_or("", |r| r.0).to_owned(),
+        );
+        if cx.followed.insert(key) {
+            let (o, n) = (old_ref.map_or(old, |r| r.1), new_ref.map_or(new, |r| r.1));
+            compare(o, n, ptr, cx);
+        }
+    }
+    let out = &mut cx.out;
     let mut push = |kind: &'static str, message: String| {
         out.push(Breaking {
             pointer: ptr.to_owned(),
@@ -427,14 +463,14 @@ fn compare(old: &Value, new: &Value, ptr: &str, out: &mut Vec<Breaking>) {
                 o,
                 n,
                 &format!("{ptr}/properties/{}", pointer_token(name)),
-                out,
+                cx,
             );
         }
     }
     for keyword in ["items", "additionalProperties", "unevaluatedProperties"] {
         if let (Some(o @ Value::Object(_)), Some(n)) = (old_obj.get(keyword), new_obj.get(keyword))
         {
-            compare(o, n, &format!("{ptr}/{keyword}"), out);
+            compare(o, n, &format!("{ptr}/{keyword}"), cx);
         }
     }
     for keyword in ["prefixItems", "allOf", "anyOf", "oneOf"] {
@@ -444,7 +480,7 @@ fn compare(old: &Value, new: &Value, ptr: &str, out: &mut Vec<Breaking>) {
         ) && (o.len() == n.len() || keyword == "prefixItems")
         {
             for (i, (o, n)) in o.iter().zip(n).enumerate() {
-                compare(o, n, &format!("{ptr}/{keyword}/{i}"), out);
+                compare(o, n, &format!("{ptr}/{keyword}/{i}"), cx);
             }
         }
     }
@@ -459,7 +495,7 @@ fn compare(old: &Value, new: &Value, ptr: &str, out: &mut Vec<Breaking>) {
                         o,
                         n,
                         &format!("{ptr}/{keyword}/{}", pointer_token(name)),
-                        out,
+                        cx,
                     );
                 }
             }
@@ -498,6 +534,50 @@ mod tests {
             .into_iter()
             .map(|b| (b.pointer, b.kind))
             .collect()
+    }
+
+    #[test]
+    fn references_that_change_are_followed() {
+        let defs = json!({
+            "loose": {"type": "string"},
+            "strict": {"type": "string", "maxLength": 5},
+            "number": {"type": "integer"}
+        });
+        // Pointing at a stricter definition.
+        let old = json!({"$defs": defs, "properties": {"a": {"$ref": "#/$defs/loose"}}});
+        let new = json!({"$defs": defs, "properties": {"a": {"$ref": "#/$defs/strict"}}});
+        assert_eq!(
+            kinds(old.clone(), new.clone()),
+            [("/properties/a".to_owned(), "limit_tightened")]
+        );
+        // The other way round loosens.
+        assert_eq!(kinds(new, old), []);
+        // An inline schema replaced by a reference to a narrower one.
+        let old = json!({"$defs": defs, "properties": {"a": {"type": "string"}}});
+        let new = json!({"$defs": defs, "properties": {"a": {"$ref": "#/$defs/number"}}});
+        assert_eq!(
+            kinds(old, new),
+            [("/properties/a".to_owned(), "type_narrowed")]
+        );
+        // Equal references are compared where their target stands, once.
+        let old =
+            json!({"$defs": {"d": {"type": "string"}}, "properties": {"a": {"$ref": "#/$defs/d"}}});
+        let new = json!({"$defs": {"d": {"type": "integer"}}, "properties": {"a": {"$ref": "#/$defs/d"}}});
+        assert_eq!(kinds(old, new), [("/$defs/d".to_owned(), "type_narrowed")]);
+    }
+
+    #[test]
+    fn recursive_references_end() {
+        let old = json!({"type": "object", "properties": {"child": {"$ref": "#"}}});
+        let new = json!({
+            "$defs": {"node": {"type": "object", "properties": {"child": {"$ref": "#/$defs/node"}}, "required": ["child"]}},
+            "$ref": "#/$defs/node"
+        });
+        let found = kinds(old, new);
+        assert!(
+            found.contains(&("".to_owned(), "newly_required")),
+            "{found:?}"
+        );
     }
 
     #[test]
