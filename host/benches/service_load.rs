@@ -22,7 +22,10 @@
 //!
 //! Run with `cargo bench -p devext-host --bench service_load` (release). Environment:
 //! `LOAD_LEVELS` (default `1,8,64`), `LOAD_ACCOUNTS` (default `1,32`), `LOAD_REQUESTS` (per level
-//! and path, default 4000, at most 10000), `LOAD_ROUNDS` (default 8), `LATENCY_MS` (default 20).
+//! and path, default 4000, at most 10000, and at most 500 per unit of concurrency),
+//! `LOAD_ROUNDS` (default 8), `LATENCY_MS` (default 20). Columns: latency percentiles and their
+//! ratios, throughput, CPU time per request of this process (client and simulators) for each
+//! path and of the service, errors, and the service's RSS before and after the level.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
