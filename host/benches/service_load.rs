@@ -106,21 +106,15 @@ impl Target {
             format!("{base}/rws/api/v1/devices/{iccid}"),
             format!("{base}/rws/api/v1/devices/{iccid}/ctdUsages"),
         ] {
-            let resp = self
-                .client
-                .get(&url)
-                .basic_auth(&d.username, Some(&d.api_key))
-                .header("accept", "application/json")
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            let status = resp.status();
-            let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
-            if !status.is_success() {
-                return Err(format!("{status}: {}", String::from_utf8_lossy(&bytes)));
-            }
             // The plugin parses each answer; so does this client.
-            let _: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+            read_json(
+                self.client
+                    .get(&url)
+                    .basic_auth(&d.username, Some(&d.api_key))
+                    .header("accept", "application/json")
+                    .send(),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -130,22 +124,15 @@ impl Target {
             "{}/api/v1/devices/{}/extensions/jasper/overview",
             self.service_base, d.id
         );
-        let resp = self
-            .client
-            .post(&url)
-            .bearer_auth(&d.admin)
-            .header("content-type", "application/json")
-            .body("{}")
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            return Err(format!("{status}: {}", String::from_utf8_lossy(&bytes)));
-        }
-        let _: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-        Ok(())
+        read_json(
+            self.client
+                .post(&url)
+                .bearer_auth(&d.admin)
+                .header("content-type", "application/json")
+                .body("{}")
+                .send(),
+        )
+        .await
     }
 
     async fn one(&self, path: Path, i: usize) -> Result<(), String> {
@@ -155,6 +142,20 @@ impl Target {
             Path::Devext => self.devext(device).await,
         }
     }
+}
+
+/// Sends a request and parses its answer as JSON; a failure or a non-2xx status is an error.
+async fn read_json(
+    sent: impl std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+) -> Result<(), String> {
+    let resp = sent.await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("{status}: {}", String::from_utf8_lossy(&bytes)));
+    }
+    let _: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 /// One path's requests at one level, pooled over rounds.
@@ -173,13 +174,13 @@ struct Samples {
 }
 
 impl Samples {
+    /// The `p`th percentile; `latencies` must be sorted (see [`run`]).
     fn pct(&self, p: usize) -> Duration {
-        let mut sorted = self.latencies.clone();
-        sorted.sort();
-        if sorted.is_empty() {
+        let l = &self.latencies;
+        if l.is_empty() {
             return Duration::ZERO;
         }
-        sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+        l[(l.len() * p / 100).min(l.len() - 1)]
     }
 
     fn per_second(&self) -> f64 {
@@ -245,6 +246,8 @@ async fn run(
         into.upstream_requests += s.requests;
         into.upstream_refusals += s.faults_injected + s.rate_limited;
     }
+    // Kept sorted for the percentiles (after the clocks above stopped).
+    into.latencies.sort_unstable();
 }
 
 fn ms(d: Duration) -> String {

@@ -507,15 +507,33 @@ impl SqliteStore {
 }
 
 fn row_to_device(row: &sqlx::sqlite::SqliteRow) -> Result<Device> {
-    let extensions: String = row.get("extensions");
+    device_from_columns(
+        row.get("id"),
+        row.get("name"),
+        row.get("type"),
+        row.get("extensions"),
+        row.get("created_at"),
+        row.get("updated_at"),
+    )
+}
+
+/// A device from the columns of its row (`extensions` as stored: JSON text).
+fn device_from_columns(
+    id: String,
+    name: String,
+    device_type: Option<String>,
+    extensions: &str,
+    created_at: String,
+    updated_at: String,
+) -> Result<Device> {
     Ok(Device {
-        id: row.get("id"),
-        name: row.get("name"),
-        device_type: row.get("type"),
-        extensions: serde_json::from_str(&extensions)
+        id,
+        name,
+        device_type,
+        extensions: serde_json::from_str(extensions)
             .map_err(|e| StoreError::Internal(format!("stored device is not JSON: {e}")))?,
-        created_at: row.get("created_at"),
-        updated_at: row.get("updated_at"),
+        created_at,
+        updated_at,
     })
 }
 

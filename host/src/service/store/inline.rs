@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
-use super::{Device, PAGE_CACHE_KIB, StoreError};
+use super::{Device, PAGE_CACHE_KIB, StoreError, device_from_columns};
 
 /// Connections kept for reuse (more may exist briefly while many tasks read at once).
 const KEPT_CONNECTIONS: usize = 4;
@@ -119,15 +119,8 @@ impl InlineReads {
         let Some((id, name, device_type, extensions, created_at, updated_at)) = row else {
             return Ok(Inline::Done(None));
         };
-        Ok(Inline::Done(Some(Device {
-            id,
-            name,
-            device_type,
-            extensions: serde_json::from_str(&extensions)
-                .map_err(|e| StoreError::Internal(format!("stored device is not JSON: {e}")))?,
-            created_at,
-            updated_at,
-        })))
+        device_from_columns(id, name, device_type, &extensions, created_at, updated_at)
+            .map(|d| Inline::Done(Some(d)))
     }
 }
 
