@@ -1,9 +1,7 @@
 //! Helpers: building the dynamic plugin and the `devext` binary, runtimes over the static or the
 //! dynamic Jasper plugin, org configurations for the simulator, calls, dates.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use devext_host::egress::EgressConfig;
@@ -39,61 +37,14 @@ pub(crate) enum Linking {
     Dynamic,
 }
 
-/// The profile directory the test binary was built in (`target/debug`).
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/<test binary>
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("test binary in target/<profile>/deps")
-        .to_owned()
-}
-
-/// Builds `libdevext_jasper.so` and the `devext` binary once per test run (so that `cargo test`
-/// works on a clean clone), and returns the directory holding them.
-fn built_artifacts() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let dir = profile_dir();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet"]);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        cmd.args([
-            "-p",
-            "devext-jasper",
-            "-p",
-            "devext-host",
-            "--lib",
-            "--bin",
-            "devext",
-        ]);
-        cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
-        let status = cmd
-            .status()
-            .expect("run cargo build for libdevext_jasper.so and devext");
-        assert!(
-            status.success(),
-            "building libdevext_jasper.so and devext failed"
-        );
-        dir
-    })
-}
-
 /// The `devext` binary.
 pub(crate) fn devext_binary() -> PathBuf {
-    built_artifacts().join("devext")
+    devext_test_support::devext_binary()
 }
 
 /// A fresh directory holding a copy of `libdevext_jasper.so`.
 fn jasper_plugin_dir() -> tempfile::TempDir {
-    let src = built_artifacts().join("libdevext_jasper.so");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let dst = dir.path().join("libdevext_jasper.so");
-    std::fs::copy(&src, &dst).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
-    dir
+    devext_test_support::plugin_dir(&["devext-jasper"])
 }
 
 /// A host runtime with the Jasper plugin, plain http to loopback allowed.

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
-use devext_host::service::store::Store;
+use devext_service::store::Store;
 use serde_json::json;
 
 // The echo plugin (which has a `writeOnly` setting, `token`) as a static plugin.

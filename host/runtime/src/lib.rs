@@ -3,15 +3,20 @@
 //! A platform embeds a [`Runtime`]: it loads plugins (linked statically or from shared libraries),
 //! validates organisations' settings and devices' extension configurations against the schemas
 //! each plugin declares, and runs the plugins' operations under a deadline, with the I/O the host
-//! lends them (see [`egress`] for the network rules). The `devext` binary is a thin shell over it.
+//! lends them (see [`egress`] for the network rules). It knows no plugin, no store and no HTTP server:
+//! the service (`devext-service`) and the `devext` binary are built on it.
+//!
+//! Cargo features: `bulk-validate` (the streaming engine of `devext validate`) and `schema-tools`
+//! (schema export, drift check and breaking-change diff); both off by default.
 
 pub mod egress;
 pub mod loader;
 pub mod metrics;
 pub mod runtime;
 pub mod schema;
+#[cfg(feature = "schema-tools")]
 pub mod schema_export;
-pub mod service;
+#[cfg(feature = "bulk-validate")]
 pub mod validate;
 
 mod cache;

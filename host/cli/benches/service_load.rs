@@ -31,9 +31,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use devext_host::service::store::{ExtensionSettings, Role, SqliteStore, Store};
 use devext_host::{Runtime, RuntimeConfig};
 use devext_jasper_sim::{FaultSettings, LimitSettings, RunningSim, SimConfig};
+use devext_service::store::{ExtensionSettings, Role, SqliteStore, Store};
 use serde_json::{Map, Value, json};
 use tokio::runtime::Handle;
 

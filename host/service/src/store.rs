@@ -2,7 +2,7 @@
 //! idempotency records.
 //!
 //! [`Store`] is the seam: the service only talks to it. [`SqliteStore`] is the embedded backend
-//! (sqlx; versioned migrations in `host/migrations/`); its SQL sticks to what PostgreSQL also
+//! (sqlx; versioned migrations in `host/service/migrations/`); its SQL sticks to what PostgreSQL also
 //! accepts, so a `PgStore` over sqlx's Postgres driver can implement the same trait. Every write
 //! is one transaction: a failure leaves the previous state.
 
@@ -16,7 +16,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{Row, SqlSafeStr};
 
-use super::crypto::{self, SecretKey};
+use crate::crypto::{self, SecretKey};
 
 mod inline;
 use inline::{Inline, InlineReads};
@@ -343,7 +343,7 @@ fn migrator() -> Migrator {
         1,
         "init".into(),
         MigrationType::Simple,
-        include_str!("../../migrations/0001_init.sql").into_sql_str(),
+        include_str!("../migrations/0001_init.sql").into_sql_str(),
         false,
     )])
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
-use crate::Runtime;
-use crate::metrics::LATENCY_BUCKETS_MICROS;
+use devext_host::Runtime;
+use devext_host::metrics::LATENCY_BUCKETS_MICROS;
 
 /// Request counters by method, route and status.
 #[derive(Default)]

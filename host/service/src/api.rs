@@ -19,12 +19,12 @@ use devext_plugin_api::{ErrorKind, OpKind, PluginError};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::memo::Memo;
-use super::metrics::HttpMetrics;
-use super::store::{
+use crate::memo::Memo;
+use crate::metrics::HttpMetrics;
+use crate::store::{
     DeviceQuery, ExtensionSettings, IdempotencyClaim, NewAudit, Principal, Role, Store, StoreError,
 };
-use crate::{CallRequest, Runtime, Violation};
+use devext_host::{CallRequest, Runtime, Violation};
 
 /// What a secret looks like when a client sends a masked value back.
 pub const SECRET_MASK: &str = "********";
@@ -47,7 +47,7 @@ pub struct App<S> {
     /// (org, plugin) -> the org's settings for the plugin.
     settings: Memo<(i64, String), Option<ExtensionSettings>>,
     /// (org, device id) -> the device, for running operations.
-    devices: Memo<(i64, String), Option<super::store::Device>>,
+    devices: Memo<(i64, String), Option<crate::store::Device>>,
 }
 
 /// Devices memoised for running operations (see [`App::device_for_op`]).
@@ -69,12 +69,12 @@ impl<S: Store> App<S> {
         })
     }
 
-    /// A device of the org, for running an operation (memoised; see [`super::memo`]).
+    /// A device of the org, for running an operation (memoised; see [`crate::memo`]).
     async fn device_for_op(
         &self,
         org_id: i64,
         id: &str,
-    ) -> Result<Option<super::store::Device>, StoreError> {
+    ) -> Result<Option<crate::store::Device>, StoreError> {
         let key = (org_id, id.to_owned());
         if let Some(known) = self.devices.get(&key) {
             return Ok(known);
@@ -84,9 +84,9 @@ impl<S: Store> App<S> {
         Ok(found)
     }
 
-    /// The principal of an API key (memoised; see [`super::memo`]).
+    /// The principal of an API key (memoised; see [`crate::memo`]).
     async fn principal(&self, key: &str) -> Result<Option<Principal>, StoreError> {
-        let hash = super::crypto::key_hash(key);
+        let hash = crate::crypto::key_hash(key);
         if let Some(known) = self.keys.get(&hash) {
             return Ok(known);
         }
@@ -95,7 +95,7 @@ impl<S: Store> App<S> {
         Ok(found)
     }
 
-    /// The org's settings for `plugin` (memoised; see [`super::memo`]).
+    /// The org's settings for `plugin` (memoised; see [`crate::memo`]).
     async fn settings(
         &self,
         org_id: i64,
@@ -779,7 +779,7 @@ fn settings_view(plugin: &str, settings: Option<&ExtensionSettings>) -> Value {
     }
 }
 
-fn plugin_or_404<'a>(app: &'a Runtime, plugin: &str) -> ApiResult<&'a crate::LoadedPlugin> {
+fn plugin_or_404<'a>(app: &'a Runtime, plugin: &str) -> ApiResult<&'a devext_host::LoadedPlugin> {
     app.plugin(plugin).ok_or_else(|| {
         ApiError::not_found(format!(
             "no plugin {plugin:?}; loaded plugins are {}",
@@ -1035,7 +1035,7 @@ async fn device_or_404<S: Store>(
     app: &App<S>,
     caller: &Caller,
     id: &str,
-) -> ApiResult<super::store::Device> {
+) -> ApiResult<crate::store::Device> {
     app.store
         .device(caller.0.org_id, id)
         .await?
@@ -1046,7 +1046,7 @@ async fn get_device<S: Store>(
     State(app): AppState<S>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<Json<super::store::Device>> {
+) -> ApiResult<Json<crate::store::Device>> {
     caller.require(Role::Viewer)?;
     Ok(Json(device_or_404(&app, &caller, &id).await?))
 }
@@ -1056,7 +1056,7 @@ async fn update_device<S: Store>(
     caller: Caller,
     Path(id): Path<String>,
     body: Result<Json<DeviceBody>, JsonRejection>,
-) -> ApiResult<Json<super::store::Device>> {
+) -> ApiResult<Json<crate::store::Device>> {
     caller.require(Role::Admin)?;
     let Json(body) = body?;
     let extensions = body.check(&app.runtime)?;

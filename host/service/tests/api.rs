@@ -3,7 +3,7 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use devext_host::service::store::{Role, SqliteStore, Store};
+use devext_service::store::{Role, SqliteStore, Store};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -47,7 +47,7 @@ async fn the_openapi_document_lists_every_route() {
         .await;
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
-    for r in devext_host::service::api::routes::<SqliteStore>() {
+    for r in devext_service::api::routes::<SqliteStore>() {
         let method = r.method.as_str().to_ascii_lowercase();
         assert!(
             paths[r.path].get(&method).is_some(),
@@ -226,7 +226,7 @@ async fn invalid_documents_get_422_with_pointers_and_nothing_is_written() {
         )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let huge = json!({"name": "x".repeat(devext_host::service::api::MAX_BODY_BYTES)});
+    let huge = json!({"name": "x".repeat(devext_service::api::MAX_BODY_BYTES)});
     let (s, _) = env.post("/api/v1/devices", &env.admin, huge).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
 }
@@ -480,13 +480,9 @@ async fn the_service_answers_over_a_real_socket_and_shuts_down() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(devext_host::service::serve(
-        listener,
-        env.app.clone(),
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
+    let server = tokio::spawn(devext_service::serve(listener, env.app.clone(), async {
+        let _ = stop_rx.await;
+    }));
     let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     sock.write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
@@ -548,10 +544,7 @@ async fn an_interrupted_idempotent_request_is_reported_not_rerun() {
         .claim_idempotency(1, "lost-1", &fingerprint)
         .await
         .unwrap();
-    assert_eq!(
-        claim,
-        devext_host::service::store::IdempotencyClaim::Claimed
-    );
+    assert_eq!(claim, devext_service::store::IdempotencyClaim::Claimed);
     let idem = [("idempotency-key", "lost-1")];
     let (s, body) = env
         .send("POST", &path, Some(&env.admin), Some(json!({})), &idem)

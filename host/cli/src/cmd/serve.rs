@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
-use devext_host::service::crypto::{SECRET_KEY_ENV, SecretKey};
-use devext_host::service::store::{ExtensionSettings, Role, SqliteStore, Store};
-use devext_host::service::{self, App};
 use devext_host::{Runtime, RuntimeConfig};
+use devext_service::crypto::{SECRET_KEY_ENV, SecretKey};
+use devext_service::store::{ExtensionSettings, Role, SqliteStore, Store};
+use devext_service::{self as service, App};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -202,7 +202,7 @@ pub(crate) struct DemoArgs {
 
 pub(crate) fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
     if let Some(key) = &args.admin_key
-        && !devext_host::service::crypto::is_api_key(key)
+        && !devext_service::crypto::is_api_key(key)
     {
         return Err(anyhow!(
             "--admin-key must be dvx_ followed by 64 hex digits"

@@ -1,0 +1,7 @@
+//! The service's integration tests: the HTTP API in-process over an SQLite store.
+
+// Links the echo plugin into this binary so it registers as a static plugin.
+use devext_echo as _;
+
+mod api;
+mod api_env;
