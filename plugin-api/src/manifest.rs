@@ -33,6 +33,17 @@ pub struct Manifest {
     /// The host allows the plugin's HTTP requests to that origin only. `None`: no network access.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_field: Option<String>,
+    /// Top-level properties of the device configuration that identify the device in the external
+    /// service (Jasper: `iccid`). A value is unique within an organisation: the service indexes
+    /// them and finds devices by them (`?ext.<plugin>.<field>=value`). Each must be a declared
+    /// property of the device-config schema.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lookup_fields: Vec<String>,
+    /// Top-level, non-secret org-config properties that, with the endpoint, identify the upstream
+    /// account (Jasper: `api`, `username`). The host derives [`crate::CallContext::account_key`]
+    /// from them: stable across restarts and processes, never from secrets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub account_fields: Vec<String>,
     /// The operations shown in a device's drilldown.
     pub operations: Vec<Operation>,
     /// Advisory checks of a device configuration that the host evaluates without calling the

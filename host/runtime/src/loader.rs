@@ -330,6 +330,28 @@ pub(crate) fn check_manifest(m: &Manifest) -> Result<CompiledSchemas, String> {
         }
     }
 
+    for field in &m.lookup_fields {
+        let declared = m.device_config_schema["properties"].get(field).is_some();
+        if !is_identifier(field) || !declared {
+            problems.push(format!(
+                "lookup field {field:?} is not a property of the device config schema"
+            ));
+        }
+    }
+    let secrets = secret_properties(&m.org_config_schema);
+    for field in &m.account_fields {
+        if m.org_config_schema["properties"].get(field).is_none() {
+            problems.push(format!(
+                "account field {field:?} is not a property of the org config schema"
+            ));
+        } else if secrets.contains(&field.as_str()) {
+            problems.push(format!(
+                "account field {field:?} is a secret (writeOnly): the account key must never \
+                 derive from secrets"
+            ));
+        }
+    }
+
     let mut compile = |what: &str, schema: &Value| -> Option<Schema> {
         let errors: Vec<Violation> = meta_check(schema);
         if !errors.is_empty() {
@@ -398,6 +420,20 @@ pub(crate) fn library_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
+/// The top-level properties of an org schema marked `writeOnly` (the secrets).
+fn secret_properties(schema: &Value) -> Vec<&str> {
+    schema["properties"]
+        .as_object()
+        .map(|props| {
+            props
+                .iter()
+                .filter(|(_, p)| p["writeOnly"] == Value::Bool(true))
+                .map(|(k, _)| k.as_str())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,6 +450,8 @@ mod tests {
             org_config_schema: json!({"type": "object", "properties": {"endpoint": {"type": "string"}}}),
             device_config_schema: json!({"type": "object"}),
             endpoint_field: Some("endpoint".into()),
+            lookup_fields: Vec::new(),
+            account_fields: Vec::new(),
             operations: vec![Operation {
                 name: "look".into(),
                 title: "Look".into(),
@@ -441,6 +479,9 @@ mod tests {
         m.operations.push(m.operations[0].clone());
         m.operations[0].input_schema = json!({"type": "nope", "minimum": "x"});
         m.endpoint_field = Some("url".into());
+        m.lookup_fields = vec!["serial".into()];
+        m.org_config_schema["properties"]["token"] = json!({"type": "string", "writeOnly": true});
+        m.account_fields = vec!["tenant".into(), "token".into()];
         let err = check_manifest(&m).err().unwrap();
         for needle in [
             "\"Bad-Name\" is not an identifier",
@@ -449,6 +490,9 @@ mod tests {
             "operation look input schema at /type",
             "operation look input schema at /minimum",
             "endpoint_field \"url\"",
+            "lookup field \"serial\" is not a property of the device config schema",
+            "account field \"tenant\" is not a property of the org config schema",
+            "account field \"token\" is a secret",
         ] {
             assert!(err.contains(needle), "missing {needle:?} in {err}");
         }

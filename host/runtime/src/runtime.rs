@@ -104,6 +104,41 @@ pub struct CallRequest<'a> {
     pub timeout: Option<Duration>,
 }
 
+/// The device configuration of an organisation-scope call: there is none.
+static NO_DEVICE: Value = Value::Null;
+
+impl<'a> CallRequest<'a> {
+    /// A call of a device-scope operation (the default scope) on one device.
+    pub fn new(
+        plugin: &'a str,
+        op: &'a str,
+        org_config: &'a Value,
+        device_config: &'a Value,
+        input: &'a Value,
+    ) -> Self {
+        CallRequest {
+            plugin,
+            op,
+            org_config,
+            device_config,
+            input,
+            timeout: None,
+        }
+    }
+
+    /// A call of an organisation-scope operation (`scope: org`): the org's settings only, no
+    /// device.
+    pub fn org(plugin: &'a str, op: &'a str, org_config: &'a Value, input: &'a Value) -> Self {
+        CallRequest::new(plugin, op, org_config, &NO_DEVICE, input)
+    }
+
+    /// Overrides the runtime's call timeout for this call.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
 /// A warning a plugin declared for device configurations, raised by one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConfigWarning {

@@ -72,6 +72,8 @@ impl Plugin for Echo {
             }),
             // Echo talks to no service: the host refuses any HTTP request it makes.
             endpoint_field: None,
+            lookup_fields: Vec::new(),
+            account_fields: Vec::new(),
             operations: vec![
                 Operation {
                     name: "echo".into(),

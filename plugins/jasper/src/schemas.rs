@@ -432,6 +432,10 @@ pub fn manifest() -> Manifest {
         org_config_schema: org_config(),
         device_config_schema: device_config(),
         endpoint_field: Some("endpoint".into()),
+        // A SIM belongs to one device of an organisation.
+        lookup_fields: vec!["iccid".into()],
+        // The account is its API flavour and user at the endpoint (never the credentials).
+        account_fields: vec!["api".into(), "username".into()],
         operations: operations(),
         warnings: warnings(),
     }
