@@ -20,7 +20,7 @@
 //! It runs with one Jasper account (one simulator, one org) and with 32 (as many simulators and
 //! orgs, the devices interleaved over them).
 //!
-//! Run with `cargo bench -p devext-host --bench service_load` (release). Environment:
+//! Run with `cargo bench -p devext --bench service_load` (release). Environment:
 //! `LOAD_LEVELS` (default `1,8,64`), `LOAD_ACCOUNTS` (default `1,32`), `LOAD_REQUESTS` (per level
 //! and path, default 4000, at most 10000, and at most 500 per unit of concurrency),
 //! `LOAD_ROUNDS` (default 8), `LATENCY_MS` (default 20). Columns: latency percentiles and their

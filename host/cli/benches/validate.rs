@@ -1,6 +1,6 @@
 //! `devext validate` end to end: the whole release process, timed from outside.
 //!
-//! Run with `cargo bench -p devext-host --bench validate` (builds the `devext` binary with the
+//! Run with `cargo bench -p devext --bench validate` (builds the `devext` binary with the
 //! bench profile). Generates its data in a temporary directory:
 //!
 //! - 10,000 small configuration files in one directory, 5% invalid;
