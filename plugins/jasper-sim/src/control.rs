@@ -39,8 +39,19 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": message.into() }))).into_response()
 }
 
-fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(body).map_err(|e| format!("invalid body: {e}"))
+/// A handler's answer; `Err` is an error answer built early (so handlers can use `?`).
+type Answer = Result<Response, Response>;
+
+/// The JSON body, or a 400 answer.
+fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")))
+}
+
+/// The `{iccid}` path segment, or a 400 answer.
+fn iccid_param(path: Result<Path<String>, PathRejection>) -> Result<String, Response> {
+    path.map(|Path(iccid)| iccid)
+        .map_err(|_| error(StatusCode::BAD_REQUEST, "invalid iccid"))
 }
 
 async fn info() -> Response {
@@ -60,18 +71,16 @@ async fn list_sims(State(state): State<SharedState>) -> Response {
 async fn get_sim(
     State(state): State<SharedState>,
     path: Result<Path<String>, PathRejection>,
-) -> Response {
-    let Ok(Path(iccid)) = path else {
-        return error(StatusCode::BAD_REQUEST, "invalid iccid");
-    };
+) -> Answer {
+    let iccid = iccid_param(path)?;
     let account = state.account();
-    match account.lookup(&iccid) {
+    Ok(match account.lookup(&iccid) {
         Ok(sim) => axum::Json(account.sim_view(sim, AppState::now())).into_response(),
         Err(_) => error(
             StatusCode::NOT_FOUND,
             format!("no SIM {iccid} in the account"),
         ),
-    }
+    })
 }
 
 /// Body of `PATCH /_sim/sims/{iccid}`: forces state, bypassing the rules.
@@ -87,22 +96,17 @@ async fn patch_sim(
     State(state): State<SharedState>,
     path: Result<Path<String>, PathRejection>,
     body: Bytes,
-) -> Response {
-    let Ok(Path(iccid)) = path else {
-        return error(StatusCode::BAD_REQUEST, "invalid iccid");
-    };
-    let patch: SimPatch = match parse_body(&body) {
-        Ok(p) => p,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
-    };
+) -> Answer {
+    let iccid = iccid_param(path)?;
+    let patch: SimPatch = parse_body(&body)?;
     let status = match patch.status.as_deref().map(SimStatus::from_id) {
         None => None,
         Some(Some(status)) => Some(status),
-        Some(None) => return error(StatusCode::BAD_REQUEST, "unknown status id"),
+        Some(None) => return Err(error(StatusCode::BAD_REQUEST, "unknown status id")),
     };
     let now = AppState::now();
     let mut account = state.account();
-    match account.force(&iccid, status, patch.rate_plan, now) {
+    Ok(match account.force(&iccid, status, patch.rate_plan, now) {
         Ok(()) => match account.lookup(&iccid) {
             Ok(sim) => axum::Json(account.sim_view(sim, now)).into_response(),
             Err(_) => error(StatusCode::NOT_FOUND, "SIM vanished"),
@@ -114,7 +118,7 @@ async fn patch_sim(
             StatusCode::NOT_FOUND,
             format!("no SIM {iccid} in the account"),
         ),
-    }
+    })
 }
 
 async fn other_account_iccids(State(state): State<SharedState>) -> Response {
@@ -147,15 +151,13 @@ async fn get_faults(State(state): State<SharedState>) -> Response {
     axum::Json(state.faults.settings()).into_response()
 }
 
-async fn set_faults(State(state): State<SharedState>, body: Bytes) -> Response {
-    let settings: FaultSettings = match parse_body(&body) {
-        Ok(s) => s,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
-    };
-    match state.faults.set(settings) {
-        Ok(()) => axum::Json(state.faults.settings()).into_response(),
-        Err(message) => error(StatusCode::BAD_REQUEST, message),
-    }
+async fn set_faults(State(state): State<SharedState>, body: Bytes) -> Answer {
+    let settings: FaultSettings = parse_body(&body)?;
+    state
+        .faults
+        .set(settings)
+        .map_err(|message| error(StatusCode::BAD_REQUEST, message))?;
+    Ok(axum::Json(state.faults.settings()).into_response())
 }
 
 async fn clear_faults(State(state): State<SharedState>) -> Response {
@@ -168,11 +170,8 @@ async fn get_limits(State(state): State<SharedState>) -> Response {
     axum::Json(state.traffic.settings()).into_response()
 }
 
-async fn set_limits(State(state): State<SharedState>, body: Bytes) -> Response {
-    let limits: LimitSettings = match parse_body(&body) {
-        Ok(l) => l,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
-    };
+async fn set_limits(State(state): State<SharedState>, body: Bytes) -> Answer {
+    let limits: LimitSettings = parse_body(&body)?;
     state.traffic.set_settings(limits);
-    axum::Json(limits).into_response()
+    Ok(axum::Json(limits).into_response())
 }

@@ -157,16 +157,19 @@ fn consume(settings: &mut FaultSettings) {
 mod tests {
     use super::*;
 
+    /// Faults forcing `mode` on the next `count` requests.
+    fn counted(mode: FaultMode, count: u64) -> Faults {
+        let settings = FaultSettings {
+            mode,
+            count: Some(count),
+            ..FaultSettings::default()
+        };
+        Faults::new(settings, 1)
+    }
+
     #[test]
     fn count_limits_the_mode() {
-        let f = Faults::new(
-            FaultSettings {
-                mode: FaultMode::Http500,
-                count: Some(2),
-                ..FaultSettings::default()
-            },
-            1,
-        );
+        let f = counted(FaultMode::Http500, 2);
         assert_eq!(f.before(), Some(PreFault::Http500));
         assert_eq!(f.settings().count, Some(1));
         assert_eq!(f.before(), Some(PreFault::Http500));
@@ -176,14 +179,7 @@ mod tests {
 
     #[test]
     fn drop_after_write_only_on_writes() {
-        let f = Faults::new(
-            FaultSettings {
-                mode: FaultMode::DropAfterWrite,
-                count: Some(1),
-                ..FaultSettings::default()
-            },
-            1,
-        );
+        let f = counted(FaultMode::DropAfterWrite, 1);
         assert_eq!(f.before(), None);
         assert!(f.after_write());
         assert!(!f.after_write());

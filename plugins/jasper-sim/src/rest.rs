@@ -205,6 +205,11 @@ fn json_response(status: StatusCode, value: Value) -> Response {
     (status, axum::Json(value)).into_response()
 }
 
+/// A 200 answer of a GET endpoint: `body`, cut to the `fields` the query asked for.
+fn selected_fields(body: Value, params: &BTreeMap<String, String>) -> Response {
+    json_response(StatusCode::OK, select_fields(body, params.get("fields")))
+}
+
 async fn get_device(
     State(state): State<SharedState>,
     path: Result<Path<String>, PathRejection>,
@@ -252,10 +257,7 @@ async fn get_device(
         }
     }
     drop(account);
-    Ok(json_response(
-        StatusCode::OK,
-        select_fields(body, params.get("fields")),
-    ))
+    Ok(selected_fields(body, &params))
 }
 
 async fn get_ctd_usages(
@@ -288,10 +290,7 @@ async fn get_ctd_usages(
         "overageLimitReached": account.overage_reached(sim, now),
         "overageLimitOverride": sim.overage_override.wire(),
     });
-    Ok(json_response(
-        StatusCode::OK,
-        select_fields(body, params.get("fields")),
-    ))
+    Ok(selected_fields(body, &params))
 }
 
 async fn get_usage_in_zone(
@@ -391,10 +390,7 @@ async fn get_usage_in_zone(
         "cycleEndDate": dates::iso_millis(end),
         "deviceCycleUsageInZones": zones,
     });
-    Ok(json_response(
-        StatusCode::OK,
-        select_fields(body, params.get("fields")),
-    ))
+    Ok(selected_fields(body, &params))
 }
 
 /// Parses a JSON object body (requires `Content-Type: application/json`).

@@ -6,21 +6,14 @@ use devext_jasper_sim::{SimView, SmsView, StatsSnapshot};
 
 use crate::util::*;
 
-async fn control_get(sim: &devext_jasper_sim::RunningSim, path: &str) -> HttpResponse {
-    send(sim.addr(), "GET", path, &[], b"").await.unwrap()
-}
-
 #[tokio::test]
 async fn same_seed_same_account() {
     let a = sim_with(|c| c.seed = 7).await;
     let b = sim_with(|c| c.seed = 7).await;
     let c = sim_with(|c| c.seed = 8).await;
-    let sims_a: Vec<SimView> =
-        serde_json::from_str(&control_get(&a, "/_sim/sims").await.body).unwrap();
-    let sims_b: Vec<SimView> =
-        serde_json::from_str(&control_get(&b, "/_sim/sims").await.body).unwrap();
-    let sims_c: Vec<SimView> =
-        serde_json::from_str(&control_get(&c, "/_sim/sims").await.body).unwrap();
+    let sims_a: Vec<SimView> = control_get(&a, "/_sim/sims").await.json_as();
+    let sims_b: Vec<SimView> = control_get(&b, "/_sim/sims").await.json_as();
+    let sims_c: Vec<SimView> = control_get(&c, "/_sim/sims").await.json_as();
     assert_eq!(sims_a, sims_b);
     assert_ne!(sims_a, sims_c);
     assert_eq!(a.other_account_iccids(), b.other_account_iccids());
@@ -37,8 +30,7 @@ async fn same_seed_same_account() {
 #[tokio::test]
 async fn seeded_account_shape() {
     let sim = sim_with(|c| c.sims = 60).await;
-    let sims: Vec<SimView> =
-        serde_json::from_str(&control_get(&sim, "/_sim/sims").await.body).unwrap();
+    let sims: Vec<SimView> = control_get(&sim, "/_sim/sims").await.json_as();
     assert_eq!(sims.len(), 60);
     let activated = sims.iter().filter(|s| s.status == "activated").count();
     assert!(activated >= 30, "{activated} activated");
@@ -75,8 +67,9 @@ async fn seeded_account_shape() {
     assert!(names.iter().all(|n| !n.contains(' ')));
     assert!(sims.iter().all(|s| names.contains(&s.rate_plan.as_str())));
 
-    let foreign = control_get(&sim, "/_sim/other_account_iccids").await.json();
-    let foreign: Vec<String> = serde_json::from_value(foreign).unwrap();
+    let foreign: Vec<String> = control_get(&sim, "/_sim/other_account_iccids")
+        .await
+        .json_as();
     assert_eq!(foreign.len(), 3);
     assert!(foreign.iter().all(|f| !unique.contains(f.as_str())));
 }
@@ -85,17 +78,10 @@ async fn seeded_account_shape() {
 async fn sms_log_stats_and_patch() {
     let sim = sim().await;
     let active = sim_in(&sim, "activated");
-    let response = rest_send(
-        &sim,
-        "POST",
-        &format!("/devices/{}/smsMessages", active.iccid),
-        r#"{"messageText":"hi"}"#,
-    )
-    .await
-    .unwrap();
+    let path = format!("/devices/{}/smsMessages", active.iccid);
+    let response = rest_post(&sim, &path, r#"{"messageText":"hi"}"#).await;
     assert_eq!(response.status, 200);
-    let log: Vec<SmsView> =
-        serde_json::from_str(&control_get(&sim, "/_sim/sms").await.body).unwrap();
+    let log: Vec<SmsView> = control_get(&sim, "/_sim/sms").await.json_as();
     assert_eq!(log.len(), 1);
     assert_eq!(
         (log[0].iccid.as_str(), log[0].message.as_str()),
@@ -106,44 +92,29 @@ async fn sms_log_stats_and_patch() {
     for key in ["iccid", "message", "id", "sent_at"] {
         assert!(raw[0].get(key).is_some(), "{key}");
     }
-    assert_eq!(
-        send(sim.addr(), "DELETE", "/_sim/sms", &[], b"")
-            .await
-            .unwrap()
-            .status,
-        204
-    );
+    assert_eq!(control(&sim, "DELETE", "/_sim/sms", "").await.status, 204);
     assert!(sim.sms_log().is_empty());
 
-    let stats: StatsSnapshot =
-        serde_json::from_str(&control_get(&sim, "/_sim/stats").await.body).unwrap();
+    let stats: StatsSnapshot = control_get(&sim, "/_sim/stats").await.json_as();
     assert_eq!(stats.requests, 1);
     assert_eq!(stats.rest_requests, 1);
     assert_eq!(stats.writes, 1);
 
     // Forcing a state, bypassing the rules (test setup helper).
     let retired = sim_in(&sim, "retired");
-    let patched = send(
-        sim.addr(),
-        "PATCH",
-        &format!("/_sim/sims/{}", retired.iccid),
-        &[("Content-Type", "application/json")],
-        br#"{"status":"activated"}"#,
-    )
-    .await
-    .unwrap();
+    let retired_path = format!("/_sim/sims/{}", retired.iccid);
+    let patched = control(&sim, "PATCH", &retired_path, r#"{"status":"activated"}"#).await;
     assert_eq!(patched.status, 200, "{}", patched.body);
     assert_eq!(patched.json()["status"], "activated");
     assert_eq!(
-        control_get(&sim, &format!("/_sim/sims/{}", retired.iccid))
-            .await
-            .json()["rest_status"],
+        control_get(&sim, &retired_path).await.json()["rest_status"],
         "ACTIVATED"
     );
+    // A REST status name is not a status id (no content type: control endpoints need none).
     let bad = send(
         sim.addr(),
         "PATCH",
-        &format!("/_sim/sims/{}", retired.iccid),
+        &retired_path,
         &[],
         br#"{"status":"ACTIVATED"}"#,
     )

@@ -10,39 +10,21 @@ use serde_json::Value;
 use crate::util::*;
 
 async fn set_faults(sim: &devext_jasper_sim::RunningSim, json: &str) -> HttpResponse {
-    send(
-        sim.addr(),
-        "POST",
-        "/_sim/faults",
-        &[("Content-Type", "application/json")],
-        json.as_bytes(),
-    )
-    .await
-    .unwrap()
-}
-
-fn details(iccid: &str) -> [Node; 1] {
-    [Node::Parent("iccids", vec![leaf("iccid", iccid)])]
+    control(sim, "POST", "/_sim/faults", json).await
 }
 
 #[tokio::test]
 async fn latency_is_added() {
     let sim = sim().await;
     let active = sim_in(&sim, "activated");
+    let path = format!("/devices/{}", active.iccid);
     assert_eq!(set_faults(&sim, r#"{"latency_ms":200}"#).await.status, 200);
     let start = Instant::now();
-    assert_eq!(
-        rest_get(&sim, &format!("/devices/{}", active.iccid))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(rest_get(&sim, &path).await.status, 200);
     assert!(start.elapsed() >= Duration::from_millis(200));
     // Control endpoints are never delayed or faulted.
     let start = Instant::now();
-    send(sim.addr(), "GET", "/_sim/sims", &[], b"")
-        .await
-        .unwrap();
+    control_get(&sim, "/_sim/sims").await;
     assert!(start.elapsed() < Duration::from_millis(200));
 }
 
@@ -63,21 +45,12 @@ async fn forced_server_errors_with_count() {
     }
     assert_eq!(sim.stats().requests, 0);
     assert_rest_error(&rest_get(&sim, &path).await, 500, "30000001");
-    let soap = soap_call(
-        &sim,
-        "terminal",
-        "GetTerminalDetails",
-        &details(&active.iccid),
-    )
-    .await;
+    let soap = terminal_details(&sim, &[&active.iccid]).await;
     assert_fault(&soap, "400300");
     assert!(soap.body.contains("SOAP-ENV:Server"));
     // The count is used up: back to normal.
     assert_eq!(rest_get(&sim, &path).await.status, 200);
-    let now = send(sim.addr(), "GET", "/_sim/faults", &[], b"")
-        .await
-        .unwrap()
-        .json();
+    let now = control_get(&sim, "/_sim/faults").await.json();
     assert_eq!(now["mode"], "none");
     assert_eq!(sim.stats().faults_injected, 2);
 }
@@ -86,66 +59,36 @@ async fn forced_server_errors_with_count() {
 async fn forced_rate_limit_answers() {
     let sim = sim().await;
     let active = sim_in(&sim, "activated");
+    let path = format!("/devices/{}", active.iccid);
     set_faults(&sim, r#"{"mode":"rate_limit"}"#).await;
     for _ in 0..3 {
-        assert_rest_error(
-            &rest_get(&sim, &format!("/devices/{}", active.iccid)).await,
-            429,
-            "40000029",
-        );
+        assert_rest_error(&rest_get(&sim, &path).await, 429, "40000029");
     }
-    assert_fault(
-        &soap_call(
-            &sim,
-            "terminal",
-            "GetTerminalDetails",
-            &details(&active.iccid),
-        )
-        .await,
-        "400101",
-    );
-    let cleared = send(sim.addr(), "DELETE", "/_sim/faults", &[], b"")
-        .await
-        .unwrap()
-        .json();
+    assert_fault(&terminal_details(&sim, &[&active.iccid]).await, "400101");
+    let cleared = control(&sim, "DELETE", "/_sim/faults", "").await.json();
     assert_eq!(cleared["mode"], "none");
-    assert_eq!(
-        rest_get(&sim, &format!("/devices/{}", active.iccid))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(rest_get(&sim, &path).await.status, 200);
 }
 
 #[tokio::test]
 async fn malformed_bodies() {
     let sim = sim().await;
     let active = sim_in(&sim, "activated");
+    let path = format!("/devices/{}", active.iccid);
     set_faults(&sim, r#"{"mode":"malformed","count":2}"#).await;
-    let rest = rest_get(&sim, &format!("/devices/{}", active.iccid)).await;
+    let rest = rest_get(&sim, &path).await;
     assert_eq!(rest.status, 200);
     assert!(
         serde_json::from_str::<Value>(&rest.body).is_err(),
         "{}",
         rest.body
     );
-    let soap = soap_call(
-        &sim,
-        "terminal",
-        "GetTerminalDetails",
-        &details(&active.iccid),
-    )
-    .await;
+    let soap = terminal_details(&sim, &[&active.iccid]).await;
     assert_eq!(soap.status, 200);
     assert!(soap.body.starts_with("<?xml"), "{}", soap.body);
     assert!(!soap.body.contains("</SOAP-ENV:Envelope>"), "{}", soap.body);
     // After the count, normal answers again.
-    assert_eq!(
-        rest_get(&sim, &format!("/devices/{}", active.iccid))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(rest_get(&sim, &path).await.status, 200);
 }
 
 #[tokio::test]
@@ -161,14 +104,7 @@ async fn dropped_connections_do_not_execute() {
     )
     .await;
     assert_eq!(dropped.unwrap_err().kind(), ErrorKind::UnexpectedEof);
-    let envelope = soap_request(
-        Style::Prefix("sch"),
-        &SoapAuth::default(),
-        "GetTerminalDetails",
-        "m",
-        &[],
-        &details(&active.iccid),
-    );
+    let envelope = details_envelope(&active.iccid);
     assert_eq!(
         soap_post(&sim, "terminal", &envelope)
             .await
@@ -182,12 +118,8 @@ async fn dropped_connections_do_not_execute() {
     );
     assert_eq!(sim.stats().dropped_connections, 2);
     // The server keeps serving.
-    assert_eq!(
-        rest_get(&sim, &format!("/devices/{}", active.iccid))
-            .await
-            .status,
-        200
-    );
+    let path = format!("/devices/{}", active.iccid);
+    assert_eq!(rest_get(&sim, &path).await.status, 200);
 }
 
 #[tokio::test]
@@ -226,9 +158,8 @@ async fn drop_after_write_applies_the_write() {
     assert_eq!(stats.operations.get("rest:PUT /devices/{iccid}"), Some(&1));
     // Count used up.
     assert_eq!(
-        rest_send(&sim, "PUT", &path, r#"{"status":"ACTIVATED"}"#)
+        rest_put(&sim, &path, r#"{"status":"ACTIVATED"}"#)
             .await
-            .unwrap()
             .status,
         200
     );

@@ -65,10 +65,7 @@ async fn per_second_limit_gives_real_errors_and_records_peaks() {
     assert_eq!(stats.rate_limited, 3);
     assert_eq!(stats.max_per_second_seen, 8, "{stats:?}");
     // The control endpoint reports the same numbers.
-    let control = send(sim.addr(), "GET", "/_sim/stats", &[], b"")
-        .await
-        .unwrap()
-        .json();
+    let control = control_get(&sim, "/_sim/stats").await.json();
     assert_eq!(control["max_per_second_seen"], 8);
     assert_eq!(control["rate_limited"], 3);
     assert_eq!(
@@ -78,17 +75,7 @@ async fn per_second_limit_gives_real_errors_and_records_peaks() {
 
     // A second later, a SOAP burst of 6: one gets fault 400101.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let envelope = soap_request(
-        Style::Prefix("sch"),
-        &SoapAuth::default(),
-        "GetTerminalDetails",
-        "m",
-        &[],
-        &[Node::Parent(
-            "iccids",
-            vec![leaf("iccid", active.iccid.clone())],
-        )],
-    );
+    let envelope = details_envelope(&active.iccid);
     let headers = vec![("Content-Type", "text/xml".to_owned())];
     let answers = burst(
         sim.addr(),
@@ -147,17 +134,11 @@ async fn in_flight_limit() {
     assert_eq!(stats.in_flight, 0);
 
     // Two concurrent SOAP calls: the second gets 400101.
-    let details = [Node::Parent(
-        "iccids",
-        vec![leaf("iccid", active.iccid.clone())],
-    )];
-    let (a, b) = tokio::join!(
-        soap_call(&sim, "terminal", "GetTerminalDetails", &details),
-        async {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            soap_call(&sim, "terminal", "GetTerminalDetails", &details).await
-        }
-    );
+    let iccid = [active.iccid.as_str()];
+    let (a, b) = tokio::join!(terminal_details(&sim, &iccid), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        terminal_details(&sim, &iccid).await
+    });
     let (ok, refused) = if a.status == 200 { (a, b) } else { (b, a) };
     assert_eq!(ok.status, 200);
     assert_fault(&refused, "400101");
@@ -191,24 +172,19 @@ async fn limits_can_be_lifted_and_changed() {
     assert_eq!(stats.rate_limited, 0);
 
     // Limits changed through the control endpoint.
-    let set = send(
-        sim.addr(),
+    let set = control(
+        &sim,
         "POST",
         "/_sim/limits",
-        &[("Content-Type", "application/json")],
-        br#"{"enabled":true,"rate_per_second":1,"max_in_flight":0}"#,
+        r#"{"enabled":true,"rate_per_second":1,"max_in_flight":0}"#,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(set.status, 200, "{}", set.body);
     assert_eq!(rest_get(&sim, &path).await.status, 200);
     assert_eq!(rest_get(&sim, &path).await.status, 429);
 
     // Reset.
-    let reset = send(sim.addr(), "POST", "/_sim/stats/reset", &[], b"")
-        .await
-        .unwrap()
-        .json();
+    let reset = control(&sim, "POST", "/_sim/stats/reset", "").await.json();
     assert_eq!(reset["requests"], 0);
     assert_eq!(reset["max_per_second_seen"], 0);
 }

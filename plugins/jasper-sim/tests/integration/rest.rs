@@ -178,9 +178,7 @@ async fn edit_device() {
     let path = format!("/devices/{}", active.iccid);
     let before = rest_get(&sim, &path).await.json();
 
-    let response = rest_send(&sim, "PUT", &path, r#"{"status":"DEACTIVATED"}"#)
-        .await
-        .unwrap();
+    let response = rest_put(&sim, &path, r#"{"status":"DEACTIVATED"}"#).await;
     assert_eq!(response.status, 200, "{}", response.body);
     assert_eq!(response.json()["iccid"], active.iccid.as_str());
     let after = rest_get(&sim, &path).await.json();
@@ -189,54 +187,35 @@ async fn edit_device() {
     assert_eq!(sim.sim(&active.iccid).unwrap().status, "deactivated");
 
     // Refused transitions.
-    let response = rest_send(&sim, "PUT", &path, r#"{"status":"ACTIVATION_READY"}"#)
-        .await
-        .unwrap();
+    let response = rest_put(&sim, &path, r#"{"status":"ACTIVATION_READY"}"#).await;
     assert_rest_error(&response, 400, "10000029");
-    let retired = sim_in(&sim, "retired");
-    let response = rest_send(
-        &sim,
-        "PUT",
-        &format!("/devices/{}", retired.iccid),
-        r#"{"status":"ACTIVATED"}"#,
-    )
-    .await
-    .unwrap();
+    let retired = format!("/devices/{}", sim_in(&sim, "retired").iccid);
+    let response = rest_put(&sim, &retired, r#"{"status":"ACTIVATED"}"#).await;
     assert_rest_error(&response, 400, "10000005");
-    let response = rest_send(
-        &sim,
-        "PUT",
-        &format!("/devices/{}", retired.iccid),
-        r#"{"status":"DEACTIVATED"}"#,
-    )
-    .await
-    .unwrap();
+    let response = rest_put(&sim, &retired, r#"{"status":"DEACTIVATED"}"#).await;
     assert_eq!(response.status, 200);
     for bad in [
         r#"{"status":"ACTIVATED_NAME"}"#,
         r#"{"status":"activated"}"#,
         r#"{"status":"REPLACED"}"#,
     ] {
-        let response = rest_send(&sim, "PUT", &path, bad).await.unwrap();
+        let response = rest_put(&sim, &path, bad).await;
         assert_rest_error(&response, 400, "10000005");
     }
     // Allowed: back to Activated, from Inventory to Activation Ready.
     assert_eq!(
-        rest_send(&sim, "PUT", &path, r#"{"status":"ACTIVATED"}"#)
+        rest_put(&sim, &path, r#"{"status":"ACTIVATED"}"#)
             .await
-            .unwrap()
             .status,
         200
     );
     let inventory = sim_in(&sim, "inventory");
-    let response = rest_send(
+    let response = rest_put(
         &sim,
-        "PUT",
         &format!("/devices/{}", inventory.iccid),
         r#"{"status":"ACTIVATION_READY"}"#,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(response.status, 200);
     assert_eq!(
         sim.sim(&inventory.iccid).unwrap().status,
@@ -250,83 +229,51 @@ async fn edit_device() {
         .find(|p| p.name != active.rate_plan)
         .unwrap()
         .name;
-    let response = rest_send(&sim, "PUT", &path, &format!(r#"{{"ratePlan":"{plan}"}}"#))
-        .await
-        .unwrap();
+    let response = rest_put(&sim, &path, &format!(r#"{{"ratePlan":"{plan}"}}"#)).await;
     assert_eq!(response.status, 200);
     assert_eq!(
         rest_get(&sim, &path).await.json()["ratePlan"],
         plan.as_str()
     );
-    let response = rest_send(&sim, "PUT", &path, r#"{"ratePlan":"IoT Basic 1MB"}"#)
-        .await
-        .unwrap();
+    let response = rest_put(&sim, &path, r#"{"ratePlan":"IoT Basic 1MB"}"#).await;
     assert_rest_error(&response, 400, "10000013");
 
     // Scheduled change: 202, nothing visible yet.
     let soon =
         (chrono::Utc::now().date_naive() + chrono::Duration::days(5)).format("%Y-%m-%d+00:00");
-    let response = rest_send(
+    let response = rest_put(
         &sim,
-        "PUT",
         &path,
         &format!(r#"{{"status":"DEACTIVATED","effectiveDate":"{soon}"}}"#),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(response.status, 202, "{}", response.body);
     assert_eq!(rest_get(&sim, &path).await.json()["status"], "ACTIVATED");
-    let response = rest_send(
+    let response = rest_put(
         &sim,
-        "PUT",
         &path,
         r#"{"status":"DEACTIVATED","effectiveDate":"2001-01-01Z"}"#,
     )
-    .await
-    .unwrap();
+    .await;
     assert_rest_error(&response, 400, "10000012");
-    let response = rest_send(
+    let response = rest_put(
         &sim,
-        "PUT",
         &path,
         r#"{"status":"DEACTIVATED","effectiveDate":"01/01/2030"}"#,
     )
-    .await
-    .unwrap();
+    .await;
     assert_rest_error(&response, 400, "10000012");
 
-    // Malformed bodies.
-    assert_rest_error(
-        &rest_send(&sim, "PUT", &path, r#"{"status":"#)
-            .await
-            .unwrap(),
-        400,
-        "10000023",
-    );
-    assert_rest_error(
-        &rest_send(&sim, "PUT", &path, r#"["x"]"#).await.unwrap(),
-        400,
-        "10000023",
-    );
-    assert_rest_error(
-        &rest_send(&sim, "PUT", &path, r#"{"status":5}"#)
-            .await
-            .unwrap(),
-        400,
-        "10000023",
-    );
-    assert_rest_error(
-        &rest_send(&sim, "PUT", &path, r#"{"rate_plan":"x"}"#)
-            .await
-            .unwrap(),
-        400,
-        "10000028",
-    );
-    assert_rest_error(
-        &rest_send(&sim, "PUT", &path, r#"{}"#).await.unwrap(),
-        400,
-        "10000028",
-    );
+    // Malformed bodies: not JSON, not an object, a wrong type; an unknown field, no field.
+    for (body, code) in [
+        (r#"{"status":"#, "10000023"),
+        (r#"["x"]"#, "10000023"),
+        (r#"{"status":5}"#, "10000023"),
+        (r#"{"rate_plan":"x"}"#, "10000028"),
+        (r#"{}"#, "10000028"),
+    ] {
+        assert_rest_error(&rest_put(&sim, &path, body).await, 400, code);
+    }
     let auth = basic("demo", "demo-api-key");
     let text = send(
         sim.addr(),
@@ -340,14 +287,12 @@ async fn edit_device() {
     assert_eq!(text.status, 415);
 
     // Unknown device.
-    let response = rest_send(
+    let response = rest_put(
         &sim,
-        "PUT",
         "/devices/8900000000000000000",
         r#"{"status":"ACTIVATED"}"#,
     )
-    .await
-    .unwrap();
+    .await;
     assert_rest_error(&response, 404, "20000001");
 }
 
@@ -487,7 +432,7 @@ async fn send_sms() {
     let post = |body: String| {
         let sim = &sim;
         let path = path.clone();
-        async move { rest_send(sim, "POST", &path, &body).await.unwrap() }
+        async move { rest_post(sim, &path, &body).await }
     };
     let response = post(r#"{"messageText":"reboot","messageEncoding":"LITERAL"}"#.into()).await;
     assert_eq!(response.status, 200, "{}", response.body);
@@ -544,23 +489,19 @@ async fn send_sms() {
     assert_rest_error(&post("not json".into()).await, 400, "10000023");
 
     let deactivated = sim_in(&sim, "deactivated");
-    let response = rest_send(
+    let response = rest_post(
         &sim,
-        "POST",
         &format!("/devices/{}/smsMessages", deactivated.iccid),
         r#"{"messageText":"x"}"#,
     )
-    .await
-    .unwrap();
+    .await;
     assert_rest_error(&response, 400, "10000005");
-    let response = rest_send(
+    let response = rest_post(
         &sim,
-        "POST",
         "/devices/8900000000000000000/smsMessages",
         r#"{"messageText":"x"}"#,
     )
-    .await
-    .unwrap();
+    .await;
     assert_rest_error(&response, 404, "20000001");
     // 1 + 6 ok + 1 BASE64
     assert_eq!(sim.sms_log().len(), 8);

@@ -1,11 +1,9 @@
 //! SOAP API: every operation, prefix-agnostic parsing, authentication,
 //! validation and Jasper fault codes.
 
-use crate::util::*;
+use devext_jasper_sim::RunningSim;
 
-fn iccids(list: &[&str]) -> Node {
-    Node::Parent("iccids", list.iter().map(|i| leaf("iccid", *i)).collect())
-}
+use crate::util::*;
 
 #[tokio::test]
 async fn get_terminal_details_with_any_prefix() {
@@ -78,7 +76,7 @@ async fn get_terminal_details_lists_and_limits() {
         all[1].iccid.as_str(),
         all[0].iccid.as_str(),
     ];
-    let response = soap_call(&sim, "terminal", "GetTerminalDetails", &[iccids(&two)]).await;
+    let response = terminal_details(&sim, &two).await;
     assert_eq!(response.status, 200, "{}", response.body);
     assert_eq!(
         xml_texts(&response.body, Some(JASPER_NS), "terminal").len(),
@@ -86,33 +84,21 @@ async fn get_terminal_details_lists_and_limits() {
     );
 
     // Nothing found: an empty list, no fault.
-    let response = soap_call(
-        &sim,
-        "terminal",
-        "GetTerminalDetails",
-        &[iccids(&["8900000000000000001"])],
-    )
-    .await;
+    let response = terminal_details(&sim, &["8900000000000000001"]).await;
     assert_eq!(response.status, 200);
     assert!(xml_texts(&response.body, Some(JASPER_NS), "terminal").is_empty());
 
     // 1..50 ICCIDs.
     let many: Vec<String> = (0..51).map(|i| format!("89000000000000{i:05}")).collect();
     let many: Vec<&str> = many.iter().map(String::as_str).collect();
-    let response = soap_call(&sim, "terminal", "GetTerminalDetails", &[iccids(&many)]).await;
+    let response = terminal_details(&sim, &many).await;
     assert_fault(&response, "Validation error");
-    let response = soap_call(&sim, "terminal", "GetTerminalDetails", &[iccids(&[])]).await;
+    let response = terminal_details(&sim, &[]).await;
     assert_fault(&response, "Validation error");
 
     // A SIM of another account is an access violation.
     let foreign = sim.other_account_iccids()[0].clone();
-    let response = soap_call(
-        &sim,
-        "terminal",
-        "GetTerminalDetails",
-        &[iccids(&[&foreign])],
-    )
-    .await;
+    let response = terminal_details(&sim, &[&foreign]).await;
     assert_fault(&response, "400201");
 }
 
@@ -170,14 +156,7 @@ async fn authentication_failures() {
 async fn envelope_and_schema_validation() {
     let sim = sim().await;
     let active = sim_in(&sim, "activated");
-    let good = soap_request(
-        Style::Prefix("sch"),
-        &SoapAuth::default(),
-        "GetTerminalDetails",
-        "m",
-        &[],
-        &[iccids(&[&active.iccid])],
-    );
+    let good = details_envelope(&active.iccid);
 
     // messageId is required.
     let no_message_id = good.replace("<sch:messageId>m</sch:messageId>", "");
@@ -252,19 +231,25 @@ fn edit(iccid: &str, change_type: u32, target: &str, effective: Option<&str>) ->
     fields
 }
 
+/// `EditTerminal` with default credentials (fields as `edit` writes them).
+async fn edit_terminal(
+    sim: &RunningSim,
+    iccid: &str,
+    change_type: u32,
+    target: &str,
+    effective: Option<&str>,
+) -> HttpResponse {
+    let fields = edit(iccid, change_type, target, effective);
+    soap_call(sim, "terminal", "EditTerminal", &fields).await
+}
+
 #[tokio::test]
 async fn edit_terminal_status_rules() {
     let sim = sim().await;
     let active = sim_in(&sim, "activated");
 
     // Activated -> Deactivated is allowed and visible in later reads.
-    let response = soap_call(
-        &sim,
-        "terminal",
-        "EditTerminal",
-        &edit(&active.iccid, 3, "DEACTIVATED_NAME", None),
-    )
-    .await;
+    let response = edit_terminal(&sim, &active.iccid, 3, "DEACTIVATED_NAME", None).await;
     assert_eq!(response.status, 200, "{}", response.body);
     assert_eq!(jasper_text(&response.body, "iccid"), active.iccid);
     assert_eq!(jasper_text(&response.body, "correlationId"), "msg-1");
@@ -272,13 +257,7 @@ async fn edit_terminal_status_rules() {
     let after = sim.sim(&active.iccid).unwrap();
     assert_eq!(after.status, "deactivated");
     assert_ne!(after.date_modified, active.date_modified);
-    let details = soap_call(
-        &sim,
-        "terminal",
-        "GetTerminalDetails",
-        &[iccids(&[&active.iccid])],
-    )
-    .await;
+    let details = terminal_details(&sim, &[&active.iccid]).await;
     assert_eq!(jasper_text(&details.body, "status"), "DEACTIVATED_NAME");
     assert_eq!(
         jasper_text(&details.body, "dateModified"),
@@ -286,37 +265,19 @@ async fn edit_terminal_status_rules() {
     );
 
     // Deactivated -> Activation Ready is refused.
-    let response = soap_call(
-        &sim,
-        "terminal",
-        "EditTerminal",
-        &edit(&active.iccid, 3, "ACTIVATION_READY_NAME", None),
-    )
-    .await;
+    let response = edit_terminal(&sim, &active.iccid, 3, "ACTIVATION_READY_NAME", None).await;
     assert_eq!(
         assert_fault(&response, "100300"),
         "SIMSTATUS_INVALID_TRANSITION"
     );
     // Back to Activated is allowed.
-    let response = soap_call(
-        &sim,
-        "terminal",
-        "EditTerminal",
-        &edit(&active.iccid, 3, "ACTIVATED_NAME", None),
-    )
-    .await;
+    let response = edit_terminal(&sim, &active.iccid, 3, "ACTIVATED_NAME", None).await;
     assert_eq!(response.status, 200);
     assert_eq!(sim.sim(&active.iccid).unwrap().status, "activated");
 
     // Inventory -> Activation Ready is allowed.
     let inventory = sim_in(&sim, "inventory");
-    let response = soap_call(
-        &sim,
-        "terminal",
-        "EditTerminal",
-        &edit(&inventory.iccid, 3, "ACTIVATION_READY_NAME", None),
-    )
-    .await;
+    let response = edit_terminal(&sim, &inventory.iccid, 3, "ACTIVATION_READY_NAME", None).await;
     assert_eq!(response.status, 200, "{}", response.body);
     assert_eq!(
         sim.sim(&inventory.iccid).unwrap().status,
@@ -325,85 +286,39 @@ async fn edit_terminal_status_rules() {
 
     // Retired can only go to Deactivated (or Purged).
     let retired = sim_in(&sim, "retired");
-    let response = soap_call(
-        &sim,
-        "terminal",
-        "EditTerminal",
-        &edit(&retired.iccid, 3, "ACTIVATED_NAME", None),
-    )
-    .await;
+    let response = edit_terminal(&sim, &retired.iccid, 3, "ACTIVATED_NAME", None).await;
     assert_eq!(
         assert_fault(&response, "100300"),
         "SIMSTATUS_INVALID_TRANSITION"
     );
 
     // Bad values.
-    let response = soap_call(
-        &sim,
-        "terminal",
-        "EditTerminal",
-        &edit(&active.iccid, 3, "ACTIVATED", None),
-    )
-    .await;
+    let response = edit_terminal(&sim, &active.iccid, 3, "ACTIVATED", None).await;
     assert_eq!(assert_fault(&response, "100300"), "SIMSTATUS_INVALID");
-    let response = soap_call(
-        &sim,
-        "terminal",
-        "EditTerminal",
-        &edit(&active.iccid, 3, "", None),
-    )
-    .await;
+    let response = edit_terminal(&sim, &active.iccid, 3, "", None).await;
     assert_eq!(assert_fault(&response, "100300"), "SIMSTATUS_NULL");
-    let response = soap_call(
-        &sim,
-        "terminal",
-        "EditTerminal",
-        &edit(&active.iccid, 99, "x", None),
-    )
-    .await;
+    let response = edit_terminal(&sim, &active.iccid, 99, "x", None).await;
     assert_fault(&response, "100200");
-    let response = soap_call(
-        &sim,
-        "terminal",
-        "EditTerminal",
-        &edit(&active.iccid, 3, "ACTIVATED_NAME", Some("2001-01-01")),
-    )
-    .await;
+    let response =
+        edit_terminal(&sim, &active.iccid, 3, "ACTIVATED_NAME", Some("2001-01-01")).await;
     assert_eq!(assert_fault(&response, "100300"), "ACTIVATION_IN_PAST");
-    let response = soap_call(
+    let response = edit_terminal(
         &sim,
-        "terminal",
-        "EditTerminal",
-        &edit(&active.iccid, 3, "DEACTIVATED_NAME", Some("not-a-date")),
+        &active.iccid,
+        3,
+        "DEACTIVATED_NAME",
+        Some("not-a-date"),
     )
     .await;
     assert_fault(&response, "Validation error");
 
     // Unknown and foreign ICCIDs.
-    let response = soap_call(
-        &sim,
-        "terminal",
-        "EditTerminal",
-        &edit("8900000000000000000", 3, "ACTIVATED_NAME", None),
-    )
-    .await;
+    let response = edit_terminal(&sim, "8900000000000000000", 3, "ACTIVATED_NAME", None).await;
     assert_fault(&response, "100100");
     let foreign = sim.other_account_iccids()[0].clone();
-    let response = soap_call(
-        &sim,
-        "terminal",
-        "EditTerminal",
-        &edit(&foreign, 3, "ACTIVATED_NAME", None),
-    )
-    .await;
+    let response = edit_terminal(&sim, &foreign, 3, "ACTIVATED_NAME", None).await;
     assert_fault(&response, "400201");
-    let response = soap_call(
-        &sim,
-        "terminal",
-        "EditTerminal",
-        &edit("12ab", 3, "ACTIVATED_NAME", None),
-    )
-    .await;
+    let response = edit_terminal(&sim, "12ab", 3, "ACTIVATED_NAME", None).await;
     assert_fault(&response, "100101");
 }
 
@@ -417,44 +332,20 @@ async fn edit_terminal_rate_plan_and_schedule() {
         .find(|p| p.name != active.rate_plan)
         .unwrap()
         .name;
-    let response = soap_call(
-        &sim,
-        "terminal",
-        "EditTerminal",
-        &edit(&active.iccid, 4, &other_plan, None),
-    )
-    .await;
+    let response = edit_terminal(&sim, &active.iccid, 4, &other_plan, None).await;
     assert_eq!(response.status, 200, "{}", response.body);
     assert_eq!(sim.sim(&active.iccid).unwrap().rate_plan, other_plan);
-    let details = soap_call(
-        &sim,
-        "terminal",
-        "GetTerminalDetails",
-        &[iccids(&[&active.iccid])],
-    )
-    .await;
+    let details = terminal_details(&sim, &[&active.iccid]).await;
     assert_eq!(jasper_text(&details.body, "ratePlan"), other_plan);
 
-    let response = soap_call(
-        &sim,
-        "terminal",
-        "EditTerminal",
-        &edit(&active.iccid, 4, "No_Such_Plan", None),
-    )
-    .await;
+    let response = edit_terminal(&sim, &active.iccid, 4, "No_Such_Plan", None).await;
     assert_eq!(assert_fault(&response, "100520"), "RATEPLAN_INVALID");
 
     // A future effective date schedules the change.
     let soon = (chrono::Utc::now().date_naive() + chrono::Duration::days(10))
         .format("%Y-%m-%dZ")
         .to_string();
-    let response = soap_call(
-        &sim,
-        "terminal",
-        "EditTerminal",
-        &edit(&active.iccid, 3, "DEACTIVATED_NAME", Some(&soon)),
-    )
-    .await;
+    let response = edit_terminal(&sim, &active.iccid, 3, "DEACTIVATED_NAME", Some(&soon)).await;
     assert_eq!(response.status, 200, "{}", response.body);
     assert_eq!(jasper_text(&response.body, "effectiveDate"), soon);
     let after = sim.sim(&active.iccid).unwrap();
@@ -463,13 +354,7 @@ async fn edit_terminal_rate_plan_and_schedule() {
     let far = (chrono::Utc::now().date_naive() + chrono::Duration::days(400))
         .format("%Y-%m-%d")
         .to_string();
-    let response = soap_call(
-        &sim,
-        "terminal",
-        "EditTerminal",
-        &edit(&active.iccid, 3, "DEACTIVATED_NAME", Some(&far)),
-    )
-    .await;
+    let response = edit_terminal(&sim, &active.iccid, 3, "DEACTIVATED_NAME", Some(&far)).await;
     assert_eq!(assert_fault(&response, "100300"), "INVALID_EFFECTIVE_DATE");
 }
 
@@ -501,14 +386,7 @@ async fn get_terminal_usage_per_cycle() {
     assert_eq!(
         jasper_text(&response.body, "totalDataVolume"),
         jasper_text(
-            &soap_call(
-                &sim,
-                "terminal",
-                "GetTerminalDetails",
-                &[iccids(&[&active.iccid])]
-            )
-            .await
-            .body,
+            &terminal_details(&sim, &[&active.iccid]).await.body,
             "monthToDateDataUsage"
         )
     );

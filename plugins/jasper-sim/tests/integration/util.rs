@@ -66,8 +66,13 @@ impl HttpResponse {
     }
 
     pub(crate) fn json(&self) -> Value {
+        self.json_as()
+    }
+
+    /// The body deserialized as `T` (e.g. a view of the control endpoints).
+    pub(crate) fn json_as<T: serde::de::DeserializeOwned>(&self) -> T {
         serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+            .unwrap_or_else(|e| panic!("body is not the expected JSON ({e}): {}", self.body))
     }
 }
 
@@ -137,6 +142,29 @@ fn parse_response(raw: &[u8]) -> io::Result<HttpResponse> {
     })
 }
 
+/// A control-endpoint request (`/_sim/...`: no credentials); a non-empty `json` is sent as the
+/// body with `Content-Type: application/json`.
+pub(crate) async fn control(
+    sim: &RunningSim,
+    method: &str,
+    path: &str,
+    json: &str,
+) -> HttpResponse {
+    let headers: &[(&str, &str)] = if json.is_empty() {
+        &[]
+    } else {
+        &[("Content-Type", "application/json")]
+    };
+    send(sim.addr(), method, path, headers, json.as_bytes())
+        .await
+        .expect("control endpoint answered")
+}
+
+/// `GET` on a control endpoint.
+pub(crate) async fn control_get(sim: &RunningSim, path: &str) -> HttpResponse {
+    control(sim, "GET", path, "").await
+}
+
 /// Basic authorization header value.
 pub(crate) fn basic(user: &str, key: &str) -> String {
     format!("Basic {}", BASE64.encode(format!("{user}:{key}")))
@@ -177,6 +205,20 @@ pub(crate) async fn rest_send(
         body.as_bytes(),
     )
     .await
+}
+
+/// Authenticated REST `PUT` with a JSON body, which must be answered.
+pub(crate) async fn rest_put(sim: &RunningSim, path: &str, body: &str) -> HttpResponse {
+    rest_send(sim, "PUT", path, body)
+        .await
+        .expect("REST PUT answered")
+}
+
+/// Authenticated REST `POST` with a JSON body, which must be answered.
+pub(crate) async fn rest_post(sim: &RunningSim, path: &str, body: &str) -> HttpResponse {
+    rest_send(sim, "POST", path, body)
+        .await
+        .expect("REST POST answered")
 }
 
 /// Asserts a REST error answer.
@@ -341,6 +383,29 @@ pub(crate) async fn soap_call(
     soap_post(sim, service, &envelope)
         .await
         .expect("SOAP answered")
+}
+
+/// The `<iccids>` list of a `GetTerminalDetails` request.
+pub(crate) fn iccids(list: &[&str]) -> Node {
+    Node::Parent("iccids", list.iter().map(|i| leaf("iccid", *i)).collect())
+}
+
+/// `GetTerminalDetails` for `list`, with default credentials and the `sch:` prefix.
+pub(crate) async fn terminal_details(sim: &RunningSim, list: &[&str]) -> HttpResponse {
+    soap_call(sim, "terminal", "GetTerminalDetails", &[iccids(list)]).await
+}
+
+/// A `GetTerminalDetails` envelope for one ICCID (default credentials, `sch:` prefix,
+/// `messageId` `m`), for tests that post it themselves (edited, in a burst, to be dropped).
+pub(crate) fn details_envelope(iccid: &str) -> String {
+    soap_request(
+        Style::Prefix("sch"),
+        &SoapAuth::default(),
+        "GetTerminalDetails",
+        "m",
+        &[],
+        &[iccids(&[iccid])],
+    )
 }
 
 /// Texts of every element with this local name in the given namespace (or
