@@ -35,23 +35,44 @@ pub(crate) fn router() -> Router<SharedState> {
         .route("/limits", get(get_limits).post(set_limits))
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+/// An error answer of a control endpoint: `{"error": message}`.
+struct ControlError {
+    status: StatusCode,
+    message: String,
 }
 
-/// A handler's answer; `Err` is an error answer built early (so handlers can use `?`).
-type Answer = Result<Response, Response>;
+impl IntoResponse for ControlError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> ControlError {
+    ControlError {
+        status,
+        message: message.into(),
+    }
+}
+
+type Answer = Result<Response, ControlError>;
 
 /// The JSON body, or a 400 answer.
-fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ControlError> {
     serde_json::from_slice(body)
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")))
 }
 
 /// The `{iccid}` path segment, or a 400 answer.
-fn iccid_param(path: Result<Path<String>, PathRejection>) -> Result<String, Response> {
+fn iccid_param(path: Result<Path<String>, PathRejection>) -> Result<String, ControlError> {
     path.map(|Path(iccid)| iccid)
         .map_err(|_| error(StatusCode::BAD_REQUEST, "invalid iccid"))
+}
+
+fn not_in_account(iccid: &str) -> ControlError {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no SIM {iccid} in the account"),
+    )
 }
 
 async fn info() -> Response {
@@ -74,13 +95,8 @@ async fn get_sim(
 ) -> Answer {
     let iccid = iccid_param(path)?;
     let account = state.account();
-    Ok(match account.lookup(&iccid) {
-        Ok(sim) => axum::Json(account.sim_view(sim, AppState::now())).into_response(),
-        Err(_) => error(
-            StatusCode::NOT_FOUND,
-            format!("no SIM {iccid} in the account"),
-        ),
-    })
+    let sim = account.lookup(&iccid).map_err(|_| not_in_account(&iccid))?;
+    Ok(axum::Json(account.sim_view(sim, AppState::now())).into_response())
 }
 
 /// Body of `PATCH /_sim/sims/{iccid}`: forces state, bypassing the rules.
@@ -106,19 +122,18 @@ async fn patch_sim(
     };
     let now = AppState::now();
     let mut account = state.account();
-    Ok(match account.force(&iccid, status, patch.rate_plan, now) {
-        Ok(()) => match account.lookup(&iccid) {
-            Ok(sim) => axum::Json(account.sim_view(sim, now)).into_response(),
-            Err(_) => error(StatusCode::NOT_FOUND, "SIM vanished"),
-        },
-        Err(EditError::UnknownRatePlan(plan)) => {
-            error(StatusCode::BAD_REQUEST, format!("unknown rate plan {plan}"))
-        }
-        Err(_) => error(
-            StatusCode::NOT_FOUND,
-            format!("no SIM {iccid} in the account"),
-        ),
-    })
+    account
+        .force(&iccid, status, patch.rate_plan, now)
+        .map_err(|e| match e {
+            EditError::UnknownRatePlan(plan) => {
+                error(StatusCode::BAD_REQUEST, format!("unknown rate plan {plan}"))
+            }
+            _ => not_in_account(&iccid),
+        })?;
+    let sim = account
+        .lookup(&iccid)
+        .map_err(|_| error(StatusCode::NOT_FOUND, "SIM vanished"))?;
+    Ok(axum::Json(account.sim_view(sim, now)).into_response())
 }
 
 async fn other_account_iccids(State(state): State<SharedState>) -> Response {
