@@ -15,30 +15,29 @@ use crate::support::{
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contract_soap_static() {
-    let sim = sim().await;
-    let host = host(Linking::Static, 0).await;
-    contract(&host.rt, &sim, Api::Soap).await;
+    contract_with(Linking::Static, Api::Soap).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contract_rest_static() {
-    let sim = sim().await;
-    let host = host(Linking::Static, 0).await;
-    contract(&host.rt, &sim, Api::Rest).await;
+    contract_with(Linking::Static, Api::Rest).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contract_soap_dynamic() {
-    let sim = sim().await;
-    let host = host(Linking::Dynamic, 0).await;
-    contract(&host.rt, &sim, Api::Soap).await;
+    contract_with(Linking::Dynamic, Api::Soap).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contract_rest_dynamic() {
+    contract_with(Linking::Dynamic, Api::Rest).await;
+}
+
+/// The suite against a fresh simulator (Cisco's limits), through a host without a view cache.
+async fn contract_with(linking: Linking, api: Api) {
     let sim = sim().await;
-    let host = host(Linking::Dynamic, 0).await;
-    contract(&host.rt, &sim, Api::Rest).await;
+    let host = host(linking, 0).await;
+    contract(&host.rt, &sim, api).await;
 }
 
 /// Every operation and every mapped error of the plugin, checked against the simulator's state.
@@ -92,11 +91,7 @@ async fn overview(rt: &Runtime, sim: &RunningSim, api: Api, iccid: &str) {
     assert_eq!(out["upstream_status"], raw.as_str());
     assert_eq!(out["rate_plan"], s.rate_plan);
     let mtd = &out["month_to_date"];
-    let data = match api {
-        // SOAP sends decimal MB with 3 decimals; REST exact bytes.
-        Api::Soap => soap_bytes(s.ctd_data_bytes),
-        Api::Rest => s.ctd_data_bytes,
-    };
+    let data = data_bytes_seen(api, s.ctd_data_bytes);
     assert_eq!(mtd["data_bytes"], data, "{api:?} month_to_date {mtd}");
     assert_eq!(mtd["sms_messages"], s.ctd_sms, "{mtd}");
     assert_eq!(mtd["voice_seconds"], s.ctd_voice_seconds, "{mtd}");
@@ -123,14 +118,23 @@ async fn overview(rt: &Runtime, sim: &RunningSim, api: Api, iccid: &str) {
     );
 }
 
+/// The data volume a client of `api` can know of `bytes`: SOAP sends decimal MB with 3
+/// decimals, REST exact bytes.
+fn data_bytes_seen(api: Api, bytes: u64) -> u64 {
+    match api {
+        Api::Soap => soap_bytes(bytes),
+        Api::Rest => bytes,
+    }
+}
+
 /// `usage`: the current and previous cycles, totals against the simulator, billable numbers
 /// (SOAP) or null and a reason (REST), and cycles outside what each API keeps.
 async fn usage(rt: &Runtime, sim: &RunningSim, api: Api, iccid: &str) {
     let org = org(sim, api);
+    let usage = |date: &str| call(rt, &org, iccid, "usage", json!({"cycle_start_date": date}));
     let s = sim_of(sim, iccid);
     let current = cycle_start(0).to_string();
-    let input = json!({"cycle_start_date": current});
-    let out = expect_ok(call(rt, &org, iccid, "usage", input).await, "usage now");
+    let out = expect_ok(usage(&current).await, "usage now");
     assert_eq!(out["iccid"], iccid);
     assert_eq!(out["api"], api.as_str());
     assert_eq!(out["cycle_start_date"], current);
@@ -141,10 +145,7 @@ async fn usage(rt: &Runtime, sim: &RunningSim, api: Api, iccid: &str) {
         "{out}"
     );
     let total = &out["total"];
-    let data = match api {
-        Api::Soap => soap_bytes(s.ctd_data_bytes),
-        Api::Rest => s.ctd_data_bytes,
-    };
+    let data = data_bytes_seen(api, s.ctd_data_bytes);
     assert_eq!(total["data_bytes"], data, "current cycle total {total}");
     assert_eq!(total["sms_messages"], s.ctd_sms, "{total}");
     assert_eq!(total["voice_seconds"], s.ctd_voice_seconds, "{total}");
@@ -158,17 +159,7 @@ async fn usage(rt: &Runtime, sim: &RunningSim, api: Api, iccid: &str) {
     }
 
     let previous = cycle_start(1).to_string();
-    let out = expect_ok(
-        call(
-            rt,
-            &org,
-            iccid,
-            "usage",
-            json!({"cycle_start_date": previous}),
-        )
-        .await,
-        "usage of the previous cycle",
-    );
+    let out = expect_ok(usage(&previous).await, "usage of the previous cycle");
     assert_eq!(out["cycle_start_date"], previous);
     assert!(
         out["total"]["data_bytes"].as_u64().is_some_and(|b| b > 0),
@@ -185,15 +176,9 @@ async fn usage(rt: &Runtime, sim: &RunningSim, api: Api, iccid: &str) {
         Api::Rest => (2, 3),
     };
     let date = cycle_start(oldest).to_string();
-    expect_ok(
-        call(rt, &org, iccid, "usage", json!({"cycle_start_date": date})).await,
-        "usage of the oldest cycle",
-    );
+    expect_ok(usage(&date).await, "usage of the oldest cycle");
     let date = cycle_start(too_old).to_string();
-    let e = expect_err(
-        call(rt, &org, iccid, "usage", json!({"cycle_start_date": date})).await,
-        "usage of a cycle too old",
-    );
+    let e = expect_err(usage(&date).await, "usage of a cycle too old");
     match api {
         Api::Soap => assert_error(
             &e,
@@ -205,10 +190,7 @@ async fn usage(rt: &Runtime, sim: &RunningSim, api: Api, iccid: &str) {
     }
     // Not the first day of a cycle.
     let mid = format!("{}-15", &cycle_start(1).to_string()[..7]);
-    let e = expect_err(
-        call(rt, &org, iccid, "usage", json!({"cycle_start_date": mid})).await,
-        "usage of a date that starts no cycle",
-    );
+    let e = expect_err(usage(&mid).await, "usage of a date that starts no cycle");
     assert!(
         matches!(e.kind, ErrorKind::NotFound | ErrorKind::InvalidInput),
         "{}: {}",
@@ -247,17 +229,8 @@ fn check_billable(api: Api, out: &Value) {
 /// change; the simulator reflects each.
 async fn set_status(rt: &Runtime, sim: &RunningSim, api: Api, iccid: &str) {
     let org = org(sim, api);
-    let out = expect_ok(
-        call(
-            rt,
-            &org,
-            iccid,
-            "set_status",
-            json!({"status": "deactivated"}),
-        )
-        .await,
-        "deactivate",
-    );
+    let set = |input: Value| call(rt, &org, iccid, "set_status", input);
+    let out = expect_ok(set(json!({"status": "deactivated"})).await, "deactivate");
     assert_eq!(
         out,
         json!({"iccid": iccid, "api": api.as_str(), "status": "deactivated",
@@ -268,28 +241,11 @@ async fn set_status(rt: &Runtime, sim: &RunningSim, api: Api, iccid: &str) {
     let view = expect_ok(call(rt, &org, iccid, "overview", json!({})).await, "view");
     assert_eq!(view["status"], "deactivated");
 
-    expect_ok(
-        call(
-            rt,
-            &org,
-            iccid,
-            "set_status",
-            json!({"status": "activated"}),
-        )
-        .await,
-        "activate",
-    );
+    expect_ok(set(json!({"status": "activated"})).await, "activate");
     assert_eq!(sim_of(sim, iccid).status, "activated");
 
     let e = expect_err(
-        call(
-            rt,
-            &org,
-            iccid,
-            "set_status",
-            json!({"status": "activation_ready"}),
-        )
-        .await,
+        set(json!({"status": "activation_ready"})).await,
         "back to activation ready",
     );
     assert_error(
@@ -303,14 +259,7 @@ async fn set_status(rt: &Runtime, sim: &RunningSim, api: Api, iccid: &str) {
     // A future effective date: scheduled, not applied yet.
     let when = days_ahead(10).to_string();
     let out = expect_ok(
-        call(
-            rt,
-            &org,
-            iccid,
-            "set_status",
-            json!({"status": "deactivated", "effective_date": when}),
-        )
-        .await,
+        set(json!({"status": "deactivated", "effective_date": when})).await,
         "scheduled deactivation",
     );
     assert_eq!(out["scheduled"], true);
@@ -323,12 +272,10 @@ async fn set_status(rt: &Runtime, sim: &RunningSim, api: Api, iccid: &str) {
 /// is refused before anything is sent; a SIM that is not active gives `conflict`.
 async fn send_sms(rt: &Runtime, sim: &RunningSim, api: Api, iccid: &str, inactive: &str) {
     let org = org(sim, api);
+    let sms = |message: &str| call(rt, &org, iccid, "send_sms", json!({"message": message}));
     let text = format!("devext e2e {} ✓ hello", api.as_str());
     let before = sim.sms_log().len();
-    let out = expect_ok(
-        call(rt, &org, iccid, "send_sms", json!({"message": text})).await,
-        "send_sms",
-    );
+    let out = expect_ok(sms(&text).await, "send_sms");
     let log = sim.sms_log();
     assert_eq!(log.len(), before + 1, "exactly one SMS sent");
     let sent = log.last().expect("an SMS");
@@ -347,10 +294,7 @@ async fn send_sms(rt: &Runtime, sim: &RunningSim, api: Api, iccid: &str, inactiv
         Api::Rest => 320,
     };
     let longest = "é".repeat(max);
-    expect_ok(
-        call(rt, &org, iccid, "send_sms", json!({"message": longest})).await,
-        "longest SMS",
-    );
+    expect_ok(sms(&longest).await, "longest SMS");
     assert_eq!(
         sim.sms_log().last().map(|s| s.message.clone()),
         Some(longest)
@@ -359,17 +303,7 @@ async fn send_sms(rt: &Runtime, sim: &RunningSim, api: Api, iccid: &str, inactiv
     // One character more: refused before sending (SOAP by the plugin, REST by the schema).
     let requests = sim.stats().requests;
     let count = sim.sms_log().len();
-    let e = expect_err(
-        call(
-            rt,
-            &org,
-            iccid,
-            "send_sms",
-            json!({"message": "x".repeat(max + 1)}),
-        )
-        .await,
-        "SMS too long",
-    );
+    let e = expect_err(sms(&"x".repeat(max + 1)).await, "SMS too long");
     assert_eq!(e.kind, ErrorKind::InvalidInput, "{}", e.message);
     match api {
         Api::Soap => assert!(e.message.contains("at most 160"), "{}", e.message),
@@ -394,6 +328,7 @@ async fn send_sms(rt: &Runtime, sim: &RunningSim, api: Api, iccid: &str, inactiv
 /// changes nothing.
 async fn set_rate_plan(rt: &Runtime, sim: &RunningSim, api: Api, iccid: &str) {
     let org = org(sim, api);
+    let set = |plan: &str| call(rt, &org, iccid, "set_rate_plan", json!({"rate_plan": plan}));
     let current = sim_of(sim, iccid).rate_plan;
     let plan = sim
         .rate_plans()
@@ -401,10 +336,7 @@ async fn set_rate_plan(rt: &Runtime, sim: &RunningSim, api: Api, iccid: &str) {
         .map(|p| p.name)
         .find(|p| *p != current && p != "IoT_Test_Free")
         .expect("another plan");
-    let out = expect_ok(
-        call(rt, &org, iccid, "set_rate_plan", json!({"rate_plan": plan})).await,
-        "set_rate_plan",
-    );
+    let out = expect_ok(set(&plan).await, "set_rate_plan");
     assert_eq!(
         out,
         json!({"iccid": iccid, "api": api.as_str(), "rate_plan": plan,
@@ -412,17 +344,7 @@ async fn set_rate_plan(rt: &Runtime, sim: &RunningSim, api: Api, iccid: &str) {
     );
     assert_eq!(sim_of(sim, iccid).rate_plan, plan);
 
-    let e = expect_err(
-        call(
-            rt,
-            &org,
-            iccid,
-            "set_rate_plan",
-            json!({"rate_plan": "No_Such_Plan_9"}),
-        )
-        .await,
-        "unknown plan",
-    );
+    let e = expect_err(set("No_Such_Plan_9").await, "unknown plan");
     assert_error(
         &e,
         ErrorKind::InvalidInput,

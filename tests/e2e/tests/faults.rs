@@ -43,17 +43,54 @@ impl Case {
     }
 
     fn faults(&self, mode: FaultMode, count: Option<u64>) {
-        self.sim
-            .set_faults(FaultSettings {
-                mode,
-                count,
-                ..FaultSettings::default()
-            })
-            .expect("fault settings");
+        self.set_faults(FaultSettings {
+            mode,
+            count,
+            ..FaultSettings::default()
+        });
+    }
+
+    /// Every API answer delayed by `ms`.
+    fn latency(&self, ms: u64) {
+        self.set_faults(FaultSettings {
+            latency_ms: ms,
+            ..FaultSettings::default()
+        });
+    }
+
+    /// A share `rate` (0 to 1) of API requests answered with a server error.
+    fn error_rate(&self, rate: f64) {
+        self.set_faults(FaultSettings {
+            error_rate: rate,
+            ..FaultSettings::default()
+        });
+    }
+
+    fn set_faults(&self, settings: FaultSettings) {
+        self.sim.set_faults(settings).expect("fault settings");
     }
 
     async fn call(&self, iccid: &str, op: &str, input: Value) -> Result<Value, PluginError> {
         call(&self.host.rt, &self.org, iccid, op, input).await
+    }
+
+    /// `call` with a deadline.
+    async fn call_within(
+        &self,
+        deadline: Duration,
+        iccid: &str,
+        op: &str,
+        input: Value,
+    ) -> Result<Value, PluginError> {
+        call_with(
+            &self.host.rt,
+            &self.org,
+            &device(iccid),
+            op,
+            input,
+            Some(deadline),
+        )
+        .await
     }
 
     async fn overview(&self, iccid: &str) -> Result<Value, PluginError> {
@@ -142,34 +179,17 @@ async fn read_is_retried(c: &Case, mode: FaultMode) {
 async fn latency_slows_calls_and_the_deadline_cancels_them() {
     both(|c| async move {
         let iccid = &c.iccids[0];
-        c.sim
-            .set_faults(FaultSettings {
-                latency_ms: 300,
-                ..FaultSettings::default()
-            })
-            .expect("faults");
+        c.latency(300);
         let started = Instant::now();
         expect_ok(c.overview(iccid).await, &c.what("slow overview"));
         assert!(started.elapsed() >= Duration::from_millis(300));
 
         // Slower than the call's deadline: a clear timeout, on time.
-        c.sim
-            .set_faults(FaultSettings {
-                latency_ms: 4000,
-                ..FaultSettings::default()
-            })
-            .expect("faults");
+        c.latency(4000);
         let started = Instant::now();
         let e = expect_err(
-            call_with(
-                &c.host.rt,
-                &c.org,
-                &device(iccid),
-                "overview",
-                json!({}),
-                Some(Duration::from_millis(1500)),
-            )
-            .await,
+            c.call_within(Duration::from_millis(1500), iccid, "overview", json!({}))
+                .await,
             &c.what("overview past its deadline"),
         );
         let took = started.elapsed();
@@ -189,12 +209,7 @@ async fn latency_slows_calls_and_the_deadline_cancels_them() {
 async fn error_rate_reads_retry_writes_do_not() {
     both(|c| async move {
         // Some errors: reads are retried and all succeed (the simulator's RNG is seeded).
-        c.sim
-            .set_faults(FaultSettings {
-                error_rate: 0.3,
-                ..FaultSettings::default()
-            })
-            .expect("faults");
+        c.error_rate(0.3);
         c.sim.reset_stats();
         for iccid in &c.iccids[..5] {
             let out = expect_ok(c.overview(iccid).await, &c.what("overview, 30 % errors"));
@@ -203,12 +218,7 @@ async fn error_rate_reads_retry_writes_do_not() {
         assert!(c.sim.stats().faults_injected > 0, "no error was injected");
 
         // Only errors: a read gives up after 4 attempts with a clear upstream error.
-        c.sim
-            .set_faults(FaultSettings {
-                error_rate: 1.0,
-                ..FaultSettings::default()
-            })
-            .expect("faults");
+        c.error_rate(1.0);
         c.sim.reset_stats();
         let e = expect_err(c.overview(&c.iccids[0]).await, &c.what("always failing"));
         assert_eq!(e.kind, ErrorKind::Upstream, "{}", e.message);
@@ -229,14 +239,24 @@ async fn error_rate_reads_retry_writes_do_not() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http500_read_retried_write_reported() {
+/// One fault of `mode` on a read, then on a write: the read is retried, the write is reported,
+/// and the host is healthy afterwards.
+async fn read_retried_write_reported(mode: FaultMode) {
     both(|c| async move {
-        read_is_retried(&c, FaultMode::Http500).await;
-        unexecuted_write_is_not_retried(&c, FaultMode::Http500).await;
+        read_is_retried(&c, mode).await;
+        unexecuted_write_is_not_retried(&c, mode).await;
+        if mode == FaultMode::Drop {
+            // One for the read (then retried), one for the write (not retried).
+            assert_eq!(c.sim.stats().dropped_connections, 2);
+        }
         c.healthy().await;
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http500_read_retried_write_reported() {
+    read_retried_write_reported(FaultMode::Http500).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,24 +307,12 @@ async fn rate_limit_answers_are_retried_and_writes_applied_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_answers_read_retried_write_reported() {
-    both(|c| async move {
-        read_is_retried(&c, FaultMode::Malformed).await;
-        unexecuted_write_is_not_retried(&c, FaultMode::Malformed).await;
-        c.healthy().await;
-    })
-    .await;
+    read_retried_write_reported(FaultMode::Malformed).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connections_read_retried_write_reported() {
-    both(|c| async move {
-        read_is_retried(&c, FaultMode::Drop).await;
-        unexecuted_write_is_not_retried(&c, FaultMode::Drop).await;
-        // One for the read (then retried), one for the write (not retried).
-        assert_eq!(c.sim.stats().dropped_connections, 2);
-        c.healthy().await;
-    })
-    .await;
+    read_retried_write_reported(FaultMode::Drop).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -365,21 +373,14 @@ async fn write_past_its_deadline(strict: bool) {
     both(|c| async move {
         let iccid = &c.iccids[1];
         let before = c.sim.sms_log().len();
-        c.sim
-            .set_faults(FaultSettings {
-                latency_ms: 2500,
-                ..FaultSettings::default()
-            })
-            .expect("faults");
+        c.latency(2500);
         let started = Instant::now();
         let e = expect_err(
-            call_with(
-                &c.host.rt,
-                &c.org,
-                &device(iccid),
+            c.call_within(
+                Duration::from_millis(1500),
+                iccid,
                 "send_sms",
                 json!({"message": "late"}),
-                Some(Duration::from_millis(1500)),
             )
             .await,
             &c.what("SMS past its deadline"),
