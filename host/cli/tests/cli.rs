@@ -119,54 +119,36 @@ fn invoke_runs_one_operation() {
         device.to_str().unwrap(),
         plugins.path().to_str().unwrap(),
     );
-    let out = devext(&[
-        "invoke",
-        "echo",
-        "echo",
-        "--plugins",
-        p,
-        "--org",
-        o,
-        "--device",
-        d,
-        "--input",
-        r#"{"message":"yo"}"#,
-    ]);
+    // The same invocation each time; only the input (or its absence) changes.
+    let invoke = |input: &[&str]| {
+        let mut args = vec![
+            "invoke",
+            "echo",
+            "echo",
+            "--plugins",
+            p,
+            "--org",
+            o,
+            "--device",
+            d,
+        ];
+        args.extend_from_slice(input);
+        devext(&args)
+    };
+    let out = invoke(&["--input", r#"{"message":"yo"}"#]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["message"], "yo");
     assert_eq!(json["greeting"], "hi");
 
-    let out = devext(&[
-        "invoke",
-        "echo",
-        "echo",
-        "--plugins",
-        p,
-        "--org",
-        o,
-        "--device",
-        d,
-        "--input",
-        r#"{"message":1}"#,
-    ]);
+    let out = invoke(&["--input", r#"{"message":1}"#]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("error: invalid_input:"), "{err}");
     assert!(err.contains("/message"), "{err}");
 
     std::fs::write(&device, "{\n  \"id\": \n").unwrap();
-    let out = devext(&[
-        "invoke",
-        "echo",
-        "echo",
-        "--plugins",
-        p,
-        "--org",
-        o,
-        "--device",
-        d,
-    ]);
+    let out = invoke(&[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("device.json:3:"), "{}", stderr(&out));
 }

@@ -320,6 +320,16 @@ fn serve_banner(cmd: &mut Command) -> String {
     line
 }
 
+/// Asserts that a `serve` banner names the address `ip` (any port) and the store `db`.
+#[track_caller]
+fn assert_banner(line: &str, ip: &str, db: &str, why: &str) {
+    assert!(
+        line.starts_with(&format!("devext serving on http://{ip}:")),
+        "{why}: {line}"
+    );
+    assert!(line.contains(db), "{line}");
+}
+
 #[test]
 fn serve_settings_come_from_flags_then_environment_then_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -349,11 +359,7 @@ fn serve_settings_come_from_flags_then_environment_then_the_config_file() {
             .env("DEVEXT_LISTEN", "127.0.0.3:0")
             .env("DEVEXT_DB", p("env.db")),
     );
-    assert!(
-        line.starts_with("devext serving on http://127.0.0.4:"),
-        "flag wins: {line}"
-    );
-    assert!(line.contains("flag.db"), "{line}");
+    assert_banner(&line, "127.0.0.4", "flag.db", "flag wins");
 
     let line = serve_banner(
         devext()
@@ -361,19 +367,11 @@ fn serve_settings_come_from_flags_then_environment_then_the_config_file() {
             .env("DEVEXT_LISTEN", "127.0.0.3:0")
             .env("DEVEXT_DB", p("env.db")),
     );
-    assert!(
-        line.starts_with("devext serving on http://127.0.0.3:"),
-        "env beats the file: {line}"
-    );
-    assert!(line.contains("env.db"), "{line}");
+    assert_banner(&line, "127.0.0.3", "env.db", "env beats the file");
 
     // The config file itself may come from the environment.
     let line = serve_banner(devext().args(["serve"]).env("DEVEXT_CONFIG", &config));
-    assert!(
-        line.starts_with("devext serving on http://127.0.0.2:"),
-        "the file: {line}"
-    );
-    assert!(line.contains("file.db"), "{line}");
+    assert_banner(&line, "127.0.0.2", "file.db", "the file");
     for db in ["flag.db", "env.db", "file.db"] {
         assert!(dir.path().join(db).exists(), "{db} created");
     }

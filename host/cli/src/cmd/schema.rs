@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use devext_host::Runtime;
 use devext_host::schema_export::{self, Breaking};
 use serde_json::{Value, json};
 
-use crate::{GlobalArgs, runtime_config};
+use super::load_plugins;
+use crate::GlobalArgs;
 
 #[derive(Args)]
 pub(crate) struct SchemaArgs {
@@ -49,7 +49,7 @@ enum SchemaCommand {
 pub(crate) fn schema(global: &GlobalArgs, args: &SchemaArgs) -> Result<ExitCode> {
     match &args.command {
         SchemaCommand::Export { out } => {
-            let files = schema_export::export(&load(global)?);
+            let files = schema_export::export(&load_plugins(global)?);
             let w = schema_export::write(out, &files)
                 .with_context(|| format!("cannot write the schemas to {}", out.display()))?;
             for p in &w.written {
@@ -69,7 +69,7 @@ pub(crate) fn schema(global: &GlobalArgs, args: &SchemaArgs) -> Result<ExitCode>
             Ok(ExitCode::SUCCESS)
         }
         SchemaCommand::Check { dir } => {
-            let files = schema_export::export(&load(global)?);
+            let files = schema_export::export(&load_plugins(global)?);
             let drift = schema_export::check(dir, &files)
                 .with_context(|| format!("cannot check {}", dir.display()))?;
             if drift.is_empty() {
@@ -93,18 +93,6 @@ pub(crate) fn schema(global: &GlobalArgs, args: &SchemaArgs) -> Result<ExitCode>
         }
         SchemaCommand::Diff { old, new, json } => diff(old, new, *json),
     }
-}
-
-fn load(global: &GlobalArgs) -> Result<Runtime> {
-    let runtime = Runtime::load(runtime_config(global)).map_err(anyhow::Error::msg)?;
-    for r in runtime.refused() {
-        eprintln!(
-            "devext: warning: plugin refused: {}: {}",
-            r.path.display(),
-            r.reason
-        );
-    }
-    Ok(runtime)
 }
 
 /// Exit codes: 0 no breaking change, 1 breaking changes, 3 an input could not be read or is

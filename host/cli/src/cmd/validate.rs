@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use devext_host::Runtime;
 use devext_host::validate::{self, Diagnostic, Input, Kind, Options, Progress, Reporter, Summary};
 use serde_json::json;
 
-use crate::{GlobalArgs, runtime_config};
+use super::load_plugins;
+use crate::GlobalArgs;
 
 #[derive(Args)]
 pub(crate) struct ValidateArgs {
@@ -42,14 +42,7 @@ enum Format {
 /// Exit codes: 0 all valid, 1 a document is invalid, 2 usage error (clap), 3 an input could not
 /// be read or is not JSON.
 pub(crate) fn validate(global: &GlobalArgs, args: &ValidateArgs) -> Result<ExitCode> {
-    let runtime = Runtime::load(runtime_config(global)).map_err(anyhow::Error::msg)?;
-    for r in runtime.refused() {
-        eprintln!(
-            "devext: warning: plugin refused: {}: {}",
-            r.path.display(),
-            r.reason
-        );
-    }
+    let runtime = load_plugins(global)?;
     let inputs: Vec<Input> = args.paths.iter().map(|p| Input::from_arg(p)).collect();
     let options = Options {
         strict: args.strict,
