@@ -97,6 +97,11 @@ impl Case {
         self.call(iccid, "overview", json!({})).await
     }
 
+    async fn set_status(&self, iccid: &str, status: &str) -> Result<Value, PluginError> {
+        self.call(iccid, "set_status", json!({ "status": status }))
+            .await
+    }
+
     async fn sms(&self, iccid: &str, text: &str) -> Result<Value, PluginError> {
         self.call(iccid, "send_sms", json!({ "message": text }))
             .await
@@ -281,8 +286,7 @@ async fn rate_limit_answers_are_retried_and_writes_applied_once() {
         // A status change too.
         c.faults(FaultMode::RateLimit, Some(1));
         expect_ok(
-            c.call(iccid, "set_status", json!({"status": "deactivated"}))
-                .await,
+            c.set_status(iccid, "deactivated").await,
             &c.what("set_status after 429"),
         );
         assert_eq!(sim_of(&c.sim, iccid).status, "deactivated");
@@ -335,8 +339,7 @@ async fn drop_after_write_applies_once_and_says_so() {
 
         // set_status and set_rate_plan: applied once, reported as possibly processed.
         let e = expect_err(
-            c.call(iccid, "set_status", json!({"status": "deactivated"}))
-                .await,
+            c.set_status(iccid, "deactivated").await,
             &c.what("set_status"),
         );
         assert_maybe_processed(&e, &c.what("drop_after_write on set_status"));

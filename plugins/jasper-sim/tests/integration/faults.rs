@@ -95,11 +95,12 @@ async fn malformed_bodies() {
 async fn dropped_connections_do_not_execute() {
     let sim = sim().await;
     let active = sim_in(&sim, "activated");
+    let path = format!("/devices/{}", active.iccid);
     set_faults(&sim, r#"{"mode":"drop","count":2}"#).await;
     let dropped = rest_send(
         &sim,
         "POST",
-        &format!("/devices/{}/smsMessages", active.iccid),
+        &format!("{path}/smsMessages"),
         r#"{"messageText":"x"}"#,
     )
     .await;
@@ -118,7 +119,6 @@ async fn dropped_connections_do_not_execute() {
     );
     assert_eq!(sim.stats().dropped_connections, 2);
     // The server keeps serving.
-    let path = format!("/devices/{}", active.iccid);
     assert_eq!(rest_get(&sim, &path).await.status, 200);
 }
 
