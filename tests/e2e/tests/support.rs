@@ -254,14 +254,9 @@ impl std::fmt::Display for Ymd {
     }
 }
 
-/// Today (UTC), from the system clock (Howard Hinnant's `civil_from_days`).
+/// Today (UTC), from the system clock.
 pub(crate) fn today() -> Ymd {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs();
-    let days = i64::try_from(secs / 86_400).expect("days fit");
-    civil_from_days(days)
+    days_ahead(0)
 }
 
 fn civil_from_days(days: i64) -> Ymd {
@@ -289,7 +284,8 @@ pub(crate) fn cycle_start(back: u32) -> Ymd {
     }
 }
 
-/// A date `days` ahead of today (UTC).
+/// A date `days` ahead of today (UTC), from the system clock (Howard Hinnant's
+/// `civil_from_days`).
 pub(crate) fn days_ahead(days: i64) -> Ymd {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
