@@ -414,7 +414,10 @@ mod tests {
         assert_eq!(json["operations"][1]["scope"], "org");
         // A manifest written before scopes existed reads as device-scope.
         let mut old = json.clone();
-        old["operations"][1].as_object_mut().unwrap().remove("scope");
+        old["operations"][1]
+            .as_object_mut()
+            .unwrap()
+            .remove("scope");
         let back: Manifest = serde_json::from_value(old).unwrap();
         assert_eq!(back.operations[1].scope, OpScope::Device);
         let back: Manifest = serde_json::from_value(json).unwrap();
