@@ -6,8 +6,22 @@
 //! capability requests), so adding a host capability or a plugin feature never adds a field here.
 //!
 //! Compatibility rules (see `ARCHITECTURE.md`):
-//! - [`PluginModule`] is a prefix type: fields may only be appended after the last one, and the host
-//!   must treat appended fields as optional.
+//! - [`PluginModule`] is a prefix type. Its prefix — the fields up to and including the one
+//!   marked `#[sabi(last_prefix_field)]` (`invoke`) — is what protocol 1 guarantees: every
+//!   plugin has it, its accessors return the field itself, and it never changes (changing or
+//!   moving it is a breaking change that needs a new [`crate::PROTOCOL_VERSION`]).
+//!   A field may only be appended after the last one, never between others, and an appended field
+//!   is optional: the struct carries `#[sabi(missing_field(option))]`, so abi_stable generates
+//!   an accessor returning `Option<FieldType>` for every field after the prefix, `None` for a
+//!   plugin built against an older `devext-plugin-api` that did not have it. The host must handle
+//!   that `None` (fall back to the older behaviour), never `unwrap` it. Do not put
+//!   `missing_field(panic)` (or a per-field `missing_field`) on an appended field: an older
+//!   plugin would then crash the host on first access instead of being served the old way.
+//!   (abi_stable 0.11 docs, `docs::prefix_types`: "Getter methods for fields after the one to
+//!   which `#[sabi(last_prefix_field)]` was applied to will return `Option<FieldType>` by
+//!   default, because those fields might not exist"; `#[sabi(missing_field(..))]` overrides that
+//!   on the struct or a field.) Before appending a field, prefer what needs none: a new
+//!   capability name, a new manifest field, a new error kind string.
 //! - [`HostCaps`] methods are a prefix vtable: methods may only be appended.
 //! - [`AbiError`] is never changed; new error information goes into its `details` JSON.
 
@@ -59,10 +73,15 @@ pub trait HostCaps: Send + Sync + Clone {
 pub type HostCapsBox = HostCaps_TO<'static, RArc<()>>;
 
 /// The root module every plugin exports (and every static plugin registers).
+///
+/// Fields after `invoke` (the last prefix field) are optional: their accessors on
+/// [`PluginModule_Ref`] return `Option` (see the module's compatibility rules). Only
+/// [`crate::export_plugin!`] builds this struct, hence `#[non_exhaustive]`.
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = PluginModule_Ref)))]
-#[sabi(missing_field(panic))]
+#[sabi(missing_field(option))]
+#[non_exhaustive]
 pub struct PluginModule {
     /// The manifest as JSON (see [`crate::Manifest`]).
     pub manifest: extern "C" fn() -> AbiResult,
@@ -90,9 +109,17 @@ impl RootModule for PluginModule_Ref {
 /// A plugin linked into the host binary, registered with `inventory` by [`crate::export_plugin!`].
 ///
 /// The host reaches a static plugin through the same [`PluginModule_Ref`] as a dynamic one.
+#[non_exhaustive]
 pub struct StaticPlugin {
     /// Returns the plugin's root module.
     pub module: fn() -> PluginModule_Ref,
+}
+
+impl StaticPlugin {
+    /// The registration of the plugin whose root module `module` returns.
+    pub const fn new(module: fn() -> PluginModule_Ref) -> Self {
+        StaticPlugin { module }
+    }
 }
 
 inventory::collect!(StaticPlugin);

@@ -7,6 +7,9 @@ use std::fmt;
 use crate::abi::AbiError;
 
 /// What went wrong, in terms a caller can act on.
+///
+/// Non-exhaustive: new kinds are new wire names, and a receiver reads a name it does not know as
+/// [`ErrorKind::Internal`]; a host matching on kinds needs a fallback arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -80,8 +83,11 @@ impl fmt::Display for ErrorKind {
 }
 
 /// An operation's failure: a kind, a message for humans, optional JSON details, and whether trying
-/// again later may succeed.
+/// again later may succeed. Build it with [`PluginError::new`] or a shorthand
+/// ([`PluginError::invalid_input`], ...), then [`PluginError::with_details`] and
+/// [`PluginError::retryable`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PluginError {
     /// What went wrong.
     pub kind: ErrorKind,

@@ -30,6 +30,7 @@ pub const CAP_LOG: &str = "log";
 /// An HTTP request made through the host. The host enforces the plugin's egress rules, the call's
 /// deadline and a response size cap; redirects are not followed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct HttpRequest {
     /// `GET`, `POST`, ...
     pub method: String,
@@ -69,10 +70,17 @@ impl HttpRequest {
         self.body = Some(body.into());
         self
     }
+
+    /// Sets the per-request timeout in milliseconds.
+    pub fn timeout_ms(mut self, timeout_ms: u64) -> Self {
+        self.timeout_ms = Some(timeout_ms);
+        self
+    }
 }
 
 /// The answer to an [`HttpRequest`], whatever its status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct HttpResponse {
     /// HTTP status code.
     pub status: u16,
@@ -85,6 +93,22 @@ pub struct HttpResponse {
 }
 
 impl HttpResponse {
+    /// A response with `status` and `body` and no headers (the host builds these; so do a
+    /// plugin's tests).
+    pub fn new(status: u16, body: impl Into<String>) -> Self {
+        HttpResponse {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// Adds a header (names are lowercase in responses the host builds).
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
     /// The first header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -96,21 +120,41 @@ impl HttpResponse {
 
 /// Request of `time.sleep`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SleepRequest {
     /// How long to wait, in milliseconds.
     pub ms: u64,
 }
 
+impl SleepRequest {
+    /// A wait of `ms` milliseconds.
+    pub fn new(ms: u64) -> Self {
+        SleepRequest { ms }
+    }
+}
+
 /// Response of `clock.now`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ClockNow {
     /// Milliseconds since the Unix epoch, UTC.
     pub unix_ms: i64,
 }
 
+impl ClockNow {
+    /// The time `unix_ms`.
+    pub fn new(unix_ms: i64) -> Self {
+        ClockNow { unix_ms }
+    }
+}
+
 /// Severity of a [`LogRecord`].
+///
+/// Non-exhaustive: a level may be added (say `trace`) without a protocol change, since a host
+/// can always log an unknown level at some other level; match it with a fallback arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum LogLevel {
     /// Fine detail.
     Debug,
@@ -124,11 +168,22 @@ pub enum LogLevel {
 
 /// Request of `log`. Never put secrets in a message: the host logs it as it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LogRecord {
     /// Severity.
     pub level: LogLevel,
     /// The message.
     pub message: String,
+}
+
+impl LogRecord {
+    /// A record of `message` at `level`.
+    pub fn new(level: LogLevel, message: impl Into<String>) -> Self {
+        LogRecord {
+            level,
+            message: message.into(),
+        }
+    }
 }
 
 /// The host as a plugin sees it during one call. Cheap to clone.

@@ -16,7 +16,7 @@ pub mod plugin;
 
 pub use error::{ErrorKind, PluginError};
 pub use host::{Host, HttpRequest, HttpResponse, LogLevel};
-pub use manifest::{DeclaredWarning, Manifest, OpKind, Operation};
+pub use manifest::{DeclaredWarning, Manifest, OpKind, OpScope, Operation};
 pub use plugin::{Call, CallContext, Plugin};
 pub use serde_json::{self, json, Value};
 

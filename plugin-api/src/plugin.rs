@@ -19,8 +19,10 @@ use crate::error::PluginError;
 use crate::host::Host;
 use crate::manifest::Manifest;
 
-/// Facts about the call the host is making, beyond its arguments.
+/// Facts about the call the host is making, beyond its arguments. Built by the host (and by a
+/// plugin's own tests) with [`CallContext::new`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct CallContext {
     /// The JSON protocol version of the host.
     pub protocol: u32,
@@ -28,13 +30,38 @@ pub struct CallContext {
     pub call_id: String,
     /// When the host will cancel the call, in milliseconds since the Unix epoch.
     pub deadline_unix_ms: i64,
-    /// An opaque key for the org whose settings are used (stable, never the secrets themselves).
+    /// An opaque key for the upstream account the org's settings reach: a digest of the plugin
+    /// name, the endpoint and the manifest's `account_fields`. Stable across restarts and
+    /// processes (key per-account state on it, e.g. rate limits), never derived from secrets:
+    /// two orgs configured with the same account share it. Empty from a host that does not
+    /// derive one.
     #[serde(default)]
     pub account_key: String,
 }
 
-/// One operation call.
+impl CallContext {
+    /// The context of call `call_id`, due by `deadline_unix_ms`, speaking this crate's
+    /// [`crate::PROTOCOL_VERSION`], without an account key.
+    pub fn new(call_id: impl Into<String>, deadline_unix_ms: i64) -> Self {
+        CallContext {
+            protocol: crate::PROTOCOL_VERSION,
+            call_id: call_id.into(),
+            deadline_unix_ms,
+            account_key: String::new(),
+        }
+    }
+
+    /// Sets the account key.
+    pub fn account_key(mut self, account_key: impl Into<String>) -> Self {
+        self.account_key = account_key.into();
+        self
+    }
+}
+
+/// One operation call. Built by the glue of [`crate::export_plugin!`] (and by a plugin's own
+/// tests) with [`Call::new`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Call {
     /// Context of the call.
     pub context: CallContext,
@@ -42,10 +69,30 @@ pub struct Call {
     pub op: String,
     /// The org's settings for the plugin, valid against the org-config schema.
     pub org_config: Value,
-    /// The device's configuration for the plugin, valid against the device-config schema.
+    /// The device's configuration for the plugin, valid against the device-config schema; `null`
+    /// for an organisation-scope operation (`scope: org`).
     pub device_config: Value,
     /// The input, valid against the operation's input schema.
     pub input: Value,
+}
+
+impl Call {
+    /// A call of `op` (pass `Value::Null` as `device_config` for an org-scope operation).
+    pub fn new(
+        context: CallContext,
+        op: impl Into<String>,
+        org_config: Value,
+        device_config: Value,
+        input: Value,
+    ) -> Self {
+        Call {
+            context,
+            op: op.into(),
+            org_config,
+            device_config,
+            input,
+        }
+    }
 }
 
 /// What a plugin author implements.
@@ -110,13 +157,13 @@ pub mod export {
         input: RString,
     ) -> FfiFuture<AbiResult> {
         let started = catch_unwind(AssertUnwindSafe(move || {
-            let call = Call {
-                context: parse("call context", &context)?,
-                op: op.into_string(),
-                org_config: parse("org config", &org_config)?,
-                device_config: parse("device config", &device_config)?,
-                input: parse("input", &input)?,
-            };
+            let call = Call::new(
+                parse("call context", &context)?,
+                op.into_string(),
+                parse("org config", &org_config)?,
+                parse("device config", &device_config)?,
+                parse("input", &input)?,
+            );
             Ok::<_, PluginError>(P::instance().invoke(Host::from_caps(host), call))
         }));
         let future = match started {
@@ -219,9 +266,7 @@ macro_rules! export_plugin {
             };
 
             $crate::plugin::export::inventory::submit! {
-                $crate::abi::StaticPlugin {
-                    module: $crate::plugin::export::root_module::<$plugin>,
-                }
+                $crate::abi::StaticPlugin::new($crate::plugin::export::root_module::<$plugin>)
             }
         };
     };

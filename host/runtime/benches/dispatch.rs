@@ -63,21 +63,16 @@ fn dispatch(c: &mut Criterion) {
     // Plain Rust: the plugin's own code, no host, no JSON across any boundary.
     let echo = devext_echo::Echo::default();
     let host = Host::offline();
-    let context = CallContext {
-        protocol: 1,
-        call_id: "bench".into(),
-        deadline_unix_ms: i64::MAX,
-        account_key: String::new(),
-    };
+    let context = CallContext::new("bench", i64::MAX);
     group.bench_function("direct", |b| {
         b.iter(|| {
-            let call = Call {
-                context: context.clone(),
-                op: "echo".into(),
-                org_config: org.clone(),
-                device_config: device.clone(),
-                input: input.clone(),
-            };
+            let call = Call::new(
+                context.clone(),
+                "echo",
+                org.clone(),
+                device.clone(),
+                input.clone(),
+            );
             tokio
                 .block_on(echo.invoke(host.clone(), black_box(call)))
                 .unwrap()

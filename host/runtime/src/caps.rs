@@ -77,9 +77,7 @@ fn parse<T: serde::de::DeserializeOwned>(
 impl HostCaps for CallCaps {
     fn call(&self, capability: RStr<'_>, request: RStr<'_>) -> AbiResult {
         match capability.as_str() {
-            CAP_CLOCK => ok(&ClockNow {
-                unix_ms: crate::runtime::unix_ms(SystemTime::now()),
-            }),
+            CAP_CLOCK => ok(&ClockNow::new(crate::runtime::unix_ms(SystemTime::now()))),
             CAP_LOG => match parse::<LogRecord>(CAP_LOG, request.as_str()) {
                 Ok(record) => {
                     let (plugin, call) = (&*self.plugin, &*self.call_id);
@@ -89,6 +87,8 @@ impl HostCaps for CallCaps {
                         LogLevel::Info => tracing::info!(plugin, call, "{msg}"),
                         LogLevel::Warn => tracing::warn!(plugin, call, "{msg}"),
                         LogLevel::Error => tracing::error!(plugin, call, "{msg}"),
+                        // A level this host does not know yet (the enum may grow).
+                        _ => tracing::info!(plugin, call, "{msg}"),
                     }
                     ok(&serde_json::json!({}))
                 }

@@ -277,11 +277,9 @@ impl HttpCapability {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(HttpResponse {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        })
+        let mut response = HttpResponse::new(status, String::from_utf8_lossy(&body));
+        response.headers = headers;
+        Ok(response)
     }
 }
 

@@ -19,10 +19,11 @@ pub mod schema_export;
 #[cfg(feature = "bulk-validate")]
 pub mod validate;
 
+mod account;
 mod cache;
 mod caps;
 
-pub use devext_plugin_api::{ErrorKind, Manifest, OpKind, Operation, PluginError};
+pub use devext_plugin_api::{ErrorKind, Manifest, OpKind, OpScope, Operation, PluginError};
 pub use loader::{LoadedPlugin, PluginSource, Refusal};
 pub use metrics::OpStats;
 pub use runtime::{CallRequest, ConfigWarning, Runtime, RuntimeConfig};

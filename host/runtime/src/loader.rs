@@ -46,6 +46,7 @@ pub struct Refusal {
 /// An operation's compiled schemas.
 pub(crate) struct CompiledOp {
     pub(crate) kind: devext_plugin_api::OpKind,
+    pub(crate) scope: devext_plugin_api::OpScope,
     /// For a view that declared `fresh_for_secs`: how long its results may be served again.
     pub(crate) fresh_for: Option<std::time::Duration>,
     pub(crate) input: Schema,
@@ -95,6 +96,9 @@ impl LoadedPlugin {
     }
 }
 
+/// What a refused non-library says: the only plugin format for now.
+const LINUX_ONLY: &str = "devext plugins are Linux shared libraries (ELF *.so) for now";
+
 /// Loads and checks the one plugin file at `path`, as `devext plugins check` does.
 pub fn load_file(path: &Path) -> Result<LoadedPlugin, String> {
     if !path.is_file() {
@@ -133,8 +137,8 @@ pub(crate) fn open_library(path: &Path) -> Result<PluginModule_Ref, String> {
 fn root_symbol(path: &Path) -> Result<String, String> {
     use object::{Object, ObjectSymbol};
     let data = std::fs::read(path).map_err(|e| format!("cannot read the library: {e}"))?;
-    let file =
-        object::File::parse(&*data).map_err(|e| format!("not a loadable shared library ({e})"))?;
+    let file = object::File::parse(&*data)
+        .map_err(|e| format!("not a loadable shared library ({e}); {LINUX_ONLY}"))?;
     let mut found: Vec<String> = file
         .dynamic_symbols()
         .filter(|s| s.is_definition())
@@ -169,7 +173,7 @@ fn library_error(e: &LibraryError) -> String {
                 .unwrap_or("")
                 .trim()
                 .to_owned();
-            format!("not a loadable shared library ({cause})")
+            format!("not a loadable shared library ({cause}); {LINUX_ONLY}")
         }
         LibraryError::GetSymbolError { .. } => {
             "no devext root module: this library was not built with devext_plugin_api::export_plugin!"
@@ -320,6 +324,14 @@ pub(crate) fn check_manifest(m: &Manifest) -> Result<CompiledSchemas, String> {
         if !seen.insert(op.name.as_str()) {
             problems.push(format!("duplicate operation {:?}", op.name));
         }
+        if op.scope == devext_plugin_api::OpScope::Org && op.fresh_for_secs.is_some() {
+            // The view cache keys results on the device, and an action on a device drops
+            // them; an org-scope result would outlive the device changes it may reflect.
+            problems.push(format!(
+                "operation {:?} is org-scope: fresh_for_secs applies to device-scope views only",
+                op.name
+            ));
+        }
     }
     if let Some(field) = &m.endpoint_field {
         let declared = m.org_config_schema["properties"].get(field).is_some();
@@ -379,6 +391,7 @@ pub(crate) fn check_manifest(m: &Manifest) -> Result<CompiledSchemas, String> {
                 op.name.clone(),
                 CompiledOp {
                     kind: op.kind,
+                    scope: op.scope,
                     fresh_for: op
                         .fresh_for_secs
                         .filter(|s| *s > 0 && op.kind == devext_plugin_api::OpKind::View)
@@ -437,38 +450,32 @@ fn secret_properties(schema: &Value) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use devext_plugin_api::{OpKind, Operation, json};
+    use devext_plugin_api::{OpKind, OpScope, Operation, json};
 
     fn manifest() -> Manifest {
-        Manifest {
-            protocol: PROTOCOL_VERSION,
-            name: "demo".into(),
-            display_name: "Demo".into(),
-            version: "1.0.0".into(),
-            api_version: API_VERSION.into(),
-            description: String::new(),
-            org_config_schema: json!({"type": "object", "properties": {"endpoint": {"type": "string"}}}),
-            device_config_schema: json!({"type": "object"}),
-            endpoint_field: Some("endpoint".into()),
-            lookup_fields: Vec::new(),
-            account_fields: Vec::new(),
-            operations: vec![Operation {
-                name: "look".into(),
-                title: "Look".into(),
-                description: String::new(),
-                kind: OpKind::View,
-                destructive: false,
-                input_schema: json!({}),
-                output_schema: json!({}),
-                fresh_for_secs: None,
-            }],
-            warnings: vec![],
-        }
+        Manifest::new("demo", "Demo", "1.0.0")
+            .org_config_schema(
+                json!({"type": "object", "properties": {"endpoint": {"type": "string"}}}),
+            )
+            .device_config_schema(json!({"type": "object"}))
+            .endpoint_field("endpoint")
+            .with_operation(
+                Operation::view("look", "Look")
+                    .input_schema(json!({}))
+                    .output_schema(json!({})),
+            )
     }
 
     #[test]
     fn a_good_manifest_passes() {
         assert!(check_manifest(&manifest()).is_ok());
+        // Org-scope operations (views and actions, without fresh_for_secs) are fine.
+        let m = manifest()
+            .with_operation(Operation::view("ping", "Ping").scope(OpScope::Org))
+            .with_operation(Operation::action("sync", "Sync").scope(OpScope::Org));
+        let compiled = check_manifest(&m).unwrap();
+        assert_eq!(compiled.ops["ping"].scope, OpScope::Org);
+        assert_eq!(compiled.ops["look"].scope, OpScope::Device);
     }
 
     #[test]
@@ -482,6 +489,12 @@ mod tests {
         m.lookup_fields = vec!["serial".into()];
         m.org_config_schema["properties"]["token"] = json!({"type": "string", "writeOnly": true});
         m.account_fields = vec!["tenant".into(), "token".into()];
+        m.operations.push(
+            Operation::view("ping", "Ping")
+                .scope(OpScope::Org)
+                .fresh_for_secs(5),
+        );
+        m.protocol = PROTOCOL_VERSION + 1;
         let err = check_manifest(&m).err().unwrap();
         for needle in [
             "\"Bad-Name\" is not an identifier",
@@ -493,6 +506,8 @@ mod tests {
             "lookup field \"serial\" is not a property of the device config schema",
             "account field \"tenant\" is not a property of the org config schema",
             "account field \"token\" is a secret",
+            "operation \"ping\" is org-scope: fresh_for_secs applies to device-scope views only",
+            "speaks protocol 2, this host speaks 1",
         ] {
             assert!(err.contains(needle), "missing {needle:?} in {err}");
         }

@@ -495,6 +495,7 @@ impl Runtime {
         req: &CallRequest<'_>,
         started: Instant,
     ) -> Result<Value, PluginError> {
+        let req = &scoped(op, req)?;
         let schemas = &slot.plugin.schemas;
         let check = self.inner.config.check_schemas;
         if check {
@@ -503,6 +504,9 @@ impl Runtime {
                 ("device_config", &schemas.device, req.device_config),
                 ("input", &op.input, req.input),
             ] {
+                if location == "device_config" && op.scope == devext_plugin_api::OpScope::Org {
+                    continue; // no device: nothing to check
+                }
                 if let Err(violations) = schema.check(value, "") {
                     return Err(invalid(location, req, violations));
                 }
@@ -536,9 +540,7 @@ impl Runtime {
         if is_action && let Some(key) = &device_key {
             self.inner.views.invalidate(key);
         }
-        let result = self
-            .call_plugin(slot, op, req, &args, account, started, check)
-            .await;
+        let result = self.call_plugin(slot, op, req, &args, started, check).await;
         match (&device_key, cached_view, &input_key) {
             (Some(key), _, _) if is_action => self.inner.views.invalidate(key),
             (Some(key), Some(fresh_for), Some(input_key)) => {
@@ -560,7 +562,6 @@ impl Runtime {
         op: &loader::CompiledOp,
         req: &CallRequest<'_>,
         args: &CallArgs,
-        account: u64,
         started: Instant,
         check: bool,
     ) -> Result<Value, PluginError> {
@@ -583,7 +584,7 @@ impl Runtime {
             "protocol": devext_plugin_api::PROTOCOL_VERSION,
             "call_id": call_id,
             "deadline_unix_ms": deadline_unix_ms,
-            "account_key": format!("{account:016x}"),
+            "account_key": crate::account::account_key(manifest, req.org_config),
         });
         let caps = CallCaps::new(
             slot.name.clone(),
@@ -704,6 +705,30 @@ fn invalid(location: &str, req: &CallRequest<'_>, violations: Vec<Violation>) ->
         .with_details(json!({"location": location, "violations": violations}))
 }
 
+/// The call as the operation's scope has it: an org-scope operation runs without a device (a
+/// device config passed along is ignored, neither checked nor handed over); a device-scope one
+/// needs a device config.
+fn scoped<'a>(
+    op: &loader::CompiledOp,
+    req: &CallRequest<'a>,
+) -> Result<CallRequest<'a>, PluginError> {
+    match op.scope {
+        devext_plugin_api::OpScope::Org => Ok(CallRequest {
+            device_config: &NO_DEVICE,
+            ..*req
+        }),
+        devext_plugin_api::OpScope::Device if req.device_config.is_null() => {
+            Err(PluginError::invalid_input(format!(
+                "{}.{} is a device operation: it needs a device (call it on one of the org's \
+                 devices)",
+                req.plugin, req.op
+            ))
+            .with_details(json!({"location": "device_config"})))
+        }
+        devext_plugin_api::OpScope::Device => Ok(*req),
+    }
+}
+
 /// A call's arguments as the JSON text that crosses the ABI.
 struct CallArgs {
     org: String,
@@ -711,7 +736,8 @@ struct CallArgs {
     input: String,
 }
 
-/// A stable key for the org settings a call uses (a hash: it never carries the secrets).
+/// The view cache's key for the org settings a call uses (a hash: it never carries the secrets;
+/// not the plugin's account key, see `account.rs`).
 fn account_hash(plugin: &str, org_config_json: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use devext_host::{CallRequest, ErrorKind, OpKind, PluginSource, Runtime, RuntimeConfig};
+use devext_host::{CallRequest, ErrorKind, OpKind, OpScope, PluginSource, Runtime, RuntimeConfig};
 use serde_json::json;
 
 use crate::util;
@@ -22,9 +22,12 @@ async fn contract(rt: &Runtime) {
         vec![
             ("echo", OpKind::View),
             ("count", OpKind::Action),
-            ("counter", OpKind::View)
+            ("counter", OpKind::View),
+            ("ping", OpKind::View)
         ]
     );
+    assert_eq!(m.operation("ping").unwrap().scope, OpScope::Org);
+    assert_eq!(m.operation("echo").unwrap().scope, OpScope::Device);
     assert_eq!(
         m.org_config_schema["properties"]["token"]["writeOnly"],
         true
@@ -79,6 +82,90 @@ async fn contract(rt: &Runtime) {
     let after = call("counter", "d1", json!({})).await.unwrap();
     assert_eq!(after["count"], 7);
     assert_ne!(after["reads"], first["reads"]);
+
+    org_scope(rt, &org).await;
+}
+
+/// The account key of echo with greeting "hej": SHA-256 of the documented encoding (see the
+/// host's `account.rs`), computed independently. The same in every process and build.
+const HEJ_ACCOUNT: &str = "a6e86b96d16ecab985504ac91374a17f673f96721751b6390168c26a2a2a8c6d";
+
+/// Organisation-scope operations run without a device; device-scope ones need one.
+async fn org_scope(rt: &Runtime, org: &serde_json::Value) {
+    let ping = |org: serde_json::Value, device: Option<serde_json::Value>| async move {
+        let input = json!({});
+        let req = match &device {
+            Some(device) => CallRequest::new("echo", "ping", &org, device, &input),
+            None => CallRequest::org("echo", "ping", &org, &input),
+        };
+        rt.invoke(req.timeout(Duration::from_secs(5))).await
+    };
+    let out = ping(org.clone(), None).await.unwrap();
+    assert_eq!(out, json!({"greeting": "hej", "account_key": HEJ_ACCOUNT}));
+    // A secret does not change the account; an account field does.
+    let with_token = ping(json!({"greeting": "hej", "token": "t0ps3cret"}), None)
+        .await
+        .unwrap();
+    assert_eq!(with_token["account_key"], HEJ_ACCOUNT);
+    let other = ping(json!({"greeting": "hi"}), None).await.unwrap();
+    assert_ne!(other["account_key"], HEJ_ACCOUNT);
+    // A device config passed to an org-scope operation is ignored: not checked (this one is
+    // invalid for echo) and not handed to the plugin.
+    let with_device = ping(org.clone(), Some(json!({"not": "a device"})))
+        .await
+        .unwrap();
+    assert_eq!(with_device, out);
+    // The org settings are still checked.
+    let e = ping(json!({"greeting": 7}), None).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidInput);
+    assert_eq!(e.details["location"], "org_config");
+
+    // A device-scope operation without a device is refused before the plugin runs.
+    for op in ["echo", "count", "counter"] {
+        let input = if op == "echo" {
+            json!({"message": "m"})
+        } else {
+            json!({})
+        };
+        let e = rt
+            .invoke(CallRequest::org("echo", op, org, &input))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidInput, "{op}");
+        assert!(e.message.contains("needs a device"), "{op}: {}", e.message);
+        assert_eq!(e.details["location"], "device_config");
+    }
+    // Device-scope calls get the account key too.
+    let _ = rt
+        .invoke(CallRequest::new(
+            "echo",
+            "echo",
+            org,
+            &json!({"id": "d1"}),
+            &json!({"message": "m"}),
+        ))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_device_operation_needs_a_device_even_without_schema_checks() {
+    let rt = Runtime::load(RuntimeConfig {
+        check_schemas: false,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let e = rt
+        .invoke(CallRequest::org("echo", "count", &json!({}), &json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidInput);
+    assert!(e.message.contains("needs a device"), "{}", e.message);
+    let out = rt
+        .invoke(CallRequest::org("echo", "ping", &json!({}), &json!({})))
+        .await
+        .unwrap();
+    assert_eq!(out["greeting"], "hello");
 }
 
 #[tokio::test]

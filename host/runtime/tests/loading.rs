@@ -34,6 +34,10 @@ fn unusable_files_are_refused_with_a_reason_and_the_others_load() {
     assert_eq!(rt.refused().len(), 4, "{:?}", rt.refused());
     let text = reason_for(&rt, "notes.so");
     assert!(text.starts_with("not a loadable shared library"), "{text}");
+    assert!(
+        text.ends_with("devext plugins are Linux shared libraries (ELF *.so) for now"),
+        "{text}"
+    );
     let no_root = reason_for(&rt, "no_root");
     assert!(no_root.starts_with("no devext root module"), "{no_root}");
     let bad = reason_for(&rt, "bad_manifest");
@@ -113,7 +117,7 @@ fn static_plugins_are_registered_through_inventory() {
     let rt = Runtime::load(RuntimeConfig::default()).unwrap();
     let echo = rt.plugin("echo").expect("static echo");
     assert_eq!(echo.source(), &PluginSource::Static);
-    assert_eq!(echo.manifest().operations.len(), 3);
+    assert_eq!(echo.manifest().operations.len(), 4);
 }
 
 #[test]
@@ -122,6 +126,16 @@ fn load_file_checks_one_library() {
     assert_eq!(ok.name(), "echo");
     let err = devext_host::loader::load_file(&util::library("devext-fixture-no-root")).unwrap_err();
     assert!(err.starts_with("no devext root module"), "{err}");
+    // What `devext plugins check README.md` says: plugins are Linux (ELF) libraries for now.
+    let dir = tempfile::tempdir().unwrap();
+    let readme = dir.path().join("README.md");
+    std::fs::write(&readme, "# A plugin\n\nBuild it with cargo.\n").unwrap();
+    let err = devext_host::loader::load_file(&readme).unwrap_err();
+    assert!(err.starts_with("not a loadable shared library"), "{err}");
+    assert!(
+        err.contains("devext plugins are Linux shared libraries (ELF *.so) for now"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1164,6 +1164,8 @@ async fn drilldown<S: Store>(
             item["operations"] = m
                 .operations
                 .iter()
+                // Org-scope operations need no device: not part of a device's drilldown.
+                .filter(|o| o.scope == devext_host::OpScope::Device)
                 .map(|o| {
                     let needed = if o.kind == OpKind::Action {
                         Role::Operator

@@ -1,8 +1,9 @@
 //! `echo`: the smallest useful devext plugin, and the template to copy for a new one.
 //!
-//! It has two views (`echo`, which returns what it was given, and `counter`, which reads a
-//! per-device counter kept in memory and shows how a view declares that its result may be cached)
-//! and one action (`count`, which increments the counter). To start a new plugin:
+//! It has two device views (`echo`, which returns what it was given, and `counter`, which reads a
+//! per-device counter kept in memory and shows how a view declares that its result may be
+//! cached), one action (`count`, which increments the counter) and one organisation-scope view
+//! (`ping`, which needs no device and answers with the org's greeting). To start a new plugin:
 //!
 //! 1. copy this crate, rename the package (`devext-<name>`) and the plugin `name` in the manifest;
 //! 2. describe the org-level settings and the per-device configuration as JSON Schemas (mark
@@ -19,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use devext_plugin_api::{
-    Call, Host, LogLevel, Manifest, OpKind, Operation, Plugin, PluginError, Value, json,
+    Call, Host, LogLevel, Manifest, OpScope, Operation, Plugin, PluginError, Value, json,
 };
 
 /// The plugin's state. One instance serves every call, concurrently, so state needs a lock.
@@ -33,14 +34,10 @@ pub struct Echo {
 
 impl Plugin for Echo {
     fn manifest(&self) -> Manifest {
-        Manifest {
-            protocol: devext_plugin_api::PROTOCOL_VERSION,
-            name: "echo".into(),
-            display_name: "Echo".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            api_version: devext_plugin_api::API_VERSION.into(),
-            description: "Returns what it is given; a template for plugin authors.".into(),
-            org_config_schema: json!({
+        // `Manifest::new` fills the protocol and plugin-api versions; everything else is chained.
+        Manifest::new("echo", "Echo", env!("CARGO_PKG_VERSION"))
+            .description("Returns what it is given; a template for plugin authors.")
+            .org_config_schema(json!({
                 "$schema": "https://json-schema.org/draft/2020-12/schema",
                 "title": "Echo settings",
                 "type": "object",
@@ -56,8 +53,8 @@ impl Plugin for Echo {
                     }
                 },
                 "additionalProperties": false
-            }),
-            device_config_schema: json!({
+            }))
+            .device_config_schema(json!({
                 "$schema": "https://json-schema.org/draft/2020-12/schema",
                 "title": "Echo device settings",
                 "type": "object",
@@ -69,20 +66,15 @@ impl Plugin for Echo {
                 },
                 "required": ["id"],
                 "additionalProperties": false
-            }),
-            // Echo talks to no service: the host refuses any HTTP request it makes.
-            endpoint_field: None,
-            lookup_fields: Vec::new(),
-            account_fields: Vec::new(),
-            operations: vec![
-                Operation {
-                    name: "echo".into(),
-                    title: "Echo".into(),
-                    description: "Returns the message, the org's greeting and the device id."
-                        .into(),
-                    kind: OpKind::View,
-                    destructive: false,
-                    input_schema: json!({
+            }))
+            // Echo talks to no service (no `endpoint_field`): the host refuses any HTTP request
+            // it makes. Its "account" is the greeting: orgs with the same greeting share an
+            // account key (a plugin with a service names, say, its username here).
+            .account_fields(["greeting"])
+            .with_operation(
+                Operation::view("echo", "Echo")
+                    .description("Returns the message, the org's greeting and the device id.")
+                    .input_schema(json!({
                         "type": "object",
                         "properties": {
                             "message": {"type": "string", "title": "Message", "maxLength": 1000},
@@ -92,8 +84,8 @@ impl Plugin for Echo {
                         },
                         "required": ["message"],
                         "additionalProperties": false
-                    }),
-                    output_schema: json!({
+                    }))
+                    .output_schema(json!({
                         "type": "object",
                         "properties": {
                             "message": {"type": "string"},
@@ -103,17 +95,12 @@ impl Plugin for Echo {
                         },
                         "required": ["message", "greeting", "device"],
                         "additionalProperties": false
-                    }),
-                    fresh_for_secs: None,
-                },
-                Operation {
-                    name: "count".into(),
-                    title: "Count".into(),
-                    description: "Increments the device's counter and returns its new value."
-                        .into(),
-                    kind: OpKind::Action,
-                    destructive: false,
-                    input_schema: json!({
+                    })),
+            )
+            .with_operation(
+                Operation::action("count", "Count")
+                    .description("Increments the device's counter and returns its new value.")
+                    .input_schema(json!({
                         "type": "object",
                         "properties": {
                             "by": {
@@ -122,23 +109,18 @@ impl Plugin for Echo {
                             }
                         },
                         "additionalProperties": false
-                    }),
-                    output_schema: json!({
+                    }))
+                    .output_schema(json!({
                         "type": "object",
                         "properties": {"count": {"type": "integer", "minimum": 1}},
                         "required": ["count"],
                         "additionalProperties": false
-                    }),
-                    fresh_for_secs: None,
-                },
-                Operation {
-                    name: "counter".into(),
-                    title: "Counter".into(),
-                    description: "Reads the device's counter.".into(),
-                    kind: OpKind::View,
-                    destructive: false,
-                    input_schema: json!({"type": "object", "additionalProperties": false}),
-                    output_schema: json!({
+                    })),
+            )
+            .with_operation(
+                Operation::view("counter", "Counter")
+                    .description("Reads the device's counter.")
+                    .output_schema(json!({
                         "type": "object",
                         "properties": {
                             "count": {"type": "integer", "minimum": 0},
@@ -150,14 +132,27 @@ impl Plugin for Echo {
                         },
                         "required": ["count", "reads"],
                         "additionalProperties": false
-                    }),
+                    }))
                     // The host may serve this view again for 5 s (and adds `as_of`); an
                     // action on the same device drops the cached result.
-                    fresh_for_secs: Some(5),
-                },
-            ],
-            warnings: Vec::new(),
-        }
+                    .fresh_for_secs(5),
+            )
+            .with_operation(
+                // An organisation-scope operation needs no device: it runs with the org's
+                // settings only (think "Test connection"); `device_config` is `null`.
+                Operation::view("ping", "Ping")
+                    .scope(OpScope::Org)
+                    .description("Answers with the org's greeting, without a device.")
+                    .output_schema(json!({
+                        "type": "object",
+                        "properties": {
+                            "greeting": {"type": "string"},
+                            "account_key": {"type": "string"}
+                        },
+                        "required": ["greeting", "account_key"],
+                        "additionalProperties": false
+                    })),
+            )
     }
 
     async fn invoke(&self, host: Host, call: Call) -> Result<Value, PluginError> {
@@ -192,6 +187,14 @@ impl Plugin for Echo {
                     format!("device {device} counted to {count}"),
                 );
                 Ok(json!({ "count": count }))
+            }
+            "ping" => {
+                // An org-scope operation gets no device configuration (`null`).
+                let greeting = call.org_config["greeting"].as_str().unwrap_or("hello");
+                Ok(json!({
+                    "greeting": greeting,
+                    "account_key": call.context.account_key,
+                }))
             }
             "counter" => {
                 let count = self

@@ -4,7 +4,7 @@
 use std::hash::{BuildHasher, RandomState};
 use std::sync::OnceLock;
 
-use devext_plugin_api::{PluginError, Value};
+use devext_plugin_api::{CallContext, PluginError, Value};
 
 /// Which Jasper API the org uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,22 +103,36 @@ impl OrgConfig {
         Ok(cfg)
     }
 
-    /// A key for per-account state: endpoint, username and a keyed hash of the credential
-    /// (random per process, never the credential itself).
-    pub fn account_key(&self) -> String {
+    /// The key of the account's state (limits), from the call's context: the host derives
+    /// `account_key` from the endpoint and the manifest's account fields (`api`, `username`),
+    /// stable across processes and shared by every org configured with the same account. From
+    /// a host that sends none, the same facts in clear (never the credentials).
+    pub fn account_key(&self, context: &CallContext) -> String {
+        if context.account_key.is_empty() {
+            format!("{}|{}|{}", self.api.as_str(), self.endpoint, self.username)
+        } else {
+            context.account_key.clone()
+        }
+    }
+
+    /// A keyed hash of the credentials (random per process, never the credentials, never sent
+    /// anywhere). Single-flight shares a read's result only between calls that present the
+    /// same credentials: an org with a wrong password must not be handed the answer obtained
+    /// with another org's right one, even on the same account.
+    pub fn credentials_tag(&self) -> String {
         static HASHER: OnceLock<RandomState> = OnceLock::new();
         let hasher = HASHER.get_or_init(RandomState::new);
-        let secret = match self.api {
-            Api::Soap => hasher.hash_one(("soap", &self.password, &self.license_key)),
-            Api::Rest => hasher.hash_one(("rest", &self.api_key)),
+        let (a, b) = match self.api {
+            Api::Soap => (
+                hasher.hash_one(("soap", &self.password, &self.license_key)),
+                hasher.hash_one(("soap, second half", &self.password, &self.license_key)),
+            ),
+            Api::Rest => (
+                hasher.hash_one(("rest", &self.api_key)),
+                hasher.hash_one(("rest, second half", &self.api_key)),
+            ),
         };
-        let secret2 = hasher.hash_one((secret, "second half"));
-        format!(
-            "{}|{}|{}|{secret:016x}{secret2:016x}",
-            self.api.as_str(),
-            self.endpoint,
-            self.username
-        )
+        format!("{a:016x}{b:016x}")
     }
 }
 
@@ -229,16 +243,19 @@ mod tests {
     }
 
     #[test]
-    fn account_keys_separate_credentials_and_hide_them() {
-        let key = |v: Value| OrgConfig::from_value(&v).unwrap().account_key();
-        let a = key(
+    fn the_account_key_is_the_hosts_and_never_the_credentials() {
+        let cfg = |v: Value| OrgConfig::from_value(&v).unwrap();
+        let from_host = CallContext::new("c", 0).account_key("0f1e2d");
+        let no_key = CallContext::new("c", 0);
+        let a = cfg(
             json!({"api": "rest", "endpoint": "https://h", "username": "u", "api_key": "secret-one"}),
         );
+        assert_eq!(a.account_key(&from_host), "0f1e2d");
+        // Without a key from the host: the account's facts, never its secrets.
+        let key = |v: Value| cfg(v).account_key(&no_key);
+        let a1 = a.account_key(&no_key);
         let a2 = key(
-            json!({"api": "rest", "endpoint": "https://h/", "username": "u", "api_key": "secret-one", "rate_per_second": 3}),
-        );
-        let b = key(
-            json!({"api": "rest", "endpoint": "https://h", "username": "u", "api_key": "secret-two"}),
+            json!({"api": "rest", "endpoint": "https://h/", "username": "u", "api_key": "secret-two", "rate_per_second": 3}),
         );
         let c = key(
             json!({"api": "rest", "endpoint": "https://h", "username": "v", "api_key": "secret-one"}),
@@ -246,9 +263,32 @@ mod tests {
         let d = key(
             json!({"api": "rest", "endpoint": "https://g", "username": "u", "api_key": "secret-one"}),
         );
+        let e = key(
+            json!({"api": "soap", "endpoint": "https://h", "username": "u", "password": "secret-one", "license_key": "l"}),
+        );
+        assert_eq!(a1, a2, "the same account, whatever its credentials");
+        assert!(a1 != c && a1 != d && a1 != e && c != d);
+        assert!(!a1.contains("secret"));
+    }
+
+    #[test]
+    fn credential_tags_separate_credentials_and_hide_them() {
+        let tag = |v: Value| OrgConfig::from_value(&v).unwrap().credentials_tag();
+        let a = tag(
+            json!({"api": "rest", "endpoint": "https://h", "username": "u", "api_key": "secret-one"}),
+        );
+        let a2 = tag(
+            json!({"api": "rest", "endpoint": "https://g", "username": "v", "api_key": "secret-one"}),
+        );
+        let b = tag(
+            json!({"api": "rest", "endpoint": "https://h", "username": "u", "api_key": "secret-two"}),
+        );
+        let soap = tag(
+            json!({"api": "soap", "endpoint": "https://h", "username": "u", "password": "secret-one", "license_key": "l"}),
+        );
         assert_eq!(a, a2);
-        assert!(a != b && a != c && a != d && b != c);
-        assert!(!a.contains("secret"));
+        assert!(a != b && a != soap);
+        assert!(!a.contains("secret") && a.len() == 32);
     }
 
     #[test]

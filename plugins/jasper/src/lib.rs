@@ -48,7 +48,7 @@ use crate::model::{Change, SimStatus, SmsSent};
 /// The plugin. One instance serves every call, concurrently.
 #[derive(Default)]
 pub struct Jasper {
-    /// Per-account limits, by account key (endpoint, username, hashed credential).
+    /// Per-account limits, by the host's account key (a digest of endpoint, api and username).
     accounts: Mutex<HashMap<String, Arc<AccountLimits>>>,
     /// Concurrent identical reads share one upstream call.
     flights: SingleFlight<Result<Value, PluginError>>,
@@ -605,7 +605,10 @@ impl Plugin for Jasper {
     async fn invoke(&self, host: Host, call: Call) -> Result<Value, PluginError> {
         let cfg = OrgConfig::from_value(&call.org_config)?;
         let iccid = config::iccid(&call.device_config)?;
-        let account = cfg.account_key();
+        // Limits are the upstream account's, whichever org reaches it; a shared read's result
+        // also needs the same credentials.
+        let account = cfg.account_key(&call.context);
+        let flight = format!("{account}|{}", cfg.credentials_tag());
         let ctx = Ctx {
             host: &host,
             cfg: &cfg,
@@ -615,7 +618,7 @@ impl Plugin for Jasper {
         };
         match call.op.as_str() {
             "overview" => {
-                let key = format!("{account}|overview|{iccid}");
+                let key = format!("{flight}|overview|{iccid}");
                 self.shared_read(&ctx, key, || self.overview(&ctx)).await
             }
             "usage" => {
@@ -629,7 +632,7 @@ impl Plugin for Jasper {
                             "cycle_start_date must be a calendar date written YYYY-MM-DD",
                         )
                     })?;
-                let key = format!("{account}|usage|{iccid}|{date}");
+                let key = format!("{flight}|usage|{iccid}|{date}");
                 self.shared_read(&ctx, key, || self.usage(&ctx, date)).await
             }
             "set_status" => self.set_status(&ctx, &call.input).await,

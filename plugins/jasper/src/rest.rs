@@ -443,11 +443,7 @@ mod tests {
     };
 
     fn resp(status: u16, body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: vec![],
-            body: body.to_owned(),
-        }
+        HttpResponse::new(status, body)
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The manifest: configuration schemas, operations and declared warnings (JSON Schema draft
 //! 2020-12, with titles and descriptions a UI can show).
 
-use devext_plugin_api::{DeclaredWarning, Manifest, OpKind, Operation, Value, json};
+use devext_plugin_api::{DeclaredWarning, Manifest, Operation, Value, json};
 
 use crate::config::{
     DEFAULT_MAX_IN_FLIGHT, DEFAULT_RATE_PER_SECOND, MAX_MAX_IN_FLIGHT, MAX_RATE_PER_SECOND,
@@ -128,14 +128,13 @@ pub fn device_config() -> Value {
 }
 
 pub fn warnings() -> Vec<DeclaredWarning> {
-    vec![DeclaredWarning {
-        code: "iccid_check_digit".into(),
-        message: "The ICCID's last digit is not a valid Luhn check digit. Jasper often stores \
-            19-digit ICCIDs without their check digit, so this may be fine; if the SIM is not \
-            found, compare the ICCID with the one in Control Center."
-            .into(),
-        schema: json!({"properties": {"iccid": {"format": "luhn"}}}),
-    }]
+    vec![DeclaredWarning::new(
+        "iccid_check_digit",
+        "The ICCID's last digit is not a valid Luhn check digit. Jasper often stores 19-digit \
+            ICCIDs without their check digit, so this may be fine; if the SIM is not found, \
+            compare the ICCID with the one in Control Center.",
+        json!({"properties": {"iccid": {"format": "luhn"}}}),
+    )]
 }
 
 fn date_input(title: &str, description: &str) -> Value {
@@ -237,18 +236,13 @@ fn change_output(field: (&str, Value)) -> Value {
 
 pub fn operations() -> Vec<Operation> {
     vec![
-        Operation {
-            name: "overview".into(),
-            title: "Overview".into(),
-            description: "The SIM's status, rate plan, month-to-date data, SMS and voice usage, \
-                overage limit and dates, from Jasper."
-                .into(),
-            kind: OpKind::View,
-            destructive: false,
-            input_schema: json!({
+        Operation::view("overview", "Overview")
+            .description("The SIM's status, rate plan, month-to-date data, SMS and voice usage, \
+                overage limit and dates, from Jasper.")
+            .input_schema(json!({
                 "type": "object", "title": "No input", "properties": {}, "additionalProperties": false
-            }),
-            output_schema: json!({
+            }))
+            .output_schema(json!({
                 "type": "object",
                 "title": "SIM overview",
                 "properties": {
@@ -279,19 +273,14 @@ pub fn operations() -> Vec<Operation> {
                 "required": ["iccid", "api", "status", "status_label", "upstream_status", "rate_plan",
                     "month_to_date", "overage_limit", "date_added", "date_modified"],
                 "additionalProperties": false
-            }),
+            }))
             // Jasper asks clients to poll this kind of data at most about once a minute.
-            fresh_for_secs: Some(60),
-        },
-        Operation {
-            name: "set_status".into(),
-            title: "Change status".into(),
-            description: "Changes the SIM's status (for example activates or retires it), now \
-                or on an effective date."
-                .into(),
-            kind: OpKind::Action,
-            destructive: true,
-            input_schema: json!({
+            .fresh_for_secs(60),
+        Operation::action("set_status", "Change status")
+            .description("Changes the SIM's status (for example activates or retires it), now \
+                or on an effective date.")
+            .destructive(true)
+            .input_schema(json!({
                 "type": "object",
                 "title": "Change status",
                 "properties": {
@@ -300,25 +289,18 @@ pub fn operations() -> Vec<Operation> {
                 },
                 "required": ["status"],
                 "additionalProperties": false
-            }),
-            output_schema: change_output((
+            }))
+            .output_schema(change_output((
                 "status",
                 json!({
                     "type": "string", "title": "Requested status",
                     "enum": SimStatus::SETTABLE.iter().map(SimStatus::id).collect::<Vec<_>>()
                 }),
-            )),
-            fresh_for_secs: None,
-        },
-        Operation {
-            name: "usage".into(),
-            title: "Usage for a billing cycle".into(),
-            description: "Data, SMS and voice usage of one billing cycle, billable and total \
-                (REST reports totals only)."
-                .into(),
-            kind: OpKind::View,
-            destructive: false,
-            input_schema: json!({
+            ))),
+        Operation::view("usage", "Usage for a billing cycle")
+            .description("Data, SMS and voice usage of one billing cycle, billable and total \
+                (REST reports totals only).")
+            .input_schema(json!({
                 "type": "object",
                 "title": "Billing cycle",
                 "properties": {
@@ -326,8 +308,8 @@ pub fn operations() -> Vec<Operation> {
                 },
                 "required": ["cycle_start_date"],
                 "additionalProperties": false
-            }),
-            output_schema: json!({
+            }))
+            .output_schema(json!({
                 "type": "object",
                 "title": "Cycle usage",
                 "properties": {
@@ -345,16 +327,10 @@ pub fn operations() -> Vec<Operation> {
                 "required": ["iccid", "api", "cycle_start_date", "cycle_start", "cycle_end", "cycle_billed",
                     "rate_plan", "total", "billable", "billable_unavailable_reason"],
                 "additionalProperties": false
-            }),
-            fresh_for_secs: None,
-        },
-        Operation {
-            name: "send_sms".into(),
-            title: "Send SMS".into(),
-            description: "Sends a text message to the SIM.".into(),
-            kind: OpKind::Action,
-            destructive: false,
-            input_schema: json!({
+            })),
+        Operation::action("send_sms", "Send SMS")
+            .description("Sends a text message to the SIM.")
+            .input_schema(json!({
                 "type": "object",
                 "title": "Send SMS",
                 "properties": {
@@ -368,8 +344,8 @@ pub fn operations() -> Vec<Operation> {
                 },
                 "required": ["message"],
                 "additionalProperties": false
-            }),
-            output_schema: json!({
+            }))
+            .output_schema(json!({
                 "type": "object",
                 "title": "SMS sent",
                 "properties": {
@@ -385,16 +361,10 @@ pub fn operations() -> Vec<Operation> {
                 },
                 "required": ["iccid", "api", "message_id", "characters"],
                 "additionalProperties": false
-            }),
-            fresh_for_secs: None,
-        },
-        Operation {
-            name: "set_rate_plan".into(),
-            title: "Change rate plan".into(),
-            description: "Moves the SIM to another rate plan of the account.".into(),
-            kind: OpKind::Action,
-            destructive: false,
-            input_schema: json!({
+            })),
+        Operation::action("set_rate_plan", "Change rate plan")
+            .description("Moves the SIM to another rate plan of the account.")
+            .input_schema(json!({
                 "type": "object",
                 "title": "Change rate plan",
                 "properties": {
@@ -409,34 +379,31 @@ pub fn operations() -> Vec<Operation> {
                 },
                 "required": ["rate_plan"],
                 "additionalProperties": false
-            }),
-            output_schema: change_output((
+            }))
+            .output_schema(change_output((
                 "rate_plan",
                 json!({"type": "string", "title": "Rate plan"}),
-            )),
-            fresh_for_secs: None,
-        },
+            ))),
     ]
 }
 
 pub fn manifest() -> Manifest {
-    Manifest {
-        protocol: devext_plugin_api::PROTOCOL_VERSION,
-        name: "jasper".into(),
-        display_name: "Cisco Jasper Control Center".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        api_version: devext_plugin_api::API_VERSION.into(),
-        description: "Binds a device to its SIM in Cisco Jasper Control Center (SOAP or REST \
-            API): SIM status and usage, status and rate plan changes, and SMS."
-            .into(),
-        org_config_schema: org_config(),
-        device_config_schema: device_config(),
-        endpoint_field: Some("endpoint".into()),
-        // A SIM belongs to one device of an organisation.
-        lookup_fields: vec!["iccid".into()],
-        // The account is its API flavour and user at the endpoint (never the credentials).
-        account_fields: vec!["api".into(), "username".into()],
-        operations: operations(),
-        warnings: warnings(),
-    }
+    Manifest::new(
+        "jasper",
+        "Cisco Jasper Control Center",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Binds a device to its SIM in Cisco Jasper Control Center (SOAP or REST API): SIM \
+         status and usage, status and rate plan changes, and SMS.",
+    )
+    .org_config_schema(org_config())
+    .device_config_schema(device_config())
+    .endpoint_field("endpoint")
+    // A SIM belongs to one device of an organisation.
+    .lookup_fields(["iccid"])
+    // The account is its API flavour and user at the endpoint (never the credentials).
+    .account_fields(["api", "username"])
+    .with_operations(operations())
+    .with_warnings(warnings())
 }

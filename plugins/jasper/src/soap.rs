@@ -460,11 +460,7 @@ mod tests {
     const ICCID: &str = "8988216716970004975";
 
     fn resp(status: u16, body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: vec![],
-            body: body.to_owned(),
-        }
+        HttpResponse::new(status, body)
     }
 
     fn names(el: &Element) -> Vec<&str> {

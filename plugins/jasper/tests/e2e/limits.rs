@@ -121,6 +121,65 @@ async fn accounts_do_not_share_limits() {
     assert_eq!(fake.peak(), 2, "each account has its own turn");
 }
 
+#[tokio::test(start_paused = true)]
+async fn orgs_on_one_account_share_its_limits_whatever_their_credentials() {
+    // The limits are the upstream account's: the host's account key depends on the endpoint
+    // and the account fields (api, username), not on the password.
+    let fake = FakeHost::new(|req, _| {
+        let iccid = soap_op(req)
+            .child(JASPER_NS, "iccids")
+            .and_then(|i| i.child_text(JASPER_NS, "iccid"))
+            .unwrap()
+            .to_owned();
+        Reply::ok(terminal_details(&iccid, "ACTIVATED_NAME")).delayed(500)
+    });
+    let plugin = Arc::new(Jasper::default());
+    let a = soap_org(EP);
+    let mut b = soap_org(EP);
+    b["password"] = json!("another-password");
+    assert_eq!(host_account_key(&a), host_account_key(&b));
+    let tasks = [
+        spawn(&plugin, &fake, &a, &iccid(1), "overview", json!({})),
+        spawn(&plugin, &fake, &b, &iccid(2), "overview", json!({})),
+    ];
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(fake.peak(), 1, "one account, one turn (max_in_flight 1)");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_hosts_account_key_decides_which_limits_apply() {
+    // Identical settings: two account keys from the host are two accounts' limits, one key is
+    // one account's.
+    for (keys, peak) in [(["key-a", "key-b"], 2), (["key-a", "key-a"], 1)] {
+        let fake = FakeHost::new(|req, _| {
+            let iccid = soap_op(req)
+                .child(JASPER_NS, "iccids")
+                .and_then(|i| i.child_text(JASPER_NS, "iccid"))
+                .unwrap()
+                .to_owned();
+            Reply::ok(terminal_details(&iccid, "ACTIVATED_NAME")).delayed(500)
+        });
+        let plugin = Arc::new(Jasper::default());
+        let org = soap_org(EP);
+        let tasks: Vec<_> = keys
+            .into_iter()
+            .enumerate()
+            .map(|(i, key)| {
+                let (plugin, fake, org) = (Arc::clone(&plugin), fake.clone(), org.clone());
+                tokio::spawn(async move {
+                    invoke_as(&plugin, &fake, &org, key, &iccid(i), "overview", json!({})).await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(fake.peak(), peak, "keys {keys:?}");
+    }
+}
+
 fn rate_limited_rest() -> Reply {
     Reply::status(
         429,

@@ -29,11 +29,7 @@ impl Reply {
     pub fn status(status: u16, body: impl Into<String>) -> Reply {
         Reply {
             delay_ms: 20,
-            result: Ok(HttpResponse {
-                status,
-                headers: vec![],
-                body: body.into(),
-            }),
+            result: Ok(HttpResponse::new(status, body)),
         }
     }
 
@@ -254,10 +250,48 @@ pub async fn invoke(
     invoke_with_deadline(plugin, host, org, iccid, op, input, 30_000).await
 }
 
+/// Like [`invoke`], with the given account key in the call's context instead of the one the
+/// host would derive.
+pub async fn invoke_as(
+    plugin: &Jasper,
+    host: &FakeHost,
+    org: &Value,
+    account_key: &str,
+    iccid: &str,
+    op: &str,
+    input: Value,
+) -> Result<Value, PluginError> {
+    invoke_checked(
+        plugin,
+        host,
+        org,
+        Some(account_key.to_owned()),
+        iccid,
+        op,
+        input,
+        30_000,
+    )
+    .await
+}
+
 pub async fn invoke_with_deadline(
     plugin: &Jasper,
     host: &FakeHost,
     org: &Value,
+    iccid: &str,
+    op: &str,
+    input: Value,
+    deadline_in_ms: i64,
+) -> Result<Value, PluginError> {
+    invoke_checked(plugin, host, org, None, iccid, op, input, deadline_in_ms).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn invoke_checked(
+    plugin: &Jasper,
+    host: &FakeHost,
+    org: &Value,
+    account_key: Option<String>,
     iccid: &str,
     op: &str,
     input: Value,
@@ -281,18 +315,9 @@ pub async fn invoke_with_deadline(
         Vec::<String>::new(),
         "input of {op}"
     );
-    let call = Call {
-        context: CallContext {
-            protocol: 1,
-            call_id: "call-1".into(),
-            deadline_unix_ms: host.now_ms() + deadline_in_ms,
-            account_key: "org-1".into(),
-        },
-        op: op.into(),
-        org_config: org.clone(),
-        device_config: device,
-        input,
-    };
+    let context = CallContext::new("call-1", host.now_ms() + deadline_in_ms)
+        .account_key(account_key.unwrap_or_else(|| host_account_key(org)));
+    let call = Call::new(context, op, org.clone(), device, input);
     let out = invoke_raw(plugin, host, call).await;
     if let Ok(v) = &out {
         assert_eq!(
@@ -321,18 +346,26 @@ pub async fn invoke_raw(
 }
 
 pub fn call(host: &FakeHost, org: &Value, op: &str, input: Value) -> Call {
-    Call {
-        context: CallContext {
-            protocol: 1,
-            call_id: "call-raw".into(),
-            deadline_unix_ms: host.now_ms() + 30_000,
-            account_key: String::new(),
-        },
-        op: op.into(),
-        org_config: org.clone(),
-        device_config: json!({ "iccid": ICCID }),
+    Call::new(
+        CallContext::new("call-raw", host.now_ms() + 30_000),
+        op,
+        org.clone(),
+        json!({ "iccid": ICCID }),
         input,
-    }
+    )
+}
+
+/// The account key a host would send for `org`: it depends on the endpoint and the manifest's
+/// account fields (`api`, `username`) only, never on the credentials (the real derivation, a
+/// SHA-256 digest, is the host's; the plugin only compares keys).
+pub fn host_account_key(org: &Value) -> String {
+    let endpoint = org["endpoint"].as_str().unwrap_or("");
+    format!(
+        "account:{}|{}|{}",
+        endpoint.trim_end_matches('/').to_ascii_lowercase(),
+        org["api"],
+        org["username"]
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
