@@ -52,7 +52,7 @@ impl LookupFields {
             .collect()
     }
 
-    /// What the index is built from, as one string (`jasper.iccid,meter.serial`): the store
+    /// What the index is built from, as one string (`meter.asset,meter.serial`): the store
     /// rebuilds its index when this changes.
     pub fn signature(&self) -> String {
         self.iter()
