@@ -6,6 +6,8 @@ pub mod lookup;
 pub mod memo;
 pub mod metrics;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use axum::serve::ListenerExt as _;
 use std::net::SocketAddr;

@@ -118,15 +118,9 @@ async fn roles_include_the_ones_after_them() {
         StatusCode::FORBIDDEN
     );
     assert_eq!(
-        env.send(
-            "DELETE",
-            &format!("/api/v1/devices/{device}"),
-            Some(&operator),
-            None,
-            &[]
-        )
-        .await
-        .0,
+        env.delete(&format!("/api/v1/devices/{device}"), &operator)
+            .await
+            .0,
         StatusCode::FORBIDDEN
     );
 }
@@ -272,15 +266,9 @@ async fn devices_crud_paging_and_filters() {
     assert_eq!(d["name"], "renamed");
     assert_eq!(d["type"], Value::Null);
     assert_eq!(
-        env.send(
-            "DELETE",
-            &format!("/api/v1/devices/{id}"),
-            Some(&env.admin),
-            None,
-            &[]
-        )
-        .await
-        .0,
+        env.delete(&format!("/api/v1/devices/{id}"), &env.admin)
+            .await
+            .0,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
@@ -312,15 +300,7 @@ async fn keys_are_shown_once_listed_and_revoked() {
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
     assert_eq!(env.get("/api/v1/devices", &key).await.0, StatusCode::OK);
     let id = created["id"].as_str().unwrap();
-    let (s, _) = env
-        .send(
-            "DELETE",
-            &format!("/api/v1/keys/{id}"),
-            Some(&env.admin),
-            None,
-            &[],
-        )
-        .await;
+    let (s, _) = env.delete(&format!("/api/v1/keys/{id}"), &env.admin).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(
         env.get("/api/v1/devices", &key).await.0,
@@ -600,14 +580,8 @@ async fn device_changes_apply_to_the_next_operation_at_once() {
     let (_, out) = env.post(&op, &env.admin, json!({"message": "m"})).await;
     assert_ne!(out["device"], first_id);
     assert_eq!(out["device"], "renumbered", "not the remembered device");
-    env.send(
-        "DELETE",
-        &format!("/api/v1/devices/{device}"),
-        Some(&env.admin),
-        None,
-        &[],
-    )
-    .await;
+    env.delete(&format!("/api/v1/devices/{device}"), &env.admin)
+        .await;
     let (s, _) = env.post(&op, &env.admin, json!({"message": "m"})).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "deleted at once");
 }

@@ -5,14 +5,12 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use devext_host::{Runtime, RuntimeConfig};
 use devext_service::store::{Role, SqliteStore, Store};
+use devext_service::testing::Client;
 use devext_service::{App, router};
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 /// An echo device id no other test uses: the static echo plugin is one instance per process, and
 /// its counters are per device id.
@@ -27,6 +25,7 @@ pub(crate) fn unique_echo_id() -> String {
 
 pub(crate) struct Env {
     pub(crate) router: Router,
+    client: Client,
     pub(crate) app: Arc<App<SqliteStore>>,
     pub(crate) admin: String,
     _dir: tempfile::TempDir,
@@ -50,8 +49,10 @@ impl Env {
             .unwrap();
         let runtime = Runtime::load(config).unwrap();
         let app = App::new(runtime, store);
+        let router = router(app.clone());
         Env {
-            router: router(app.clone()),
+            client: Client::new(router.clone()),
+            router,
             app,
             admin,
             _dir: dir,
@@ -80,26 +81,8 @@ impl Env {
         body: Option<Value>,
         extra: &[(&str, &str)],
     ) -> (StatusCode, Value) {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(key) = key {
-            req = req.header("authorization", format!("Bearer {key}"));
-        }
-        for (n, v) in extra {
-            req = req.header(*n, *v);
-        }
-        let req = match body {
-            Some(b) => req
-                .header("content-type", "application/json")
-                .body(Body::from(b.to_string())),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        let response = self.router.clone().oneshot(req).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        (status, value)
+        let reply = self.client.send(method, path, key, body, extra).await;
+        (reply.status, reply.body)
     }
 
     pub(crate) async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
@@ -112,6 +95,10 @@ impl Env {
 
     pub(crate) async fn put(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
         self.send("PUT", path, Some(key), Some(body), &[]).await
+    }
+
+    pub(crate) async fn delete(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        self.send("DELETE", path, Some(key), None, &[]).await
     }
 
     /// Switches echo on with a greeting and a secret token; returns a device id configured

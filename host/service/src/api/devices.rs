@@ -165,19 +165,25 @@ pub(super) async fn create_device<S: Store>(
             &app.lookup.entries(&extensions),
         )
         .await?;
-    audit(
-        &app,
-        &caller,
-        NewAudit {
-            action: "device",
-            device_id: Some(&device.id),
-            op: Some("create"),
-            outcome: "ok",
-            ..Default::default()
-        },
-    )
-    .await;
+    audit_change(&app, &caller, &device.id, "create").await;
     Ok((StatusCode::CREATED, Json(device)).into_response())
+}
+
+/// The 404 of a device that is not the org's.
+pub(super) fn no_device(id: &str) -> ApiError {
+    ApiError::not_found(format!("no device {id:?}"))
+}
+
+/// Records a successful change of device `id` (`create`, `update`, `delete`).
+async fn audit_change<S: Store>(app: &App<S>, caller: &Caller, id: &str, op: &str) {
+    let entry = NewAudit {
+        action: "device",
+        device_id: Some(id),
+        op: Some(op),
+        outcome: "ok",
+        ..Default::default()
+    };
+    audit(app, caller, entry).await;
 }
 
 pub(super) async fn device_or_404<S: Store>(
@@ -188,7 +194,7 @@ pub(super) async fn device_or_404<S: Store>(
     app.store
         .device(caller.0.org_id, id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no device {id:?}")))
+        .ok_or_else(|| no_device(id))
 }
 
 pub(super) async fn get_device<S: Store>(
@@ -218,20 +224,9 @@ pub(super) async fn update_device<S: Store>(
             &app.lookup.entries(&extensions),
         )
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no device {id:?}")))?;
+        .ok_or_else(|| no_device(&id))?;
     app.devices.forget(&(caller.0.org_id, id.clone()));
-    audit(
-        &app,
-        &caller,
-        NewAudit {
-            action: "device",
-            device_id: Some(&id),
-            op: Some("update"),
-            outcome: "ok",
-            ..Default::default()
-        },
-    )
-    .await;
+    audit_change(&app, &caller, &id, "update").await;
     Ok(Json(device))
 }
 
@@ -243,19 +238,8 @@ pub(super) async fn delete_device<S: Store>(
     let deleted = app.store.delete_device(caller.0.org_id, &id).await?;
     app.devices.forget(&(caller.0.org_id, id.clone()));
     if !deleted {
-        return Err(ApiError::not_found(format!("no device {id:?}")));
+        return Err(no_device(&id));
     }
-    audit(
-        &app,
-        &caller,
-        NewAudit {
-            action: "device",
-            device_id: Some(&id),
-            op: Some("delete"),
-            outcome: "ok",
-            ..Default::default()
-        },
-    )
-    .await;
+    audit_change(&app, &caller, &id, "delete").await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::audit::audit;
 use super::auth::Caller;
-use super::devices::device_or_404;
+use super::devices::{device_or_404, no_device};
 use super::error::{ApiError, ApiResult};
 use super::settings::plugin_or_404;
 use super::state::App;
@@ -97,7 +97,7 @@ pub(super) async fn run_op<S: Store>(
     let device = app
         .device_for_op(caller.0.org_id, &id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no device {id:?}")))?;
+        .ok_or_else(|| no_device(&id))?;
     let loaded = plugin_or_404(&app.runtime, &plugin)?;
     let Some(operation) = loaded.manifest().operation(&op) else {
         return Err(ApiError::not_found(format!(
