@@ -79,7 +79,7 @@ impl LookupFields {
 
 /// The indexed text of a lookup value: a JSON string as it is, any other value (but `null`) as
 /// its JSON text, so that `?ext.p.n=5` finds the number 5.
-pub fn value_text(value: &Value) -> Option<String> {
+fn value_text(value: &Value) -> Option<String> {
     match value {
         Value::Null => None,
         Value::String(s) => Some(s.clone()),

@@ -1,15 +1,79 @@
-//! Helpers for tests that drive the service in-process (feature `testing`): a [`Client`] that
-//! sends requests through the router without a socket, and [`captured_logs`], the process's
-//! log lines (to check that no secret is ever logged).
+//! Helpers for tests that drive the service in-process (feature `testing`): a
+//! [`TestService`] over a fresh store, a [`Client`] that sends requests through the router
+//! without a socket, and [`captured_logs`], the process's log lines (to check that no secret is
+//! ever logged).
 
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
+use devext_host::{Runtime, RuntimeConfig};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
+
+use crate::api::{App, router};
+use crate::store::{Role, SqliteStore, Store};
+
+/// The service over a fresh SQLite store (in a temporary directory, removed on drop) and the
+/// plugins a runtime with `config` loads, with one organisation, `acme`, and an admin key of it.
+pub struct TestService {
+    /// The shared state.
+    pub app: Arc<App<SqliteStore>>,
+    /// The router over `app`.
+    pub router: Router,
+    /// A client of `router`.
+    pub client: Client,
+    /// The admin key of `acme`.
+    pub admin: String,
+    _dir: tempfile::TempDir,
+}
+
+impl TestService {
+    /// Starts one.
+    ///
+    /// # Panics
+    /// If the store cannot be created or the runtime does not load (test failures).
+    pub async fn start(config: RuntimeConfig) -> TestService {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = SqliteStore::open(&dir.path().join("api.db"), None)
+            .await
+            .expect("a new store");
+        let org = store.create_org("acme").await.expect("an org");
+        let (_, admin) = store
+            .create_key(org.id, Role::Admin, "admin")
+            .await
+            .expect("a key");
+        let runtime = Runtime::load(config).expect("the runtime loads");
+        let app = App::new(runtime, store);
+        let router = router(app.clone());
+        TestService {
+            client: Client::new(router.clone()),
+            router,
+            app,
+            admin,
+            _dir: dir,
+        }
+    }
+
+    /// A new key of `role` in the organisation `org` (created if needed).
+    ///
+    /// # Panics
+    /// If the store fails.
+    pub async fn key(&self, org: &str, role: Role) -> String {
+        let store = &self.app.store;
+        let org = match store.org_by_name(org).await.expect("the store answers") {
+            Some(o) => o,
+            None => store.create_org(org).await.expect("an org"),
+        };
+        store
+            .create_key(org.id, role, role.as_str())
+            .await
+            .expect("a key")
+            .1
+    }
+}
 
 /// An answer of the service.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::StatusCode;
-use devext_host::{Runtime, RuntimeConfig};
-use devext_service::store::{Role, SqliteStore, Store};
-use devext_service::testing::Client;
-use devext_service::{App, router};
+use devext_host::RuntimeConfig;
+use devext_service::App;
+use devext_service::store::{Role, SqliteStore};
+use devext_service::testing::TestService;
 use serde_json::{Value, json};
 
 /// An echo device id no other test uses: the static echo plugin is one instance per process, and
@@ -25,10 +25,9 @@ pub(crate) fn unique_echo_id() -> String {
 
 pub(crate) struct Env {
     pub(crate) router: Router,
-    client: Client,
     pub(crate) app: Arc<App<SqliteStore>>,
     pub(crate) admin: String,
-    _dir: tempfile::TempDir,
+    service: TestService,
 }
 
 impl Env {
@@ -38,39 +37,18 @@ impl Env {
 
     /// Like [`Env::new`] with other runtime settings.
     pub(crate) async fn with_runtime(config: RuntimeConfig) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("api.db"), None)
-            .await
-            .unwrap();
-        let org = store.create_org("acme").await.unwrap();
-        let (_, admin) = store
-            .create_key(org.id, Role::Admin, "admin")
-            .await
-            .unwrap();
-        let runtime = Runtime::load(config).unwrap();
-        let app = App::new(runtime, store);
-        let router = router(app.clone());
+        let service = TestService::start(config).await;
         Env {
-            client: Client::new(router.clone()),
-            router,
-            app,
-            admin,
-            _dir: dir,
+            router: service.router.clone(),
+            app: service.app.clone(),
+            admin: service.admin.clone(),
+            service,
         }
     }
 
     /// A key of `role` in org `org` (created if needed).
     pub(crate) async fn key(&self, org: &str, role: Role) -> String {
-        let org = match self.app.store.org_by_name(org).await.unwrap() {
-            Some(o) => o,
-            None => self.app.store.create_org(org).await.unwrap(),
-        };
-        self.app
-            .store
-            .create_key(org.id, role, "t")
-            .await
-            .unwrap()
-            .1
+        self.service.key(org, role).await
     }
 
     pub(crate) async fn send(
@@ -81,7 +59,11 @@ impl Env {
         body: Option<Value>,
         extra: &[(&str, &str)],
     ) -> (StatusCode, Value) {
-        let reply = self.client.send(method, path, key, body, extra).await;
+        let reply = self
+            .service
+            .client
+            .send(method, path, key, body, extra)
+            .await;
         (reply.status, reply.body)
     }
 

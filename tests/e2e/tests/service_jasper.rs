@@ -3,15 +3,14 @@
 //! Jasper credentials never show up in responses or logs. Its own test binary: it links the
 //! Jasper plugin statically and owns the process-wide log subscriber.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
-use devext_host::{Runtime, RuntimeConfig};
+use devext_host::RuntimeConfig;
 use devext_jasper_sim::{Credentials, FaultMode, FaultSettings, RunningSim, SimConfig};
-use devext_service::store::{Role, SqliteStore, Store};
-use devext_service::testing::{Client, captured_logs};
-use devext_service::{App, router};
+use devext_service::store::Role;
+use devext_service::testing::{TestService, captured_logs};
 use serde_json::{Value, json};
 
 // The Jasper plugin as a static plugin.
@@ -34,14 +33,12 @@ fn assert_logs_hold_no_secret() {
 }
 
 struct Env {
-    client: Client,
-    app: Arc<App<SqliteStore>>,
+    service: TestService,
     admin: String,
     operator: String,
     sim: RunningSim,
     /// Every response body seen, to check that no secret is ever returned.
     seen: Mutex<String>,
-    _dir: tempfile::TempDir,
 }
 
 impl Env {
@@ -58,35 +55,22 @@ impl Env {
         })
         .await
         .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("api.db"), None)
-            .await
-            .unwrap();
-        let org = store.create_org("acme").await.unwrap();
-        let (_, admin) = store
-            .create_key(org.id, Role::Admin, "admin")
-            .await
-            .unwrap();
-        let (_, operator) = store
-            .create_key(org.id, Role::Operator, "operator")
-            .await
-            .unwrap();
         let mut config = RuntimeConfig {
             call_timeout,
             ..RuntimeConfig::default()
         };
         config.egress.allow_loopback_http = true;
-        let runtime = Runtime::load(config).unwrap();
-        assert!(runtime.plugin("jasper").is_some(), "jasper is linked");
-        let app = App::new(runtime, store);
+        let service = TestService::start(config).await;
+        assert!(
+            service.app.runtime.plugin("jasper").is_some(),
+            "jasper is linked"
+        );
         let env = Env {
-            client: Client::new(router(app.clone())),
-            app,
-            admin,
-            operator,
+            admin: service.admin.clone(),
+            operator: service.key("acme", Role::Operator).await,
+            service,
             sim,
             seen: Mutex::new(String::new()),
-            _dir: dir,
         };
         let (s, body) = env
             .send(
@@ -127,7 +111,11 @@ impl Env {
         body: Option<Value>,
         extra: &[(&str, &str)],
     ) -> (StatusCode, HeaderMap, Value) {
-        let reply = self.client.send(method, path, Some(key), body, extra).await;
+        let reply = self
+            .service
+            .client
+            .send(method, path, Some(key), body, extra)
+            .await;
         self.seen.lock().unwrap().push_str(&reply.text);
         (reply.status, reply.headers, reply.body)
     }
@@ -264,15 +252,7 @@ async fn jasper_operations_map_to_http_statuses_and_are_audited() {
     assert!(body["error"]["details"].get("violations").is_none());
 
     // A viewer may read but not act.
-    let viewer = {
-        let org = env.app.store.org_by_name("acme").await.unwrap().unwrap();
-        env.app
-            .store
-            .create_key(org.id, Role::Viewer, "v")
-            .await
-            .unwrap()
-            .1
-    };
+    let viewer = env.service.key("acme", Role::Viewer).await;
     let path = format!("/api/v1/devices/{device}/extensions/jasper");
     let (s, _) = env
         .send(

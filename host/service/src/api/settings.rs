@@ -133,18 +133,7 @@ pub(super) async fn put_extension<S: Store>(
                 ..v
             })
             .collect();
-        audit(
-            &app,
-            &caller,
-            NewAudit {
-                action: "settings",
-                plugin: Some(&plugin),
-                op: Some("update"),
-                outcome: "invalid_input",
-                ..Default::default()
-            },
-        )
-        .await;
+        audit_update(&app, &caller, &plugin, "invalid_input", "").await;
         return Err(ApiError::violations(
             format!("the settings for {plugin} are invalid"),
             violations,
@@ -162,18 +151,25 @@ pub(super) async fn put_extension<S: Store>(
             .collect::<Vec<_>>()
             .join(",")
     );
-    audit(
-        &app,
-        &caller,
-        NewAudit {
-            action: "settings",
-            plugin: Some(&plugin),
-            op: Some("update"),
-            outcome: "ok",
-            detail: &changed,
-            ..Default::default()
-        },
-    )
-    .await;
+    audit_update(&app, &caller, &plugin, "ok", &changed).await;
     Ok(Json(settings_view(&plugin, Some(&settings))))
+}
+
+/// Records an update of the org's settings for `plugin` (never the secrets' values).
+async fn audit_update<S: Store>(
+    app: &App<S>,
+    caller: &Caller,
+    plugin: &str,
+    outcome: &str,
+    detail: &str,
+) {
+    let entry = NewAudit {
+        action: "settings",
+        plugin: Some(plugin),
+        op: Some("update"),
+        outcome,
+        detail,
+        ..Default::default()
+    };
+    audit(app, caller, entry).await;
 }

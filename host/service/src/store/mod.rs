@@ -73,7 +73,7 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         key: &str,
     ) -> impl Future<Output = Result<ApiKeyInfo>> + Send;
-    /// The principal of a valid, unrevoked key (and records its use).
+    /// The principal of a valid, unrevoked key (and records its use, to the minute).
     fn authenticate(&self, key: &str) -> impl Future<Output = Result<Option<Principal>>> + Send;
     /// The org's unrevoked keys.
     fn list_keys(&self, org_id: i64) -> impl Future<Output = Result<Vec<ApiKeyInfo>>> + Send;

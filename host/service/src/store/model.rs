@@ -194,14 +194,13 @@ pub struct LookupEntry {
 impl LookupEntry {
     /// The JSON pointer of the value in a device document: `/extensions/<plugin>/<field>`.
     pub fn pointer(&self) -> String {
-        lookup_pointer(&self.plugin, &self.field)
+        let escape = |s: &str| s.replace('~', "~0").replace('/', "~1");
+        format!(
+            "/extensions/{}/{}",
+            escape(&self.plugin),
+            escape(&self.field)
+        )
     }
-}
-
-/// `/extensions/<plugin>/<field>` (JSON pointer escapes applied).
-pub fn lookup_pointer(plugin: &str, field: &str) -> String {
-    let escape = |s: &str| s.replace('~', "~0").replace('/', "~1");
-    format!("/extensions/{}/{}", escape(plugin), escape(field))
 }
 
 /// What rebuilding the lookup index did (see [`crate::store::Store::reindex_lookups`]).
