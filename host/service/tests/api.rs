@@ -49,13 +49,26 @@ async fn the_openapi_document_lists_every_route() {
     let paths = doc["paths"].as_object().unwrap();
     for r in devext_service::api::routes::<SqliteStore>() {
         let method = r.method.as_str().to_ascii_lowercase();
-        assert!(
-            paths[r.path].get(&method).is_some(),
+        let op = &paths[r.path][&method];
+        assert!(op.is_object(), "{} {}", r.method, r.path);
+        assert_eq!(
+            op.get("x-devext-role").and_then(Value::as_str),
+            r.role.map(Role::as_str),
+            "{} {}",
+            r.method,
+            r.path
+        );
+        assert_eq!(
+            op.get("x-devext-action-role").and_then(Value::as_str),
+            r.action_role.map(Role::as_str),
             "{} {}",
             r.method,
             r.path
         );
     }
+    let run = &doc["paths"]["/api/v1/devices/{id}/extensions/{plugin}/{op}"]["post"];
+    assert_eq!(run["x-devext-role"], "viewer");
+    assert_eq!(run["x-devext-action-role"], "operator");
     assert_eq!(
         doc["paths"]["/api/v1/devices/{id}/extensions/{plugin}/{op}"]["post"]["parameters"]
             .as_array()

@@ -37,7 +37,8 @@ impl<T: Send + Sync> FromRequestParts<T> for Caller {
             // A handler that names its caller on a route the table gives no role: a wiring
             // mistake, never the client's.
             None => {
-                tracing::error!(path = %parts.uri.path(), "a handler needs a caller on a route without a role");
+                let path = parts.uri.path();
+                tracing::error!(%path, "a handler needs a caller on a route without a role");
                 Err(ApiError::internal(
                     "this route is not set up to identify its caller",
                 ))

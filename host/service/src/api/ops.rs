@@ -20,6 +20,10 @@ use super::settings::plugin_or_404;
 use super::state::App;
 use crate::store::{IdempotencyClaim, NewAudit, Role, Store};
 
+/// The role that running an operation of kind `action` needs (views need the route's role,
+/// viewer); stated in the route table as the route's `action_role`.
+pub(super) const ACTION_ROLE: Role = Role::Operator;
+
 pub(super) async fn drilldown<S: Store>(
     State(app): State<Arc<App<S>>>,
     caller: Caller,
@@ -69,7 +73,7 @@ pub(super) async fn drilldown<S: Store>(
                 .iter()
                 .map(|o| {
                     let needed = if o.kind == OpKind::Action {
-                        Role::Operator
+                        ACTION_ROLE
                     } else {
                         Role::Viewer
                     };
@@ -105,11 +109,10 @@ pub(super) async fn run_op<S: Store>(
         )));
     };
     let is_action = operation.kind == OpKind::Action;
-    caller.require(if is_action {
-        Role::Operator
-    } else {
-        Role::Viewer
-    })?;
+    // The route's own role (viewer) is checked already; an action needs more.
+    if is_action {
+        caller.require(ACTION_ROLE)?;
+    }
     let Some(device_config) = device.extensions.get(&plugin).cloned() else {
         return Err(ApiError::not_found(format!(
             "device {id} has no {plugin} configuration"
@@ -120,11 +123,9 @@ pub(super) async fn run_op<S: Store>(
         .await?
         .filter(|s| s.enabled)
         .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                format!("the {plugin} extension is not switched on for this organisation"),
-            )
+            ApiError::conflict(format!(
+                "the {plugin} extension is not switched on for this organisation"
+            ))
         })?;
     let input = match body {
         Ok(Json(v)) => v,
@@ -184,7 +185,7 @@ pub(super) async fn run_op<S: Store>(
                 } else {
                     "a request with this Idempotency-Key is still running".to_owned()
                 };
-                return Err(ApiError::new(StatusCode::CONFLICT, "conflict", message));
+                return Err(ApiError::conflict(message));
             }
             IdempotencyClaim::Mismatch => {
                 return Err(ApiError::new(

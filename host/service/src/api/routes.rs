@@ -36,6 +36,9 @@ pub struct Route<S> {
     pub description: Option<&'static str>,
     /// The least role needed, checked before the handler runs; `None`: no key needed.
     pub role: Option<Role>,
+    /// The role an operation of kind `action` needs on this route, checked by the handler
+    /// (it depends on the operation named in the path).
+    pub action_role: Option<Role>,
     /// JSON Schema of the request body, if any.
     pub body: Option<Value>,
     /// Largest accepted body, bytes (0 for routes without a body).
@@ -81,6 +84,7 @@ fn route<S>(
         summary,
         description: None,
         role: None,
+        action_role: None,
         body: None,
         body_limit: 0,
         query: Vec::new(),
@@ -94,6 +98,13 @@ impl<S> Route<S> {
     fn role(self, role: Role) -> Self {
         Route {
             role: Some(role),
+            ..self
+        }
+    }
+
+    fn action_role(self, role: Role) -> Self {
+        Route {
+            action_role: Some(role),
             ..self
         }
     }
@@ -157,6 +168,8 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
         "properties": {"role": {"enum": ["admin", "operator", "viewer"]}, "name": {"type": "string", "maxLength": 100}},
         "required": ["role"], "additionalProperties": false
     });
+    let op_body =
+        json!({"type": "object", "description": "The operation's input (see its input_schema)"});
     let page = |next: &'static str| {
         vec![
             param(
@@ -179,19 +192,55 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
     device_query.extend(page("cursor"));
     vec![
         route(M::GET, "/healthz", "Liveness", get(health::healthz)),
-        route(M::GET, "/readyz", "Readiness (503 while shutting down)", get(health::readyz::<S>)),
-        route(M::GET, "/metrics", "Prometheus metrics", get(health::metrics::<S>)),
-        route(M::GET, "/api/v1/openapi.json", "This document", get(openapi::<S>)),
-        route(M::GET, "/api/v1/plugins", "Loaded plugins: manifests and schemas", get(plugins::list_plugins::<S>))
-            .role(Viewer),
-        route(M::GET, "/api/v1/keys", "The org's API keys", get(keys::list_keys::<S>)).role(Admin),
-        route(M::POST, "/api/v1/keys", "Create an API key (shown once)", post(keys::create_key::<S>))
-            .role(Admin)
-            .body(key_body, MAX_BODY_BYTES)
-            .ok(201),
-        route(M::DELETE, "/api/v1/keys/{id}", "Revoke an API key", delete(keys::revoke_key::<S>))
-            .role(Admin)
-            .ok(204),
+        route(
+            M::GET,
+            "/readyz",
+            "Readiness (503 while shutting down)",
+            get(health::readyz::<S>),
+        ),
+        route(
+            M::GET,
+            "/metrics",
+            "Prometheus metrics",
+            get(health::metrics::<S>),
+        ),
+        route(
+            M::GET,
+            "/api/v1/openapi.json",
+            "This document",
+            get(openapi::<S>),
+        ),
+        route(
+            M::GET,
+            "/api/v1/plugins",
+            "Loaded plugins: manifests and schemas",
+            get(plugins::list_plugins::<S>),
+        )
+        .role(Viewer),
+        route(
+            M::GET,
+            "/api/v1/keys",
+            "The org's API keys",
+            get(keys::list_keys::<S>),
+        )
+        .role(Admin),
+        route(
+            M::POST,
+            "/api/v1/keys",
+            "Create an API key (shown once)",
+            post(keys::create_key::<S>),
+        )
+        .role(Admin)
+        .body(key_body, MAX_BODY_BYTES)
+        .ok(201),
+        route(
+            M::DELETE,
+            "/api/v1/keys/{id}",
+            "Revoke an API key",
+            delete(keys::revoke_key::<S>),
+        )
+        .role(Admin)
+        .ok(204),
         route(
             M::GET,
             "/api/v1/extensions",
@@ -227,17 +276,38 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
         )
         .query(device_query)
         .lookup_filters(),
-        route(M::POST, "/api/v1/devices", "Create a device", post(devices::create_device::<S>))
-            .role(Admin)
-            .body(device_body.clone(), MAX_BODY_BYTES)
-            .ok(201),
-        route(M::GET, "/api/v1/devices/{id}", "A device", get(devices::get_device::<S>)).role(Viewer),
-        route(M::PUT, "/api/v1/devices/{id}", "Replace a device", put(devices::update_device::<S>))
-            .role(Admin)
-            .body(device_body, MAX_BODY_BYTES),
-        route(M::DELETE, "/api/v1/devices/{id}", "Delete a device", delete(devices::delete_device::<S>))
-            .role(Admin)
-            .ok(204),
+        route(
+            M::POST,
+            "/api/v1/devices",
+            "Create a device",
+            post(devices::create_device::<S>),
+        )
+        .role(Admin)
+        .body(device_body.clone(), MAX_BODY_BYTES)
+        .ok(201),
+        route(
+            M::GET,
+            "/api/v1/devices/{id}",
+            "A device",
+            get(devices::get_device::<S>),
+        )
+        .role(Viewer),
+        route(
+            M::PUT,
+            "/api/v1/devices/{id}",
+            "Replace a device",
+            put(devices::update_device::<S>),
+        )
+        .role(Admin)
+        .body(device_body, MAX_BODY_BYTES),
+        route(
+            M::DELETE,
+            "/api/v1/devices/{id}",
+            "Delete a device",
+            delete(devices::delete_device::<S>),
+        )
+        .role(Admin)
+        .ok(204),
         route(
             M::GET,
             "/api/v1/devices/{id}/extensions",
@@ -252,17 +322,21 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
             post(ops::run_op::<S>),
         )
         .role(Viewer)
+        .action_role(ops::ACTION_ROLE)
         .description(
-            "The route needs viewer; running an operation of kind `action` needs operator (the \
-             operation's kind is in the drilldown and the plugin's manifest).",
+            "The route needs viewer; running an operation of kind `action` needs operator \
+             (`x-devext-action-role`; the operation's kind is in the drilldown and the plugin's \
+             manifest).",
         )
-        .body(
-            json!({"type": "object", "description": "The operation's input (see its input_schema)"}),
-            MAX_BODY_BYTES,
-        ),
-        route(M::GET, "/api/v1/audit", "The org's audit log, newest first", get(audit::audit_log::<S>))
-            .role(Admin)
-            .query(page("before")),
+        .body(op_body, MAX_BODY_BYTES),
+        route(
+            M::GET,
+            "/api/v1/audit",
+            "The org's audit log, newest first",
+            get(audit::audit_log::<S>),
+        )
+        .role(Admin)
+        .query(page("before")),
     ]
 }
 
@@ -360,6 +434,9 @@ pub fn openapi_document<S: Store>(runtime: &Runtime) -> Value {
             Some(role) => {
                 op["security"] = json!([{"bearer": []}]);
                 op["x-devext-role"] = json!(role.as_str());
+                if let Some(action) = r.action_role {
+                    op["x-devext-action-role"] = json!(action.as_str());
+                }
             }
             None => op["security"] = json!([]),
         }
