@@ -12,13 +12,13 @@ use super::error::{ApiError, ApiResult};
 use super::state::App;
 use crate::store::{Principal, Role, Store};
 
-/// The caller of a route that needs a key: the principal [`authorize`] found.
+/// The caller of a route that needs a key: the principal the route's role check found.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Principal);
 
 impl Caller {
     /// Checks a role that depends on the request's data, beyond the route's own (which
-    /// [`authorize`] checked): running an action needs `operator` on a route open to viewers.
+    /// the route layer checked): running an action needs `operator` on a route open to viewers.
     pub(super) fn require(&self, role: Role) -> ApiResult<()> {
         if self.0.role.allows(role) {
             Ok(())
