@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use devext_host::{Runtime, RuntimeConfig};
 use devext_jasper_sim::{FaultSettings, LimitSettings, RunningSim, SimConfig};
+use devext_service::lookup::LookupFields;
 use devext_service::store::{ExtensionSettings, Role, SqliteStore, Store};
 use serde_json::{Map, Value, json};
 use tokio::runtime::Handle;
@@ -345,6 +346,7 @@ async fn start_service(accounts: Vec<AccountSpec>) -> (Service, Vec<Vec<Device>>
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("load.db");
     let store = SqliteStore::open(&db, None).await.expect("store");
+    let lookup = LookupFields::of(&runtime);
     let mut per_account = Vec::new();
     for (a, account) in accounts.into_iter().enumerate() {
         let org = store.create_org(&format!("load {a}")).await.expect("org");
@@ -372,12 +374,14 @@ async fn start_service(accounts: Vec<AccountSpec>) -> (Service, Vec<Vec<Device>>
         store.put_extension(org.id, &settings).await.expect("put");
         let mut devices = Vec::new();
         for (i, iccid) in account.iccids.into_iter().enumerate() {
+            let extensions = json!({"jasper": {"iccid": iccid}});
             let d = store
                 .create_device(
                     org.id,
                     &format!("unit {i}"),
                     None,
-                    &json!({"jasper": {"iccid": iccid}}),
+                    &extensions,
+                    &lookup.entries(&extensions),
                 )
                 .await
                 .expect("device");

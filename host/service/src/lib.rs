@@ -2,9 +2,12 @@
 
 pub mod api;
 pub mod crypto;
+pub mod lookup;
 pub mod memo;
 pub mod metrics;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use axum::serve::ListenerExt as _;
 use std::net::SocketAddr;
@@ -18,12 +21,14 @@ pub use store::{SqliteStore, Store};
 
 /// Serves the API on `listener` until `shutdown` completes; then stops accepting, marks the
 /// service not ready, and lets in-flight requests finish (each operation is bounded by its
-/// deadline).
+/// deadline). First brings the device lookup index up to the loaded plugins
+/// ([`App::reindex_lookups`]).
 pub async fn serve<S: Store>(
     listener: TcpListener,
     app: Arc<App<S>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    app.reindex_lookups().await.map_err(std::io::Error::other)?;
     let state = app.clone();
     let signal = async move {
         shutdown.await;

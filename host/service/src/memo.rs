@@ -1,6 +1,9 @@
-//! Short-lived, in-process memos of what almost every request reads: API-key lookups and an
-//! org's extension settings. Writes made through this process drop the affected entries at once;
-//! another process sharing the store sees a change within [`MEMO_TTL`].
+//! Short-lived, in-process memos of what almost every request reads: API-key lookups (valid
+//! keys and unknown ones alike), an org's extension settings, and the devices operations run on
+//! (see [`crate::api::App`]). A write made through this process's API drops the entries it
+//! affects at once (a revoked key clears the key memo, since it is keyed by key hashes); a
+//! change made by another process sharing the store, or written to the store directly, is seen
+//! once the entry is older than [`MEMO_TTL`].
 
 use std::collections::HashMap;
 use std::hash::Hash;

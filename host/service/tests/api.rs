@@ -49,13 +49,26 @@ async fn the_openapi_document_lists_every_route() {
     let paths = doc["paths"].as_object().unwrap();
     for r in devext_service::api::routes::<SqliteStore>() {
         let method = r.method.as_str().to_ascii_lowercase();
-        assert!(
-            paths[r.path].get(&method).is_some(),
+        let op = &paths[r.path][&method];
+        assert!(op.is_object(), "{} {}", r.method, r.path);
+        assert_eq!(
+            op.get("x-devext-role").and_then(Value::as_str),
+            r.role.map(Role::as_str),
+            "{} {}",
+            r.method,
+            r.path
+        );
+        assert_eq!(
+            op.get("x-devext-action-role").and_then(Value::as_str),
+            r.action_role.map(Role::as_str),
             "{} {}",
             r.method,
             r.path
         );
     }
+    let run = &doc["paths"]["/api/v1/devices/{id}/extensions/{plugin}/{op}"]["post"];
+    assert_eq!(run["x-devext-role"], "viewer");
+    assert_eq!(run["x-devext-action-role"], "operator");
     assert_eq!(
         doc["paths"]["/api/v1/devices/{id}/extensions/{plugin}/{op}"]["post"]["parameters"]
             .as_array()
@@ -118,15 +131,9 @@ async fn roles_include_the_ones_after_them() {
         StatusCode::FORBIDDEN
     );
     assert_eq!(
-        env.send(
-            "DELETE",
-            &format!("/api/v1/devices/{device}"),
-            Some(&operator),
-            None,
-            &[]
-        )
-        .await
-        .0,
+        env.delete(&format!("/api/v1/devices/{device}"), &operator)
+            .await
+            .0,
         StatusCode::FORBIDDEN
     );
 }
@@ -272,15 +279,9 @@ async fn devices_crud_paging_and_filters() {
     assert_eq!(d["name"], "renamed");
     assert_eq!(d["type"], Value::Null);
     assert_eq!(
-        env.send(
-            "DELETE",
-            &format!("/api/v1/devices/{id}"),
-            Some(&env.admin),
-            None,
-            &[]
-        )
-        .await
-        .0,
+        env.delete(&format!("/api/v1/devices/{id}"), &env.admin)
+            .await
+            .0,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
@@ -312,15 +313,7 @@ async fn keys_are_shown_once_listed_and_revoked() {
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
     assert_eq!(env.get("/api/v1/devices", &key).await.0, StatusCode::OK);
     let id = created["id"].as_str().unwrap();
-    let (s, _) = env
-        .send(
-            "DELETE",
-            &format!("/api/v1/keys/{id}"),
-            Some(&env.admin),
-            None,
-            &[],
-        )
-        .await;
+    let (s, _) = env.delete(&format!("/api/v1/keys/{id}"), &env.admin).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(
         env.get("/api/v1/devices", &key).await.0,
@@ -600,14 +593,8 @@ async fn device_changes_apply_to_the_next_operation_at_once() {
     let (_, out) = env.post(&op, &env.admin, json!({"message": "m"})).await;
     assert_ne!(out["device"], first_id);
     assert_eq!(out["device"], "renumbered", "not the remembered device");
-    env.send(
-        "DELETE",
-        &format!("/api/v1/devices/{device}"),
-        Some(&env.admin),
-        None,
-        &[],
-    )
-    .await;
+    env.delete(&format!("/api/v1/devices/{device}"), &env.admin)
+        .await;
     let (s, _) = env.post(&op, &env.admin, json!({"message": "m"})).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "deleted at once");
 }

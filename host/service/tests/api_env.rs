@@ -5,14 +5,12 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use devext_host::{Runtime, RuntimeConfig};
-use devext_service::store::{Role, SqliteStore, Store};
-use devext_service::{App, router};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
+use devext_host::RuntimeConfig;
+use devext_service::App;
+use devext_service::store::{Role, SqliteStore};
+use devext_service::testing::TestService;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 /// An echo device id no other test uses: the static echo plugin is one instance per process, and
 /// its counters are per device id.
@@ -29,7 +27,7 @@ pub(crate) struct Env {
     pub(crate) router: Router,
     pub(crate) app: Arc<App<SqliteStore>>,
     pub(crate) admin: String,
-    _dir: tempfile::TempDir,
+    service: TestService,
 }
 
 impl Env {
@@ -39,37 +37,18 @@ impl Env {
 
     /// Like [`Env::new`] with other runtime settings.
     pub(crate) async fn with_runtime(config: RuntimeConfig) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("api.db"), None)
-            .await
-            .unwrap();
-        let org = store.create_org("acme").await.unwrap();
-        let (_, admin) = store
-            .create_key(org.id, Role::Admin, "admin")
-            .await
-            .unwrap();
-        let runtime = Runtime::load(config).unwrap();
-        let app = App::new(runtime, store);
+        let service = TestService::start(config).await;
         Env {
-            router: router(app.clone()),
-            app,
-            admin,
-            _dir: dir,
+            router: service.router.clone(),
+            app: service.app.clone(),
+            admin: service.admin.clone(),
+            service,
         }
     }
 
     /// A key of `role` in org `org` (created if needed).
     pub(crate) async fn key(&self, org: &str, role: Role) -> String {
-        let org = match self.app.store.org_by_name(org).await.unwrap() {
-            Some(o) => o,
-            None => self.app.store.create_org(org).await.unwrap(),
-        };
-        self.app
-            .store
-            .create_key(org.id, role, "t")
-            .await
-            .unwrap()
-            .1
+        self.service.key(org, role).await
     }
 
     pub(crate) async fn send(
@@ -80,26 +59,12 @@ impl Env {
         body: Option<Value>,
         extra: &[(&str, &str)],
     ) -> (StatusCode, Value) {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(key) = key {
-            req = req.header("authorization", format!("Bearer {key}"));
-        }
-        for (n, v) in extra {
-            req = req.header(*n, *v);
-        }
-        let req = match body {
-            Some(b) => req
-                .header("content-type", "application/json")
-                .body(Body::from(b.to_string())),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        let response = self.router.clone().oneshot(req).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        (status, value)
+        let reply = self
+            .service
+            .client
+            .send(method, path, key, body, extra)
+            .await;
+        (reply.status, reply.body)
     }
 
     pub(crate) async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
@@ -112,6 +77,10 @@ impl Env {
 
     pub(crate) async fn put(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
         self.send("PUT", path, Some(key), Some(body), &[]).await
+    }
+
+    pub(crate) async fn delete(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        self.send("DELETE", path, Some(key), None, &[]).await
     }
 
     /// Switches echo on with a greeting and a secret token; returns a device id configured

@@ -1,8 +1,6 @@
 //! Secrets never appear in API responses or in the service's logs (its own test binary, so that
 //! it can own the process-wide log subscriber).
 
-use std::sync::{Arc, Mutex};
-
 use axum::http::StatusCode;
 use devext_service::store::Store;
 use serde_json::json;
@@ -15,31 +13,9 @@ mod api_env;
 
 use api_env::Env;
 
-/// Collects every log line of the process.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn secrets_are_never_returned_or_logged() {
-    let captured = Captured::default();
-    let sink = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || sink.clone())
-        .finish();
-    // The process-wide subscriber (this binary has this one test): scoped subscribers miss
-    // events from callsites other test threads registered first.
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let logs = devext_service::testing::captured_logs();
 
     let env = Env::new().await;
     let device = env.echo_device(&env.admin).await;
@@ -73,7 +49,7 @@ async fn secrets_are_never_returned_or_logged() {
         seen.push_str(&v.to_string());
     }
     assert!(!seen.contains("tok-SECRET-1"), "{seen}");
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(
         !logs.is_empty(),
         "the subscriber captured the service's logs"

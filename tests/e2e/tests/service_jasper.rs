@@ -3,19 +3,15 @@
 //! Jasper credentials never show up in responses or logs. Its own test binary: it links the
 //! Jasper plugin statically and owns the process-wide log subscriber.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode};
-use devext_host::{Runtime, RuntimeConfig};
+use axum::http::{HeaderMap, StatusCode};
+use devext_host::RuntimeConfig;
 use devext_jasper_sim::{Credentials, FaultMode, FaultSettings, RunningSim, SimConfig};
-use devext_service::store::{Role, SqliteStore, Store};
-use devext_service::{App, router};
-use http_body_util::BodyExt;
+use devext_service::store::Role;
+use devext_service::testing::{TestService, captured_logs};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 // The Jasper plugin as a static plugin.
 use devext_jasper as _;
@@ -27,36 +23,8 @@ const API_KEY_BASIC: &str = "ZGVtbzpyZXN0LVNFQ1JFVC1rZXktNDcxMQ==";
 /// An ICCID in no account of the simulator.
 const UNKNOWN_ICCID: &str = "89011704252318999999";
 
-/// Every log line of the process (installed once, shared by the tests of this binary).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn logs() -> &'static Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let captured = Captured::default();
-        let sink = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || sink.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        captured
-    })
-}
-
 fn assert_logs_hold_no_secret() {
-    let text = String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned();
+    let text = captured_logs().text();
     assert!(!text.contains(API_KEY), "the API key was logged");
     assert!(
         !text.contains(API_KEY_BASIC),
@@ -65,21 +33,19 @@ fn assert_logs_hold_no_secret() {
 }
 
 struct Env {
-    router: Router,
-    app: Arc<App<SqliteStore>>,
+    service: TestService,
     admin: String,
     operator: String,
     sim: RunningSim,
     /// Every response body seen, to check that no secret is ever returned.
     seen: Mutex<String>,
-    _dir: tempfile::TempDir,
 }
 
 impl Env {
     /// A service with the Jasper plugin (calls bounded by `call_timeout`), an org whose Jasper
     /// settings point at a fresh simulator with `api_key` as the REST key.
     async fn new(call_timeout: Duration, api_key: &str) -> Env {
-        logs();
+        captured_logs();
         let sim = devext_jasper_sim::start(SimConfig {
             credentials: Credentials {
                 api_key: API_KEY.into(),
@@ -89,35 +55,22 @@ impl Env {
         })
         .await
         .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("api.db"), None)
-            .await
-            .unwrap();
-        let org = store.create_org("acme").await.unwrap();
-        let (_, admin) = store
-            .create_key(org.id, Role::Admin, "admin")
-            .await
-            .unwrap();
-        let (_, operator) = store
-            .create_key(org.id, Role::Operator, "operator")
-            .await
-            .unwrap();
         let mut config = RuntimeConfig {
             call_timeout,
             ..RuntimeConfig::default()
         };
         config.egress.allow_loopback_http = true;
-        let runtime = Runtime::load(config).unwrap();
-        assert!(runtime.plugin("jasper").is_some(), "jasper is linked");
-        let app = App::new(runtime, store);
+        let service = TestService::start(config).await;
+        assert!(
+            service.app.runtime.plugin("jasper").is_some(),
+            "jasper is linked"
+        );
         let env = Env {
-            router: router(app.clone()),
-            app,
-            admin,
-            operator,
+            admin: service.admin.clone(),
+            operator: service.key("acme", Role::Operator).await,
+            service,
             sim,
             seen: Mutex::new(String::new()),
-            _dir: dir,
         };
         let (s, body) = env
             .send(
@@ -158,28 +111,13 @@ impl Env {
         body: Option<Value>,
         extra: &[(&str, &str)],
     ) -> (StatusCode, HeaderMap, Value) {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {key}"));
-        for (n, v) in extra {
-            req = req.header(*n, *v);
-        }
-        let req = match body {
-            Some(b) => req
-                .header("content-type", "application/json")
-                .body(Body::from(b.to_string())),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        let response = self.router.clone().oneshot(req).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        self.seen.lock().unwrap().push_str(&text);
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, headers, value)
+        let reply = self
+            .service
+            .client
+            .send(method, path, Some(key), body, extra)
+            .await;
+        self.seen.lock().unwrap().push_str(&reply.text);
+        (reply.status, reply.headers, reply.body)
     }
 
     /// A device bound to `iccid`; returns its id.
@@ -314,15 +252,7 @@ async fn jasper_operations_map_to_http_statuses_and_are_audited() {
     assert!(body["error"]["details"].get("violations").is_none());
 
     // A viewer may read but not act.
-    let viewer = {
-        let org = env.app.store.org_by_name("acme").await.unwrap().unwrap();
-        env.app
-            .store
-            .create_key(org.id, Role::Viewer, "v")
-            .await
-            .unwrap()
-            .1
-    };
+    let viewer = env.service.key("acme", Role::Viewer).await;
     let path = format!("/api/v1/devices/{device}/extensions/jasper");
     let (s, _) = env
         .send(
@@ -504,5 +434,65 @@ async fn an_idempotency_key_sends_the_sms_once() {
         .filter(|e| e["op"] == "send_sms" && e["outcome"] == "ok")
         .count();
     assert_eq!(sends, 2, "audited once per execution: {audit}");
+    env.assert_no_secret_seen();
+}
+
+#[tokio::test]
+async fn devices_are_found_by_iccid_and_an_iccid_is_one_devices() {
+    let env = Env::new(Duration::from_secs(30), API_KEY).await;
+    let (device, iccid) = env.activated_device().await;
+    let (s, found) = env
+        .send(
+            "GET",
+            &format!("/api/v1/devices?ext.jasper.iccid={iccid}"),
+            &env.operator,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{found}");
+    assert_eq!(found["items"].as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found["items"][0]["id"], device.as_str());
+    // A second device with the ICCID is refused, naming the field; nothing is written.
+    let (s, body) = env
+        .send(
+            "POST",
+            "/api/v1/devices",
+            &env.admin,
+            Some(json!({"name": "copy", "extensions": {"jasper": {"iccid": iccid}}})),
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert_eq!(
+        body["error"]["details"]["pointer"],
+        "/extensions/jasper/iccid"
+    );
+    assert_eq!(body["error"]["details"]["device"], device.as_str());
+    let (_, all) = env
+        .send("GET", "/api/v1/devices", &env.admin, None, &[])
+        .await;
+    assert_eq!(all["items"].as_array().unwrap().len(), 1, "{all}");
+    // Jasper declares no other lookup field.
+    let (s, body) = env
+        .send(
+            "GET",
+            "/api/v1/devices?ext.jasper.imei=1",
+            &env.admin,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["error"]["details"]["known"],
+        json!(["ext.jasper.iccid"])
+    );
+    // The OpenAPI document names the filter.
+    let (_, doc) = env
+        .send("GET", "/api/v1/openapi.json", &env.admin, None, &[])
+        .await;
+    let params = doc["paths"]["/api/v1/devices"]["get"]["parameters"].to_string();
+    assert!(params.contains("\"ext.jasper.iccid\""), "{params}");
     env.assert_no_secret_seen();
 }

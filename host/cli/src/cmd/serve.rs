@@ -9,6 +9,7 @@ use anyhow::{Context, Result, anyhow};
 use clap::Args;
 use devext_host::{Runtime, RuntimeConfig};
 use devext_service::crypto::{SECRET_KEY_ENV, SecretKey};
+use devext_service::lookup::LookupFields;
 use devext_service::store::{ExtensionSettings, Role, SqliteStore, Store};
 use devext_service::{self as service, App};
 use serde::Deserialize;
@@ -254,6 +255,7 @@ pub(crate) fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
             .map_err(|v| anyhow!("demo settings rejected: {v:?}"))?;
         store.put_extension(org.id, &settings).await?;
         // Activated SIMs first, so that every operation has something to show.
+        let lookup = LookupFields::of(&runtime);
         let mut sims = sim.sims();
         sims.sort_by_key(|s| s.status != "activated");
         for (i, sim_card) in sims.iter().take(12).enumerate() {
@@ -264,6 +266,7 @@ pub(crate) fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
                     &format!("demo device {:02}", i + 1),
                     Some("tracker"),
                     &extensions,
+                    &lookup.entries(&extensions),
                 )
                 .await?;
         }

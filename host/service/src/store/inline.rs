@@ -17,7 +17,8 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
-use super::{Device, PAGE_CACHE_KIB, StoreError, device_from_columns};
+use super::sqlite::{PAGE_CACHE_KIB, device_from_columns};
+use super::{Device, StoreError};
 
 /// Connections kept for reuse (more may exist briefly while many tasks read at once).
 const KEPT_CONNECTIONS: usize = 4;

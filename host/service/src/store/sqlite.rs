@@ -1,360 +1,42 @@
-//! Storage of organisations, API keys, extension settings, devices, the audit log and
-//! idempotency records.
-//!
-//! [`Store`] is the seam: the service only talks to it. [`SqliteStore`] is the embedded backend
-//! (sqlx; versioned migrations in `host/service/migrations/`); its SQL sticks to what PostgreSQL also
-//! accepts, so a `PgStore` over sqlx's Postgres driver can implement the same trait. Every write
-//! is one transaction: a failure leaves the previous state.
+//! [`SqliteStore`]: the embedded backend of [`Store`], over sqlx (writes, listings) and
+//! [`InlineReads`] (point reads on the operation path).
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use serde::Serialize;
 use serde_json::{Map, Value};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{Row, SqlSafeStr};
 
+use super::inline::{Inline, InlineReads};
+use super::{
+    ApiKeyInfo, AuditEntry, Device, DeviceQuery, ExtensionSettings, IdempotencyClaim, LookupEntry,
+    NewAudit, Org, Principal, Reindexed, Result, Role, Store, StoreError,
+};
 use crate::crypto::{self, SecretKey};
-
-mod inline;
-use inline::{Inline, InlineReads};
-
-/// A failed store operation.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The thing exists already (e.g. an org name).
-    #[error("{0}")]
-    Conflict(String),
-    /// A reference to something that does not exist.
-    #[error("{0}")]
-    NotFound(String),
-    /// The database or the secret key failed.
-    #[error("storage failure: {0}")]
-    Internal(String),
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        StoreError::Internal(e.to_string())
-    }
-}
-
-type Result<T> = std::result::Result<T, StoreError>;
-
-/// What an API key may do; each role includes the ones after it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Runs views and reads.
-    Viewer,
-    /// Also runs actions.
-    Operator,
-    /// Also manages settings, keys and devices.
-    Admin,
-}
-
-impl Role {
-    /// `admin`, `operator` or `viewer`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Operator => "operator",
-            Role::Viewer => "viewer",
-        }
-    }
-
-    /// Whether this role includes `needed`.
-    pub fn allows(self, needed: Role) -> bool {
-        self >= needed
-    }
-}
-
-impl FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Role, String> {
-        match s {
-            "admin" => Ok(Role::Admin),
-            "operator" => Ok(Role::Operator),
-            "viewer" => Ok(Role::Viewer),
-            other => Err(format!(
-                "unknown role {other:?}: use admin, operator or viewer"
-            )),
-        }
-    }
-}
-
-/// An organisation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Org {
-    /// Internal id.
-    pub id: i64,
-    /// Unique name.
-    pub name: String,
-}
-
-/// An API key as listed (never the key itself).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ApiKeyInfo {
-    /// Public id (`key_...`).
-    pub id: String,
-    /// Role.
-    pub role: Role,
-    /// Label given at creation.
-    pub name: String,
-    /// Creation time.
-    pub created_at: String,
-    /// Last successful use.
-    pub last_used_at: Option<String>,
-}
-
-/// Who is calling: the org and role of a valid key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    /// The key's org.
-    pub org_id: i64,
-    /// The key's public id.
-    pub key_id: String,
-    /// The key's role.
-    pub role: Role,
-}
-
-/// An org's settings for one extension; `secrets` are decrypted.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExtensionSettings {
-    /// The plugin.
-    pub plugin: String,
-    /// Switched on for the org.
-    pub enabled: bool,
-    /// Non-secret settings.
-    pub config: Map<String, Value>,
-    /// Secret settings (the schema's `writeOnly` properties), decrypted.
-    pub secrets: Map<String, Value>,
-}
-
-impl ExtensionSettings {
-    /// The whole config a plugin sees: settings and secrets together.
-    pub fn merged(&self) -> Value {
-        let mut all = self.config.clone();
-        all.extend(self.secrets.clone());
-        Value::Object(all)
-    }
-}
-
-/// A device.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Device {
-    /// Server-assigned id (`dev_...`).
-    pub id: String,
-    /// Name.
-    pub name: String,
-    /// Free-form type.
-    #[serde(rename = "type")]
-    pub device_type: Option<String>,
-    /// The extension configuration (object keyed by plugin name).
-    pub extensions: Value,
-    /// Creation time.
-    pub created_at: String,
-    /// Last change.
-    pub updated_at: String,
-}
-
-/// One audit record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AuditEntry {
-    /// Increasing id (newest first in listings).
-    pub id: i64,
-    /// When.
-    pub at: String,
-    /// Which key (public id).
-    pub key_id: Option<String>,
-    /// `operation`, `settings`, `key`, `device`.
-    pub action: String,
-    /// The device, for operations and device changes.
-    pub device_id: Option<String>,
-    /// The plugin.
-    pub plugin: Option<String>,
-    /// The operation (or `create`, `update`, `delete`, `revoke`...).
-    pub op: Option<String>,
-    /// `ok` or an error kind.
-    pub outcome: String,
-    /// A short note (never secrets).
-    pub detail: String,
-}
-
-/// A new audit record.
-#[derive(Debug, Clone, Default)]
-pub struct NewAudit<'a> {
-    /// Which key.
-    pub key_id: Option<&'a str>,
-    /// `operation`, `settings`, `key`, `device`.
-    pub action: &'a str,
-    /// The device.
-    pub device_id: Option<&'a str>,
-    /// The plugin.
-    pub plugin: Option<&'a str>,
-    /// The operation or change.
-    pub op: Option<&'a str>,
-    /// `ok` or an error kind.
-    pub outcome: &'a str,
-    /// A short note (never secrets).
-    pub detail: &'a str,
-}
-
-/// Filter and page of a device listing.
-#[derive(Debug, Clone, Default)]
-pub struct DeviceQuery {
-    /// Substring of the name.
-    pub name: Option<String>,
-    /// Exact `iccid` value in any extension of the device.
-    pub iccid: Option<String>,
-    /// Continue after this cursor.
-    pub cursor: Option<i64>,
-    /// Page size.
-    pub limit: u32,
-}
-
-/// Outcome of claiming an idempotency key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IdempotencyClaim {
-    /// First use: run the request, then record its result.
-    Claimed,
-    /// The first request with this key has no recorded result: it is still running, or (when
-    /// `since` is old) the service stopped while running it and its outcome is unknown.
-    InProgress {
-        /// When the key was claimed (RFC 3339).
-        since: String,
-    },
-    /// The recorded result of the first request.
-    Done {
-        /// HTTP status.
-        status: u16,
-        /// Response body.
-        body: String,
-    },
-    /// The key was used for a different request.
-    Mismatch,
-}
-
-/// What the service needs from storage.
-pub trait Store: Send + Sync + 'static {
-    /// Creates an org; `Conflict` if the name is taken.
-    fn create_org(&self, name: &str) -> impl Future<Output = Result<Org>> + Send;
-    /// The org called `name`.
-    fn org_by_name(&self, name: &str) -> impl Future<Output = Result<Option<Org>>> + Send;
-    /// Creates an API key; returns its listing and the key itself (shown once).
-    fn create_key(
-        &self,
-        org_id: i64,
-        role: Role,
-        name: &str,
-    ) -> impl Future<Output = Result<(ApiKeyInfo, String)>> + Send;
-    /// Registers a key chosen by the operator (`dvx_` and 64 hex digits), e.g. for a demo.
-    fn import_key(
-        &self,
-        org_id: i64,
-        role: Role,
-        name: &str,
-        key: &str,
-    ) -> impl Future<Output = Result<ApiKeyInfo>> + Send;
-    /// The principal of a valid, unrevoked key (and records its use).
-    fn authenticate(&self, key: &str) -> impl Future<Output = Result<Option<Principal>>> + Send;
-    /// The org's unrevoked keys.
-    fn list_keys(&self, org_id: i64) -> impl Future<Output = Result<Vec<ApiKeyInfo>>> + Send;
-    /// Revokes a key of the org; `false` if there is no such key.
-    fn revoke_key(&self, org_id: i64, key_id: &str) -> impl Future<Output = Result<bool>> + Send;
-    /// The org's settings for `plugin`.
-    fn extension(
-        &self,
-        org_id: i64,
-        plugin: &str,
-    ) -> impl Future<Output = Result<Option<ExtensionSettings>>> + Send;
-    /// All the org's extension settings.
-    fn extensions(
-        &self,
-        org_id: i64,
-    ) -> impl Future<Output = Result<Vec<ExtensionSettings>>> + Send;
-    /// Replaces the org's settings for a plugin (secrets encrypted at rest).
-    fn put_extension(
-        &self,
-        org_id: i64,
-        settings: &ExtensionSettings,
-    ) -> impl Future<Output = Result<()>> + Send;
-    /// Creates a device.
-    fn create_device(
-        &self,
-        org_id: i64,
-        name: &str,
-        device_type: Option<&str>,
-        extensions: &Value,
-    ) -> impl Future<Output = Result<Device>> + Send;
-    /// A device of the org.
-    fn device(&self, org_id: i64, id: &str) -> impl Future<Output = Result<Option<Device>>> + Send;
-    /// A page of the org's devices and the cursor of the next page.
-    fn devices(
-        &self,
-        org_id: i64,
-        query: &DeviceQuery,
-    ) -> impl Future<Output = Result<(Vec<Device>, Option<i64>)>> + Send;
-    /// Replaces a device's fields; `None` if there is no such device.
-    fn update_device(
-        &self,
-        org_id: i64,
-        id: &str,
-        name: &str,
-        device_type: Option<&str>,
-        extensions: &Value,
-    ) -> impl Future<Output = Result<Option<Device>>> + Send;
-    /// Deletes a device; `false` if there is no such device.
-    fn delete_device(&self, org_id: i64, id: &str) -> impl Future<Output = Result<bool>> + Send;
-    /// Appends to the audit log.
-    fn audit(&self, org_id: i64, entry: NewAudit<'_>) -> impl Future<Output = Result<()>> + Send;
-    /// The org's audit log, newest first, before the id `before`.
-    fn audit_log(
-        &self,
-        org_id: i64,
-        before: Option<i64>,
-        limit: u32,
-    ) -> impl Future<Output = Result<Vec<AuditEntry>>> + Send;
-    /// Claims an idempotency key for a request (identified by `fingerprint`).
-    fn claim_idempotency(
-        &self,
-        org_id: i64,
-        key: &str,
-        fingerprint: &str,
-    ) -> impl Future<Output = Result<IdempotencyClaim>> + Send;
-    /// Records the result of the request that claimed `key`.
-    fn complete_idempotency(
-        &self,
-        org_id: i64,
-        key: &str,
-        status: u16,
-        body: &str,
-    ) -> impl Future<Output = Result<()>> + Send;
-}
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../migrations/0001_init.sql").into_sql_str(),
-        false,
-    )])
-}
-
-/// Where the store's secret key comes from.
-#[derive(Debug, Clone)]
-pub enum KeySource {
-    /// The key file beside the database (`<db>.key`), created with the store.
-    File(PathBuf),
-    /// The key itself (e.g. from `DEVEXT_SECRET_KEY`).
-    Given(SecretKey),
+    let migration = |version, description: &'static str, sql: &'static str| {
+        Migration::new(
+            version,
+            description.into(),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        migration(1, "init", include_str!("../../migrations/0001_init.sql")),
+        migration(
+            2,
+            "device_lookup",
+            include_str!("../../migrations/0002_device_lookup.sql"),
+        ),
+    ])
 }
 
 /// The embedded SQLite store.
@@ -373,7 +55,7 @@ const MAX_CONNECTIONS: u32 = 8;
 
 /// Page cache of each connection, KiB: the store's memory is bounded by about
 /// `MAX_CONNECTIONS * PAGE_CACHE_KIB` whatever the number of devices read.
-const PAGE_CACHE_KIB: u32 = 512;
+pub(super) const PAGE_CACHE_KIB: u32 = 512;
 
 impl SqliteStore {
     /// The key file of the database at `db`.
@@ -518,7 +200,7 @@ fn row_to_device(row: &sqlx::sqlite::SqliteRow) -> Result<Device> {
 }
 
 /// A device from the columns of its row (`extensions` as stored: JSON text).
-fn device_from_columns(
+pub(super) fn device_from_columns(
     id: String,
     name: String,
     device_type: Option<String>,
@@ -554,6 +236,68 @@ fn random_id(prefix: &str) -> Result<String> {
         "{prefix}_{}",
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
     ))
+}
+
+/// Replaces the lookup index of the device `device_id` with `lookup`, in `conn`'s transaction.
+async fn write_lookup(
+    conn: &mut sqlx::SqliteConnection,
+    org_id: i64,
+    device_id: &str,
+    lookup: &[LookupEntry],
+) -> Result<()> {
+    sqlx::query("DELETE FROM device_lookup WHERE device_id = ?")
+        .bind(device_id)
+        .execute(&mut *conn)
+        .await?;
+    for entry in lookup {
+        match insert_lookup(conn, org_id, device_id, entry).await? {
+            Some(owner) if owner != device_id => {
+                return Err(StoreError::LookupTaken {
+                    entry: entry.clone(),
+                    owner,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Adds one entry to the lookup index; `Some(device)` (and nothing written) if a device has the
+/// value already.
+async fn insert_lookup(
+    conn: &mut sqlx::SqliteConnection,
+    org_id: i64,
+    device_id: &str,
+    entry: &LookupEntry,
+) -> Result<Option<String>> {
+    let inserted = sqlx::query(
+        "INSERT INTO device_lookup (org_id, plugin, field, value, device_id) \
+         VALUES (?, ?, ?, ?, ?) ON CONFLICT (org_id, plugin, field, value) DO NOTHING",
+    )
+    .bind(org_id)
+    .bind(&entry.plugin)
+    .bind(&entry.field)
+    .bind(&entry.value)
+    .bind(device_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    if inserted {
+        return Ok(None);
+    }
+    let owner = sqlx::query_scalar(
+        "SELECT device_id FROM device_lookup \
+         WHERE org_id = ? AND plugin = ? AND field = ? AND value = ?",
+    )
+    .bind(org_id)
+    .bind(&entry.plugin)
+    .bind(&entry.field)
+    .bind(&entry.value)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Some(owner))
 }
 
 impl Store for SqliteStore {
@@ -753,6 +497,7 @@ impl Store for SqliteStore {
         name: &str,
         device_type: Option<&str>,
         extensions: &Value,
+        lookup: &[LookupEntry],
     ) -> Result<Device> {
         let id = random_id("dev")?;
         let at = now();
@@ -771,6 +516,7 @@ impl Store for SqliteStore {
         .bind(&at)
         .execute(&mut *tx)
         .await?;
+        write_lookup(&mut tx, org_id, &id, lookup).await?;
         tx.commit().await?;
         Ok(Device {
             id,
@@ -796,22 +542,34 @@ impl Store for SqliteStore {
 
     async fn devices(&self, org_id: i64, q: &DeviceQuery) -> Result<(Vec<Device>, Option<i64>)> {
         let limit = q.limit.clamp(1, 500);
-        let rows = sqlx::query(
+        let mut sql = String::from(
             "SELECT * FROM devices WHERE org_id = ? AND seq > ? \
-             AND (? IS NULL OR instr(lower(name), lower(?)) > 0) \
-             AND (? IS NULL OR EXISTS (SELECT 1 FROM json_each(devices.extensions) e \
-                  WHERE json_extract(e.value, '$.iccid') = ?)) \
-             ORDER BY seq LIMIT ?",
-        )
-        .bind(org_id)
-        .bind(q.cursor.unwrap_or(0))
-        .bind(&q.name)
-        .bind(&q.name)
-        .bind(&q.iccid)
-        .bind(&q.iccid)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&self.pool)
-        .await?;
+             AND (? IS NULL OR instr(lower(name), lower(?)) > 0)",
+        );
+        for _ in &q.lookup {
+            sql.push_str(
+                " AND id IN (SELECT device_id FROM device_lookup \
+                 WHERE org_id = ? AND plugin = ? AND field = ? AND value = ?)",
+            );
+        }
+        sql.push_str(" ORDER BY seq LIMIT ?");
+        // Only fixed fragments above; every value is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(org_id)
+            .bind(q.cursor.unwrap_or(0))
+            .bind(&q.name)
+            .bind(&q.name);
+        for entry in &q.lookup {
+            query = query
+                .bind(org_id)
+                .bind(&entry.plugin)
+                .bind(&entry.field)
+                .bind(&entry.value);
+        }
+        let rows = query
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.pool)
+            .await?;
         let more = rows.len() > limit as usize;
         let page = &rows[..rows.len().min(limit as usize)];
         let next = if more {
@@ -829,7 +587,9 @@ impl Store for SqliteStore {
         name: &str,
         device_type: Option<&str>,
         extensions: &Value,
+        lookup: &[LookupEntry],
     ) -> Result<Option<Device>> {
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "UPDATE devices SET name = ?, type = ?, extensions = ?, updated_at = ? \
              WHERE org_id = ? AND id = ? RETURNING *",
@@ -840,9 +600,77 @@ impl Store for SqliteStore {
         .bind(now())
         .bind(org_id)
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        row.as_ref().map(row_to_device).transpose()
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let device = row_to_device(&row)?;
+        write_lookup(&mut tx, org_id, id, lookup).await?;
+        tx.commit().await?;
+        Ok(Some(device))
+    }
+
+    async fn reindex_lookups(
+        &self,
+        signature: &str,
+        index: impl Fn(&Value) -> Vec<LookupEntry> + Send + Sync,
+    ) -> Result<Option<Reindexed>> {
+        let mut tx = self.pool.begin().await?;
+        // A write first, so that the transaction holds the write lock from here on: no device
+        // written by another connection can slip between the check and the rebuild.
+        sqlx::query("UPDATE meta SET value = value WHERE key = 'lookup_signature'")
+            .execute(&mut *tx)
+            .await?;
+        let built: Option<String> =
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'lookup_signature'")
+                .fetch_optional(&mut *tx)
+                .await?;
+        if built.as_deref() == Some(signature) {
+            return Ok(None);
+        }
+        sqlx::query("DELETE FROM device_lookup")
+            .execute(&mut *tx)
+            .await?;
+        let mut done = Reindexed::default();
+        let mut after = 0_i64;
+        loop {
+            let rows = sqlx::query(
+                "SELECT rowid, id, org_id, extensions FROM devices WHERE rowid > ? \
+                 ORDER BY rowid LIMIT 500",
+            )
+            .bind(after)
+            .fetch_all(&mut *tx)
+            .await?;
+            let Some(last) = rows.last() else {
+                break;
+            };
+            after = last.get(0);
+            for row in &rows {
+                let (id, org_id): (String, i64) = (row.get("id"), row.get("org_id"));
+                let extensions: String = row.get("extensions");
+                let extensions: Value = serde_json::from_str(&extensions).map_err(|e| {
+                    StoreError::Internal(format!("stored device {id} is not JSON: {e}"))
+                })?;
+                done.devices += 1;
+                for entry in index(&extensions) {
+                    match insert_lookup(&mut tx, org_id, &id, &entry).await? {
+                        None => done.entries += 1,
+                        Some(owner) if owner == id => {}
+                        Some(owner) => done.taken.push((id.clone(), entry, owner)),
+                    }
+                }
+            }
+        }
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('lookup_signature', ?) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(signature)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(done))
     }
 
     async fn delete_device(&self, org_id: i64, id: &str) -> Result<bool> {
@@ -1014,13 +842,13 @@ mod tests {
         let mut secrets = Map::new();
         secrets.insert("password".into(), json!("hunter2-very-secret"));
         let settings = ExtensionSettings {
-            plugin: "jasper".into(),
+            plugin: "meter".into(),
             enabled: true,
             config: json!({"username": "u"}).as_object().unwrap().clone(),
             secrets,
         };
         s.put_extension(org.id, &settings).await.unwrap();
-        assert_eq!(s.extension(org.id, "jasper").await.unwrap(), Some(settings));
+        assert_eq!(s.extension(org.id, "meter").await.unwrap(), Some(settings));
         drop(s);
         for entry in std::fs::read_dir(dir.path()).unwrap() {
             let bytes = std::fs::read(entry.unwrap().path()).unwrap();
@@ -1045,18 +873,29 @@ mod tests {
         assert!(!s.revoke_key(org.id, &info.id).await.unwrap());
     }
 
+    /// The lookup entry of a neutral plugin `meter` whose devices are found by `serial`.
+    fn serial(value: &str) -> LookupEntry {
+        LookupEntry {
+            plugin: "meter".into(),
+            field: "serial".into(),
+            value: value.into(),
+        }
+    }
+
     #[tokio::test]
     async fn devices_page_and_filter_per_org() {
         let (s, _dir) = store().await;
         let a = s.create_org("a").await.unwrap();
         let b = s.create_org("b").await.unwrap();
         for i in 0..5 {
-            let ext = json!({"jasper": {"iccid": format!("8900000000000000{i:03}")}});
-            s.create_device(a.id, &format!("pump {i}"), None, &ext)
+            let value = format!("SN-{i:03}");
+            let ext = json!({"meter": {"serial": value}});
+            s.create_device(a.id, &format!("pump {i}"), None, &ext, &[serial(&value)])
                 .await
                 .unwrap();
         }
-        s.create_device(b.id, "pump b", None, &json!({}))
+        // The same value in another org is another device's.
+        s.create_device(b.id, "pump b", None, &json!({}), &[serial("SN-003")])
             .await
             .unwrap();
         let q = DeviceQuery {
@@ -1076,14 +915,22 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(page2[0].name, "pump 2");
-        let by_iccid = DeviceQuery {
-            iccid: Some("8900000000000000003".into()),
+        let by_serial = DeviceQuery {
+            lookup: vec![serial("SN-003")],
             limit: 50,
             ..Default::default()
         };
-        let (found, _) = s.devices(a.id, &by_iccid).await.unwrap();
+        let (found, _) = s.devices(a.id, &by_serial).await.unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].name, "pump 3");
+        let (found, _) = s.devices(b.id, &by_serial).await.unwrap();
+        assert_eq!(found[0].name, "pump b");
+        // Filters add up: no device has two serials.
+        let both = DeviceQuery {
+            lookup: vec![serial("SN-003"), serial("SN-004")],
+            ..by_serial.clone()
+        };
+        assert!(s.devices(a.id, &both).await.unwrap().0.is_empty());
         let by_name = DeviceQuery {
             name: Some("PUMP".into()),
             limit: 50,
@@ -1093,6 +940,114 @@ mod tests {
         // Org b sees only its own.
         assert_eq!(s.devices(b.id, &by_name).await.unwrap().0.len(), 1);
         assert!(s.device(b.id, &page1[0].id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_lookup_value_belongs_to_one_device_of_an_org() {
+        let (s, _dir) = store().await;
+        let a = s.create_org("a").await.unwrap();
+        let ext = |v: &str| json!({"meter": {"serial": v}});
+        let one = s
+            .create_device(a.id, "one", None, &ext("SN-1"), &[serial("SN-1")])
+            .await
+            .unwrap();
+        let by = |v: &str| DeviceQuery {
+            lookup: vec![serial(v)],
+            limit: 50,
+            ..Default::default()
+        };
+        // A second device with the value is refused, naming the field; nothing is written.
+        let e = s
+            .create_device(a.id, "two", None, &ext("SN-1"), &[serial("SN-1")])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, StoreError::LookupTaken { entry, owner } if *entry == serial("SN-1") && *owner == one.id),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().starts_with("/extensions/meter/serial: "),
+            "{e}"
+        );
+        let all = DeviceQuery {
+            limit: 50,
+            ..Default::default()
+        };
+        assert_eq!(s.devices(a.id, &all).await.unwrap().0.len(), 1);
+        // Updating to a taken value is refused too and changes nothing.
+        let two = s
+            .create_device(a.id, "two", None, &ext("SN-2"), &[serial("SN-2")])
+            .await
+            .unwrap();
+        let e = s
+            .update_device(a.id, &two.id, "two!", None, &ext("SN-1"), &[serial("SN-1")])
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::LookupTaken { .. }), "{e:?}");
+        assert_eq!(s.device(a.id, &two.id).await.unwrap(), Some(two.clone()));
+        assert_eq!(
+            s.devices(a.id, &by("SN-2")).await.unwrap().0,
+            vec![two.clone()]
+        );
+        // A device keeps its own value through an update; a changed value frees the old one.
+        s.update_device(a.id, &one.id, "uno", None, &ext("SN-1"), &[serial("SN-1")])
+            .await
+            .unwrap()
+            .unwrap();
+        s.update_device(a.id, &one.id, "uno", None, &ext("SN-9"), &[serial("SN-9")])
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(s.devices(a.id, &by("SN-1")).await.unwrap().0.is_empty());
+        // A deleted device frees its values.
+        assert!(s.delete_device(a.id, &two.id).await.unwrap());
+        assert!(s.devices(a.id, &by("SN-2")).await.unwrap().0.is_empty());
+        s.create_device(a.id, "three", None, &ext("SN-2"), &[serial("SN-2")])
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_lookup_index_is_rebuilt_when_its_signature_changes() {
+        let (s, _dir) = store().await;
+        let a = s.create_org("a").await.unwrap();
+        // Written without index entries (as before the index existed); two share a value.
+        let mut ids = Vec::new();
+        for (name, value) in [("one", "SN-1"), ("two", "SN-2"), ("again", "SN-1")] {
+            let d = s
+                .create_device(a.id, name, None, &json!({"meter": {"serial": value}}), &[])
+                .await
+                .unwrap();
+            ids.push(d.id);
+        }
+        let index = |ext: &Value| {
+            ext["meter"]["serial"]
+                .as_str()
+                .map(|v| vec![serial(v)])
+                .unwrap_or_default()
+        };
+        let done = s.reindex_lookups("meter.serial", index).await.unwrap();
+        let done = done.expect("a first build");
+        assert_eq!((done.devices, done.entries), (3, 2));
+        assert_eq!(
+            done.taken,
+            vec![(ids[2].clone(), serial("SN-1"), ids[0].clone())]
+        );
+        let q = DeviceQuery {
+            lookup: vec![serial("SN-2")],
+            limit: 50,
+            ..Default::default()
+        };
+        assert_eq!(s.devices(a.id, &q).await.unwrap().0[0].id, ids[1]);
+        // Built for this signature already: nothing to do.
+        assert_eq!(
+            s.reindex_lookups("meter.serial", index).await.unwrap(),
+            None
+        );
+        // Another signature (no lookup fields any more) rebuilds it, empty.
+        let done = s.reindex_lookups("", |_: &Value| Vec::new()).await.unwrap();
+        assert_eq!(done.map(|d| (d.devices, d.entries)), Some((3, 0)));
+        assert!(s.devices(a.id, &q).await.unwrap().0.is_empty());
     }
 
     #[tokio::test]
@@ -1129,7 +1084,7 @@ mod tests {
             s.create_org("b").await.unwrap(),
         );
         let d = s
-            .create_device(a.id, "one", None, &json!({"jasper": {"iccid": "1"}}))
+            .create_device(a.id, "one", None, &json!({"meter": {"serial": "1"}}), &[])
             .await
             .unwrap();
         // The read right after the write (another connection) sees it.
@@ -1142,7 +1097,8 @@ mod tests {
                 &d.id,
                 "renamed",
                 Some("gw"),
-                &json!({"jasper": {"iccid": "2"}}),
+                &json!({"meter": {"serial": "2"}}),
+                &[],
             )
             .await
             .unwrap()
@@ -1157,7 +1113,7 @@ mod tests {
         let (s, dir) = store().await;
         let a = s.create_org("a").await.unwrap();
         let d = s
-            .create_device(a.id, "one", None, &json!({}))
+            .create_device(a.id, "one", None, &json!({}), &[])
             .await
             .unwrap();
         s.pool.close().await;

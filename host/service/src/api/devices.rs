@@ -1,0 +1,245 @@
+//! Devices: creation, listing (by name, or by a plugin's lookup field), reading, replacing and
+//! deleting. Every write carries the device's lookup index entries, from the loaded plugins'
+//! manifests ([`crate::lookup`]).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use devext_host::{Runtime, Violation};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::audit::audit;
+use super::auth::Caller;
+use super::error::{ApiError, ApiResult};
+use super::state::App;
+use crate::lookup::{FILTER_PREFIX, LookupFields};
+use crate::store::{Device, DeviceQuery, LookupEntry, NewAudit, Store};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DeviceBody {
+    name: String,
+    #[serde(default, rename = "type")]
+    device_type: Option<String>,
+    #[serde(default)]
+    extensions: Option<Value>,
+}
+
+impl DeviceBody {
+    fn check(&self, runtime: &Runtime) -> ApiResult<Value> {
+        let mut violations = Vec::new();
+        let name_len = self.name.chars().count();
+        if name_len == 0 || name_len > 200 {
+            violations.push(Violation {
+                pointer: "/name".into(),
+                keyword: if name_len == 0 {
+                    "minLength"
+                } else {
+                    "maxLength"
+                }
+                .into(),
+                message: "a device name has 1 to 200 characters".into(),
+            });
+        }
+        if self
+            .device_type
+            .as_ref()
+            .is_some_and(|t| t.chars().count() > 100)
+        {
+            violations.push(Violation {
+                pointer: "/type".into(),
+                keyword: "maxLength".into(),
+                message: "a device type has at most 100 characters".into(),
+            });
+        }
+        let extensions = self.extensions.clone().unwrap_or_else(|| json!({}));
+        for v in runtime.validate_device_extensions(&extensions) {
+            violations.push(Violation {
+                pointer: format!("/extensions{}", v.pointer),
+                ..v
+            });
+        }
+        if violations.is_empty() {
+            Ok(extensions)
+        } else {
+            Err(ApiError::violations("the device is invalid", violations))
+        }
+    }
+}
+
+/// The query of a device listing: `name`, `cursor`, `limit` and lookup filters
+/// `ext.<plugin>.<field>=value` (the loaded plugins' lookup fields only).
+fn device_query(pairs: Vec<(String, String)>, lookup: &LookupFields) -> ApiResult<DeviceQuery> {
+    let mut q = DeviceQuery {
+        limit: 50,
+        ..DeviceQuery::default()
+    };
+    let mut seen = Vec::new();
+    for (key, value) in pairs {
+        if seen.contains(&key) {
+            return Err(ApiError::bad_request(format!(
+                "query parameter {key:?} is given more than once"
+            )));
+        }
+        match key.as_str() {
+            "name" => q.name = Some(value),
+            "cursor" => q.cursor = Some(number(&key, &value)?),
+            "limit" => q.limit = number::<u32>(&key, &value)?.clamp(1, 500),
+            _ if key.starts_with(FILTER_PREFIX) => {
+                q.lookup.push(lookup_filter(&key, value, lookup)?)
+            }
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter {key:?}: use name, cursor, limit or a lookup \
+                     filter ext.<plugin>.<field>"
+                )));
+            }
+        }
+        seen.push(key);
+    }
+    Ok(q)
+}
+
+fn number<T: std::str::FromStr>(key: &str, value: &str) -> ApiResult<T> {
+    value.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "query parameter {key:?}: {value:?} is not a whole number in range"
+        ))
+    })
+}
+
+/// The filter `ext.<plugin>.<field>=value`, if `plugin` declares `field` as a lookup field.
+fn lookup_filter(key: &str, value: String, lookup: &LookupFields) -> ApiResult<LookupEntry> {
+    let known = lookup.filter_names();
+    let entry = key[FILTER_PREFIX.len()..]
+        .rsplit_once('.')
+        .filter(|(plugin, field)| lookup.contains(plugin, field))
+        .map(|(plugin, field)| LookupEntry {
+            plugin: plugin.to_owned(),
+            field: field.to_owned(),
+            value,
+        });
+    entry.ok_or_else(|| {
+        let message = if known.is_empty() {
+            format!("unknown lookup filter {key:?}: no loaded plugin declares lookup fields")
+        } else {
+            format!(
+                "unknown lookup filter {key:?}: the lookup filters are {}",
+                known.join(", ")
+            )
+        };
+        ApiError::bad_request(message).details(json!({"parameter": key, "known": known}))
+    })
+}
+
+pub(super) async fn list_devices<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    caller: Caller,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(pairs) = query?;
+    let q = device_query(pairs, &app.lookup)?;
+    let (items, next) = app.store.devices(caller.0.org_id, &q).await?;
+    Ok(Json(json!({"items": items, "next_cursor": next})))
+}
+
+pub(super) async fn create_device<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    caller: Caller,
+    body: Result<Json<DeviceBody>, JsonRejection>,
+) -> ApiResult<Response> {
+    let Json(body) = body?;
+    let extensions = body.check(&app.runtime)?;
+    let device = app
+        .store
+        .create_device(
+            caller.0.org_id,
+            &body.name,
+            body.device_type.as_deref(),
+            &extensions,
+            &app.lookup.entries(&extensions),
+        )
+        .await?;
+    audit_change(&app, &caller, &device.id, "create").await;
+    Ok((StatusCode::CREATED, Json(device)).into_response())
+}
+
+/// The 404 of a device that is not the org's.
+pub(super) fn no_device(id: &str) -> ApiError {
+    ApiError::not_found(format!("no device {id:?}"))
+}
+
+/// Records a successful change of device `id` (`create`, `update`, `delete`).
+async fn audit_change<S: Store>(app: &App<S>, caller: &Caller, id: &str, op: &str) {
+    let entry = NewAudit {
+        action: "device",
+        device_id: Some(id),
+        op: Some(op),
+        outcome: "ok",
+        ..Default::default()
+    };
+    audit(app, caller, entry).await;
+}
+
+pub(super) async fn device_or_404<S: Store>(
+    app: &App<S>,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<Device> {
+    app.store
+        .device(caller.0.org_id, id)
+        .await?
+        .ok_or_else(|| no_device(id))
+}
+
+pub(super) async fn get_device<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Device>> {
+    Ok(Json(device_or_404(&app, &caller, &id).await?))
+}
+
+pub(super) async fn update_device<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<DeviceBody>, JsonRejection>,
+) -> ApiResult<Json<Device>> {
+    let Json(body) = body?;
+    let extensions = body.check(&app.runtime)?;
+    let device = app
+        .store
+        .update_device(
+            caller.0.org_id,
+            &id,
+            &body.name,
+            body.device_type.as_deref(),
+            &extensions,
+            &app.lookup.entries(&extensions),
+        )
+        .await?
+        .ok_or_else(|| no_device(&id))?;
+    app.devices.forget(&(caller.0.org_id, id.clone()));
+    audit_change(&app, &caller, &id, "update").await;
+    Ok(Json(device))
+}
+
+pub(super) async fn delete_device<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let deleted = app.store.delete_device(caller.0.org_id, &id).await?;
+    app.devices.forget(&(caller.0.org_id, id.clone()));
+    if !deleted {
+        return Err(no_device(&id));
+    }
+    audit_change(&app, &caller, &id, "delete").await;
+    Ok(StatusCode::NO_CONTENT)
+}

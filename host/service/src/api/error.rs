@@ -1,0 +1,174 @@
+//! [`ApiError`]: every error answer, `{"error": {"kind", "message", "details"}}`, and how plugin
+//! errors, store errors and rejected requests map to HTTP statuses.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use devext_host::Violation;
+use devext_plugin_api::{ErrorKind, PluginError};
+use serde_json::{Value, json};
+
+use crate::store::{Role, StoreError};
+
+/// An error response: `{"error": {"kind", "message", "details"}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub(super) status: StatusCode,
+    kind: &'static str,
+    message: String,
+    details: Value,
+}
+
+/// A handler's result.
+pub(super) type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub(super) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+            details: Value::Null,
+        }
+    }
+
+    pub(super) fn details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub(super) fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "a valid API key is required: Authorization: Bearer dvx_...",
+        )
+    }
+
+    pub(super) fn forbidden(needed: Role, have: Role) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "this needs the {} role; the key has {}",
+                needed.as_str(),
+                have.as_str()
+            ),
+        )
+    }
+
+    pub(super) fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub(super) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub(super) fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    pub(super) fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    pub(super) fn violations(message: impl Into<String>, violations: Vec<Violation>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", message)
+            .details(json!({ "violations": violations }))
+    }
+
+    /// The HTTP form of an operation's error.
+    pub(super) fn from_plugin(e: PluginError) -> Self {
+        let status = match e.kind {
+            ErrorKind::InvalidInput if e.details.get("violations").is_some() => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            // The service rejected the org's credentials, failed, or was out of reach: never
+            // 401/403, which are about the devext key.
+            ErrorKind::Unauthorized | ErrorKind::Upstream | ErrorKind::Forbidden => {
+                StatusCode::BAD_GATEWAY
+            }
+            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let mut details = if e.details.is_object() {
+            e.details
+        } else {
+            json!({})
+        };
+        details["retryable"] = json!(e.retryable);
+        ApiError {
+            status,
+            kind: e.kind.as_str(),
+            message: e.message,
+            details,
+        }
+    }
+
+    /// The JSON body.
+    pub(super) fn body(&self) -> Value {
+        let mut error = json!({"kind": self.kind, "message": self.message});
+        if !self.details.is_null() {
+            error["details"] = self.details.clone();
+        }
+        json!({ "error": error })
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => ApiError::conflict(m),
+            StoreError::LookupTaken {
+                ref entry,
+                ref owner,
+            } => {
+                let details = json!({"pointer": entry.pointer(), "device": owner});
+                ApiError::conflict(e.to_string()).details(details)
+            }
+            StoreError::NotFound(m) => ApiError::not_found(m),
+            StoreError::Internal(m) => {
+                tracing::error!(error = %m, "store failure");
+                ApiError::internal("the store failed; nothing was changed")
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = r.status();
+        let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "bad_request"
+        };
+        ApiError::new(
+            if status == StatusCode::UNPROCESSABLE_ENTITY {
+                StatusCode::BAD_REQUEST
+            } else {
+                status
+            },
+            kind,
+            r.body_text(),
+        )
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::bad_request(r.body_text())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body())).into_response()
+    }
+}

@@ -1,0 +1,27 @@
+//! The HTTP API (`/api/v1`): plugins, keys, extension settings, devices, the drilldown and its
+//! operations, the audit log; plus `/healthz`, `/readyz`, `/metrics` and the OpenAPI document.
+//!
+//! Every route is declared once in [`routes`] (module `routes`): the table builds the router —
+//! each route's least role and body limit are enforced from it by layers, before the handler
+//! runs — and generates the OpenAPI document, so none of them can drift apart. One module per
+//! concept: `state` ([`App`]), `error` ([`ApiError`]), `auth` ([`Caller`] and the role check),
+//! `routes`, `health`, `plugins`, `keys`, `settings`, `devices`, `ops` (drilldown, operations,
+//! idempotency) and `audit`.
+
+mod audit;
+mod auth;
+mod devices;
+mod error;
+mod health;
+mod keys;
+mod ops;
+mod plugins;
+mod routes;
+mod settings;
+mod state;
+
+pub use auth::Caller;
+pub use error::ApiError;
+pub use routes::{MAX_BODY_BYTES, QueryParam, Route, openapi_document, router, routes};
+pub use settings::{SECRET_MASK, secret_fields};
+pub use state::App;

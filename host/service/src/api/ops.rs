@@ -1,0 +1,242 @@
+//! A device's drilldown (its usable extensions and their operations) and running an
+//! operation: views need viewer, actions operator; an action with an `Idempotency-Key` runs once.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use devext_host::CallRequest;
+use devext_plugin_api::OpKind;
+use serde_json::{Value, json};
+
+use super::audit::audit;
+use super::auth::Caller;
+use super::devices::{device_or_404, no_device};
+use super::error::{ApiError, ApiResult};
+use super::settings::plugin_or_404;
+use super::state::App;
+use crate::store::{IdempotencyClaim, NewAudit, Role, Store};
+
+/// The role that running an operation of kind `action` needs (views need the route's role,
+/// viewer); stated in the route table as the route's `action_role`.
+pub(super) const ACTION_ROLE: Role = Role::Operator;
+
+pub(super) async fn drilldown<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let device = device_or_404(&app, &caller, &id).await?;
+    let stored = app.store.extensions(caller.0.org_id).await?;
+    let mut items = Vec::new();
+    let configured = device.extensions.as_object().cloned().unwrap_or_default();
+    for (name, device_config) in &configured {
+        let Some(plugin) = app.runtime.plugin(name) else {
+            items.push(
+                json!({"plugin": name, "available": false, "reason": "the plugin is not loaded"}),
+            );
+            continue;
+        };
+        let m = plugin.manifest();
+        let settings = stored.iter().find(|s| &s.plugin == name);
+        let reason = match settings {
+            None => Some("the extension is not set up for this organisation".to_owned()),
+            Some(s) if !s.enabled => {
+                Some("the extension is switched off for this organisation".to_owned())
+            }
+            Some(_) => None,
+        };
+        let single = json!({ name.clone(): device_config });
+        let violations = app.runtime.validate_device_extensions(&single);
+        let warnings = app.runtime.device_warnings(&single);
+        let mut item = json!({
+            "plugin": name,
+            "display_name": m.display_name,
+            "config": device_config,
+            "warnings": warnings,
+        });
+        if let Some(reason) = reason {
+            item["available"] = json!(false);
+            item["reason"] = json!(reason);
+        } else if !violations.is_empty() {
+            item["available"] = json!(false);
+            item["reason"] = json!("the device's configuration for this extension is invalid");
+            item["violations"] = json!(violations);
+        } else {
+            item["available"] = json!(true);
+            let caller_role = caller.0.role;
+            item["operations"] = m
+                .operations
+                .iter()
+                // Org-scope operations need no device: not part of a device's drilldown.
+                .filter(|o| o.scope == devext_host::OpScope::Device)
+                .map(|o| {
+                    let needed = if o.kind == OpKind::Action {
+                        ACTION_ROLE
+                    } else {
+                        Role::Viewer
+                    };
+                    json!({
+                        "name": o.name, "title": o.title, "description": o.description,
+                        "kind": o.kind.as_str(), "destructive": o.destructive,
+                        "input_schema": o.input_schema, "output_schema": o.output_schema,
+                        "allowed": caller_role.allows(needed),
+                    })
+                })
+                .collect();
+        }
+        items.push(item);
+    }
+    Ok(Json(json!({"device": device.id, "extensions": items})))
+}
+
+pub(super) async fn run_op<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    caller: Caller,
+    Path((id, plugin, op)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Result<Json<Value>, JsonRejection>,
+) -> ApiResult<Response> {
+    let device = app
+        .device_for_op(caller.0.org_id, &id)
+        .await?
+        .ok_or_else(|| no_device(&id))?;
+    let loaded = plugin_or_404(&app.runtime, &plugin)?;
+    let Some(operation) = loaded.manifest().operation(&op) else {
+        return Err(ApiError::not_found(format!(
+            "plugin {plugin} has no operation {op:?}"
+        )));
+    };
+    let is_action = operation.kind == OpKind::Action;
+    // The route's own role (viewer) is checked already; an action needs more.
+    if is_action {
+        caller.require(ACTION_ROLE)?;
+    }
+    let Some(device_config) = device.extensions.get(&plugin).cloned() else {
+        return Err(ApiError::not_found(format!(
+            "device {id} has no {plugin} configuration"
+        )));
+    };
+    let settings = app
+        .settings(caller.0.org_id, &plugin)
+        .await?
+        .filter(|s| s.enabled)
+        .ok_or_else(|| {
+            ApiError::conflict(format!(
+                "the {plugin} extension is not switched on for this organisation"
+            ))
+        })?;
+    let input = match body {
+        Ok(Json(v)) => v,
+        // An empty body is an empty input.
+        Err(JsonRejection::MissingJsonContentType(_))
+            if headers.get(header::CONTENT_LENGTH).is_none_or(|l| l == "0") =>
+        {
+            json!({})
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().map(str::to_owned))
+        .transpose()
+        .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?;
+    if let Some(key) = &idempotency_key
+        && is_action
+    {
+        if key.is_empty() || key.len() > 200 {
+            return Err(ApiError::bad_request(
+                "Idempotency-Key must have 1 to 200 characters",
+            ));
+        }
+        let fingerprint = json!([id, plugin, op, input]).to_string();
+        match app
+            .store
+            .claim_idempotency(caller.0.org_id, key, &fingerprint)
+            .await?
+        {
+            IdempotencyClaim::Claimed => {}
+            IdempotencyClaim::Done { status, body } => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                let mut response = (status, body).into_response();
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("application/json"),
+                );
+                response.headers_mut().insert(
+                    "idempotent-replay",
+                    header::HeaderValue::from_static("true"),
+                );
+                return Ok(response);
+            }
+            IdempotencyClaim::InProgress { since } => {
+                // Longer than any call may run: the service stopped while running it.
+                let limit = app.runtime.config().call_timeout * 2;
+                let abandoned = chrono::DateTime::parse_from_rfc3339(&since)
+                    .ok()
+                    .and_then(|t| (chrono::Utc::now() - t.to_utc()).to_std().ok())
+                    .is_some_and(|age| age > limit);
+                let message = if abandoned {
+                    format!(
+                        "the request with this Idempotency-Key (started {since}) was interrupted \
+                         and its outcome is unknown: check the device, then use a new key"
+                    )
+                } else {
+                    "a request with this Idempotency-Key is still running".to_owned()
+                };
+                return Err(ApiError::conflict(message));
+            }
+            IdempotencyClaim::Mismatch => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_input",
+                    "this Idempotency-Key was used for a different request",
+                ));
+            }
+        }
+    }
+
+    let result = app
+        .runtime
+        .invoke(CallRequest {
+            plugin: &plugin,
+            op: &op,
+            org_config: &settings.merged(),
+            device_config: &device_config,
+            input: &input,
+            timeout: None,
+        })
+        .await;
+    let (status, body, outcome) = match result {
+        Ok(output) => (StatusCode::OK, output, "ok".to_owned()),
+        Err(e) => {
+            let kind = e.kind.as_str().to_owned();
+            let err = ApiError::from_plugin(e);
+            (err.status, err.body(), kind)
+        }
+    };
+    if is_action {
+        audit(
+            &app,
+            &caller,
+            NewAudit {
+                action: "operation",
+                device_id: Some(&id),
+                plugin: Some(&plugin),
+                op: Some(&op),
+                outcome: &outcome,
+                ..Default::default()
+            },
+        )
+        .await;
+        if let Some(key) = &idempotency_key {
+            app.store
+                .complete_idempotency(caller.0.org_id, key, status.as_u16(), &body.to_string())
+                .await?;
+        }
+    }
+    Ok((status, Json(body)).into_response())
+}

@@ -1,0 +1,175 @@
+//! An org's extension settings: reading them with secrets masked, and writing them (a secret
+//! left out, or sent back as [`SECRET_MASK`], keeps its stored value).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use devext_host::{Runtime, Violation};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::audit::audit;
+use super::auth::Caller;
+use super::error::{ApiError, ApiResult};
+use super::state::App;
+use crate::store::{ExtensionSettings, NewAudit, Store};
+
+/// What a secret looks like when a client sends a masked value back.
+pub const SECRET_MASK: &str = "********";
+
+/// Top-level org-config properties marked `writeOnly` in the plugin's schema.
+pub fn secret_fields(schema: &Value) -> Vec<String> {
+    schema["properties"]
+        .as_object()
+        .map(|props| {
+            props
+                .iter()
+                .filter(|(_, p)| p["writeOnly"] == json!(true))
+                .map(|(name, _)| name.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub(super) fn settings_view(plugin: &str, settings: Option<&ExtensionSettings>) -> Value {
+    match settings {
+        Some(s) => {
+            let mut set: Vec<&String> = s.secrets.keys().collect();
+            set.sort();
+            json!({"plugin": plugin, "enabled": s.enabled, "config": s.config, "secrets_set": set})
+        }
+        None => json!({"plugin": plugin, "enabled": false, "config": {}, "secrets_set": []}),
+    }
+}
+
+pub(super) fn plugin_or_404<'a>(
+    app: &'a Runtime,
+    plugin: &str,
+) -> ApiResult<&'a devext_host::LoadedPlugin> {
+    app.plugin(plugin).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no plugin {plugin:?}; loaded plugins are {}",
+            app.plugin_names().join(", ")
+        ))
+    })
+}
+
+pub(super) async fn list_extensions<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    caller: Caller,
+) -> ApiResult<Json<Value>> {
+    let stored = app.store.extensions(caller.0.org_id).await?;
+    let items: Vec<Value> = app
+        .runtime
+        .plugin_names()
+        .into_iter()
+        .map(|name| settings_view(name, stored.iter().find(|s| s.plugin == name)))
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+pub(super) async fn get_extension<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    caller: Caller,
+    Path(plugin): Path<String>,
+) -> ApiResult<Json<Value>> {
+    plugin_or_404(&app.runtime, &plugin)?;
+    let stored = app.store.extension(caller.0.org_id, &plugin).await?;
+    Ok(Json(settings_view(&plugin, stored.as_ref())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SettingsBody {
+    enabled: bool,
+    #[serde(default)]
+    config: Map<String, Value>,
+}
+
+pub(super) async fn put_extension<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    caller: Caller,
+    Path(plugin): Path<String>,
+    body: Result<Json<SettingsBody>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let Json(body) = body?;
+    let loaded = plugin_or_404(&app.runtime, &plugin)?;
+    let secret_names = secret_fields(&loaded.manifest().org_config_schema);
+    let stored = app.store.extension(caller.0.org_id, &plugin).await?;
+    let mut config = Map::new();
+    let mut secrets = stored
+        .as_ref()
+        .map(|s| s.secrets.clone())
+        .unwrap_or_default();
+    for (name, value) in body.config {
+        if secret_names.contains(&name) {
+            match value {
+                // A mask sent back never overwrites the stored secret.
+                Value::String(s) if s == SECRET_MASK => {}
+                Value::Null => {
+                    secrets.remove(&name);
+                }
+                v => {
+                    secrets.insert(name, v);
+                }
+            }
+        } else {
+            config.insert(name, value);
+        }
+    }
+    let settings = ExtensionSettings {
+        plugin: plugin.clone(),
+        enabled: body.enabled,
+        config,
+        secrets,
+    };
+    if let Err(violations) = app.runtime.validate_org_config(&plugin, &settings.merged()) {
+        let violations: Vec<Violation> = violations
+            .into_iter()
+            .map(|v| Violation {
+                pointer: format!("/config{}", v.pointer),
+                ..v
+            })
+            .collect();
+        audit_update(&app, &caller, &plugin, "invalid_input", "").await;
+        return Err(ApiError::violations(
+            format!("the settings for {plugin} are invalid"),
+            violations,
+        ));
+    }
+    app.store.put_extension(caller.0.org_id, &settings).await?;
+    app.settings.forget(&(caller.0.org_id, plugin.clone()));
+    let changed = format!(
+        "enabled={}; secrets set: {}",
+        settings.enabled,
+        settings
+            .secrets
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    audit_update(&app, &caller, &plugin, "ok", &changed).await;
+    Ok(Json(settings_view(&plugin, Some(&settings))))
+}
+
+/// Records an update of the org's settings for `plugin` (never the secrets' values).
+async fn audit_update<S: Store>(
+    app: &App<S>,
+    caller: &Caller,
+    plugin: &str,
+    outcome: &str,
+    detail: &str,
+) {
+    let entry = NewAudit {
+        action: "settings",
+        plugin: Some(plugin),
+        op: Some("update"),
+        outcome,
+        detail,
+        ..Default::default()
+    };
+    audit(app, caller, entry).await;
+}

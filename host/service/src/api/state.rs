@@ -1,0 +1,123 @@
+//! [`App`]: the service's shared state, with the memos of what almost every request reads.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use devext_host::Runtime;
+
+use crate::lookup::LookupFields;
+use crate::memo::Memo;
+use crate::metrics::HttpMetrics;
+use crate::store::{Device, ExtensionSettings, Principal, Reindexed, Store, StoreError};
+
+/// The service's shared state.
+pub struct App<S> {
+    /// The plugins.
+    pub runtime: Runtime,
+    /// The store.
+    pub store: S,
+    /// HTTP counters.
+    pub metrics: HttpMetrics,
+    /// False once shutdown began (`/readyz` turns 503).
+    pub ready: AtomicBool,
+    /// The loaded plugins' lookup fields (what the device lookup index holds).
+    pub lookup: LookupFields,
+    /// SHA-256 of an API key -> its principal (`None`: not a valid key).
+    pub(super) keys: Memo<Vec<u8>, Option<Principal>>,
+    /// (org, plugin) -> the org's settings for the plugin.
+    pub(super) settings: Memo<(i64, String), Option<ExtensionSettings>>,
+    /// (org, device id) -> the device, for running operations.
+    pub(super) devices: Memo<(i64, String), Option<Device>>,
+}
+
+/// Devices memoised for running operations (see [`App::device_for_op`]).
+const DEVICE_MEMO_ENTRIES: usize = 1_000;
+
+impl<S: Store> App<S> {
+    /// Shared state over `runtime` and `store`.
+    pub fn new(runtime: Runtime, store: S) -> Arc<Self> {
+        Arc::new(App {
+            lookup: LookupFields::of(&runtime),
+            runtime,
+            store,
+            metrics: HttpMetrics::default(),
+            ready: AtomicBool::new(true),
+            keys: Memo::default(),
+            settings: Memo::default(),
+            // Enough for the devices someone is looking at right now; a scan over many devices
+            // (each read once) must not fill memory with memos nobody reads again.
+            devices: Memo::with_capacity(DEVICE_MEMO_ENTRIES),
+        })
+    }
+
+    /// Brings the store's device lookup index up to the loaded plugins' lookup fields: a no-op
+    /// when it was built for the same fields, else a rebuild from every device's configuration
+    /// (after the upgrade that introduced the index, or when a plugin's `lookup_fields` changed).
+    /// Values two devices of an org share (possible in data written before the index) stay
+    /// with the first device; the others are logged. [`crate::serve`] runs this before serving.
+    pub async fn reindex_lookups(&self) -> Result<Option<Reindexed>, StoreError> {
+        let lookup = &self.lookup;
+        let done = self
+            .store
+            .reindex_lookups(&lookup.signature(), |ext| lookup.entries(ext))
+            .await?;
+        if let Some(done) = &done {
+            tracing::info!(
+                devices = done.devices,
+                entries = done.entries,
+                fields = %lookup.signature(),
+                "device lookup index rebuilt"
+            );
+            for (device, entry, owner) in &done.taken {
+                tracing::warn!(
+                    device = %device,
+                    owner = %owner,
+                    pointer = %entry.pointer(),
+                    "lookup value left out of the index: another device of the organisation has it"
+                );
+            }
+        }
+        Ok(done)
+    }
+
+    /// A device of the org, for running an operation (memoised; see [`crate::memo`]).
+    pub(super) async fn device_for_op(
+        &self,
+        org_id: i64,
+        id: &str,
+    ) -> Result<Option<Device>, StoreError> {
+        let key = (org_id, id.to_owned());
+        if let Some(known) = self.devices.get(&key) {
+            return Ok(known);
+        }
+        let found = self.store.device(org_id, id).await?;
+        self.devices.put(key, found.clone());
+        Ok(found)
+    }
+
+    /// The principal of an API key (memoised; see [`crate::memo`]).
+    pub(super) async fn principal(&self, key: &str) -> Result<Option<Principal>, StoreError> {
+        let hash = crate::crypto::key_hash(key);
+        if let Some(known) = self.keys.get(&hash) {
+            return Ok(known);
+        }
+        let found = self.store.authenticate(key).await?;
+        self.keys.put(hash, found.clone());
+        Ok(found)
+    }
+
+    /// The org's settings for `plugin` (memoised; see [`crate::memo`]).
+    pub(super) async fn settings(
+        &self,
+        org_id: i64,
+        plugin: &str,
+    ) -> Result<Option<ExtensionSettings>, StoreError> {
+        let key = (org_id, plugin.to_owned());
+        if let Some(known) = self.settings.get(&key) {
+            return Ok(known);
+        }
+        let found = self.store.extension(org_id, plugin).await?;
+        self.settings.put(key, found.clone());
+        Ok(found)
+    }
+}

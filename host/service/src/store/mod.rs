@@ -1,0 +1,163 @@
+//! Storage of organisations, API keys, extension settings, devices (and their lookup index), the
+//! audit log and idempotency records.
+//!
+//! [`Store`] is the seam: the service only talks to it. [`SqliteStore`] is the embedded backend
+//! (sqlx; versioned migrations in `host/service/migrations/`). Its SQL is SQLite's (`?`
+//! placeholders, `instr`, SQLite's type affinity); a PostgreSQL backend would implement the same
+//! trait with its own SQL and migrations. Every write is one transaction: a failure leaves the
+//! previous state.
+//!
+//! The store knows nothing of plugins: the lookup index entries of a device come from the caller
+//! (the service derives them from the plugins' manifests, see [`crate::lookup`]).
+
+use std::future::Future;
+
+use serde_json::Value;
+
+mod inline;
+mod model;
+mod sqlite;
+
+pub use model::*;
+pub use sqlite::SqliteStore;
+
+/// A failed store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The thing exists already (e.g. an org name).
+    #[error("{0}")]
+    Conflict(String),
+    /// A device lookup value (unique within an org) belongs to another device.
+    #[error("{}: device {owner} of this organisation has this value already", .entry.pointer())]
+    LookupTaken {
+        /// The value that is taken.
+        entry: LookupEntry,
+        /// The device that has it.
+        owner: String,
+    },
+    /// A reference to something that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The database or the secret key failed.
+    #[error("storage failure: {0}")]
+    Internal(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Internal(e.to_string())
+    }
+}
+
+/// A store operation's result.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// What the service needs from storage.
+pub trait Store: Send + Sync + 'static {
+    /// Creates an org; `Conflict` if the name is taken.
+    fn create_org(&self, name: &str) -> impl Future<Output = Result<Org>> + Send;
+    /// The org called `name`.
+    fn org_by_name(&self, name: &str) -> impl Future<Output = Result<Option<Org>>> + Send;
+    /// Creates an API key; returns its listing and the key itself (shown once).
+    fn create_key(
+        &self,
+        org_id: i64,
+        role: Role,
+        name: &str,
+    ) -> impl Future<Output = Result<(ApiKeyInfo, String)>> + Send;
+    /// Registers a key chosen by the operator (`dvx_` and 64 hex digits), e.g. for a demo.
+    fn import_key(
+        &self,
+        org_id: i64,
+        role: Role,
+        name: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<ApiKeyInfo>> + Send;
+    /// The principal of a valid, unrevoked key (and records its use, to the minute).
+    fn authenticate(&self, key: &str) -> impl Future<Output = Result<Option<Principal>>> + Send;
+    /// The org's unrevoked keys.
+    fn list_keys(&self, org_id: i64) -> impl Future<Output = Result<Vec<ApiKeyInfo>>> + Send;
+    /// Revokes a key of the org; `false` if there is no such key.
+    fn revoke_key(&self, org_id: i64, key_id: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// The org's settings for `plugin`.
+    fn extension(
+        &self,
+        org_id: i64,
+        plugin: &str,
+    ) -> impl Future<Output = Result<Option<ExtensionSettings>>> + Send;
+    /// All the org's extension settings.
+    fn extensions(
+        &self,
+        org_id: i64,
+    ) -> impl Future<Output = Result<Vec<ExtensionSettings>>> + Send;
+    /// Replaces the org's settings for a plugin (secrets encrypted at rest).
+    fn put_extension(
+        &self,
+        org_id: i64,
+        settings: &ExtensionSettings,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Creates a device with its lookup index `lookup` (in the same transaction);
+    /// [`StoreError::LookupTaken`] if another device of the org has one of the values.
+    fn create_device(
+        &self,
+        org_id: i64,
+        name: &str,
+        device_type: Option<&str>,
+        extensions: &Value,
+        lookup: &[LookupEntry],
+    ) -> impl Future<Output = Result<Device>> + Send;
+    /// A device of the org.
+    fn device(&self, org_id: i64, id: &str) -> impl Future<Output = Result<Option<Device>>> + Send;
+    /// A page of the org's devices and the cursor of the next page.
+    fn devices(
+        &self,
+        org_id: i64,
+        query: &DeviceQuery,
+    ) -> impl Future<Output = Result<(Vec<Device>, Option<i64>)>> + Send;
+    /// Replaces a device's fields and its lookup index (in the same transaction); `None` if
+    /// there is no such device; [`StoreError::LookupTaken`] if another device of the org has one
+    /// of the values.
+    fn update_device(
+        &self,
+        org_id: i64,
+        id: &str,
+        name: &str,
+        device_type: Option<&str>,
+        extensions: &Value,
+        lookup: &[LookupEntry],
+    ) -> impl Future<Output = Result<Option<Device>>> + Send;
+    /// Rebuilds the lookup index of every device from its extension configuration with `index`,
+    /// unless the index was last built for the same `signature` (what `index` computes: e.g. the
+    /// loaded plugins' lookup fields); `None` when it was. One transaction.
+    fn reindex_lookups(
+        &self,
+        signature: &str,
+        index: impl Fn(&Value) -> Vec<LookupEntry> + Send + Sync,
+    ) -> impl Future<Output = Result<Option<Reindexed>>> + Send;
+    /// Deletes a device; `false` if there is no such device.
+    fn delete_device(&self, org_id: i64, id: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Appends to the audit log.
+    fn audit(&self, org_id: i64, entry: NewAudit<'_>) -> impl Future<Output = Result<()>> + Send;
+    /// The org's audit log, newest first, before the id `before`.
+    fn audit_log(
+        &self,
+        org_id: i64,
+        before: Option<i64>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<AuditEntry>>> + Send;
+    /// Claims an idempotency key for a request (identified by `fingerprint`).
+    fn claim_idempotency(
+        &self,
+        org_id: i64,
+        key: &str,
+        fingerprint: &str,
+    ) -> impl Future<Output = Result<IdempotencyClaim>> + Send;
+    /// Records the result of the request that claimed `key`.
+    fn complete_idempotency(
+        &self,
+        org_id: i64,
+        key: &str,
+        status: u16,
+        body: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+}

@@ -1,0 +1,238 @@
+//! The store's domain types: roles, organisations, keys, extension settings, devices, the audit
+//! log, idempotency records and the device lookup index.
+
+use std::str::FromStr;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// What an API key may do; each role includes the ones after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Runs views and reads.
+    Viewer,
+    /// Also runs actions.
+    Operator,
+    /// Also manages settings, keys and devices.
+    Admin,
+}
+
+impl Role {
+    /// `admin`, `operator` or `viewer`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    /// Whether this role includes `needed`.
+    pub fn allows(self, needed: Role) -> bool {
+        self >= needed
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Role, String> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "operator" => Ok(Role::Operator),
+            "viewer" => Ok(Role::Viewer),
+            other => Err(format!(
+                "unknown role {other:?}: use admin, operator or viewer"
+            )),
+        }
+    }
+}
+
+/// An organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Org {
+    /// Internal id.
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+}
+
+/// An API key as listed (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKeyInfo {
+    /// Public id (`key_...`).
+    pub id: String,
+    /// Role.
+    pub role: Role,
+    /// Label given at creation.
+    pub name: String,
+    /// Creation time.
+    pub created_at: String,
+    /// Last successful use.
+    pub last_used_at: Option<String>,
+}
+
+/// Who is calling: the org and role of a valid key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The key's org.
+    pub org_id: i64,
+    /// The key's public id.
+    pub key_id: String,
+    /// The key's role.
+    pub role: Role,
+}
+
+/// An org's settings for one extension; `secrets` are decrypted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtensionSettings {
+    /// The plugin.
+    pub plugin: String,
+    /// Switched on for the org.
+    pub enabled: bool,
+    /// Non-secret settings.
+    pub config: Map<String, Value>,
+    /// Secret settings (the schema's `writeOnly` properties), decrypted.
+    pub secrets: Map<String, Value>,
+}
+
+impl ExtensionSettings {
+    /// The whole config a plugin sees: settings and secrets together.
+    pub fn merged(&self) -> Value {
+        let mut all = self.config.clone();
+        all.extend(self.secrets.clone());
+        Value::Object(all)
+    }
+}
+
+/// A device.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Device {
+    /// Server-assigned id (`dev_...`).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Free-form type.
+    #[serde(rename = "type")]
+    pub device_type: Option<String>,
+    /// The extension configuration (object keyed by plugin name).
+    pub extensions: Value,
+    /// Creation time.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+}
+
+/// One audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    /// Increasing id (newest first in listings).
+    pub id: i64,
+    /// When.
+    pub at: String,
+    /// Which key (public id).
+    pub key_id: Option<String>,
+    /// `operation`, `settings`, `key`, `device`.
+    pub action: String,
+    /// The device, for operations and device changes.
+    pub device_id: Option<String>,
+    /// The plugin.
+    pub plugin: Option<String>,
+    /// The operation (or `create`, `update`, `delete`, `revoke`...).
+    pub op: Option<String>,
+    /// `ok` or an error kind.
+    pub outcome: String,
+    /// A short note (never secrets).
+    pub detail: String,
+}
+
+/// A new audit record.
+#[derive(Debug, Clone, Default)]
+pub struct NewAudit<'a> {
+    /// Which key.
+    pub key_id: Option<&'a str>,
+    /// `operation`, `settings`, `key`, `device`.
+    pub action: &'a str,
+    /// The device.
+    pub device_id: Option<&'a str>,
+    /// The plugin.
+    pub plugin: Option<&'a str>,
+    /// The operation or change.
+    pub op: Option<&'a str>,
+    /// `ok` or an error kind.
+    pub outcome: &'a str,
+    /// A short note (never secrets).
+    pub detail: &'a str,
+}
+
+/// Filter and page of a device listing.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceQuery {
+    /// Substring of the name.
+    pub name: Option<String>,
+    /// Indexed lookup values the device must have (all of them).
+    pub lookup: Vec<LookupEntry>,
+    /// Continue after this cursor.
+    pub cursor: Option<i64>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// One value of a device's lookup index: the device's configuration for `plugin` has `value` in
+/// its property `field` (a field the plugin's manifest lists in `lookup_fields`). Within an
+/// organisation, one device at most has a given value of a given field.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LookupEntry {
+    /// The plugin (the key in the device's extension configuration).
+    pub plugin: String,
+    /// The property of the plugin's device configuration.
+    pub field: String,
+    /// The value: a JSON string as it is, any other JSON value as its JSON text.
+    pub value: String,
+}
+
+impl LookupEntry {
+    /// The JSON pointer of the value in a device document: `/extensions/<plugin>/<field>`.
+    pub fn pointer(&self) -> String {
+        let escape = |s: &str| s.replace('~', "~0").replace('/', "~1");
+        format!(
+            "/extensions/{}/{}",
+            escape(&self.plugin),
+            escape(&self.field)
+        )
+    }
+}
+
+/// What rebuilding the lookup index did (see [`crate::store::Store::reindex_lookups`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reindexed {
+    /// Devices read.
+    pub devices: u64,
+    /// Entries written.
+    pub entries: u64,
+    /// Entries left out because another device of the org had the value first (written before
+    /// values were unique): `(device id, entry, id of the device that has the value)`.
+    pub taken: Vec<(String, LookupEntry, String)>,
+}
+
+/// Outcome of claiming an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    /// First use: run the request, then record its result.
+    Claimed,
+    /// The first request with this key has no recorded result: it is still running, or (when
+    /// `since` is old) the service stopped while running it and its outcome is unknown.
+    InProgress {
+        /// When the key was claimed (RFC 3339).
+        since: String,
+    },
+    /// The recorded result of the first request.
+    Done {
+        /// HTTP status.
+        status: u16,
+        /// Response body.
+        body: String,
+    },
+    /// The key was used for a different request.
+    Mismatch,
+}

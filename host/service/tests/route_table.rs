@@ -1,0 +1,123 @@
+//! Every route of the real route table is guarded as the table says: its least role and its
+//! body limit hold before its handler runs. New routes are covered without changing this file.
+
+use axum::http::StatusCode;
+use devext_service::api::routes;
+use devext_service::store::{Role, SqliteStore};
+use serde_json::json;
+
+use crate::api_env::Env;
+
+/// The role just below `role`, if there is one.
+fn below(role: Role) -> Option<Role> {
+    match role {
+        Role::Admin => Some(Role::Operator),
+        Role::Operator => Some(Role::Viewer),
+        Role::Viewer => None,
+    }
+}
+
+/// `path` with its parameters filled in.
+fn fill(path: &str, id: &str) -> String {
+    path.replace("{id}", id)
+        .replace("{plugin}", "echo")
+        .replace("{op}", "echo")
+}
+
+#[tokio::test]
+async fn every_route_answers_401_without_a_key_and_403_below_its_role() {
+    let env = Env::new().await;
+    let viewer = env.key("acme", Role::Viewer).await;
+    let operator = env.key("acme", Role::Operator).await;
+    let key_of = |role: Role| match role {
+        Role::Viewer => &viewer,
+        Role::Operator => &operator,
+        Role::Admin => &env.admin,
+    };
+    let mut checked = 0;
+    for r in routes::<SqliteStore>() {
+        let Some(role) = r.role else {
+            continue;
+        };
+        let path = fill(r.path, "dev_0");
+        let method = r.method.as_str();
+        let body = r.body.as_ref().map(|_| json!({}));
+        let (s, out) = env.send(method, &path, None, body.clone(), &[]).await;
+        assert_eq!(
+            s,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without a key: {out}"
+        );
+        assert_eq!(out["error"]["kind"], "unauthenticated", "{method} {path}");
+        let (s, _) = env
+            .send(method, &path, Some("dvx_not-a-key"), body.clone(), &[])
+            .await;
+        assert_eq!(
+            s,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} with a wrong key"
+        );
+        if let Some(lower) = below(role) {
+            let (s, out) = env
+                .send(method, &path, Some(key_of(lower)), body, &[])
+                .await;
+            assert_eq!(
+                s,
+                StatusCode::FORBIDDEN,
+                "{method} {path} with a {} key: {out}",
+                lower.as_str()
+            );
+            let message = out["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains(role.as_str()),
+                "{method} {path}: {message}"
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} routes have a role");
+}
+
+#[tokio::test]
+async fn every_route_that_takes_a_body_refuses_one_over_its_limit() {
+    let env = Env::new().await;
+    let device = env.echo_device(&env.admin).await;
+    let mut checked = 0;
+    for r in routes::<SqliteStore>() {
+        if r.body.is_none() {
+            assert_eq!(
+                r.body_limit, 0,
+                "{} {}: a limit without a body",
+                r.method, r.path
+            );
+            continue;
+        }
+        let path = fill(r.path, &device);
+        let method = r.method.as_str();
+        // `{"name":"..."}` of exactly `len` bytes.
+        let body = |len: usize| json!({"name": "x".repeat(len - r#"{"name":""}"#.len())});
+        let over = body(r.body_limit + 1);
+        assert_eq!(over.to_string().len(), r.body_limit + 1);
+        let (s, out) = env
+            .send(method, &path, Some(&env.admin), Some(over), &[])
+            .await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{method} {path}: {out}");
+        assert_eq!(out["error"]["kind"], "too_large", "{method} {path}");
+        // At the limit, the body is read (and refused for what it says, not for its size).
+        let (s, out) = env
+            .send(
+                method,
+                &path,
+                Some(&env.admin),
+                Some(body(r.body_limit)),
+                &[],
+            )
+            .await;
+        assert!(
+            s.is_client_error() && s != StatusCode::PAYLOAD_TOO_LARGE,
+            "{method} {path}: {s} {out}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 5, "only {checked} routes take a body");
+}
