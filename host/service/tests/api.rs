@@ -598,3 +598,100 @@ async fn device_changes_apply_to_the_next_operation_at_once() {
     let (s, _) = env.post(&op, &env.admin, json!({"message": "m"})).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "deleted at once");
 }
+
+#[tokio::test]
+async fn organisation_operations_run_without_a_device() {
+    let env = Env::new().await;
+    let viewer = env.key("acme", Role::Viewer).await;
+    // Not switched on yet: the org's settings are what the operation runs with.
+    let (s, body) = env
+        .post("/api/v1/extensions/echo/ping", &viewer, json!({}))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not switched on")
+    );
+    env.put(
+        "/api/v1/extensions/echo",
+        &env.admin,
+        json!({"enabled": true, "config": {"greeting": "good day"}}),
+    )
+    .await;
+    let (s, body) = env
+        .post("/api/v1/extensions/echo/ping", &viewer, json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["greeting"], "good day");
+    assert_eq!(body["account_key"].as_str().unwrap().len(), 64, "{body}");
+    // No body at all is an empty input, as on the device route.
+    let (s, _) = env
+        .send(
+            "POST",
+            "/api/v1/extensions/echo/ping",
+            Some(&viewer),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Each route runs the operations of its own scope only, and says where the other one is.
+    let (s, body) = env
+        .post(
+            "/api/v1/extensions/echo/echo",
+            &viewer,
+            json!({"message": "m"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/api/v1/devices/{id}/extensions/echo/echo")
+    );
+    let id = env.echo_device(&env.admin).await;
+    let (s, body) = env
+        .post(
+            &format!("/api/v1/devices/{id}/extensions/echo/ping"),
+            &viewer,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("POST /api/v1/extensions/echo/ping")
+    );
+    let (s, _) = env
+        .post("/api/v1/extensions/echo/nope", &viewer, json!({}))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = env
+        .post("/api/v1/extensions/nope/ping", &viewer, json!({}))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // The input is checked against the operation's schema.
+    let (s, body) = env
+        .post("/api/v1/extensions/echo/ping", &viewer, json!({"extra": 1}))
+        .await;
+    assert!(s.is_client_error(), "{s} {body}");
+
+    // Org operations are not part of a device's drilldown.
+    let (_, drill) = env
+        .get(&format!("/api/v1/devices/{id}/extensions"), &viewer)
+        .await;
+    let ops: Vec<&str> = drill["extensions"][0]["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert!(!ops.contains(&"ping"), "{ops:?}");
+}

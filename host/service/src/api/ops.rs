@@ -1,5 +1,6 @@
 //! A device's drilldown (its usable extensions and their operations) and running an
-//! operation: views need viewer, actions operator; an action with an `Idempotency-Key` runs once.
+//! operation, on a device or (`scope: org`) on the organisation: views need viewer, actions
+//! operator; an action with an `Idempotency-Key` runs once.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use devext_host::CallRequest;
-use devext_plugin_api::OpKind;
+use devext_plugin_api::{OpKind, OpScope, Operation};
 use serde_json::{Value, json};
 
 use super::audit::audit;
@@ -72,7 +73,7 @@ pub(super) async fn drilldown<S: Store>(
                 .operations
                 .iter()
                 // Org-scope operations need no device: not part of a device's drilldown.
-                .filter(|o| o.scope == devext_host::OpScope::Device)
+                .filter(|o| o.scope == OpScope::Device)
                 .map(|o| {
                     let needed = if o.kind == OpKind::Action {
                         ACTION_ROLE
@@ -93,6 +94,7 @@ pub(super) async fn drilldown<S: Store>(
     Ok(Json(json!({"device": device.id, "extensions": items})))
 }
 
+/// `POST /api/v1/devices/{id}/extensions/{plugin}/{op}`: a device-scope operation on one device.
 pub(super) async fn run_op<S: Store>(
     State(app): State<Arc<App<S>>>,
     caller: Caller,
@@ -104,24 +106,88 @@ pub(super) async fn run_op<S: Store>(
         .device_for_op(caller.0.org_id, &id)
         .await?
         .ok_or_else(|| no_device(&id))?;
-    let loaded = plugin_or_404(&app.runtime, &plugin)?;
-    let Some(operation) = loaded.manifest().operation(&op) else {
+    let operation = operation_or_404(&app, &plugin, &op)?;
+    if operation.scope == OpScope::Org {
         return Err(ApiError::not_found(format!(
-            "plugin {plugin} has no operation {op:?}"
+            "{plugin}.{op} is an organisation operation: it runs without a device, at \
+             POST /api/v1/extensions/{plugin}/{op}"
         )));
-    };
-    let is_action = operation.kind == OpKind::Action;
-    // The route's own role (viewer) is checked already; an action needs more.
-    if is_action {
-        caller.require(ACTION_ROLE)?;
     }
     let Some(device_config) = device.extensions.get(&plugin).cloned() else {
         return Err(ApiError::not_found(format!(
             "device {id} has no {plugin} configuration"
         )));
     };
+    let target = Target::Device {
+        id: &id,
+        config: &device_config,
+    };
+    execute(&app, &caller, target, &plugin, &operation, &headers, body).await
+}
+
+/// `POST /api/v1/extensions/{plugin}/{op}`: an organisation-scope operation (`scope: org` in
+/// the manifest), run with the org's settings only ("test the connection", "list rate plans").
+pub(super) async fn run_org_op<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    caller: Caller,
+    Path((plugin, op)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Json<Value>, JsonRejection>,
+) -> ApiResult<Response> {
+    let operation = operation_or_404(&app, &plugin, &op)?;
+    if operation.scope == OpScope::Device {
+        return Err(ApiError::not_found(format!(
+            "{plugin}.{op} runs on a device: POST /api/v1/devices/{{id}}/extensions/{plugin}/{op}"
+        )));
+    }
+    execute(
+        &app,
+        &caller,
+        Target::Org,
+        &plugin,
+        &operation,
+        &headers,
+        body,
+    )
+    .await
+}
+
+/// What an operation runs on.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Device { id: &'a str, config: &'a Value },
+    Org,
+}
+
+/// The operation `op` of the loaded plugin `plugin` (a copy of its manifest entry).
+fn operation_or_404<S: Store>(app: &App<S>, plugin: &str, op: &str) -> ApiResult<Operation> {
+    let loaded = plugin_or_404(&app.runtime, plugin)?;
+    loaded
+        .manifest()
+        .operation(op)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("plugin {plugin} has no operation {op:?}")))
+}
+
+/// Runs `operation` on `target` for the caller: the role an action needs, the org's settings
+/// (switched on), the input, the `Idempotency-Key` claim of an action, the call, its audit entry.
+async fn execute<S: Store>(
+    app: &App<S>,
+    caller: &Caller,
+    target: Target<'_>,
+    plugin: &str,
+    operation: &Operation,
+    headers: &HeaderMap,
+    body: Result<Json<Value>, JsonRejection>,
+) -> ApiResult<Response> {
+    let op = operation.name.as_str();
+    let is_action = operation.kind == OpKind::Action;
+    // The route's own role (viewer) is checked already; an action needs more.
+    if is_action {
+        caller.require(ACTION_ROLE)?;
+    }
     let settings = app
-        .settings(caller.0.org_id, &plugin)
+        .settings(caller.0.org_id, plugin)
         .await?
         .filter(|s| s.enabled)
         .ok_or_else(|| {
@@ -129,6 +195,10 @@ pub(super) async fn run_op<S: Store>(
                 "the {plugin} extension is not switched on for this organisation"
             ))
         })?;
+    let device_id = match target {
+        Target::Device { id, .. } => Some(id),
+        Target::Org => None,
+    };
     let input = match body {
         Ok(Json(v)) => v,
         // An empty body is an empty input.
@@ -152,7 +222,7 @@ pub(super) async fn run_op<S: Store>(
                 "Idempotency-Key must have 1 to 200 characters",
             ));
         }
-        let fingerprint = json!([id, plugin, op, input]).to_string();
+        let fingerprint = json!([device_id, plugin, op, input]).to_string();
         match app
             .store
             .claim_idempotency(caller.0.org_id, key, &fingerprint)
@@ -199,17 +269,12 @@ pub(super) async fn run_op<S: Store>(
         }
     }
 
-    let result = app
-        .runtime
-        .invoke(CallRequest {
-            plugin: &plugin,
-            op: &op,
-            org_config: &settings.merged(),
-            device_config: &device_config,
-            input: &input,
-            timeout: None,
-        })
-        .await;
+    let org_config = settings.merged();
+    let request = match target {
+        Target::Device { config, .. } => CallRequest::new(plugin, op, &org_config, config, &input),
+        Target::Org => CallRequest::org(plugin, op, &org_config, &input),
+    };
+    let result = app.runtime.invoke(request).await;
     let (status, body, outcome) = match result {
         Ok(output) => (StatusCode::OK, output, "ok".to_owned()),
         Err(e) => {
@@ -220,13 +285,13 @@ pub(super) async fn run_op<S: Store>(
     };
     if is_action {
         audit(
-            &app,
-            &caller,
+            app,
+            caller,
             NewAudit {
                 action: "operation",
-                device_id: Some(&id),
-                plugin: Some(&plugin),
-                op: Some(&op),
+                device_id,
+                plugin: Some(plugin),
+                op: Some(op),
                 outcome: &outcome,
                 ..Default::default()
             },

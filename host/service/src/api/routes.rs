@@ -328,6 +328,21 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
              (`x-devext-action-role`; the operation's kind is in the drilldown and the plugin's \
              manifest).",
         )
+        .body(op_body.clone(), MAX_BODY_BYTES),
+        route(
+            M::POST,
+            "/api/v1/extensions/{plugin}/{op}",
+            "Run an organisation operation (`scope: org`): the org's settings only, no device \
+             (views: viewer; actions: operator; actions accept Idempotency-Key)",
+            post(ops::run_org_op::<S>),
+        )
+        .role(Viewer)
+        .action_role(ops::ACTION_ROLE)
+        .description(
+            "For operations whose manifest entry says `\"scope\": \"org\"` (a connection test, a \
+             list of the account's rate plans). The route needs viewer; an `action` needs \
+             operator (`x-devext-action-role`).",
+        )
         .body(op_body, MAX_BODY_BYTES),
         route(
             M::GET,
