@@ -1,6 +1,6 @@
 //! Encryption at rest of secret settings (ChaCha20-Poly1305) and API-key hashing (SHA-256).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
@@ -8,6 +8,62 @@ use sha2::{Digest, Sha256};
 
 /// Environment variable that may hold the store's secret key (64 hex digits) instead of a file.
 pub const SECRET_KEY_ENV: &str = "DEVEXT_SECRET_KEY";
+
+/// What can go wrong with the secret key, randomness, encryption or decryption.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CryptoError {
+    /// The operating system gave no random bytes.
+    #[error("no randomness from the OS: {0}")]
+    NoRandomness(String),
+    /// A key text that is not hexadecimal.
+    #[error("the secret key is not hex")]
+    NotHex,
+    /// A key of another length than 32 bytes.
+    #[error("the secret key must be 32 bytes (64 hex digits)")]
+    WrongLength,
+    /// The key file cannot be read.
+    #[error("cannot read the secret key file {}: {source}", .path.display())]
+    Read {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The key file holds no valid key.
+    #[error("{}: {source}", .path.display())]
+    BadFile {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with its content.
+        source: Box<CryptoError>,
+    },
+    /// The key file cannot be created (it may exist already: it is never overwritten).
+    #[error("cannot create the secret key file {}: {source}", .path.display())]
+    Create {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The key file cannot be written.
+    #[error("cannot write the secret key file {}: {source}", .path.display())]
+    Write {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Encryption failed.
+    #[error("encryption failed")]
+    Encrypt,
+    /// Sealed data shorter than its nonce.
+    #[error("sealed data is truncated")]
+    Truncated,
+    /// Sealed data that this key cannot open in this context.
+    #[error("cannot decrypt: wrong secret key for this store, or the data was altered")]
+    Decrypt,
+}
 
 /// The store's secret key.
 #[derive(Clone)]
@@ -35,36 +91,39 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 }
 
 /// `n` random bytes from the operating system.
-pub fn random_bytes<const N: usize>() -> Result<[u8; N], String> {
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
     let mut buf = [0u8; N];
-    getrandom::fill(&mut buf).map_err(|e| format!("no randomness from the OS: {e}"))?;
+    getrandom::fill(&mut buf).map_err(|e| CryptoError::NoRandomness(e.to_string()))?;
     Ok(buf)
 }
 
 impl SecretKey {
     /// A new random key.
-    pub fn generate() -> Result<SecretKey, String> {
+    pub fn generate() -> Result<SecretKey, CryptoError> {
         Ok(SecretKey(random_bytes::<32>()?))
     }
 
     /// Parses 64 hex digits.
-    pub fn from_hex(text: &str) -> Result<SecretKey, String> {
-        let bytes = unhex(text).ok_or("the secret key is not hex")?;
-        let arr: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| "the secret key must be 32 bytes (64 hex digits)".to_owned())?;
+    pub fn from_hex(text: &str) -> Result<SecretKey, CryptoError> {
+        let bytes = unhex(text).ok_or(CryptoError::NotHex)?;
+        let arr: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::WrongLength)?;
         Ok(SecretKey(arr))
     }
 
     /// Reads the key file.
-    pub fn read(path: &Path) -> Result<SecretKey, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the secret key file {}: {e}", path.display()))?;
-        Self::from_hex(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn read(path: &Path) -> Result<SecretKey, CryptoError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CryptoError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_hex(&text).map_err(|e| CryptoError::BadFile {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })
     }
 
     /// Writes a new key file readable by its owner only (mode 0600); never overwrites.
-    pub fn create_file(&self, path: &Path) -> Result<(), String> {
+    pub fn create_file(&self, path: &Path) -> Result<(), CryptoError> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let mut file = std::fs::OpenOptions::new()
@@ -72,15 +131,21 @@ impl SecretKey {
             .create_new(true)
             .mode(0o600)
             .open(path)
-            .map_err(|e| format!("cannot create the secret key file {}: {e}", path.display()))?;
+            .map_err(|source| CryptoError::Create {
+                path: path.to_owned(),
+                source,
+            })?;
         file.write_all(format!("{}\n", hex(&self.0)).as_bytes())
             .and_then(|()| file.sync_all())
-            .map_err(|e| format!("cannot write the secret key file {}: {e}", path.display()))
+            .map_err(|source| CryptoError::Write {
+                path: path.to_owned(),
+                source,
+            })
     }
 
     /// Encrypts `plaintext`, bound to `context` (e.g. the org and plugin it belongs to):
     /// nonce (12 bytes) followed by the ciphertext.
-    pub fn seal(&self, context: &str, plaintext: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn seal(&self, context: &str, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let cipher = ChaCha20Poly1305::new(Key::from_slice(&self.0));
         let nonce_bytes = random_bytes::<12>()?;
         let nonce = Nonce::from_slice(&nonce_bytes);
@@ -92,16 +157,16 @@ impl SecretKey {
                     aad: context.as_bytes(),
                 },
             )
-            .map_err(|_| "encryption failed".to_owned())?;
+            .map_err(|_| CryptoError::Encrypt)?;
         let mut out = nonce_bytes.to_vec();
         out.extend_from_slice(&sealed);
         Ok(out)
     }
 
     /// Decrypts what [`SecretKey::seal`] produced with the same `context`.
-    pub fn open(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn open(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
         if sealed.len() < 12 {
-            return Err("sealed data is truncated".into());
+            return Err(CryptoError::Truncated);
         }
         let (nonce, ciphertext) = sealed.split_at(12);
         let cipher = ChaCha20Poly1305::new(Key::from_slice(&self.0));
@@ -113,10 +178,7 @@ impl SecretKey {
                     aad: context.as_bytes(),
                 },
             )
-            .map_err(|_| {
-                "cannot decrypt: wrong secret key for this store, or the data was altered"
-                    .to_owned()
-            })
+            .map_err(|_| CryptoError::Decrypt)
     }
 }
 
@@ -126,7 +188,7 @@ pub fn key_hash(key: &str) -> Vec<u8> {
 }
 
 /// A new API key: `dvx_` and 64 hex digits (256 random bits); alphabet `[A-Za-z0-9_]`.
-pub fn new_api_key() -> Result<String, String> {
+pub fn new_api_key() -> Result<String, CryptoError> {
     Ok(format!("dvx_{}", hex(&random_bytes::<32>()?)))
 }
 
@@ -150,7 +212,45 @@ mod tests {
             "bound to its context"
         );
         let other = SecretKey::generate().unwrap();
-        assert!(other.open("org1/jasper", &sealed).is_err());
+        assert!(matches!(
+            other.open("org1/jasper", &sealed),
+            Err(CryptoError::Decrypt)
+        ));
+        assert!(matches!(
+            k.open("org1/jasper", &sealed[..5]),
+            Err(CryptoError::Truncated)
+        ));
+    }
+
+    #[test]
+    fn bad_keys_are_told_apart() {
+        assert!(matches!(
+            SecretKey::from_hex("zz"),
+            Err(CryptoError::NotHex)
+        ));
+        assert!(matches!(
+            SecretKey::from_hex("00ff"),
+            Err(CryptoError::WrongLength)
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.key");
+        match SecretKey::read(&missing) {
+            Err(CryptoError::Read { path, source }) => {
+                assert_eq!(path, missing);
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            }
+            other => panic!("{other:?}"),
+        }
+        let bad = dir.path().join("bad.key");
+        std::fs::write(&bad, "not a key\n").unwrap();
+        let e = SecretKey::read(&bad).unwrap_err();
+        assert!(
+            matches!(&e, CryptoError::BadFile { source, .. } if matches!(**source, CryptoError::NotHex))
+        );
+        assert_eq!(
+            e.to_string(),
+            format!("{}: the secret key is not hex", bad.display())
+        );
     }
 
     #[test]

@@ -114,7 +114,7 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<ExitCode> {
     let runtime = load_runtime(config)?;
     tokio()?.block_on(async move {
         let store = open_store(&db).await?;
-        let listener = service::bind(listen).await.map_err(anyhow::Error::msg)?;
+        let listener = service::bind(listen).await?;
         let addr = listener.local_addr()?;
         println!("devext serving on http://{addr} (store {})", db.display());
         service::serve(
@@ -172,7 +172,7 @@ pub(crate) struct KeysCreateArgs {
 }
 
 pub(crate) fn keys_create(args: &KeysCreateArgs) -> Result<ExitCode> {
-    let role: Role = args.role.parse().map_err(anyhow::Error::msg)?;
+    let role: Role = args.role.parse()?;
     tokio()?.block_on(async {
         let store = open_store(&args.db).await?;
         let org = store
@@ -270,9 +270,7 @@ pub(crate) fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
                 )
                 .await?;
         }
-        let listener = service::bind(args.listen)
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let listener = service::bind(args.listen).await?;
         let addr = listener.local_addr()?;
         println!("devext demo: http://{addr}");
         println!("Jasper simulator: {} ({} API)", sim.base_url(), args.api);

@@ -133,8 +133,9 @@ impl From<StoreError> for ApiError {
                 ApiError::conflict(e.to_string()).details(details)
             }
             StoreError::NotFound(m) => ApiError::not_found(m),
-            StoreError::Internal(m) => {
-                tracing::error!(error = %m, "store failure");
+            // The database, the key or stored data: the operator's to fix, never the caller's.
+            e => {
+                tracing::error!(error = %e, "store failure");
                 ApiError::internal("the store failed; nothing was changed")
             }
         }

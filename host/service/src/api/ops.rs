@@ -102,6 +102,8 @@ pub(super) async fn run_op<S: Store>(
     headers: HeaderMap,
     body: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult<Response> {
+    // The body first: one over the route's limit, or not JSON, is refused whatever it names.
+    let input = input_of(&headers, body)?;
     let device = app
         .device_for_op(caller.0.org_id, &id)
         .await?
@@ -122,7 +124,7 @@ pub(super) async fn run_op<S: Store>(
         id: &id,
         config: &device_config,
     };
-    execute(&app, &caller, target, &plugin, &operation, &headers, body).await
+    execute(&app, &caller, target, &plugin, &operation, &headers, input).await
 }
 
 /// `POST /api/v1/extensions/{plugin}/{op}`: an organisation-scope operation (`scope: org` in
@@ -134,6 +136,7 @@ pub(super) async fn run_org_op<S: Store>(
     headers: HeaderMap,
     body: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult<Response> {
+    let input = input_of(&headers, body)?;
     let operation = operation_or_404(&app, &plugin, &op)?;
     if operation.scope == OpScope::Device {
         return Err(ApiError::not_found(format!(
@@ -147,9 +150,23 @@ pub(super) async fn run_org_op<S: Store>(
         &plugin,
         &operation,
         &headers,
-        body,
+        input,
     )
     .await
+}
+
+/// The operation's input: the JSON body, or `{}` when there is no body at all.
+fn input_of(headers: &HeaderMap, body: Result<Json<Value>, JsonRejection>) -> ApiResult<Value> {
+    match body {
+        Ok(Json(v)) => Ok(v),
+        // An empty body is an empty input.
+        Err(JsonRejection::MissingJsonContentType(_))
+            if headers.get(header::CONTENT_LENGTH).is_none_or(|l| l == "0") =>
+        {
+            Ok(json!({}))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What an operation runs on.
@@ -178,7 +195,7 @@ async fn execute<S: Store>(
     plugin: &str,
     operation: &Operation,
     headers: &HeaderMap,
-    body: Result<Json<Value>, JsonRejection>,
+    input: Value,
 ) -> ApiResult<Response> {
     let op = operation.name.as_str();
     let is_action = operation.kind == OpKind::Action;
@@ -198,16 +215,6 @@ async fn execute<S: Store>(
     let device_id = match target {
         Target::Device { id, .. } => Some(id),
         Target::Org => None,
-    };
-    let input = match body {
-        Ok(Json(v)) => v,
-        // An empty body is an empty input.
-        Err(JsonRejection::MissingJsonContentType(_))
-            if headers.get(header::CONTENT_LENGTH).is_none_or(|l| l == "0") =>
-        {
-            json!({})
-        }
-        Err(e) => return Err(e.into()),
     };
     let idempotency_key = headers
         .get("idempotency-key")

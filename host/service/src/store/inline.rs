@@ -133,5 +133,5 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 }
 
 fn internal(e: rusqlite::Error) -> StoreError {
-    StoreError::Internal(e.to_string())
+    StoreError::Database(e.to_string())
 }

@@ -11,8 +11,11 @@
 //! (the service derives them from the plugins' manifests, see [`crate::lookup`]).
 
 use std::future::Future;
+use std::path::PathBuf;
 
 use serde_json::Value;
+
+use crate::crypto::CryptoError;
 
 mod inline;
 mod model;
@@ -38,14 +41,40 @@ pub enum StoreError {
     /// A reference to something that does not exist.
     #[error("{0}")]
     NotFound(String),
-    /// The database or the secret key failed.
+    /// The store exists but its secret key is nowhere to be found.
+    #[error(
+        "storage failure: the store {} exists but its secret key is missing (expected {} or {})",
+        .db.display(), .key_file.display(), crate::crypto::SECRET_KEY_ENV
+    )]
+    KeyMissing {
+        /// The database.
+        db: PathBuf,
+        /// Where its key file should be.
+        key_file: PathBuf,
+    },
+    /// A key file without its database: never reused or replaced.
+    #[error(
+        "storage failure: {} already exists without its database; refusing to reuse or replace it",
+        .0.display()
+    )]
+    OrphanKeyFile(PathBuf),
+    /// The key opens nothing of this store (its stored check value).
+    #[error("storage failure: the secret key does not belong to this store")]
+    WrongKey,
+    /// The secret key, randomness or encryption failed.
     #[error("storage failure: {0}")]
-    Internal(String),
+    Crypto(#[from] CryptoError),
+    /// The database failed (connection, statement, migration).
+    #[error("storage failure: {0}")]
+    Database(String),
+    /// Stored data that cannot be read back (not JSON, an unknown role, a corrupt record).
+    #[error("storage failure: {0}")]
+    Corrupt(String),
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Internal(e.to_string())
+        StoreError::Database(e.to_string())
     }
 }
 

@@ -34,16 +34,19 @@ impl Role {
     }
 }
 
+/// A role name that is none of `admin`, `operator`, `viewer`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role {0:?}: use admin, operator or viewer")]
+pub struct UnknownRole(pub String);
+
 impl FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Role, String> {
+    type Err = UnknownRole;
+    fn from_str(s: &str) -> std::result::Result<Role, UnknownRole> {
         match s {
             "admin" => Ok(Role::Admin),
             "operator" => Ok(Role::Operator),
             "viewer" => Ok(Role::Viewer),
-            other => Err(format!(
-                "unknown role {other:?}: use admin, operator or viewer"
-            )),
+            other => Err(UnknownRole(other.to_owned())),
         }
     }
 }

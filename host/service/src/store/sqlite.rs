@@ -75,24 +75,19 @@ impl SqliteStore {
             (Some(k), _) => k,
             (None, true) => {
                 if !key_file.exists() {
-                    return Err(StoreError::Internal(format!(
-                        "the store {} exists but its secret key is missing (expected {} or {})",
-                        db.display(),
-                        key_file.display(),
-                        crypto::SECRET_KEY_ENV
-                    )));
+                    return Err(StoreError::KeyMissing {
+                        db: db.to_owned(),
+                        key_file,
+                    });
                 }
-                SecretKey::read(&key_file).map_err(StoreError::Internal)?
+                SecretKey::read(&key_file)?
             }
             (None, false) => {
-                let k = SecretKey::generate().map_err(StoreError::Internal)?;
+                let k = SecretKey::generate()?;
                 if key_file.exists() {
-                    return Err(StoreError::Internal(format!(
-                        "{} already exists without its database; refusing to reuse or replace it",
-                        key_file.display()
-                    )));
+                    return Err(StoreError::OrphanKeyFile(key_file));
                 }
-                k.create_file(&key_file).map_err(StoreError::Internal)?;
+                k.create_file(&key_file)?;
                 k
             }
         };
@@ -115,7 +110,7 @@ impl SqliteStore {
         migrator()
             .run(&pool)
             .await
-            .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
+            .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
         let store = SqliteStore {
             pool,
             key,
@@ -133,18 +128,16 @@ impl SqliteStore {
         match row {
             Some(row) => {
                 let sealed: Vec<u8> = row.get(0);
-                let plain = self.key.open("meta/key_check", &sealed).map_err(|_| {
-                    StoreError::Internal("the secret key does not belong to this store".to_owned())
-                })?;
+                let plain = self
+                    .key
+                    .open("meta/key_check", &sealed)
+                    .map_err(|_| StoreError::WrongKey)?;
                 if plain != KEY_CHECK {
-                    return Err(StoreError::Internal("corrupt key check record".into()));
+                    return Err(StoreError::Corrupt("corrupt key check record".into()));
                 }
             }
             None => {
-                let sealed = self
-                    .key
-                    .seal("meta/key_check", KEY_CHECK)
-                    .map_err(StoreError::Internal)?;
+                let sealed = self.key.seal("meta/key_check", KEY_CHECK)?;
                 sqlx::query("INSERT INTO meta (key, value) VALUES ('key_check', ?)")
                     .bind(sealed)
                     .execute(&self.pool)
@@ -167,15 +160,14 @@ impl SqliteStore {
         let config: String = row.get("config");
         let sealed: Option<Vec<u8>> = row.get("secrets");
         let config: Map<String, Value> = serde_json::from_str(&config)
-            .map_err(|e| StoreError::Internal(format!("stored config is not JSON: {e}")))?;
+            .map_err(|e| StoreError::Corrupt(format!("stored config is not JSON: {e}")))?;
         let secrets = match sealed {
             Some(sealed) => {
                 let plain = self
                     .key
-                    .open(&Self::secrets_context(org_id, &plugin), &sealed)
-                    .map_err(StoreError::Internal)?;
+                    .open(&Self::secrets_context(org_id, &plugin), &sealed)?;
                 serde_json::from_slice(&plain)
-                    .map_err(|e| StoreError::Internal(format!("stored secrets unreadable: {e}")))?
+                    .map_err(|e| StoreError::Corrupt(format!("stored secrets unreadable: {e}")))?
             }
             None => Map::new(),
         };
@@ -213,7 +205,7 @@ pub(super) fn device_from_columns(
         name,
         device_type,
         extensions: serde_json::from_str(extensions)
-            .map_err(|e| StoreError::Internal(format!("stored device is not JSON: {e}")))?,
+            .map_err(|e| StoreError::Corrupt(format!("stored device is not JSON: {e}")))?,
         created_at,
         updated_at,
     })
@@ -223,7 +215,9 @@ fn row_to_key(row: &sqlx::sqlite::SqliteRow) -> Result<ApiKeyInfo> {
     let role: String = row.get("role");
     Ok(ApiKeyInfo {
         id: row.get("id"),
-        role: role.parse().map_err(StoreError::Internal)?,
+        role: role
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("stored key: {e}")))?,
         name: row.get("name"),
         created_at: row.get("created_at"),
         last_used_at: row.get("last_used_at"),
@@ -231,7 +225,7 @@ fn row_to_key(row: &sqlx::sqlite::SqliteRow) -> Result<ApiKeyInfo> {
 }
 
 fn random_id(prefix: &str) -> Result<String> {
-    let bytes = crypto::random_bytes::<8>().map_err(StoreError::Internal)?;
+    let bytes = crypto::random_bytes::<8>()?;
     Ok(format!(
         "{prefix}_{}",
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
@@ -336,7 +330,7 @@ impl Store for SqliteStore {
         role: Role,
         name: &str,
     ) -> Result<(ApiKeyInfo, String)> {
-        let secret = crypto::new_api_key().map_err(StoreError::Internal)?;
+        let secret = crypto::new_api_key()?;
         let info = self.import_key(org_id, role, name, &secret).await?;
         Ok((info, secret))
     }
@@ -400,7 +394,9 @@ impl Store for SqliteStore {
         let principal = Principal {
             org_id: row.get("org_id"),
             key_id: row.get("id"),
-            role: role.parse().map_err(StoreError::Internal)?,
+            role: role
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("stored key: {e}")))?,
         };
         let last: Option<String> = row.get("last_used_at");
         let stale = last
@@ -467,11 +463,10 @@ impl Store for SqliteStore {
             None
         } else {
             let plain =
-                serde_json::to_vec(&s.secrets).map_err(|e| StoreError::Internal(e.to_string()))?;
+                serde_json::to_vec(&s.secrets).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             Some(
                 self.key
-                    .seal(&Self::secrets_context(org_id, &s.plugin), &plain)
-                    .map_err(StoreError::Internal)?,
+                    .seal(&Self::secrets_context(org_id, &s.plugin), &plain)?,
             )
         };
         sqlx::query(
@@ -650,7 +645,7 @@ impl Store for SqliteStore {
                 let (id, org_id): (String, i64) = (row.get("id"), row.get("org_id"));
                 let extensions: String = row.get("extensions");
                 let extensions: Value = serde_json::from_str(&extensions).map_err(|e| {
-                    StoreError::Internal(format!("stored device {id} is not JSON: {e}"))
+                    StoreError::Corrupt(format!("stored device {id} is not JSON: {e}"))
                 })?;
                 done.devices += 1;
                 for entry in index(&extensions) {
@@ -824,6 +819,7 @@ mod tests {
         // A wrong key is refused.
         let wrong = SecretKey::generate().unwrap();
         let e = SqliteStore::open(&db, Some(wrong)).await.unwrap_err();
+        assert!(matches!(e, StoreError::WrongKey), "{e:?}");
         assert!(
             e.to_string().contains("does not belong to this store"),
             "{e}"
@@ -831,6 +827,7 @@ mod tests {
         // A missing key is refused, not replaced.
         std::fs::remove_file(SqliteStore::key_file_for(&db)).unwrap();
         let e = SqliteStore::open(&db, None).await.unwrap_err();
+        assert!(matches!(e, StoreError::KeyMissing { .. }), "{e:?}");
         assert!(e.to_string().contains("secret key is missing"), "{e}");
         assert!(!SqliteStore::key_file_for(&db).exists());
     }
