@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::cache::{DeviceKey, ViewCache};
 use crate::caps::CallCaps;
 use crate::egress::{EgressConfig, HttpCapability};
-use crate::loader::{self, LoadedPlugin, PluginSource, Refusal};
+use crate::loader::{self, LoadedPlugin, PluginSource, Refusal, RefusalReason, RefusedSource};
 use crate::metrics::OpStats;
 use crate::schema::{Violation, pointer_token};
 
@@ -53,6 +53,18 @@ impl Default for RuntimeConfig {
             check_schemas: true,
         }
     }
+}
+
+/// Settings [`Runtime::load`] refuses because they cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `call_timeout` is zero.
+    #[error("the call timeout must be longer than zero")]
+    ZeroCallTimeout,
+    /// `egress.max_response_bytes` is zero.
+    #[error("the response size cap must be at least one byte")]
+    ZeroResponseCap,
 }
 
 /// A plugin in the runtime, with its call limiter.
@@ -159,12 +171,12 @@ impl Runtime {
     ///
     /// Loading runs plugin code (library initialisers, `manifest`): from async code, call it on a
     /// blocking thread.
-    pub fn load(config: RuntimeConfig) -> Result<Runtime, String> {
+    pub fn load(config: RuntimeConfig) -> Result<Runtime, ConfigError> {
         if config.call_timeout.is_zero() {
-            return Err("the call timeout must be longer than zero".into());
+            return Err(ConfigError::ZeroCallTimeout);
         }
         if config.egress.max_response_bytes == 0 {
-            return Err("the response size cap must be at least one byte".into());
+            return Err(ConfigError::ZeroResponseCap);
         }
         let http = Arc::new(HttpCapability::new(config.egress.clone()));
         let mut slots: Vec<Slot> = Vec::new();
@@ -184,7 +196,7 @@ impl Runtime {
                 match loader::describe((entry.module)(), PluginSource::Static) {
                     Ok(p) => statics.push(p),
                     Err(reason) => refused.push(Refusal {
-                        path: PathBuf::from("static"),
+                        source: RefusedSource::Static { name: None },
                         reason,
                     }),
                 }
@@ -193,8 +205,12 @@ impl Runtime {
             for p in statics {
                 if by_name.contains_key(p.name()) {
                     refused.push(Refusal {
-                        path: PathBuf::from(format!("static:{}", p.name())),
-                        reason: format!("a static plugin named {} is already registered", p.name()),
+                        source: RefusedSource::Static {
+                            name: Some(p.name().to_owned()),
+                        },
+                        reason: RefusalReason::DuplicateStatic {
+                            name: p.name().to_owned(),
+                        },
                     });
                     continue;
                 }
@@ -208,7 +224,7 @@ impl Runtime {
                 Ok(files) => files,
                 Err(reason) => {
                     refused.push(Refusal {
-                        path: dir.clone(),
+                        source: RefusedSource::Directory(dir.clone()),
                         reason,
                     });
                     continue;
@@ -221,7 +237,10 @@ impl Runtime {
                     Ok(p) => p,
                     Err(reason) => {
                         tracing::info!(path = %path.display(), %reason, "plugin refused");
-                        refused.push(Refusal { path, reason });
+                        refused.push(Refusal {
+                            source: RefusedSource::File(path),
+                            reason,
+                        });
                         continue;
                     }
                 };
@@ -238,12 +257,11 @@ impl Runtime {
                     }
                     Some(i) => {
                         refused.push(Refusal {
-                            path,
-                            reason: format!(
-                                "a plugin named {} is already loaded from {}",
-                                plugin.name(),
-                                slots[i].plugin.source()
-                            ),
+                            source: RefusedSource::File(path),
+                            reason: RefusalReason::DuplicateName {
+                                name: plugin.name().to_owned(),
+                                loaded_from: slots[i].plugin.source().clone(),
+                            },
                         });
                     }
                     None => {
@@ -269,7 +287,9 @@ impl Runtime {
         })
     }
 
-    /// The loaded plugins: static ones by name, then dynamic ones in load order.
+    /// The loaded plugins: first the static ones by name (a dynamic plugin that replaced a
+    /// static one of its name takes that place), then the other dynamic ones in load order
+    /// (directories in the configured order, each one's files by path).
     pub fn plugins(&self) -> impl Iterator<Item = &LoadedPlugin> {
         self.inner.slots.iter().map(|s| &s.plugin)
     }
@@ -389,9 +409,7 @@ impl Runtime {
     /// device schema under its name, nothing else allowed. Deterministic.
     pub fn combined_device_schema(&self) -> Value {
         let mut properties = serde_json::Map::new();
-        let mut names = self.plugin_names();
-        names.sort_unstable();
-        for name in names {
+        for name in self.plugin_names() {
             let Some(p) = self.plugin(name) else { continue };
             let mut schema = p.manifest().device_config_schema.clone();
             if let Some(obj) = schema.as_object_mut() {

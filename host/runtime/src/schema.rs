@@ -31,6 +31,11 @@ impl fmt::Display for Violation {
     }
 }
 
+/// Why a schema does not compile (`Display` is the compiler's message).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct SchemaError(jsonschema::ValidationError<'static>);
+
 /// A compiled schema, shared by every validation that uses it.
 pub struct Schema {
     validator: Validator,
@@ -44,13 +49,13 @@ impl fmt::Debug for Schema {
 
 impl Schema {
     /// Compiles `schema` (draft 2020-12 unless it says otherwise), asserting formats.
-    pub fn compile(schema: &Value) -> Result<Schema, String> {
+    pub fn compile(schema: &Value) -> Result<Schema, SchemaError> {
         let validator = jsonschema::options()
             .with_draft(Draft::Draft202012)
             .should_validate_formats(true)
             .with_format("luhn", is_luhn)
             .build(schema)
-            .map_err(|e| e.to_string())?;
+            .map_err(SchemaError)?;
         Ok(Schema { validator })
     }
 
@@ -129,7 +134,7 @@ mod tests {
     fn luhn_accepts_valid_check_digits_only() {
         assert!(is_luhn("79927398713"));
         assert!(!is_luhn("79927398710"));
-        // A 20-digit Jasper sample passes; a 19-digit one stored without check digit fails.
+        // A 19-digit number stored without its check digit fails.
         assert!(!is_luhn("8988216716970004975"));
         assert!(!is_luhn("12a4"));
         assert!(!is_luhn(""));

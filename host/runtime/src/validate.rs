@@ -915,10 +915,10 @@ mod tests {
 
     #[test]
     fn unexpected_properties_point_at_their_key() {
-        let text = b"{\"jasper\": {\"iccid\": \"1\",\n \"colour\": 1}}";
+        let text = b"{\"acme\": {\"serial\": \"1\",\n \"colour\": 1}}";
         let at = violation_offset(
             text,
-            "/jasper",
+            "/acme",
             "additionalProperties",
             "Additional properties are not allowed ('colour' was unexpected)",
         );

@@ -96,12 +96,11 @@ pub(crate) fn schema(global: &GlobalArgs, args: &SchemaArgs) -> Result<ExitCode>
 }
 
 fn load(global: &GlobalArgs) -> Result<Runtime> {
-    let runtime = Runtime::load(runtime_config(global)).map_err(anyhow::Error::msg)?;
+    let runtime = Runtime::load(runtime_config(global))?;
     for r in runtime.refused() {
         eprintln!(
             "devext: warning: plugin refused: {}: {}",
-            r.path.display(),
-            r.reason
+            r.source, r.reason
         );
     }
     Ok(runtime)

@@ -42,12 +42,11 @@ enum Format {
 /// Exit codes: 0 all valid, 1 a document is invalid, 2 usage error (clap), 3 an input could not
 /// be read or is not JSON.
 pub(crate) fn validate(global: &GlobalArgs, args: &ValidateArgs) -> Result<ExitCode> {
-    let runtime = Runtime::load(runtime_config(global)).map_err(anyhow::Error::msg)?;
+    let runtime = Runtime::load(runtime_config(global))?;
     for r in runtime.refused() {
         eprintln!(
             "devext: warning: plugin refused: {}: {}",
-            r.path.display(),
-            r.reason
+            r.source, r.reason
         );
     }
     let inputs: Vec<Input> = args.paths.iter().map(|p| Input::from_arg(p)).collect();
