@@ -807,3 +807,149 @@ mod tests {
         }
     }
 }
+
+/// The layout-mismatch summary against real reports: abi_stable's own layout check on types
+/// that differ the ways a plugin built against another interface can.
+#[cfg(test)]
+#[allow(unsafe_code, non_local_definitions, non_camel_case_types, dead_code)]
+mod layout_report_tests {
+    use super::*;
+    use abi_stable::StableAbi;
+    use abi_stable::abi_stability::abi_checking::check_layout_compatibility;
+    use abi_stable::std_types::RBoxError;
+    use abi_stable::type_layout::TypeLayout;
+
+    mod host {
+        #[repr(C)]
+        #[derive(abi_stable::StableAbi)]
+        pub(super) struct Module {
+            pub(super) a: u32,
+            pub(super) b: u32,
+        }
+
+        #[repr(u8)]
+        #[derive(abi_stable::StableAbi)]
+        pub(super) enum Kind {
+            One,
+            Two,
+        }
+    }
+
+    mod field_type {
+        #[repr(C)]
+        #[derive(abi_stable::StableAbi)]
+        pub(super) struct Module {
+            pub(super) a: u32,
+            pub(super) b: u64,
+        }
+    }
+
+    mod fewer_fields {
+        #[repr(C)]
+        #[derive(abi_stable::StableAbi)]
+        pub(super) struct Module {
+            pub(super) a: u32,
+        }
+    }
+
+    mod more_variants {
+        #[repr(u8)]
+        #[derive(abi_stable::StableAbi)]
+        pub(super) enum Kind {
+            One,
+            Two,
+            Three,
+        }
+    }
+
+    /// The text of the `LibraryError` abi_stable's loader returns for this pair of layouts.
+    fn report(interface: &'static TypeLayout, implementation: &'static TypeLayout) -> String {
+        let errors = check_layout_compatibility(interface, implementation).unwrap_err();
+        LibraryError::AbiInstability(RBoxError::new(errors)).to_string()
+    }
+
+    fn summary(interface: &'static TypeLayout, implementation: &'static TypeLayout) -> String {
+        let text = report(interface, implementation);
+        assert!(text.lines().count() > 10, "a full report: {text}");
+        summarise_layout_report(&text).to_string()
+    }
+
+    #[test]
+    fn identical_layouts_are_compatible() {
+        assert!(check_layout_compatibility(host::Module::LAYOUT, host::Module::LAYOUT).is_ok());
+    }
+
+    #[test]
+    fn a_changed_field_type() {
+        let s = summary(host::Module::LAYOUT, field_type::Module::LAYOUT);
+        assert!(
+            s.contains("mismatched type (expected u32, found u64)"),
+            "{s}"
+        );
+        assert!(!s.contains('\n'), "{s}");
+    }
+
+    #[test]
+    fn a_missing_field() {
+        let s = summary(host::Module::LAYOUT, fewer_fields::Module::LAYOUT);
+        assert!(s.contains("too many fields (expected 2, found 1)"), "{s}");
+    }
+
+    #[test]
+    fn an_extra_field() {
+        let s = summary(fewer_fields::Module::LAYOUT, host::Module::LAYOUT);
+        assert!(s.contains("too many fields (expected 1, found 2)"), "{s}");
+    }
+
+    #[test]
+    fn an_extra_enum_variant() {
+        let s = summary(host::Kind::LAYOUT, more_variants::Kind::LAYOUT);
+        assert!(s.contains("too many variants (expected 2, found 3)"), "{s}");
+    }
+
+    /// The interface crate at another version: the shape abi_stable prints (its formatter's
+    /// `"\nError:{}\nExpected:\n{}\nFound:\n{}"`, values indented by 4), which cannot be produced
+    /// within one crate.
+    #[test]
+    fn incompatible_package_versions() {
+        let text = "\n1 error(s).\n\n\nError:incompatible package versions\nExpected:\n    0.1.0\n\
+                    Found:\n    0.2.0\n";
+        assert_eq!(
+            summarise_layout_report(text).to_string(),
+            "incompatible package versions (expected 0.1.0, found 0.2.0)"
+        );
+    }
+
+    #[test]
+    fn at_most_three_differences_are_shown() {
+        let one = |what: &str| format!("\nError:{what}\nExpected:\n    a\nFound:\n    b\n");
+        let text: String = ["w", "x", "x", "y", "z", "v"]
+            .iter()
+            .map(|w| one(w))
+            .collect();
+        let m = summarise_layout_report(&text);
+        assert_eq!(
+            m.differences,
+            [
+                "w (expected a, found b)",
+                "x (expected a, found b)",
+                "y (expected a, found b)"
+            ]
+        );
+        assert_eq!(m.more, 2);
+        assert_eq!(
+            m.to_string(),
+            "w (expected a, found b); x (expected a, found b); y (expected a, found b) (and 2 more)"
+        );
+    }
+
+    #[test]
+    fn a_report_without_error_lines_still_says_what_it_is() {
+        let m = summarise_layout_report("Compared <this>:\n    ...\n");
+        assert_eq!(m.to_string(), "incompatible type layout");
+        assert_eq!(
+            RefusalReason::AbiMismatch(m).to_string(),
+            "ABI layout mismatch with this host: incompatible type layout"
+        );
+    }
+}

@@ -10,7 +10,7 @@ use devext_plugin_api::abi::static_plugins;
 use devext_plugin_api::{ErrorKind, Manifest, PluginError, Value, json};
 use futures_util::FutureExt as _;
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
 use crate::cache::{DeviceKey, ViewCache};
@@ -529,9 +529,9 @@ impl Runtime {
 
         // Each argument is serialised once: the text crosses the ABI and keys the view cache.
         let args = CallArgs {
-            org: req.org_config.to_string(),
-            device: req.device_config.to_string(),
-            input: req.input.to_string(),
+            org: json_text(req.org_config)?,
+            device: json_text(req.device_config)?,
+            input: json_text(req.input)?,
         };
         let account = account_hash(req.plugin, &args.org);
         let cached_view = op
@@ -555,7 +555,7 @@ impl Runtime {
             self.inner.views.invalidate(key);
         }
         let result = self
-            .call_plugin(slot, op, req, &args, account, started, check)
+            .call_plugin(slot, op, req, args, account, started, check)
             .await;
         match (&device_key, cached_view, &input_key) {
             (Some(key), _, _) if is_action => self.inner.views.invalidate(key),
@@ -577,7 +577,7 @@ impl Runtime {
         slot: &Slot,
         op: &loader::CompiledOp,
         req: &CallRequest<'_>,
-        args: &CallArgs,
+        args: CallArgs,
         account: u64,
         started: Instant,
         check: bool,
@@ -585,24 +585,18 @@ impl Runtime {
         let timeout = req.timeout.unwrap_or(self.inner.config.call_timeout);
         let deadline = started + timeout;
         let deadline_unix_ms = unix_ms(SystemTime::now() + timeout);
-        let call_id = format!(
-            "{:x}-{}",
+        let call_id = CallId {
             deadline_unix_ms,
-            self.inner.next_call.fetch_add(1, Ordering::Relaxed)
-        );
+            seq: self.inner.next_call.fetch_add(1, Ordering::Relaxed),
+        };
         let manifest: &Manifest = slot.plugin.manifest();
         let endpoint = manifest
             .endpoint_field
             .as_ref()
             .and_then(|f| req.org_config.get(f))
             .and_then(Value::as_str)
-            .map(str::to_owned);
-        let context = json!({
-            "protocol": devext_plugin_api::PROTOCOL_VERSION,
-            "call_id": call_id,
-            "deadline_unix_ms": deadline_unix_ms,
-            "account_key": format!("{account:016x}"),
-        });
+            .map(Arc::from);
+        let context = call_context_json(call_id, deadline_unix_ms, &hex16(account))?;
         let caps = CallCaps::new(
             slot.name.clone(),
             call_id,
@@ -612,18 +606,26 @@ impl Runtime {
         );
         let invoke = slot.plugin.module.invoke();
         let plugin_call = async {
-            let _permit = slot
-                .limiter
-                .acquire()
-                .await
-                .map_err(|_| PluginError::internal("the plugin's call limiter is closed"))?;
+            // Waiting for a permit counts against the deadline.
+            let _permit = match slot.limiter.try_acquire() {
+                Ok(permit) => permit,
+                Err(TryAcquireError::NoPermits) => slot
+                    .limiter
+                    .acquire()
+                    .await
+                    .map_err(|_| PluginError::internal("the plugin's call limiter is closed"))?,
+                Err(TryAcquireError::Closed) => {
+                    return Err(PluginError::internal("the plugin's call limiter is closed"));
+                }
+            };
+            // The texts move into the plugin's `RString`s (no copy).
             let future = invoke(
                 caps.into_abi(),
-                context.to_string().into(),
+                context.into(),
                 req.op.into(),
-                args.org.as_str().into(),
-                args.device.as_str().into(),
-                args.input.as_str().into(),
+                args.org.into(),
+                args.device.into(),
+                args.input.into(),
             );
             // The plugin catches its own panics; this is the backstop for one that re-raises
             // through the FFI future.
@@ -637,9 +639,9 @@ impl Runtime {
                 .with_details(json!({"fault": "plugin"}))),
             }
         };
-        let json = match tokio::time::timeout_at(deadline, plugin_call).await {
+        let json = match until_deadline(deadline, plugin_call).await {
             Ok(result) => result?,
-            Err(_) => {
+            Err(DeadlinePassed) => {
                 let waited = format!(
                     "{}.{} did not finish within {} ms; the call was cancelled",
                     req.plugin,
@@ -720,6 +722,78 @@ fn invalid(location: &str, req: &CallRequest<'_>, violations: Vec<Violation>) ->
     };
     PluginError::invalid_input(format!("{what} invalid: {first}{more}"))
         .with_details(json!({"location": location, "violations": violations}))
+}
+
+/// `value` as compact JSON text.
+fn json_text(value: &Value) -> Result<String, PluginError> {
+    // `serde_json::to_string` writes into one buffer; `Value`'s `Display` goes through
+    // `fmt::Write` a piece at a time and costs several times more.
+    serde_json::to_string(value)
+        .map_err(|e| PluginError::internal(format!("cannot encode a call argument: {e}")))
+}
+
+/// The call context the plugin reads (`devext_plugin_api::CallContext`), as JSON text.
+fn call_context_json(
+    call_id: CallId,
+    deadline_unix_ms: i64,
+    account_key: &str,
+) -> Result<String, PluginError> {
+    use std::io::Write as _;
+    let mut text = Vec::with_capacity(128);
+    let encode = |e: &dyn std::fmt::Display| {
+        PluginError::internal(format!("cannot encode the call context: {e}"))
+    };
+    write!(
+        text,
+        "{{\"protocol\":{},\"call_id\":\"{call_id}\",\"deadline_unix_ms\":{deadline_unix_ms},\"account_key\":",
+        devext_plugin_api::PROTOCOL_VERSION,
+    )
+    .map_err(|e| encode(&e))?;
+    serde_json::to_writer(&mut text, account_key).map_err(|e| encode(&e))?;
+    text.push(b'}');
+    String::from_utf8(text).map_err(|e| encode(&e))
+}
+
+/// `n` as 16 lower-case hex digits.
+fn hex16(n: u64) -> String {
+    format!("{n:016x}")
+}
+
+/// A call's id: its deadline (hex milliseconds since the epoch) and a per-runtime sequence
+/// number, shown as `<deadline>-<seq>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CallId {
+    deadline_unix_ms: i64,
+    seq: u64,
+}
+
+impl std::fmt::Display for CallId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:x}-{}", self.deadline_unix_ms, self.seq)
+    }
+}
+
+/// The deadline passed before the call finished.
+struct DeadlinePassed;
+
+/// Runs `future` until `deadline`, like `tokio::time::timeout_at`, except that the timer is
+/// only created and registered once the future is `Pending`: most calls finish on their first
+/// poll and never need one. Cancellation is the same: on `Err` the future has been dropped
+/// (it is owned here).
+async fn until_deadline<F: std::future::Future>(
+    deadline: Instant,
+    future: F,
+) -> Result<F::Output, DeadlinePassed> {
+    let mut future = std::pin::pin!(future);
+    let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(move |cx| {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Ok(output));
+        }
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        timer.as_mut().poll(cx).map(|()| Err(DeadlinePassed))
+    })
+    .await
 }
 
 /// A call's arguments as the JSON text that crosses the ABI.
