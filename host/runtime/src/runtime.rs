@@ -732,31 +732,83 @@ fn json_text(value: &Value) -> Result<String, PluginError> {
         .map_err(|e| PluginError::internal(format!("cannot encode a call argument: {e}")))
 }
 
-/// The call context the plugin reads (`devext_plugin_api::CallContext`), as JSON text.
+/// The call context the plugin reads (`devext_plugin_api::CallContext`), as JSON text:
+/// `{"protocol":1,"call_id":"…","deadline_unix_ms":…,"account_key":"…"}`.
 fn call_context_json(
     call_id: CallId,
     deadline_unix_ms: i64,
     account_key: &str,
 ) -> Result<String, PluginError> {
-    use std::io::Write as _;
-    let mut text = Vec::with_capacity(128);
-    let encode = |e: &dyn std::fmt::Display| {
-        PluginError::internal(format!("cannot encode the call context: {e}"))
-    };
-    write!(
-        text,
-        "{{\"protocol\":{},\"call_id\":\"{call_id}\",\"deadline_unix_ms\":{deadline_unix_ms},\"account_key\":",
-        devext_plugin_api::PROTOCOL_VERSION,
-    )
-    .map_err(|e| encode(&e))?;
-    serde_json::to_writer(&mut text, account_key).map_err(|e| encode(&e))?;
-    text.push(b'}');
-    String::from_utf8(text).map_err(|e| encode(&e))
+    // Numbers are written by hand: `fmt` machinery costs more than the rest of this.
+    let mut text = String::with_capacity(112 + account_key.len());
+    text.push_str("{\"protocol\":");
+    push_decimal(&mut text, u64::from(devext_plugin_api::PROTOCOL_VERSION));
+    text.push_str(",\"call_id\":\"");
+    call_id.push_to(&mut text);
+    text.push_str("\",\"deadline_unix_ms\":");
+    if deadline_unix_ms < 0 {
+        text.push('-');
+    }
+    push_decimal(&mut text, deadline_unix_ms.unsigned_abs());
+    text.push_str(",\"account_key\":");
+    if account_key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        // Nothing to escape (today's keys are hex).
+        text.push('"');
+        text.push_str(account_key);
+        text.push('"');
+    } else {
+        let key = serde_json::to_string(account_key)
+            .map_err(|e| PluginError::internal(format!("cannot encode the call context: {e}")))?;
+        text.push_str(&key);
+    }
+    text.push('}');
+    Ok(text)
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(text: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    push_ascii(text, &digits[i..]);
+}
+
+/// Appends `n` in lower-case hex, at least `width` digits.
+fn push_hex(text: &mut String, mut n: u64, width: usize) {
+    let mut digits = [b'0'; 16];
+    let mut i = digits.len();
+    while n != 0 {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
+    }
+    let start = i.min(digits.len() - width.clamp(1, 16));
+    push_ascii(text, &digits[start..]);
+}
+
+/// Appends ASCII digits.
+fn push_ascii(text: &mut String, digits: &[u8]) {
+    // Only ASCII digits reach here, so the conversion never fails.
+    if let Ok(digits) = std::str::from_utf8(digits) {
+        text.push_str(digits);
+    }
 }
 
 /// `n` as 16 lower-case hex digits.
 fn hex16(n: u64) -> String {
-    format!("{n:016x}")
+    let mut text = String::with_capacity(16);
+    push_hex(&mut text, n, 16);
+    text
 }
 
 /// A call's id: its deadline (hex milliseconds since the epoch) and a per-runtime sequence
@@ -765,6 +817,15 @@ fn hex16(n: u64) -> String {
 pub(crate) struct CallId {
     deadline_unix_ms: i64,
     seq: u64,
+}
+
+impl CallId {
+    fn push_to(self, text: &mut String) {
+        // As `{:x}` prints an `i64`: two's complement (deadlines are never negative anyway).
+        push_hex(text, self.deadline_unix_ms as u64, 1);
+        text.push('-');
+        push_decimal(text, self.seq);
+    }
 }
 
 impl std::fmt::Display for CallId {
@@ -825,5 +886,48 @@ fn short(v: &Value) -> String {
         format!("{}...", &s[..s.floor_char_boundary(37)])
     } else {
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_call_context_is_the_plugin_apis_call_context() {
+        for (deadline, seq, key) in [
+            (1_767_000_000_123_i64, 7_u64, 0xfedc_ba98_7654_3210_u64),
+            (0, 0, 0),
+            (i64::MAX, u64::MAX, u64::MAX),
+            (-5, 1, 1),
+        ] {
+            let id = CallId {
+                deadline_unix_ms: deadline,
+                seq,
+            };
+            let text = call_context_json(id, deadline, &hex16(key)).unwrap();
+            let context: devext_plugin_api::CallContext = serde_json::from_str(&text).unwrap();
+            assert_eq!(
+                context,
+                devext_plugin_api::CallContext {
+                    protocol: devext_plugin_api::PROTOCOL_VERSION,
+                    call_id: format!("{deadline:x}-{seq}"),
+                    deadline_unix_ms: deadline,
+                    account_key: format!("{key:016x}"),
+                }
+            );
+            assert_eq!(id.to_string(), context.call_id);
+        }
+        let text = call_context_json(
+            CallId {
+                deadline_unix_ms: 1,
+                seq: 2,
+            },
+            1,
+            "a\"b",
+        )
+        .unwrap();
+        let context: devext_plugin_api::CallContext = serde_json::from_str(&text).unwrap();
+        assert_eq!(context.account_key, "a\"b");
     }
 }
