@@ -340,15 +340,44 @@ impl Runtime {
     /// Checks a device's extension configuration (an object keyed by plugin name). An empty
     /// list means valid.
     pub fn validate_device_extensions(&self, doc: &Value) -> Vec<Violation> {
+        self.device_extension_violations(
+            doc,
+            |schema, value, prefix| schema.violations(value, prefix),
+            |v| v,
+        )
+    }
+
+    /// [`Runtime::validate_device_extensions`], each violation with the property names it
+    /// refuses (for `additionalProperties`/`unevaluatedProperties`; the names are otherwise only
+    /// in the message).
+    #[cfg(feature = "bulk-validate")]
+    pub(crate) fn device_extension_violations_with_unexpected(
+        &self,
+        doc: &Value,
+    ) -> Vec<(Violation, Vec<String>)> {
+        self.device_extension_violations(
+            doc,
+            |schema, value, prefix| schema.violations_with_unexpected(value, prefix),
+            |v| (v, Vec::new()),
+        )
+    }
+
+    /// The violations of `doc`: `violations` for a plugin's part, `own` for the host's own.
+    fn device_extension_violations<T>(
+        &self,
+        doc: &Value,
+        violations: impl Fn(&crate::schema::Schema, &Value, &str) -> Vec<T>,
+        own: impl Fn(Violation) -> T,
+    ) -> Vec<T> {
         let Some(map) = doc.as_object() else {
-            return vec![Violation {
+            return vec![own(Violation {
                 pointer: String::new(),
                 keyword: "type".into(),
                 message: format!(
                     "{} is not of type \"object\": an extension configuration maps plugin names to their settings",
                     short(doc)
                 ),
-            }];
+            })];
         };
         let mut out = Vec::new();
         for (key, value) in map {
@@ -356,17 +385,17 @@ impl Runtime {
             match self.slot(key) {
                 Some(slot) => {
                     if !slot.plugin.schemas.device.is_valid(value) {
-                        out.extend(slot.plugin.schemas.device.violations(value, &prefix));
+                        out.extend(violations(&slot.plugin.schemas.device, value, &prefix));
                     }
                 }
-                None => out.push(Violation {
+                None => out.push(own(Violation {
                     pointer: prefix,
                     keyword: "additionalProperties".into(),
                     message: format!(
                         "unknown extension {key:?}: {}",
                         self.loaded_list_for_message()
                     ),
-                }),
+                })),
             }
         }
         out
