@@ -625,7 +625,7 @@ impl Runtime {
             .and_then(|f| req.org_config.get(f))
             .and_then(Value::as_str)
             .map(Arc::from);
-        let context = call_context_json(call_id, deadline_unix_ms, &hex16(account))?;
+        let context = call_context_json(call_id, deadline_unix_ms, Hex16::new(account).as_str())?;
         let caps = CallCaps::new(
             slot.name.clone(),
             call_id,
@@ -833,11 +833,23 @@ fn push_ascii(text: &mut String, digits: &[u8]) {
     }
 }
 
-/// `n` as 16 lower-case hex digits.
-fn hex16(n: u64) -> String {
-    let mut text = String::with_capacity(16);
-    push_hex(&mut text, n, 16);
-    text
+/// `n` as 16 lower-case hex digits, without allocating.
+struct Hex16([u8; 16]);
+
+impl Hex16 {
+    fn new(mut n: u64) -> Hex16 {
+        let mut digits = [b'0'; 16];
+        for d in digits.iter_mut().rev() {
+            *d = b"0123456789abcdef"[(n & 0xf) as usize];
+            n >>= 4;
+        }
+        Hex16(digits)
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever stored.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 /// A call's id: its deadline (hex milliseconds since the epoch) and a per-runtime sequence
@@ -934,7 +946,7 @@ mod tests {
                 deadline_unix_ms: deadline,
                 seq,
             };
-            let text = call_context_json(id, deadline, &hex16(key)).unwrap();
+            let text = call_context_json(id, deadline, Hex16::new(key).as_str()).unwrap();
             let context: devext_plugin_api::CallContext = serde_json::from_str(&text).unwrap();
             assert_eq!(
                 context,
