@@ -156,8 +156,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(cmd::plugins::check(&file, json || args.json))
             }
             None => {
-                let runtime =
-                    Runtime::load(runtime_config(&cli.global)).map_err(anyhow::Error::msg)?;
+                let runtime = Runtime::load(runtime_config(&cli.global))?;
                 cmd::plugins::list(&runtime, args.json);
                 Ok(ExitCode::SUCCESS)
             }

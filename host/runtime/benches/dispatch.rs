@@ -2,7 +2,8 @@
 //! directly (plain Rust), as a static plugin and as a dynamic plugin, with and without the
 //! host's schema checks; plus device-config validation throughput.
 //!
-//! Run with `cargo bench -p devext-host --bench dispatch`.
+//! Run with `cargo bench -p devext-host --bench dispatch`; figures and the profile of a call are
+//! in `benches/README.md`.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

@@ -38,7 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("loaded: {} {} ({})", m.name, m.version, p.source());
     }
     for r in runtime.refused() {
-        println!("refused {}: {}", r.path.display(), r.reason);
+        println!("refused {}: {}", r.source, r.reason);
     }
 
     // A device's extension configuration, checked before the platform stores it.

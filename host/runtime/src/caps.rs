@@ -16,12 +16,13 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::egress::HttpCapability;
+use crate::runtime::CallId;
 
 /// What one call may use; cloned into every async capability future.
 #[derive(Clone)]
 pub(crate) struct CallCaps {
     plugin: Arc<str>,
-    call_id: Arc<str>,
+    call_id: CallId,
     endpoint: Option<Arc<str>>,
     deadline: Instant,
     http: Arc<HttpCapability>,
@@ -30,15 +31,15 @@ pub(crate) struct CallCaps {
 impl CallCaps {
     pub(crate) fn new(
         plugin: Arc<str>,
-        call_id: String,
-        endpoint: Option<String>,
+        call_id: CallId,
+        endpoint: Option<Arc<str>>,
         deadline: Instant,
         http: Arc<HttpCapability>,
     ) -> Self {
         CallCaps {
             plugin,
-            call_id: call_id.into(),
-            endpoint: endpoint.map(Into::into),
+            call_id,
+            endpoint,
             deadline,
             http,
         }
@@ -80,7 +81,8 @@ impl HostCaps for CallCaps {
             CAP_CLOCK => ok(&ClockNow::new(crate::runtime::unix_ms(SystemTime::now()))),
             CAP_LOG => match parse::<LogRecord>(CAP_LOG, request.as_str()) {
                 Ok(record) => {
-                    let (plugin, call) = (&*self.plugin, &*self.call_id);
+                    let plugin = &*self.plugin;
+                    let call = tracing::field::display(self.call_id);
                     let msg = record.message.as_str();
                     match record.level {
                         LogLevel::Debug => tracing::debug!(plugin, call, "{msg}"),

@@ -92,11 +92,6 @@ impl HttpCapability {
             .map_err(|e| PluginError::internal(e.clone()))
     }
 
-    /// The operator settings.
-    pub fn config(&self) -> &EgressConfig {
-        &self.config
-    }
-
     /// Checks `request` against the egress rules for a plugin whose org config names `endpoint`.
     pub fn check(
         &self,
@@ -285,11 +280,16 @@ impl HttpCapability {
 
 fn send_error(url: &Url, e: &reqwest::Error) -> PluginError {
     let place = origin_text(url);
-    // The chain may name the resolver's refusal; it never contains the query or headers.
+    // The innermost cause, for the message; it never contains the query or headers.
     let mut detail = String::new();
+    let mut refused = false;
     let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
     while let Some(s) = source {
         detail = s.to_string();
+        refused |= matches!(
+            s.downcast_ref::<ResolveError>(),
+            Some(ResolveError::Refused { .. })
+        );
         source = s.source();
     }
     if e.is_timeout() {
@@ -300,7 +300,7 @@ fn send_error(url: &Url, e: &reqwest::Error) -> PluginError {
             format!("{place} did not answer before the deadline"),
         )
     } else if e.is_connect() {
-        let kind = if detail.contains(REFUSED_MARKER) {
+        let kind = if refused {
             ErrorKind::Forbidden
         } else {
             ErrorKind::Upstream
@@ -336,7 +336,22 @@ fn origin_text(url: &Url) -> String {
     }
 }
 
-const REFUSED_MARKER: &str = "only to local or private addresses";
+/// Why the egress resolver gave no address for a name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// The name has no address.
+    #[error("{host} does not resolve")]
+    NoAddress {
+        /// The name.
+        host: String,
+    },
+    /// Every address of the name is one a plugin may not reach.
+    #[error("{host} resolves only to local or private addresses; refused")]
+    Refused {
+        /// The name.
+        host: String,
+    },
+}
 
 /// Whether a plugin may connect to `ip`.
 pub fn address_allowed(ip: IpAddr, allow_loopback: bool) -> bool {
@@ -408,12 +423,12 @@ impl Resolve for CheckedResolver {
                 .filter(|a| address_allowed(a.ip(), allow_loopback))
                 .collect();
             if allowed.is_empty() {
-                let msg = if found.is_empty() {
-                    format!("{host} does not resolve")
+                let e = if found.is_empty() {
+                    ResolveError::NoAddress { host }
                 } else {
-                    format!("{host} resolves {REFUSED_MARKER}; refused")
+                    ResolveError::Refused { host }
                 };
-                return Err(msg.into());
+                return Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>);
             }
             let addrs: Addrs = Box::new(allowed.into_iter());
             Ok(addrs)
@@ -540,15 +555,51 @@ mod tests {
     async fn names_resolving_to_private_addresses_are_refused_at_connect_time() {
         // `localhost` resolves to loopback; without the operator's permission it is refused by
         // the resolver even though the URL check (a name, not a literal) cannot see it.
-        let c = cap(false);
         let r = CheckedResolver {
             allow_loopback: false,
         };
         let err = match r.resolve("localhost".parse().unwrap()).await {
             Ok(_) => panic!("localhost must be refused"),
-            Err(e) => e.to_string(),
+            Err(e) => e,
         };
-        assert!(err.contains(REFUSED_MARKER), "{err}");
-        let _ = c;
+        assert_eq!(
+            err.downcast_ref::<ResolveError>(),
+            Some(&ResolveError::Refused {
+                host: "localhost".into()
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn the_resolvers_refusal_is_found_in_the_clients_error_chain() {
+        // Through the real client: the refusal travels inside reqwest's and hyper's errors and
+        // is recognised by its type, so the plugin gets `forbidden`, not `upstream`.
+        let c = cap(false);
+        let url = Url::parse("http://localhost:9/").unwrap();
+        let e = c
+            .client()
+            .unwrap()
+            .get(url.clone())
+            .send()
+            .await
+            .unwrap_err();
+        let error = send_error(&url, &e);
+        assert_eq!(error.kind, ErrorKind::Forbidden, "{}", error.message);
+        assert_eq!(error.details["stage"], "connect");
+        assert!(
+            error.message.contains("only to local or private addresses"),
+            "{}",
+            error.message
+        );
+        // A connection failure for another reason stays `upstream`.
+        let open = cap(true);
+        let e = open
+            .client()
+            .unwrap()
+            .get(url.clone())
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(send_error(&url, &e).kind, ErrorKind::Upstream);
     }
 }

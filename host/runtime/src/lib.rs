@@ -24,7 +24,9 @@ mod cache;
 mod caps;
 
 pub use devext_plugin_api::{ErrorKind, Manifest, OpKind, OpScope, Operation, PluginError};
-pub use loader::{LoadedPlugin, PluginSource, Refusal};
+pub use loader::{
+    AbiMismatch, LoadedPlugin, ManifestProblem, PluginSource, Refusal, RefusalReason, RefusedSource,
+};
 pub use metrics::OpStats;
-pub use runtime::{CallRequest, ConfigWarning, Runtime, RuntimeConfig};
-pub use schema::Violation;
+pub use runtime::{CallRequest, ConfigError, ConfigWarning, Runtime, RuntimeConfig};
+pub use schema::{SchemaError, Violation};

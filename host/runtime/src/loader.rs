@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use abi_stable::library::{AbiHeaderRef, LibraryError, RawLibrary};
+use abi_stable::library::{AbiHeaderRef, LibraryError, RawLibrary, RootModuleError};
 use abi_stable::std_types::RResult;
 use devext_plugin_api::abi::PluginModule_Ref;
 use devext_plugin_api::plugin::export::ROOT_MODULE_SYMBOL_PREFIX;
@@ -13,7 +13,7 @@ use devext_plugin_api::{API_VERSION, Manifest, PROTOCOL_VERSION, PluginError, ap
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::schema::{Schema, Violation, meta_check};
+use crate::schema::{Schema, SchemaError, Violation, meta_check};
 
 /// Where a plugin came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -34,13 +34,287 @@ impl std::fmt::Display for PluginSource {
     }
 }
 
+/// What a refusal is about: a static plugin, a library file or a plugin directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefusedSource {
+    /// A plugin linked into the binary; its name once its manifest could be read. Shown as
+    /// `static:<name>` (or `static`).
+    Static {
+        /// The plugin's name, if known.
+        name: Option<String>,
+    },
+    /// A shared library.
+    File(PathBuf),
+    /// A plugin directory that could not be listed.
+    Directory(PathBuf),
+}
+
+impl std::fmt::Display for RefusedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RefusedSource::Static { name: None } => f.write_str("static"),
+            RefusedSource::Static { name: Some(name) } => write!(f, "static:{name}"),
+            RefusedSource::File(p) | RefusedSource::Directory(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
 /// A file (or static plugin) that was not loaded, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+///
+/// Serialised as `{"path": <source as text>, "reason": <reason as one line>}`.
+#[derive(Debug)]
 pub struct Refusal {
-    /// The file, or `static:<name>` for a static plugin.
-    pub path: PathBuf,
-    /// One line for people.
-    pub reason: String,
+    /// What was refused.
+    pub source: RefusedSource,
+    /// Why; its `Display` is one line for people.
+    pub reason: RefusalReason,
+}
+
+impl Serialize for Refusal {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut s = serializer.serialize_struct("Refusal", 2)?;
+        s.serialize_field("path", &self.source.to_string())?;
+        s.serialize_field("reason", &self.reason.to_string())?;
+        s.end()
+    }
+}
+
+/// Why a plugin was not loaded. `Display` is the one line shown to people.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefusalReason {
+    /// A plugin directory could not be listed.
+    #[error("cannot read plugin directory {}: {source}", dir.display())]
+    UnreadableDirectory {
+        /// The directory.
+        dir: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// `load_file` was given something that is not a file.
+    #[error("{} is not a file", path.display())]
+    NotAFile {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The library could not be read.
+    #[error("cannot read the library: {0}")]
+    UnreadableFile(#[source] std::io::Error),
+    /// The file is not an ELF object (e.g. a text file).
+    #[error(
+        "not a loadable shared library ({0}); devext plugins are Linux shared libraries (ELF *.so) for now"
+    )]
+    NotElf(#[source] object::Error),
+    /// The dynamic loader refused the file (e.g. an executable, a library for another machine).
+    #[error(
+        "not a loadable shared library ({cause}); devext plugins are Linux shared libraries (ELF *.so) for now"
+    )]
+    NotLoadable {
+        /// The loader's own reason (the last line of its report).
+        cause: String,
+        /// abi_stable's error.
+        source: LibraryError,
+    },
+    /// The library exports no devext root module.
+    #[error(
+        "no devext root module: this library was not built with devext_plugin_api::export_plugin!"
+    )]
+    NoRootModule,
+    /// The library exports more than one devext root module.
+    #[error("several devext root modules ({}): build one plugin per library", symbols.join(", "))]
+    SeveralRootModules {
+        /// The root-module symbols found.
+        symbols: Vec<String>,
+    },
+    /// The library was built against an incompatible version of the plugin API crate.
+    #[error(
+        "built against devext-plugin-api {actual}, this host needs a version compatible with {expected}"
+    )]
+    IncompatiblePackageVersion {
+        /// The version this host was built with.
+        expected: String,
+        /// The version the library was built with.
+        actual: String,
+    },
+    /// abi_stable found the root module's type layout incompatible with this host's.
+    #[error("ABI layout mismatch with this host: {0}")]
+    AbiMismatch(AbiMismatch),
+    /// The library's root-module initialiser panicked.
+    #[error("cannot use this library: its root module initialiser panicked")]
+    InitialiserPanicked,
+    /// Another failure reported by abi_stable.
+    #[error("cannot use this library: {summary}")]
+    Library {
+        /// The first line of abi_stable's report.
+        summary: String,
+        /// abi_stable's error.
+        source: LibraryError,
+    },
+    /// The plugin's `manifest()` panicked (caught by the plugin's glue).
+    #[error("the plugin failed to give its manifest: {}", error.message)]
+    ManifestPanicked {
+        /// The error the glue returned (details name the panic).
+        error: PluginError,
+    },
+    /// The plugin's `manifest()` returned an error.
+    #[error("the plugin failed to give its manifest: {}", error.message)]
+    ManifestFailed {
+        /// The plugin's error.
+        error: PluginError,
+    },
+    /// The manifest is not JSON of the manifest's shape.
+    #[error("invalid manifest: not a devext manifest ({0})")]
+    NotAManifest(#[source] serde_json::Error),
+    /// The manifest breaks the host's rules; every problem is listed.
+    #[error("invalid manifest: {}", join(problems))]
+    InvalidManifest {
+        /// Every problem found.
+        problems: Vec<ManifestProblem>,
+    },
+    /// Two static plugins have the same name.
+    #[error("a static plugin named {name} is already registered")]
+    DuplicateStatic {
+        /// The name.
+        name: String,
+    },
+    /// A dynamic plugin has the name of one loaded from another file.
+    #[error("a plugin named {name} is already loaded from {loaded_from}")]
+    DuplicateName {
+        /// The name.
+        name: String,
+        /// Where the plugin of that name was loaded from.
+        loaded_from: PluginSource,
+    },
+}
+
+impl RefusalReason {
+    /// The manifest's problems, if the manifest was refused for breaking the host's rules.
+    pub fn manifest_problems(&self) -> &[ManifestProblem] {
+        match self {
+            RefusalReason::InvalidManifest { problems } => problems,
+            _ => &[],
+        }
+    }
+}
+
+fn join(problems: &[ManifestProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The differences abi_stable reported between the host's and the library's root-module layout,
+/// summarised (its report lists both full layouts, hundreds of lines).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbiMismatch {
+    /// Up to three differences, each "what (expected X, found Y)" when abi_stable names values.
+    pub differences: Vec<String>,
+    /// How many further differences were left out.
+    pub more: usize,
+}
+
+impl std::fmt::Display for AbiMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.differences.is_empty() {
+            f.write_str("incompatible type layout")?;
+        } else {
+            f.write_str(&self.differences.join("; "))?;
+        }
+        if self.more > 0 {
+            write!(f, " (and {} more)", self.more)?;
+        }
+        Ok(())
+    }
+}
+
+/// One way a manifest breaks the host's rules.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManifestProblem {
+    /// Another JSON protocol version.
+    #[error("speaks protocol {found}, this host speaks {PROTOCOL_VERSION}")]
+    Protocol {
+        /// The plugin's protocol.
+        found: u32,
+    },
+    /// A plugin-api version this host is not compatible with (semver caret rules).
+    #[error("incompatible plugin-api version {found} (this host: {API_VERSION})")]
+    IncompatibleApiVersion {
+        /// The plugin's `api_version`.
+        found: String,
+    },
+    /// The plugin's name is not an identifier.
+    #[error("name {name:?} is not an identifier ([a-z][a-z0-9_]*, at most 64)")]
+    Name {
+        /// The name.
+        name: String,
+    },
+    /// An operation's name is not an identifier.
+    #[error("operation name {name:?} is not an identifier")]
+    OperationName {
+        /// The name.
+        name: String,
+    },
+    /// Two operations share a name.
+    #[error("duplicate operation {name:?}")]
+    DuplicateOperation {
+        /// The name.
+        name: String,
+    },
+    /// `endpoint_field` names no org-config property.
+    #[error("endpoint_field {field:?} is not a property of the org config schema")]
+    EndpointField {
+        /// The field.
+        field: String,
+    },
+    /// A lookup field is not a device-config property (or not an identifier).
+    #[error("lookup field {field:?} is not a property of the device config schema")]
+    LookupField {
+        /// The field.
+        field: String,
+    },
+    /// An account field is not an org-config property.
+    #[error("account field {field:?} is not a property of the org config schema")]
+    AccountFieldUndeclared {
+        /// The field.
+        field: String,
+    },
+    /// An account field is a secret.
+    #[error(
+        "account field {field:?} is a secret (writeOnly): the account key must never derive from secrets"
+    )]
+    AccountFieldSecret {
+        /// The field.
+        field: String,
+    },
+    /// An org-scope operation declares `fresh_for_secs`: the view cache keys results on the
+    /// device (and an action on a device drops them), so an org-scope result would outlive the
+    /// changes it may reflect.
+    #[error("operation {name:?} is org-scope: fresh_for_secs applies to device-scope views only")]
+    OrgScopeCached {
+        /// The operation.
+        name: String,
+    },
+    /// A schema violates the draft 2020-12 meta-schema.
+    #[error("{schema} schema at {violation}")]
+    SchemaInvalid {
+        /// Which schema (`org config`, `operation look input`, ...).
+        schema: String,
+        /// The meta-schema violation.
+        violation: Violation,
+    },
+    /// A schema passes the meta-schema but does not compile.
+    #[error("{schema} schema does not compile: {source}")]
+    SchemaCompile {
+        /// Which schema.
+        schema: String,
+        /// The compiler's error.
+        source: SchemaError,
+    },
 }
 
 /// An operation's compiled schemas.
@@ -96,13 +370,12 @@ impl LoadedPlugin {
     }
 }
 
-/// What a refused non-library says: the only plugin format for now.
-const LINUX_ONLY: &str = "devext plugins are Linux shared libraries (ELF *.so) for now";
-
 /// Loads and checks the one plugin file at `path`, as `devext plugins check` does.
-pub fn load_file(path: &Path) -> Result<LoadedPlugin, String> {
+pub fn load_file(path: &Path) -> Result<LoadedPlugin, RefusalReason> {
     if !path.is_file() {
-        return Err(format!("{} is not a file", path.display()));
+        return Err(RefusalReason::NotAFile {
+            path: path.to_owned(),
+        });
     }
     open_library(path).and_then(|m| describe(m, PluginSource::File(path.to_owned())))
 }
@@ -110,8 +383,8 @@ pub fn load_file(path: &Path) -> Result<LoadedPlugin, String> {
 /// Loads the shared library at `path` and returns its root module.
 ///
 /// The library stays loaded for the life of the process (abi_stable never unloads).
-pub(crate) fn open_library(path: &Path) -> Result<PluginModule_Ref, String> {
-    let raw = RawLibrary::load_at(path).map_err(|e| library_error(&e))?;
+pub(crate) fn open_library(path: &Path) -> Result<PluginModule_Ref, RefusalReason> {
+    let raw = RawLibrary::load_at(path).map_err(library_error)?;
     let symbol = root_symbol(path)?;
     let mut with_nul = symbol.into_bytes();
     with_nul.push(0);
@@ -122,23 +395,22 @@ pub(crate) fn open_library(path: &Path) -> Result<PluginModule_Ref, String> {
     let header = unsafe {
         raw.get::<AbiHeaderRef>(&with_nul)
             .map(|h| *h)
-            .map_err(|e| library_error(&e))?
+            .map_err(library_error)?
     };
     let module = header
         .upgrade()
         .and_then(|h| h.init_root_module::<PluginModule_Ref>())
-        .map_err(|e| library_error(&e))?;
+        .map_err(library_error)?;
     // The module's functions point into the library: it must never be unloaded.
     std::mem::forget(raw);
     Ok(module)
 }
 
 /// The name of the root-module symbol the library exports (`devext_plugin_root__<crate>`).
-fn root_symbol(path: &Path) -> Result<String, String> {
+fn root_symbol(path: &Path) -> Result<String, RefusalReason> {
     use object::{Object, ObjectSymbol};
-    let data = std::fs::read(path).map_err(|e| format!("cannot read the library: {e}"))?;
-    let file = object::File::parse(&*data)
-        .map_err(|e| format!("not a loadable shared library ({e}); {LINUX_ONLY}"))?;
+    let data = std::fs::read(path).map_err(RefusalReason::UnreadableFile)?;
+    let file = object::File::parse(&*data).map_err(RefusalReason::NotElf)?;
     let mut found: Vec<String> = file
         .dynamic_symbols()
         .filter(|s| s.is_definition())
@@ -150,19 +422,13 @@ fn root_symbol(path: &Path) -> Result<String, String> {
     found.dedup();
     match found.len() {
         1 => Ok(found.remove(0)),
-        0 => Err(
-            "no devext root module: this library was not built with devext_plugin_api::export_plugin!"
-                .to_owned(),
-        ),
-        _ => Err(format!(
-            "several devext root modules ({}): build one plugin per library",
-            found.join(", ")
-        )),
+        0 => Err(RefusalReason::NoRootModule),
+        _ => Err(RefusalReason::SeveralRootModules { symbols: found }),
     }
 }
 
-/// One line (or a few for layout mismatches) out of abi_stable's error.
-fn library_error(e: &LibraryError) -> String {
+/// The refusal for one of abi_stable's errors.
+fn library_error(e: LibraryError) -> RefusalReason {
     match e {
         LibraryError::OpenError { .. } => {
             let text = e.to_string();
@@ -173,88 +439,96 @@ fn library_error(e: &LibraryError) -> String {
                 .unwrap_or("")
                 .trim()
                 .to_owned();
-            format!("not a loadable shared library ({cause}); {LINUX_ONLY}")
+            RefusalReason::NotLoadable { cause, source: e }
         }
-        LibraryError::GetSymbolError { .. } => {
-            "no devext root module: this library was not built with devext_plugin_api::export_plugin!"
-                .to_owned()
-        }
+        LibraryError::GetSymbolError { .. } => RefusalReason::NoRootModule,
         LibraryError::IncompatibleVersionNumber {
             expected_version,
             actual_version,
             ..
-        } => format!(
-            "built against devext-plugin-api {actual_version}, this host needs a version compatible with {expected_version}"
-        ),
-        LibraryError::AbiInstability(_) => {
-            // abi_stable prints both full layouts (hundreds of lines); keep each
-            // "Error:<what>" with its "Expected:"/"Found:" values.
-            let text = e.to_string();
-            let lines: Vec<&str> = text.lines().map(str::trim).collect();
-            let mut errors = Vec::new();
-            for (i, line) in lines.iter().enumerate() {
-                let Some(what) = line.strip_prefix("Error:") else {
-                    continue;
-                };
-                let value_after = |label: &str| {
-                    lines[i + 1..]
-                        .iter()
-                        .take(6)
-                        .position(|l| *l == label)
-                        .and_then(|j| lines.get(i + 2 + j))
-                        .filter(|v| !v.is_empty())
-                };
-                let mut entry = what.trim().to_owned();
-                if let (Some(expected), Some(found)) = (value_after("Expected:"), value_after("Found:")) {
-                    entry.push_str(&format!(" (expected {expected}, found {found})"));
-                }
-                errors.push(entry);
-            }
-            errors.dedup();
-            let more = errors.len().saturating_sub(3);
-            errors.truncate(3);
-            format!(
-                "ABI layout mismatch with this host: {}{}",
-                if errors.is_empty() {
-                    "incompatible type layout".to_owned()
-                } else {
-                    errors.join("; ")
-                },
-                if more > 0 {
-                    format!(" (and {more} more)")
-                } else {
-                    String::new()
-                }
-            )
+        } => RefusalReason::IncompatiblePackageVersion {
+            expected: expected_version.to_string(),
+            actual: actual_version.to_string(),
+        },
+        LibraryError::AbiInstability(ref report) => {
+            RefusalReason::AbiMismatch(summarise_layout_report(&report.to_string()))
         }
+        LibraryError::RootModule {
+            err: RootModuleError::Unwound,
+            ..
+        } => RefusalReason::InitialiserPanicked,
         other => {
             let text = other.to_string();
-            let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-            format!("cannot use this library: {}", first.trim())
+            let summary = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim()
+                .to_owned();
+            RefusalReason::Library {
+                summary,
+                source: other,
+            }
         }
     }
+}
+
+/// Summarises abi_stable's layout-mismatch report (`LibraryError::AbiInstability`).
+///
+/// This is the one place that reads abi_stable's text: its error values keep their details
+/// private, and abi_stable is pinned (`=0.11.3`), so the shapes tested below are the ones it
+/// prints. The report lists both full layouts (hundreds of lines); each `Error:<what>` line is
+/// kept, with the `Expected:`/`Found:` values that follow it.
+fn summarise_layout_report(text: &str) -> AbiMismatch {
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let mut differences = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(what) = line.strip_prefix("Error:") else {
+            continue;
+        };
+        let value_after = |label: &str| {
+            lines[i + 1..]
+                .iter()
+                .take(6)
+                .position(|l| *l == label)
+                .and_then(|j| lines.get(i + 2 + j))
+                .filter(|v| !v.is_empty())
+        };
+        let mut entry = what.trim().to_owned();
+        if let (Some(expected), Some(found)) = (value_after("Expected:"), value_after("Found:")) {
+            entry.push_str(&format!(" (expected {expected}, found {found})"));
+        }
+        differences.push(entry);
+    }
+    differences.dedup();
+    let more = differences.len().saturating_sub(3);
+    differences.truncate(3);
+    AbiMismatch { differences, more }
 }
 
 /// Asks `module` for its manifest and checks it; compiles every schema.
 pub(crate) fn describe(
     module: PluginModule_Ref,
     source: PluginSource,
-) -> Result<LoadedPlugin, String> {
+) -> Result<LoadedPlugin, RefusalReason> {
     let manifest_fn = module.manifest();
     let json = match manifest_fn() {
         RResult::ROk(json) => json,
         RResult::RErr(e) => {
-            let e = PluginError::from_abi(&e);
-            return Err(format!(
-                "the plugin failed to give its manifest: {}",
-                e.message
-            ));
+            let error = PluginError::from_abi(&e);
+            // The plugin's glue turns a panic into an `internal` error naming it in `panic`.
+            return Err(if error.details.get("panic").is_some() {
+                RefusalReason::ManifestPanicked { error }
+            } else {
+                RefusalReason::ManifestFailed { error }
+            });
         }
     };
-    let mut manifest: Manifest = serde_json::from_str(&json)
-        .map_err(|e| format!("invalid manifest: not a devext manifest ({e})"))?;
+    let mut manifest: Manifest =
+        serde_json::from_str(&json).map_err(RefusalReason::NotAManifest)?;
     declare_as_of(&mut manifest);
-    let schemas = check_manifest(&manifest)?;
+    let schemas = check_manifest(&manifest)
+        .map_err(|problems| RefusalReason::InvalidManifest { problems })?;
     Ok(LoadedPlugin {
         manifest,
         source,
@@ -296,86 +570,89 @@ fn is_identifier(s: &str) -> bool {
 }
 
 /// Checks everything the host relies on in a manifest; returns every problem at once.
-pub(crate) fn check_manifest(m: &Manifest) -> Result<CompiledSchemas, String> {
-    let mut problems: Vec<String> = Vec::new();
+pub(crate) fn check_manifest(m: &Manifest) -> Result<CompiledSchemas, Vec<ManifestProblem>> {
+    let mut problems: Vec<ManifestProblem> = Vec::new();
     if m.protocol != PROTOCOL_VERSION {
-        problems.push(format!(
-            "speaks protocol {}, this host speaks {PROTOCOL_VERSION}",
-            m.protocol
-        ));
+        problems.push(ManifestProblem::Protocol { found: m.protocol });
     }
     if !api_compatible(API_VERSION, &m.api_version) {
-        problems.push(format!(
-            "incompatible plugin-api version {} (this host: {API_VERSION})",
-            m.api_version
-        ));
+        problems.push(ManifestProblem::IncompatibleApiVersion {
+            found: m.api_version.clone(),
+        });
     }
     if !is_identifier(&m.name) {
-        problems.push(format!(
-            "name {:?} is not an identifier ([a-z][a-z0-9_]*, at most 64)",
-            m.name
-        ));
+        problems.push(ManifestProblem::Name {
+            name: m.name.clone(),
+        });
     }
     let mut seen = HashSet::new();
     for op in &m.operations {
         if !is_identifier(&op.name) {
-            problems.push(format!("operation name {:?} is not an identifier", op.name));
+            problems.push(ManifestProblem::OperationName {
+                name: op.name.clone(),
+            });
         }
         if !seen.insert(op.name.as_str()) {
-            problems.push(format!("duplicate operation {:?}", op.name));
+            problems.push(ManifestProblem::DuplicateOperation {
+                name: op.name.clone(),
+            });
         }
         if op.scope == devext_plugin_api::OpScope::Org && op.fresh_for_secs.is_some() {
             // The view cache keys results on the device, and an action on a device drops
             // them; an org-scope result would outlive the device changes it may reflect.
-            problems.push(format!(
-                "operation {:?} is org-scope: fresh_for_secs applies to device-scope views only",
-                op.name
-            ));
+            problems.push(ManifestProblem::OrgScopeCached {
+                name: op.name.clone(),
+            });
         }
     }
     if let Some(field) = &m.endpoint_field {
         let declared = m.org_config_schema["properties"].get(field).is_some();
         if !declared {
-            problems.push(format!(
-                "endpoint_field {field:?} is not a property of the org config schema"
-            ));
+            problems.push(ManifestProblem::EndpointField {
+                field: field.clone(),
+            });
         }
     }
 
     for field in &m.lookup_fields {
         let declared = m.device_config_schema["properties"].get(field).is_some();
         if !is_identifier(field) || !declared {
-            problems.push(format!(
-                "lookup field {field:?} is not a property of the device config schema"
-            ));
+            problems.push(ManifestProblem::LookupField {
+                field: field.clone(),
+            });
         }
     }
     let secrets = secret_properties(&m.org_config_schema);
     for field in &m.account_fields {
         if m.org_config_schema["properties"].get(field).is_none() {
-            problems.push(format!(
-                "account field {field:?} is not a property of the org config schema"
-            ));
+            problems.push(ManifestProblem::AccountFieldUndeclared {
+                field: field.clone(),
+            });
         } else if secrets.contains(&field.as_str()) {
-            problems.push(format!(
-                "account field {field:?} is a secret (writeOnly): the account key must never \
-                 derive from secrets"
-            ));
+            problems.push(ManifestProblem::AccountFieldSecret {
+                field: field.clone(),
+            });
         }
     }
 
     let mut compile = |what: &str, schema: &Value| -> Option<Schema> {
         let errors: Vec<Violation> = meta_check(schema);
         if !errors.is_empty() {
-            for e in errors {
-                problems.push(format!("{what} schema at {e}"));
+            for violation in errors {
+                problems.push(ManifestProblem::SchemaInvalid {
+                    schema: what.to_owned(),
+                    violation,
+                });
             }
             return None;
         }
         match Schema::compile(schema) {
             Ok(s) => Some(s),
-            Err(e) => {
-                problems.push(format!("{what} schema does not compile: {e}"));
+            Err(source) => {
+                problems.push(ManifestProblem::SchemaCompile {
+                    schema: what.to_owned(),
+                    source,
+                });
                 None
             }
         }
@@ -416,14 +693,16 @@ pub(crate) fn check_manifest(m: &Manifest) -> Result<CompiledSchemas, String> {
             ops,
             warnings,
         }),
-        _ => Err(format!("invalid manifest: {}", problems.join("; "))),
+        _ => Err(problems),
     }
 }
 
 /// The `*.so` files directly in `dir`, in byte-wise path order.
-pub(crate) fn library_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read plugin directory {}: {e}", dir.display()))?;
+pub(crate) fn library_files(dir: &Path) -> Result<Vec<PathBuf>, RefusalReason> {
+    let entries = std::fs::read_dir(dir).map_err(|source| RefusalReason::UnreadableDirectory {
+        dir: dir.to_owned(),
+        source,
+    })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
@@ -495,7 +774,17 @@ mod tests {
                 .fresh_for_secs(5),
         );
         m.protocol = PROTOCOL_VERSION + 1;
-        let err = check_manifest(&m).err().unwrap();
+        let problems = check_manifest(&m).err().unwrap();
+        assert!(problems.iter().any(|p| matches!(
+            p,
+            ManifestProblem::IncompatibleApiVersion { found } if found == "9.0.0"
+        )));
+        assert!(problems.iter().any(|p| matches!(
+            p,
+            ManifestProblem::OrgScopeCached { name } if name == "ping"
+        )));
+        let err = RefusalReason::InvalidManifest { problems }.to_string();
+        assert!(err.starts_with("invalid manifest: "), "{err}");
         for needle in [
             "\"Bad-Name\" is not an identifier",
             "incompatible plugin-api version 9.0.0",
@@ -538,10 +827,156 @@ mod tests {
 
     #[test]
     fn identifiers() {
-        assert!(is_identifier("jasper"));
+        assert!(is_identifier("acme"));
         assert!(is_identifier("set_rate_plan2"));
-        for bad in ["", "2x", "Jasper", "a-b", "a b", "é"] {
+        for bad in ["", "2x", "Acme", "a-b", "a b", "é"] {
             assert!(!is_identifier(bad), "{bad}");
         }
+    }
+}
+
+/// The layout-mismatch summary against real reports: abi_stable's own layout check on types
+/// that differ the ways a plugin built against another interface can.
+#[cfg(test)]
+#[allow(unsafe_code, non_local_definitions, non_camel_case_types, dead_code)]
+mod layout_report_tests {
+    use super::*;
+    use abi_stable::StableAbi;
+    use abi_stable::abi_stability::abi_checking::check_layout_compatibility;
+    use abi_stable::std_types::RBoxError;
+    use abi_stable::type_layout::TypeLayout;
+
+    mod host {
+        #[repr(C)]
+        #[derive(abi_stable::StableAbi)]
+        pub(super) struct Module {
+            pub(super) a: u32,
+            pub(super) b: u32,
+        }
+
+        #[repr(u8)]
+        #[derive(abi_stable::StableAbi)]
+        pub(super) enum Kind {
+            One,
+            Two,
+        }
+    }
+
+    mod field_type {
+        #[repr(C)]
+        #[derive(abi_stable::StableAbi)]
+        pub(super) struct Module {
+            pub(super) a: u32,
+            pub(super) b: u64,
+        }
+    }
+
+    mod fewer_fields {
+        #[repr(C)]
+        #[derive(abi_stable::StableAbi)]
+        pub(super) struct Module {
+            pub(super) a: u32,
+        }
+    }
+
+    mod more_variants {
+        #[repr(u8)]
+        #[derive(abi_stable::StableAbi)]
+        pub(super) enum Kind {
+            One,
+            Two,
+            Three,
+        }
+    }
+
+    /// The text of the `LibraryError` abi_stable's loader returns for this pair of layouts.
+    fn report(interface: &'static TypeLayout, implementation: &'static TypeLayout) -> String {
+        let errors = check_layout_compatibility(interface, implementation).unwrap_err();
+        LibraryError::AbiInstability(RBoxError::new(errors)).to_string()
+    }
+
+    fn summary(interface: &'static TypeLayout, implementation: &'static TypeLayout) -> String {
+        let text = report(interface, implementation);
+        assert!(text.lines().count() > 10, "a full report: {text}");
+        summarise_layout_report(&text).to_string()
+    }
+
+    #[test]
+    fn identical_layouts_are_compatible() {
+        assert!(check_layout_compatibility(host::Module::LAYOUT, host::Module::LAYOUT).is_ok());
+    }
+
+    #[test]
+    fn a_changed_field_type() {
+        let s = summary(host::Module::LAYOUT, field_type::Module::LAYOUT);
+        assert!(
+            s.contains("mismatched type (expected u32, found u64)"),
+            "{s}"
+        );
+        assert!(!s.contains('\n'), "{s}");
+    }
+
+    #[test]
+    fn a_missing_field() {
+        let s = summary(host::Module::LAYOUT, fewer_fields::Module::LAYOUT);
+        assert!(s.contains("too many fields (expected 2, found 1)"), "{s}");
+    }
+
+    #[test]
+    fn an_extra_field() {
+        let s = summary(fewer_fields::Module::LAYOUT, host::Module::LAYOUT);
+        assert!(s.contains("too many fields (expected 1, found 2)"), "{s}");
+    }
+
+    #[test]
+    fn an_extra_enum_variant() {
+        let s = summary(host::Kind::LAYOUT, more_variants::Kind::LAYOUT);
+        assert!(s.contains("too many variants (expected 2, found 3)"), "{s}");
+    }
+
+    /// The interface crate at another version: the shape abi_stable prints (its formatter's
+    /// `"\nError:{}\nExpected:\n{}\nFound:\n{}"`, values indented by 4), which cannot be produced
+    /// within one crate.
+    #[test]
+    fn incompatible_package_versions() {
+        let text = "\n1 error(s).\n\n\nError:incompatible package versions\nExpected:\n    0.1.0\n\
+                    Found:\n    0.2.0\n";
+        assert_eq!(
+            summarise_layout_report(text).to_string(),
+            "incompatible package versions (expected 0.1.0, found 0.2.0)"
+        );
+    }
+
+    #[test]
+    fn at_most_three_differences_are_shown() {
+        let one = |what: &str| format!("\nError:{what}\nExpected:\n    a\nFound:\n    b\n");
+        let text: String = ["w", "x", "x", "y", "z", "v"]
+            .iter()
+            .map(|w| one(w))
+            .collect();
+        let m = summarise_layout_report(&text);
+        assert_eq!(
+            m.differences,
+            [
+                "w (expected a, found b)",
+                "x (expected a, found b)",
+                "y (expected a, found b)"
+            ]
+        );
+        assert_eq!(m.more, 2);
+        assert_eq!(
+            m.to_string(),
+            "w (expected a, found b); x (expected a, found b); y (expected a, found b) (and 2 more)"
+        );
+    }
+
+    #[test]
+    fn a_report_without_error_lines_still_says_what_it_is() {
+        let m = summarise_layout_report("Compared <this>:\n    ...\n");
+        assert_eq!(m.to_string(), "incompatible type layout");
+        assert_eq!(
+            RefusalReason::AbiMismatch(m).to_string(),
+            "ABI layout mismatch with this host: incompatible type layout"
+        );
     }
 }

@@ -10,13 +10,13 @@ use devext_plugin_api::abi::static_plugins;
 use devext_plugin_api::{ErrorKind, Manifest, PluginError, Value, json};
 use futures_util::FutureExt as _;
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
 use crate::cache::{DeviceKey, ViewCache};
 use crate::caps::CallCaps;
 use crate::egress::{EgressConfig, HttpCapability};
-use crate::loader::{self, LoadedPlugin, PluginSource, Refusal};
+use crate::loader::{self, LoadedPlugin, PluginSource, Refusal, RefusalReason, RefusedSource};
 use crate::metrics::OpStats;
 use crate::schema::{Violation, pointer_token};
 
@@ -53,6 +53,18 @@ impl Default for RuntimeConfig {
             check_schemas: true,
         }
     }
+}
+
+/// Settings [`Runtime::load`] refuses because they cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `call_timeout` is zero.
+    #[error("the call timeout must be longer than zero")]
+    ZeroCallTimeout,
+    /// `egress.max_response_bytes` is zero.
+    #[error("the response size cap must be at least one byte")]
+    ZeroResponseCap,
 }
 
 /// A plugin in the runtime, with its call limiter.
@@ -159,12 +171,12 @@ impl Runtime {
     ///
     /// Loading runs plugin code (library initialisers, `manifest`): from async code, call it on a
     /// blocking thread.
-    pub fn load(config: RuntimeConfig) -> Result<Runtime, String> {
+    pub fn load(config: RuntimeConfig) -> Result<Runtime, ConfigError> {
         if config.call_timeout.is_zero() {
-            return Err("the call timeout must be longer than zero".into());
+            return Err(ConfigError::ZeroCallTimeout);
         }
         if config.egress.max_response_bytes == 0 {
-            return Err("the response size cap must be at least one byte".into());
+            return Err(ConfigError::ZeroResponseCap);
         }
         let http = Arc::new(HttpCapability::new(config.egress.clone()));
         let mut slots: Vec<Slot> = Vec::new();
@@ -184,7 +196,7 @@ impl Runtime {
                 match loader::describe((entry.module)(), PluginSource::Static) {
                     Ok(p) => statics.push(p),
                     Err(reason) => refused.push(Refusal {
-                        path: PathBuf::from("static"),
+                        source: RefusedSource::Static { name: None },
                         reason,
                     }),
                 }
@@ -193,8 +205,12 @@ impl Runtime {
             for p in statics {
                 if by_name.contains_key(p.name()) {
                     refused.push(Refusal {
-                        path: PathBuf::from(format!("static:{}", p.name())),
-                        reason: format!("a static plugin named {} is already registered", p.name()),
+                        source: RefusedSource::Static {
+                            name: Some(p.name().to_owned()),
+                        },
+                        reason: RefusalReason::DuplicateStatic {
+                            name: p.name().to_owned(),
+                        },
                     });
                     continue;
                 }
@@ -208,7 +224,7 @@ impl Runtime {
                 Ok(files) => files,
                 Err(reason) => {
                     refused.push(Refusal {
-                        path: dir.clone(),
+                        source: RefusedSource::Directory(dir.clone()),
                         reason,
                     });
                     continue;
@@ -221,7 +237,10 @@ impl Runtime {
                     Ok(p) => p,
                     Err(reason) => {
                         tracing::info!(path = %path.display(), %reason, "plugin refused");
-                        refused.push(Refusal { path, reason });
+                        refused.push(Refusal {
+                            source: RefusedSource::File(path),
+                            reason,
+                        });
                         continue;
                     }
                 };
@@ -238,12 +257,11 @@ impl Runtime {
                     }
                     Some(i) => {
                         refused.push(Refusal {
-                            path,
-                            reason: format!(
-                                "a plugin named {} is already loaded from {}",
-                                plugin.name(),
-                                slots[i].plugin.source()
-                            ),
+                            source: RefusedSource::File(path),
+                            reason: RefusalReason::DuplicateName {
+                                name: plugin.name().to_owned(),
+                                loaded_from: slots[i].plugin.source().clone(),
+                            },
                         });
                     }
                     None => {
@@ -269,7 +287,9 @@ impl Runtime {
         })
     }
 
-    /// The loaded plugins: static ones by name, then dynamic ones in load order.
+    /// The loaded plugins: first the static ones by name (a dynamic plugin that replaced a
+    /// static one of its name takes that place), then the other dynamic ones in load order
+    /// (directories in the configured order, each one's files by path).
     pub fn plugins(&self) -> impl Iterator<Item = &LoadedPlugin> {
         self.inner.slots.iter().map(|s| &s.plugin)
     }
@@ -320,15 +340,44 @@ impl Runtime {
     /// Checks a device's extension configuration (an object keyed by plugin name). An empty
     /// list means valid.
     pub fn validate_device_extensions(&self, doc: &Value) -> Vec<Violation> {
+        self.device_extension_violations(
+            doc,
+            |schema, value, prefix| schema.violations(value, prefix),
+            |v| v,
+        )
+    }
+
+    /// [`Runtime::validate_device_extensions`], each violation with the property names it
+    /// refuses (for `additionalProperties`/`unevaluatedProperties`; the names are otherwise only
+    /// in the message).
+    #[cfg(feature = "bulk-validate")]
+    pub(crate) fn device_extension_violations_with_unexpected(
+        &self,
+        doc: &Value,
+    ) -> Vec<(Violation, Vec<String>)> {
+        self.device_extension_violations(
+            doc,
+            |schema, value, prefix| schema.violations_with_unexpected(value, prefix),
+            |v| (v, Vec::new()),
+        )
+    }
+
+    /// The violations of `doc`: `violations` for a plugin's part, `own` for the host's own.
+    fn device_extension_violations<T>(
+        &self,
+        doc: &Value,
+        violations: impl Fn(&crate::schema::Schema, &Value, &str) -> Vec<T>,
+        own: impl Fn(Violation) -> T,
+    ) -> Vec<T> {
         let Some(map) = doc.as_object() else {
-            return vec![Violation {
+            return vec![own(Violation {
                 pointer: String::new(),
                 keyword: "type".into(),
                 message: format!(
                     "{} is not of type \"object\": an extension configuration maps plugin names to their settings",
                     short(doc)
                 ),
-            }];
+            })];
         };
         let mut out = Vec::new();
         for (key, value) in map {
@@ -336,17 +385,17 @@ impl Runtime {
             match self.slot(key) {
                 Some(slot) => {
                     if !slot.plugin.schemas.device.is_valid(value) {
-                        out.extend(slot.plugin.schemas.device.violations(value, &prefix));
+                        out.extend(violations(&slot.plugin.schemas.device, value, &prefix));
                     }
                 }
-                None => out.push(Violation {
+                None => out.push(own(Violation {
                     pointer: prefix,
                     keyword: "additionalProperties".into(),
                     message: format!(
                         "unknown extension {key:?}: {}",
                         self.loaded_list_for_message()
                     ),
-                }),
+                })),
             }
         }
         out
@@ -389,9 +438,7 @@ impl Runtime {
     /// device schema under its name, nothing else allowed. Deterministic.
     pub fn combined_device_schema(&self) -> Value {
         let mut properties = serde_json::Map::new();
-        let mut names = self.plugin_names();
-        names.sort_unstable();
-        for name in names {
+        for name in self.plugin_names() {
             let Some(p) = self.plugin(name) else { continue };
             let mut schema = p.manifest().device_config_schema.clone();
             if let Some(obj) = schema.as_object_mut() {
@@ -515,9 +562,9 @@ impl Runtime {
 
         // Each argument is serialised once: the text crosses the ABI and keys the view cache.
         let args = CallArgs {
-            org: req.org_config.to_string(),
-            device: req.device_config.to_string(),
-            input: req.input.to_string(),
+            org: json_text(req.org_config)?,
+            device: json_text(req.device_config)?,
+            input: json_text(req.input)?,
         };
         let account = account_hash(req.plugin, &args.org);
         let cached_view = op
@@ -540,7 +587,7 @@ impl Runtime {
         if is_action && let Some(key) = &device_key {
             self.inner.views.invalidate(key);
         }
-        let result = self.call_plugin(slot, op, req, &args, started, check).await;
+        let result = self.call_plugin(slot, op, req, args, started, check).await;
         match (&device_key, cached_view, &input_key) {
             (Some(key), _, _) if is_action => self.inner.views.invalidate(key),
             (Some(key), Some(fresh_for), Some(input_key)) => {
@@ -561,31 +608,26 @@ impl Runtime {
         slot: &Slot,
         op: &loader::CompiledOp,
         req: &CallRequest<'_>,
-        args: &CallArgs,
+        args: CallArgs,
         started: Instant,
         check: bool,
     ) -> Result<Value, PluginError> {
         let timeout = req.timeout.unwrap_or(self.inner.config.call_timeout);
         let deadline = started + timeout;
         let deadline_unix_ms = unix_ms(SystemTime::now() + timeout);
-        let call_id = format!(
-            "{:x}-{}",
+        let call_id = CallId {
             deadline_unix_ms,
-            self.inner.next_call.fetch_add(1, Ordering::Relaxed)
-        );
+            seq: self.inner.next_call.fetch_add(1, Ordering::Relaxed),
+        };
         let manifest: &Manifest = slot.plugin.manifest();
         let endpoint = manifest
             .endpoint_field
             .as_ref()
             .and_then(|f| req.org_config.get(f))
             .and_then(Value::as_str)
-            .map(str::to_owned);
-        let context = json!({
-            "protocol": devext_plugin_api::PROTOCOL_VERSION,
-            "call_id": call_id,
-            "deadline_unix_ms": deadline_unix_ms,
-            "account_key": crate::account::account_key(manifest, req.org_config),
-        });
+            .map(Arc::from);
+        let account_key = crate::account::account_key(manifest, req.org_config);
+        let context = call_context_json(call_id, deadline_unix_ms, &account_key)?;
         let caps = CallCaps::new(
             slot.name.clone(),
             call_id,
@@ -595,18 +637,26 @@ impl Runtime {
         );
         let invoke = slot.plugin.module.invoke();
         let plugin_call = async {
-            let _permit = slot
-                .limiter
-                .acquire()
-                .await
-                .map_err(|_| PluginError::internal("the plugin's call limiter is closed"))?;
+            // Waiting for a permit counts against the deadline.
+            let _permit = match slot.limiter.try_acquire() {
+                Ok(permit) => permit,
+                Err(TryAcquireError::NoPermits) => slot
+                    .limiter
+                    .acquire()
+                    .await
+                    .map_err(|_| PluginError::internal("the plugin's call limiter is closed"))?,
+                Err(TryAcquireError::Closed) => {
+                    return Err(PluginError::internal("the plugin's call limiter is closed"));
+                }
+            };
+            // The texts move into the plugin's `RString`s (no copy).
             let future = invoke(
                 caps.into_abi(),
-                context.to_string().into(),
+                context.into(),
                 req.op.into(),
-                args.org.as_str().into(),
-                args.device.as_str().into(),
-                args.input.as_str().into(),
+                args.org.into(),
+                args.device.into(),
+                args.input.into(),
             );
             // The plugin catches its own panics; this is the backstop for one that re-raises
             // through the FFI future.
@@ -620,9 +670,9 @@ impl Runtime {
                 .with_details(json!({"fault": "plugin"}))),
             }
         };
-        let json = match tokio::time::timeout_at(deadline, plugin_call).await {
+        let json = match until_deadline(deadline, plugin_call).await {
             Ok(result) => result?,
-            Err(_) => {
+            Err(DeadlinePassed) => {
                 let waited = format!(
                     "{}.{} did not finish within {} ms; the call was cancelled",
                     req.plugin,
@@ -729,6 +779,132 @@ fn scoped<'a>(
     }
 }
 
+/// `value` as compact JSON text.
+fn json_text(value: &Value) -> Result<String, PluginError> {
+    // `serde_json::to_string` writes into one buffer; `Value`'s `Display` goes through
+    // `fmt::Write` a piece at a time and costs several times more.
+    serde_json::to_string(value)
+        .map_err(|e| PluginError::internal(format!("cannot encode a call argument: {e}")))
+}
+
+/// The call context the plugin reads (`devext_plugin_api::CallContext`), as JSON text:
+/// `{"protocol":1,"call_id":"…","deadline_unix_ms":…,"account_key":"…"}`.
+fn call_context_json(
+    call_id: CallId,
+    deadline_unix_ms: i64,
+    account_key: &str,
+) -> Result<String, PluginError> {
+    // Numbers are written by hand: `fmt` machinery costs more than the rest of this.
+    let mut text = String::with_capacity(112 + account_key.len());
+    text.push_str("{\"protocol\":");
+    push_decimal(&mut text, u64::from(devext_plugin_api::PROTOCOL_VERSION));
+    text.push_str(",\"call_id\":\"");
+    call_id.push_to(&mut text);
+    text.push_str("\",\"deadline_unix_ms\":");
+    if deadline_unix_ms < 0 {
+        text.push('-');
+    }
+    push_decimal(&mut text, deadline_unix_ms.unsigned_abs());
+    text.push_str(",\"account_key\":");
+    if account_key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        // Nothing to escape (today's keys are hex).
+        text.push('"');
+        text.push_str(account_key);
+        text.push('"');
+    } else {
+        let key = serde_json::to_string(account_key)
+            .map_err(|e| PluginError::internal(format!("cannot encode the call context: {e}")))?;
+        text.push_str(&key);
+    }
+    text.push('}');
+    Ok(text)
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(text: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    push_ascii(text, &digits[i..]);
+}
+
+/// Appends `n` in lower-case hex, at least `width` digits.
+fn push_hex(text: &mut String, mut n: u64, width: usize) {
+    let mut digits = [b'0'; 16];
+    let mut i = digits.len();
+    while n != 0 {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
+    }
+    let start = i.min(digits.len() - width.clamp(1, 16));
+    push_ascii(text, &digits[start..]);
+}
+
+/// Appends ASCII digits.
+fn push_ascii(text: &mut String, digits: &[u8]) {
+    // Only ASCII digits reach here, so the conversion never fails.
+    if let Ok(digits) = std::str::from_utf8(digits) {
+        text.push_str(digits);
+    }
+}
+
+/// A call's id: its deadline (hex milliseconds since the epoch) and a per-runtime sequence
+/// number, shown as `<deadline>-<seq>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CallId {
+    deadline_unix_ms: i64,
+    seq: u64,
+}
+
+impl CallId {
+    fn push_to(self, text: &mut String) {
+        // As `{:x}` prints an `i64`: two's complement (deadlines are never negative anyway).
+        push_hex(text, self.deadline_unix_ms as u64, 1);
+        text.push('-');
+        push_decimal(text, self.seq);
+    }
+}
+
+impl std::fmt::Display for CallId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:x}-{}", self.deadline_unix_ms, self.seq)
+    }
+}
+
+/// The deadline passed before the call finished.
+struct DeadlinePassed;
+
+/// Runs `future` until `deadline`, like `tokio::time::timeout_at`, except that the timer is
+/// only created and registered once the future is `Pending`: most calls finish on their first
+/// poll and never need one. Cancellation is the same: on `Err` the future has been dropped
+/// (it is owned here).
+async fn until_deadline<F: std::future::Future>(
+    deadline: Instant,
+    future: F,
+) -> Result<F::Output, DeadlinePassed> {
+    let mut future = std::pin::pin!(future);
+    let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(move |cx| {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Ok(output));
+        }
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        timer.as_mut().poll(cx).map(|()| Err(DeadlinePassed))
+    })
+    .await
+}
+
 /// A call's arguments as the JSON text that crosses the ABI.
 struct CallArgs {
     org: String,
@@ -759,5 +935,45 @@ fn short(v: &Value) -> String {
         format!("{}...", &s[..s.floor_char_boundary(37)])
     } else {
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_call_context_is_the_plugin_apis_call_context() {
+        let digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        for (deadline, seq, key) in [
+            (1_767_000_000_123_i64, 7_u64, digest),
+            (0, 0, ""),
+            (i64::MAX, u64::MAX, "0"),
+            (-5, 1, "a-b_C"),
+        ] {
+            let id = CallId {
+                deadline_unix_ms: deadline,
+                seq,
+            };
+            let text = call_context_json(id, deadline, key).unwrap();
+            let context: devext_plugin_api::CallContext = serde_json::from_str(&text).unwrap();
+            assert_eq!(
+                context,
+                devext_plugin_api::CallContext::new(format!("{deadline:x}-{seq}"), deadline)
+                    .account_key(key)
+            );
+            assert_eq!(id.to_string(), context.call_id);
+        }
+        let text = call_context_json(
+            CallId {
+                deadline_unix_ms: 1,
+                seq: 2,
+            },
+            1,
+            "a\"b",
+        )
+        .unwrap();
+        let context: devext_plugin_api::CallContext = serde_json::from_str(&text).unwrap();
+        assert_eq!(context.account_key, "a\"b");
     }
 }

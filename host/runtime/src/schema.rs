@@ -31,6 +31,11 @@ impl fmt::Display for Violation {
     }
 }
 
+/// Why a schema does not compile (`Display` is the compiler's message).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct SchemaError(jsonschema::ValidationError<'static>);
+
 /// A compiled schema, shared by every validation that uses it.
 pub struct Schema {
     validator: Validator,
@@ -44,13 +49,13 @@ impl fmt::Debug for Schema {
 
 impl Schema {
     /// Compiles `schema` (draft 2020-12 unless it says otherwise), asserting formats.
-    pub fn compile(schema: &Value) -> Result<Schema, String> {
+    pub fn compile(schema: &Value) -> Result<Schema, SchemaError> {
         let validator = jsonschema::options()
             .with_draft(Draft::Draft202012)
             .should_validate_formats(true)
             .with_format("luhn", is_luhn)
             .build(schema)
-            .map_err(|e| e.to_string())?;
+            .map_err(SchemaError)?;
         Ok(Schema { validator })
     }
 
@@ -63,10 +68,28 @@ impl Schema {
     pub fn violations(&self, instance: &Value, prefix: &str) -> Vec<Violation> {
         self.validator
             .iter_errors(instance)
-            .map(|e| Violation {
-                pointer: format!("{prefix}{}", e.instance_path().as_str()),
-                keyword: e.kind().keyword().to_owned(),
-                message: e.to_string(),
+            .map(|e| violation(&e, prefix))
+            .collect()
+    }
+
+    /// Every violation, each with the property names an `additionalProperties` or
+    /// `unevaluatedProperties` violation refuses (empty for other keywords).
+    #[cfg(feature = "bulk-validate")]
+    pub(crate) fn violations_with_unexpected(
+        &self,
+        instance: &Value,
+        prefix: &str,
+    ) -> Vec<(Violation, Vec<String>)> {
+        use jsonschema::error::ValidationErrorKind as K;
+        self.validator
+            .iter_errors(instance)
+            .map(|e| {
+                let unexpected = match e.kind() {
+                    K::AdditionalProperties { unexpected }
+                    | K::UnevaluatedProperties { unexpected } => unexpected.clone(),
+                    _ => Vec::new(),
+                };
+                (violation(&e, prefix), unexpected)
             })
             .collect()
     }
@@ -78,6 +101,14 @@ impl Schema {
         } else {
             Err(self.violations(instance, prefix))
         }
+    }
+}
+
+fn violation(e: &jsonschema::ValidationError<'_>, prefix: &str) -> Violation {
+    Violation {
+        pointer: format!("{prefix}{}", e.instance_path().as_str()),
+        keyword: e.kind().keyword().to_owned(),
+        message: e.to_string(),
     }
 }
 
@@ -129,7 +160,7 @@ mod tests {
     fn luhn_accepts_valid_check_digits_only() {
         assert!(is_luhn("79927398713"));
         assert!(!is_luhn("79927398710"));
-        // A 20-digit Jasper sample passes; a 19-digit one stored without check digit fails.
+        // A 19-digit number stored without its check digit fails.
         assert!(!is_luhn("8988216716970004975"));
         assert!(!is_luhn("12a4"));
         assert!(!is_luhn(""));
@@ -143,6 +174,27 @@ mod tests {
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].pointer, "/d");
         assert_eq!(v[0].keyword, "format");
+    }
+
+    #[cfg(feature = "bulk-validate")]
+    #[test]
+    fn refused_properties_are_named_by_the_validator() {
+        let s = Schema::compile(&json!({
+            "type": "object",
+            "properties": {"a": {"type": "integer"}},
+            "additionalProperties": false
+        }))
+        .unwrap();
+        let found = s.violations_with_unexpected(&json!({"a": "x", "b": 1, "c'd": 2}), "/p");
+        assert_eq!(found.len(), 2, "{found:?}");
+        let (type_error, none) = found.iter().find(|(v, _)| v.keyword == "type").unwrap();
+        assert_eq!(type_error.pointer, "/p/a");
+        assert!(none.is_empty());
+        let (_, names) = found
+            .iter()
+            .find(|(v, _)| v.keyword == "additionalProperties")
+            .unwrap();
+        assert_eq!(names, &["b".to_owned(), "c'd".to_owned()]);
     }
 
     #[test]

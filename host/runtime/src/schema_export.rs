@@ -642,12 +642,12 @@ mod tests {
     #[test]
     fn messages_name_what_changed() {
         let d = diff(
-            &json!({"properties": {"iccid": {"pattern": "^[0-9]{19,20}$"}}}),
-            &json!({"properties": {"iccid": {"pattern": "^[0-9]{20}$"}}}),
+            &json!({"properties": {"serial": {"pattern": "^[0-9]{19,20}$"}}}),
+            &json!({"properties": {"serial": {"pattern": "^[0-9]{20}$"}}}),
         );
         assert_eq!(
             d[0].to_string(),
-            r#"/properties/iccid: pattern changed from "^[0-9]{19,20}$" to "^[0-9]{20}$" (pattern_changed)"#
+            r#"/properties/serial: pattern changed from "^[0-9]{19,20}$" to "^[0-9]{20}$" (pattern_changed)"#
         );
         let d = diff(&json!({"type": "string"}), &json!(false));
         assert_eq!(d[0].kind, "schema_false");

@@ -768,8 +768,11 @@ impl Output<'_> {
         };
         if !self.runtime.is_valid_device_extensions(&doc) {
             self.summary.invalid += 1;
-            for v in self.runtime.validate_device_extensions(&doc) {
-                let offset = violation_offset(text, &v.pointer, &v.keyword, &v.message);
+            for (v, unexpected) in self
+                .runtime
+                .device_extension_violations_with_unexpected(&doc)
+            {
+                let offset = violation_offset(text, &v.pointer, &unexpected);
                 let (l, c) = position(offset);
                 self.diagnostics.push((
                     source,
@@ -814,29 +817,26 @@ impl Output<'_> {
     }
 }
 
-/// Where a violation is: the value its pointer names, or for an unexpected property the
-/// property's key (jsonschema names it in the message: `('colour' was unexpected)`).
-fn violation_offset(text: &[u8], pointer: &str, keyword: &str, message: &str) -> usize {
+/// Where a violation is: the value its pointer names, or for a refused property (an
+/// `additionalProperties`/`unevaluatedProperties` violation, `unexpected` non-empty) the first
+/// refused property's key.
+fn violation_offset(text: &[u8], pointer: &str, unexpected: &[String]) -> usize {
     let Some(at) = locate::value_offset(text, pointer) else {
         return locate::value_offset(text, "").unwrap_or(0);
     };
-    if keyword == "additionalProperties" || keyword == "unevaluatedProperties" {
-        let named = message
-            .split_once("('")
-            .and_then(|(_, rest)| rest.split_once('\''))
-            .map(|(name, _)| name);
-        if let Some(key) = named.and_then(|name| locate::key_offset(text, at, name)) {
-            return key;
-        }
-    }
-    at
+    unexpected
+        .first()
+        .and_then(|name| locate::key_offset(text, at, name))
+        .unwrap_or(at)
 }
 
 /// serde_json's message without its ` at line L column C` (the position is reported apart).
 fn serde_message(e: &serde_json::Error) -> String {
+    // serde_json offers no message without the position; drop exactly the suffix it appends.
     let s = e.to_string();
-    match s.rfind(" at line ") {
-        Some(p) => s[..p].to_owned(),
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    match s.strip_suffix(&suffix) {
+        Some(message) => message.to_owned(),
         None => s,
     }
 }
@@ -915,15 +915,13 @@ mod tests {
 
     #[test]
     fn unexpected_properties_point_at_their_key() {
-        let text = b"{\"jasper\": {\"iccid\": \"1\",\n \"colour\": 1}}";
-        let at = violation_offset(
-            text,
-            "/jasper",
-            "additionalProperties",
-            "Additional properties are not allowed ('colour' was unexpected)",
-        );
+        let text = b"{\"acme\": {\"serial\": \"1\",\n \"colour\": 1}}";
+        let at = violation_offset(text, "/acme", &["colour".to_owned()]);
         assert_eq!(locate::line_col(text, at), (2, 2));
-        let at = violation_offset(text, "/nope", "type", "x");
+        // Without a refused name, the value the pointer names.
+        let at = violation_offset(text, "/acme", &[]);
+        assert_eq!(locate::line_col(text, at), (1, 10));
+        let at = violation_offset(text, "/nope", &[]);
         assert_eq!(at, 0);
     }
 }

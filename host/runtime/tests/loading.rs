@@ -1,15 +1,22 @@
 //! Loading: static and dynamic plugins, refusals with one-line reasons, name clashes.
 
-use devext_host::{PluginSource, Runtime, RuntimeConfig};
+use devext_host::{
+    ConfigError, ManifestProblem, PluginSource, RefusalReason, RefusedSource, Runtime,
+    RuntimeConfig,
+};
 
 use crate::util;
 
-fn reason_for<'a>(rt: &'a Runtime, file_part: &str) -> &'a str {
+fn refusal_for<'a>(rt: &'a Runtime, file_part: &str) -> &'a RefusalReason {
     rt.refused()
         .iter()
-        .find(|r| r.path.to_string_lossy().contains(file_part))
-        .map(|r| r.reason.as_str())
+        .find(|r| r.source.to_string().contains(file_part))
+        .map(|r| &r.reason)
         .unwrap_or_else(|| panic!("no refusal for {file_part}: {:?}", rt.refused()))
+}
+
+fn reason_for(rt: &Runtime, file_part: &str) -> String {
+    refusal_for(rt, file_part).to_string()
 }
 
 #[test]
@@ -38,8 +45,29 @@ fn unusable_files_are_refused_with_a_reason_and_the_others_load() {
         text.ends_with("devext plugins are Linux shared libraries (ELF *.so) for now"),
         "{text}"
     );
+    assert!(matches!(
+        refusal_for(&rt, "notes.so"),
+        RefusalReason::NotLoadable { .. } | RefusalReason::NotElf(_)
+    ));
     let no_root = reason_for(&rt, "no_root");
     assert!(no_root.starts_with("no devext root module"), "{no_root}");
+    assert!(matches!(
+        refusal_for(&rt, "no_root"),
+        RefusalReason::NoRootModule
+    ));
+    let problems = refusal_for(&rt, "bad_manifest").manifest_problems();
+    assert!(
+        problems.iter().any(
+            |p| matches!(p, ManifestProblem::IncompatibleApiVersion { found } if found == "9.0.0")
+        ),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| matches!(p, ManifestProblem::DuplicateOperation { name } if name == "same")),
+        "{problems:?}"
+    );
     let bad = reason_for(&rt, "bad_manifest");
     assert!(bad.starts_with("invalid manifest:"), "{bad}");
     assert!(
@@ -51,6 +79,13 @@ fn unusable_files_are_refused_with_a_reason_and_the_others_load() {
         bad.contains("incompatible plugin-api version 9.0.0"),
         "{bad}"
     );
+    let RefusalReason::AbiMismatch(mismatch) = refusal_for(&rt, "abi_mismatch") else {
+        panic!(
+            "not an ABI mismatch: {:?}",
+            refusal_for(&rt, "abi_mismatch")
+        );
+    };
+    assert_eq!(mismatch.more, 0);
     let abi = reason_for(&rt, "abi_mismatch");
     assert_eq!(
         abi,
@@ -61,7 +96,12 @@ fn unusable_files_are_refused_with_a_reason_and_the_others_load() {
     assert!(bad.contains("device config schema at /type"), "{bad}");
     assert!(bad.contains("device config schema at /required"), "{bad}");
     for r in rt.refused() {
-        assert!(!r.reason.contains('\n'), "one line: {}", r.reason);
+        assert!(matches!(r.source, RefusedSource::File(_)), "{:?}", r.source);
+        assert!(
+            !r.reason.to_string().contains('\n'),
+            "one line: {}",
+            r.reason
+        );
     }
 }
 
@@ -73,10 +113,20 @@ fn a_missing_directory_is_refused_not_fatal() {
     })
     .unwrap();
     assert!(rt.plugin("echo").is_some(), "static plugins still load");
+    let refusal = &rt.refused()[0];
+    assert_eq!(
+        refusal.source,
+        RefusedSource::Directory("/nonexistent/devext-plugins".into())
+    );
+    assert!(matches!(
+        refusal.reason,
+        RefusalReason::UnreadableDirectory { .. }
+    ));
     assert!(
-        rt.refused()[0]
+        refusal
             .reason
-            .contains("cannot read plugin directory")
+            .to_string()
+            .starts_with("cannot read plugin directory /nonexistent/devext-plugins: ")
     );
 }
 
@@ -110,6 +160,11 @@ fn a_dynamic_plugin_replaces_a_static_one_and_a_second_dynamic_one_is_refused() 
         refused.contains("a plugin named echo is already loaded from"),
         "{refused}"
     );
+    assert!(matches!(
+        refusal_for(&rt, &second.path().to_string_lossy()),
+        RefusalReason::DuplicateName { name, loaded_from: PluginSource::File(first_path) }
+            if name == "echo" && first_path == &first.path().join("libdevext_echo.so")
+    ));
 }
 
 #[test]
@@ -125,12 +180,21 @@ fn load_file_checks_one_library() {
     let ok = devext_host::loader::load_file(&util::library("devext-echo")).unwrap();
     assert_eq!(ok.name(), "echo");
     let err = devext_host::loader::load_file(&util::library("devext-fixture-no-root")).unwrap_err();
-    assert!(err.starts_with("no devext root module"), "{err}");
+    assert!(matches!(err, RefusalReason::NoRootModule), "{err:?}");
+    assert!(
+        err.to_string().starts_with("no devext root module"),
+        "{err}"
+    );
+    let missing = std::path::Path::new("/nonexistent/libx.so");
+    let err = devext_host::loader::load_file(missing).unwrap_err();
+    assert_eq!(err.to_string(), "/nonexistent/libx.so is not a file");
     // What `devext plugins check README.md` says: plugins are Linux (ELF) libraries for now.
     let dir = tempfile::tempdir().unwrap();
     let readme = dir.path().join("README.md");
     std::fs::write(&readme, "# A plugin\n\nBuild it with cargo.\n").unwrap();
-    let err = devext_host::loader::load_file(&readme).unwrap_err();
+    let err = devext_host::loader::load_file(&readme)
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("not a loadable shared library"), "{err}");
     assert!(
         err.contains("devext plugins are Linux shared libraries (ELF *.so) for now"),
@@ -145,5 +209,15 @@ fn settings_that_cannot_work_are_refused() {
         ..RuntimeConfig::default()
     })
     .unwrap_err();
-    assert!(e.contains("call timeout"), "{e}");
+    assert_eq!(e, ConfigError::ZeroCallTimeout);
+    assert_eq!(e.to_string(), "the call timeout must be longer than zero");
+    let e = Runtime::load(RuntimeConfig {
+        egress: devext_host::egress::EgressConfig {
+            max_response_bytes: 0,
+            ..Default::default()
+        },
+        ..RuntimeConfig::default()
+    })
+    .unwrap_err();
+    assert_eq!(e, ConfigError::ZeroResponseCap);
 }

@@ -31,7 +31,7 @@ pub(crate) fn invoke(global: &GlobalArgs, args: &InvokeArgs) -> Result<ExitCode>
     if !(args.timeout.is_finite() && args.timeout > 0.0) {
         anyhow::bail!("--timeout must be a positive number of seconds");
     }
-    let runtime = Runtime::load(runtime_config(global)).map_err(anyhow::Error::msg)?;
+    let runtime = Runtime::load(runtime_config(global))?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -14,12 +14,11 @@ pub(crate) mod validate;
 /// Loads the runtime for a one-shot command (`validate`, `schema`), warning on stderr about each
 /// refused plugin file: the command goes on with the plugins that did load.
 pub(crate) fn load_plugins(global: &GlobalArgs) -> Result<Runtime> {
-    let runtime = Runtime::load(runtime_config(global)).map_err(anyhow::Error::msg)?;
+    let runtime = Runtime::load(runtime_config(global))?;
     for r in runtime.refused() {
         eprintln!(
             "devext: warning: plugin refused: {}: {}",
-            r.path.display(),
-            r.reason
+            r.source, r.reason
         );
     }
     Ok(runtime)

@@ -54,7 +54,7 @@ pub(crate) fn list(runtime: &Runtime, as_json: bool) {
         println!("notice: {n}");
     }
     for r in runtime.refused() {
-        println!("refused {}: {}", r.path.display(), r.reason);
+        println!("refused {}: {}", r.source, r.reason);
     }
 }
 
@@ -82,7 +82,7 @@ pub(crate) fn check(file: &Path, as_json: bool) -> ExitCode {
             if as_json {
                 println!(
                     "{}",
-                    json!({"file": file, "usable": false, "reason": reason})
+                    json!({"file": file, "usable": false, "reason": reason.to_string()})
                 );
             }
             eprintln!("refused {}: {reason}", file.display());

@@ -76,12 +76,12 @@ fn tokio() -> Result<tokio::runtime::Runtime> {
 }
 
 fn load_runtime(config: RuntimeConfig) -> Result<Runtime> {
-    let runtime = Runtime::load(config).map_err(anyhow::Error::msg)?;
+    let runtime = Runtime::load(config)?;
     for notice in runtime.notices() {
         tracing::warn!("{notice}");
     }
     for r in runtime.refused() {
-        tracing::warn!(path = %r.path.display(), reason = %r.reason, "plugin refused");
+        tracing::warn!(path = %r.source, reason = %r.reason, "plugin refused");
     }
     Ok(runtime)
 }
