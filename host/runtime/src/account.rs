@@ -18,8 +18,64 @@
 //! so no secret ever reaches the digest; any other org setting (rate limits, say) does not
 //! change the account either.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use devext_plugin_api::{Manifest, Value};
 use sha2::{Digest, Sha256};
+
+/// Most identities a plugin's memo keeps before it starts over (one per upstream account in
+/// use: far more than an installation has).
+const MEMO_ENTRIES: usize = 4096;
+
+/// One plugin's account keys, memoised by the raw settings they derive from: a call pays for a
+/// short text and a map lookup instead of parsing the endpoint URL and a SHA-256.
+#[derive(Default)]
+pub(crate) struct AccountKeys {
+    memo: Mutex<HashMap<Vec<u8>, Arc<str>>>,
+}
+
+impl AccountKeys {
+    /// [`account_key`] of a call of `manifest`'s plugin with `org_config`.
+    pub(crate) fn key(&self, manifest: &Manifest, org_config: &Value) -> Arc<str> {
+        let identity = identity(manifest, org_config);
+        if let Ok(memo) = self.memo.lock()
+            && let Some(key) = memo.get(&identity)
+        {
+            return key.clone();
+        }
+        let key: Arc<str> = account_key(manifest, org_config).into();
+        if let Ok(mut memo) = self.memo.lock() {
+            if memo.len() >= MEMO_ENTRIES {
+                memo.clear();
+            }
+            memo.insert(identity, key.clone());
+        }
+        key
+    }
+}
+
+/// The settings an account key derives from, as they are (not normalised): equal identities
+/// have equal keys (different ones may too: the memo then holds both).
+fn identity(manifest: &Manifest, org_config: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    let mut part = |value: Option<&Value>| {
+        // serde_json writes any `Value` into a `Vec` without failing; a separator that JSON
+        // text never contains keeps the parts apart.
+        let _ = serde_json::to_writer(&mut out, value.unwrap_or(&Value::Null));
+        out.push(0);
+    };
+    part(
+        manifest
+            .endpoint_field
+            .as_ref()
+            .and_then(|f| org_config.get(f)),
+    );
+    for field in &manifest.account_fields {
+        part(org_config.get(field));
+    }
+    out
+}
 
 /// The domain tag of the digest; a new derivation gets a new tag.
 const DOMAIN: &[u8] = b"devext-account-key/1";
@@ -103,7 +159,7 @@ mod tests {
     use devext_plugin_api::json;
 
     fn manifest() -> Manifest {
-        Manifest::new("jasper", "Jasper", "1.0.0")
+        Manifest::new("acme", "Acme", "1.0.0")
             .org_config_schema(json!({
                 "type": "object",
                 "properties": {
@@ -120,7 +176,7 @@ mod tests {
 
     fn org() -> Value {
         json!({
-            "endpoint": "https://api.jasper.example",
+            "endpoint": "https://api.acme.example",
             "api": "soap",
             "username": "alice",
             "password": "s3cret",
@@ -129,12 +185,30 @@ mod tests {
     }
 
     #[test]
+    fn the_memo_gives_the_derived_key_and_tells_accounts_apart() {
+        let keys = AccountKeys::default();
+        let m = manifest();
+        let first = keys.key(&m, &org());
+        assert_eq!(&*first, account_key(&m, &org()));
+        assert_eq!(&*keys.key(&m, &org()), &*first);
+        let mut other = org();
+        other["username"] = json!("bob");
+        assert_eq!(&*keys.key(&m, &other), account_key(&m, &other));
+        assert_ne!(keys.key(&m, &other), first);
+        // A secret or another setting changes nothing.
+        let mut same = org();
+        same["password"] = json!("changed");
+        same["rate_per_second"] = json!(50);
+        assert_eq!(keys.key(&m, &same), first);
+    }
+
+    #[test]
     fn the_key_is_the_same_in_every_process() {
         // A fixed input has a fixed digest: SHA-256 of the documented encoding (the expected
         // value was computed independently, with Python's hashlib), never a per-process hash.
         assert_eq!(
             account_key(&manifest(), &org()),
-            "5b5015eb2405ed6f8c49b0d2911cb54f19050204c8b6637f966c3b3a8914b847"
+            "d2de5e39a24211e0c539ec5dccef03ffd350d53dc84a24d4da08abcaf30fd2c1"
         );
     }
 
@@ -142,10 +216,10 @@ mod tests {
     fn the_key_changes_with_the_plugin_the_endpoint_and_each_account_field() {
         let base = account_key(&manifest(), &org());
         let mut other_plugin = manifest();
-        other_plugin.name = "jasper2".into();
+        other_plugin.name = "acme2".into();
         assert_ne!(account_key(&other_plugin, &org()), base);
         for (field, value) in [
-            ("endpoint", json!("https://other.jasper.example")),
+            ("endpoint", json!("https://other.acme.example")),
             ("api", json!("rest")),
             ("username", json!("bob")),
         ] {
@@ -182,8 +256,8 @@ mod tests {
     fn equivalent_endpoints_are_one_account() {
         let base = account_key(&manifest(), &org());
         for same in [
-            "https://api.jasper.example/",
-            " HTTPS://API.Jasper.example:443 ",
+            "https://api.acme.example/",
+            " HTTPS://API.Acme.example:443 ",
         ] {
             let mut o = org();
             o["endpoint"] = json!(same);

@@ -72,6 +72,7 @@ struct Slot {
     plugin: LoadedPlugin,
     limiter: Semaphore,
     name: Arc<str>,
+    accounts: crate::account::AccountKeys,
 }
 
 /// The host runtime. Cheap to clone; share it between tasks.
@@ -188,6 +189,7 @@ impl Runtime {
             name: Arc::from(plugin.name()),
             plugin,
             limiter: Semaphore::new(limit),
+            accounts: crate::account::AccountKeys::default(),
         };
 
         if config.static_plugins {
@@ -626,7 +628,7 @@ impl Runtime {
             .and_then(|f| req.org_config.get(f))
             .and_then(Value::as_str)
             .map(Arc::from);
-        let account_key = crate::account::account_key(manifest, req.org_config);
+        let account_key = slot.accounts.key(manifest, req.org_config);
         let context = call_context_json(call_id, deadline_unix_ms, &account_key)?;
         let caps = CallCaps::new(
             slot.name.clone(),
