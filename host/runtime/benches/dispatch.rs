@@ -35,8 +35,16 @@ fn echo_dir() -> tempfile::TempDir {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "--quiet", "-p", "devext-echo"]);
-    if profile.file_name().is_some_and(|n| n != "debug") {
-        cmd.arg("--release");
+    // The profile this bench was built with (`target/<profile>`): `release` for `cargo bench`,
+    // `profiling` for `cargo bench --profile profiling`.
+    match profile.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => {}
+        Some(name) => {
+            cmd.args([
+                "--profile",
+                if name == "release" { "release" } else { name },
+            ]);
+        }
     }
     let ok = cmd
         .current_dir(env!("CARGO_MANIFEST_DIR"))
