@@ -568,14 +568,14 @@ impl Runtime {
             device: json_text(req.device_config)?,
             input: json_text(req.input)?,
         };
-        let account = account_hash(req.plugin, &args.org);
         let cached_view = op
             .fresh_for
             .filter(|_| self.inner.config.view_cache_entries > 0);
         let is_action = op.kind == devext_plugin_api::OpKind::Action;
+        // Only views the cache may serve and actions (which drop cached views) need the key.
         let device_key = (cached_view.is_some() || is_action).then(|| DeviceKey {
             plugin: req.plugin.to_owned(),
-            account,
+            account: account_hash(req.plugin, &args.org),
             device: args.device.clone(),
         });
         let input_key = cached_view.map(|_| args.input.clone());
