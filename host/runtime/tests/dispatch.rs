@@ -240,6 +240,18 @@ async fn serve(response: &'static str) -> (String, tokio::task::JoinHandle<usize
     (format!("http://127.0.0.1:{}", addr.port()), handle)
 }
 
+/// The egress fixture's `fetch` of `url`, with `endpoint` as the organisation's endpoint.
+async fn fetch(rt: &Runtime, endpoint: &str, url: &str) -> Result<Value, PluginError> {
+    call(
+        rt,
+        "fixture_egress",
+        "fetch",
+        json!({"endpoint": endpoint}),
+        json!({"url": url}),
+    )
+    .await
+}
+
 fn loopback_runtime(allow: bool, max_response_bytes: usize) -> (Runtime, tempfile::TempDir) {
     runtime(RuntimeConfig {
         egress: EgressConfig {
@@ -254,10 +266,8 @@ fn loopback_runtime(allow: bool, max_response_bytes: usize) -> (Runtime, tempfil
 async fn requests_outside_the_endpoint_origin_are_refused() {
     let (rt, _dir) = loopback_runtime(true, 1024);
     let (base, server) = serve("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
-    let org = json!({"endpoint": base});
     // Same host, other port: refused before any connection.
-    let other = json!({"url": "http://127.0.0.1:9/steal"});
-    let e = call(&rt, "fixture_egress", "fetch", org.clone(), other)
+    let e = fetch(&rt, &base, "http://127.0.0.1:9/steal")
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Forbidden);
@@ -266,26 +276,10 @@ async fn requests_outside_the_endpoint_origin_are_refused() {
         "{}",
         e.message
     );
-    let e = call(
-        &rt,
-        "fixture_egress",
-        "fetch",
-        org.clone(),
-        json!({"url": "https://example.com/"}),
-    )
-    .await
-    .unwrap_err();
+    let e = fetch(&rt, &base, "https://example.com/").await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Forbidden);
     // The allowed origin works.
-    let out = call(
-        &rt,
-        "fixture_egress",
-        "fetch",
-        org,
-        json!({"url": format!("{base}/x")}),
-    )
-    .await
-    .unwrap();
+    let out = fetch(&rt, &base, &format!("{base}/x")).await.unwrap();
     assert_eq!(out["ok"], true);
     assert_eq!(
         server.await.unwrap(),
@@ -299,29 +293,13 @@ async fn requests_outside_the_endpoint_origin_are_refused() {
 async fn loopback_needs_the_operators_permission() {
     let (rt, _dir) = loopback_runtime(false, 1024);
     let (base, _server) = serve("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
-    let e = call(
-        &rt,
-        "fixture_egress",
-        "fetch",
-        json!({"endpoint": base}),
-        json!({"url": format!("{base}/x")}),
-    )
-    .await
-    .unwrap_err();
+    let e = fetch(&rt, &base, &format!("{base}/x")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Forbidden);
     assert!(e.message.contains("https is required"), "{}", e.message);
     // A name (not a literal) that resolves to loopback is refused at connect time.
     let port = base.rsplit(':').next().unwrap();
     let named = format!("https://localhost:{port}");
-    let e = call(
-        &rt,
-        "fixture_egress",
-        "fetch",
-        json!({"endpoint": named}),
-        json!({"url": format!("{named}/x")}),
-    )
-    .await
-    .unwrap_err();
+    let e = fetch(&rt, &named, &format!("{named}/x")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Forbidden, "{}", e.message);
     assert!(e.message.contains("local or private"), "{}", e.message);
 }
@@ -333,15 +311,7 @@ async fn redirects_are_not_followed_and_large_responses_are_refused() {
         serve("HTTP/1.1 302 Found\r\nlocation: https://example.com/\r\ncontent-length: 0\r\n\r\n")
             .await;
     // The plugin sees the 302 itself.
-    let out = call(
-        &rt,
-        "fixture_egress",
-        "fetch",
-        json!({"endpoint": base}),
-        json!({"url": format!("{base}/")}),
-    )
-    .await
-    .unwrap();
+    let out = fetch(&rt, &base, &format!("{base}/")).await.unwrap();
     assert_eq!(out["status"], 302);
 
     let big: &'static str = Box::leak(
@@ -352,15 +322,7 @@ async fn redirects_are_not_followed_and_large_responses_are_refused() {
         .into_boxed_str(),
     );
     let (base, _s) = serve(big).await;
-    let e = call(
-        &rt,
-        "fixture_egress",
-        "fetch",
-        json!({"endpoint": base}),
-        json!({"url": format!("{base}/")}),
-    )
-    .await
-    .unwrap_err();
+    let e = fetch(&rt, &base, &format!("{base}/")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Upstream);
     assert!(e.message.contains("more than 64 bytes"), "{}", e.message);
 }
