@@ -7,7 +7,7 @@ use devext_service::store::{Role, SqliteStore, Store};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::api_env::{Env, error_message};
+use crate::api_env::{Env, error_message, names_of};
 
 #[tokio::test]
 async fn open_endpoints_need_no_key_and_the_rest_do() {
@@ -359,7 +359,7 @@ async fn the_drilldown_lists_usable_extensions_and_says_why_not() {
     let (_, drill) = env.get(&path, &env.admin).await;
     let item = &drill["extensions"][0];
     assert_eq!(item["available"], true);
-    let ops: Vec<&str> = operation_names(item);
+    let ops: Vec<&str> = names_of(&item["operations"]);
     assert_eq!(ops, vec!["echo", "count", "counter"]);
 }
 
@@ -625,16 +625,6 @@ async fn organisation_operations_run_without_a_device() {
     let (_, drill) = env
         .get(&format!("/api/v1/devices/{id}/extensions"), &viewer)
         .await;
-    let ops: Vec<&str> = operation_names(&drill["extensions"][0]);
+    let ops: Vec<&str> = names_of(&drill["extensions"][0]["operations"]);
     assert!(!ops.contains(&"ping"), "{ops:?}");
-}
-
-/// The names of the operations a drilldown item lists.
-fn operation_names(item: &Value) -> Vec<&str> {
-    item["operations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["name"].as_str().unwrap())
-        .collect()
 }

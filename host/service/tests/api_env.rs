@@ -12,6 +12,15 @@ pub(crate) fn error_message(body: &Value) -> &str {
     body["error"]["message"].as_str().unwrap()
 }
 
+/// The `name` of each element of the array `list`.
+pub(crate) fn names_of(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect()
+}
+
 /// An echo device id no other test uses: the static echo plugin is one instance per process, and
 /// its counters are per device id.
 pub(crate) fn unique_echo_id() -> String {

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use devext_service::store::{LookupEntry, Role, Store};
 use serde_json::{Value, json};
 
-use crate::api_env::{Env, error_message};
+use crate::api_env::{Env, error_message, names_of};
 
 fn meter(serial: &str) -> Value {
     json!({"meter": {"serial": serial}})
@@ -31,13 +31,9 @@ async fn replace(env: &Env, path: &str, name: &str, serial: &str) -> (StatusCode
     .await
 }
 
+/// The names of the devices of a listing.
 fn names(list: &Value) -> Vec<&str> {
-    list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["name"].as_str().unwrap())
-        .collect()
+    names_of(&list["items"])
 }
 
 #[tokio::test]
