@@ -447,6 +447,18 @@ mod tests {
         })
     }
 
+    /// What the plugin gets for a GET of `url` through `c`'s client that fails to send.
+    async fn failed_get(c: &HttpCapability, url: &Url) -> PluginError {
+        let e = c
+            .client()
+            .unwrap()
+            .get(url.clone())
+            .send()
+            .await
+            .unwrap_err();
+        send_error(url, &e)
+    }
+
     #[test]
     fn only_the_endpoint_origin_is_reachable() {
         let c = cap(false);
@@ -574,16 +586,8 @@ mod tests {
     async fn the_resolvers_refusal_is_found_in_the_clients_error_chain() {
         // Through the real client: the refusal travels inside reqwest's and hyper's errors and
         // is recognised by its type, so the plugin gets `forbidden`, not `upstream`.
-        let c = cap(false);
         let url = Url::parse("http://localhost:9/").unwrap();
-        let e = c
-            .client()
-            .unwrap()
-            .get(url.clone())
-            .send()
-            .await
-            .unwrap_err();
-        let error = send_error(&url, &e);
+        let error = failed_get(&cap(false), &url).await;
         assert_eq!(error.kind, ErrorKind::Forbidden, "{}", error.message);
         assert_eq!(error.details["stage"], "connect");
         assert!(
@@ -592,14 +596,6 @@ mod tests {
             error.message
         );
         // A connection failure for another reason stays `upstream`.
-        let open = cap(true);
-        let e = open
-            .client()
-            .unwrap()
-            .get(url.clone())
-            .send()
-            .await
-            .unwrap_err();
-        assert_eq!(send_error(&url, &e).kind, ErrorKind::Upstream);
+        assert_eq!(failed_get(&cap(true), &url).await.kind, ErrorKind::Upstream);
     }
 }

@@ -47,6 +47,11 @@ async fn call(
     .await
 }
 
+/// Checks that `e`'s message says `part`, showing the whole message otherwise.
+fn assert_message_contains(e: &PluginError, part: &str) {
+    assert!(e.message.contains(part), "{}", e.message);
+}
+
 async fn echo_works(rt: &Runtime) {
     let out = call(
         rt,
@@ -94,21 +99,12 @@ async fn a_future_that_never_completes_is_cancelled_at_the_deadline() {
     let e = hang(&rt, "hang", 200).await;
     assert_eq!(e.kind, ErrorKind::Timeout);
     assert!(e.retryable, "a view may be tried again");
-    assert!(
-        e.message
-            .contains("fixture_hang.hang did not finish within 200 ms"),
-        "{}",
-        e.message
-    );
+    assert_message_contains(&e, "fixture_hang.hang did not finish within 200 ms");
     // An action cancelled at the deadline may have happened: no blind retry.
     let e = hang(&rt, "hang_action", 200).await;
     assert_eq!(e.kind, ErrorKind::Timeout);
     assert!(!e.retryable);
-    assert!(
-        e.message.contains("may still have been processed"),
-        "{}",
-        e.message
-    );
+    assert_message_contains(&e, "may still have been processed");
     echo_works(&rt).await;
 }
 
@@ -141,11 +137,7 @@ async fn output_violating_its_schema_is_a_plugin_fault() {
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Internal);
     assert_eq!(e.details["fault"], "plugin");
-    assert!(
-        e.message.contains("violates the schema of lie"),
-        "{}",
-        e.message
-    );
+    assert_message_contains(&e, "violates the schema of lie");
     assert_eq!(e.details["violations"][0]["pointer"], "/ok");
     assert_eq!(e.details["violations"][0]["keyword"], "const");
     echo_works(&rt).await;
@@ -158,22 +150,12 @@ async fn unknown_plugins_and_operations_are_not_found() {
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound);
-    assert!(
-        e.message
-            .contains("loaded plugins are echo, fixture_bad_output"),
-        "{}",
-        e.message
-    );
+    assert_message_contains(&e, "loaded plugins are echo, fixture_bad_output");
     let e = call(&rt, "echo", "shout", json!({}), json!({}))
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound);
-    assert!(
-        e.message
-            .contains("its operations are count, counter, echo"),
-        "{}",
-        e.message
-    );
+    assert_message_contains(&e, "its operations are count, counter, echo");
 }
 
 #[tokio::test]
@@ -240,6 +222,18 @@ async fn serve(response: &'static str) -> (String, tokio::task::JoinHandle<usize
     (format!("http://127.0.0.1:{}", addr.port()), handle)
 }
 
+/// The egress fixture's `fetch` of `url`, with `endpoint` as the organisation's endpoint.
+async fn fetch(rt: &Runtime, endpoint: &str, url: &str) -> Result<Value, PluginError> {
+    call(
+        rt,
+        "fixture_egress",
+        "fetch",
+        json!({"endpoint": endpoint}),
+        json!({"url": url}),
+    )
+    .await
+}
+
 fn loopback_runtime(allow: bool, max_response_bytes: usize) -> (Runtime, tempfile::TempDir) {
     runtime(RuntimeConfig {
         egress: EgressConfig {
@@ -254,38 +248,16 @@ fn loopback_runtime(allow: bool, max_response_bytes: usize) -> (Runtime, tempfil
 async fn requests_outside_the_endpoint_origin_are_refused() {
     let (rt, _dir) = loopback_runtime(true, 1024);
     let (base, server) = serve("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
-    let org = json!({"endpoint": base});
     // Same host, other port: refused before any connection.
-    let other = json!({"url": "http://127.0.0.1:9/steal"});
-    let e = call(&rt, "fixture_egress", "fetch", org.clone(), other)
+    let e = fetch(&rt, &base, "http://127.0.0.1:9/steal")
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Forbidden);
-    assert!(
-        e.message.contains("may only reach http://127.0.0.1:"),
-        "{}",
-        e.message
-    );
-    let e = call(
-        &rt,
-        "fixture_egress",
-        "fetch",
-        org.clone(),
-        json!({"url": "https://example.com/"}),
-    )
-    .await
-    .unwrap_err();
+    assert_message_contains(&e, "may only reach http://127.0.0.1:");
+    let e = fetch(&rt, &base, "https://example.com/").await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Forbidden);
     // The allowed origin works.
-    let out = call(
-        &rt,
-        "fixture_egress",
-        "fetch",
-        org,
-        json!({"url": format!("{base}/x")}),
-    )
-    .await
-    .unwrap();
+    let out = fetch(&rt, &base, &format!("{base}/x")).await.unwrap();
     assert_eq!(out["ok"], true);
     assert_eq!(
         server.await.unwrap(),
@@ -299,31 +271,15 @@ async fn requests_outside_the_endpoint_origin_are_refused() {
 async fn loopback_needs_the_operators_permission() {
     let (rt, _dir) = loopback_runtime(false, 1024);
     let (base, _server) = serve("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
-    let e = call(
-        &rt,
-        "fixture_egress",
-        "fetch",
-        json!({"endpoint": base}),
-        json!({"url": format!("{base}/x")}),
-    )
-    .await
-    .unwrap_err();
+    let e = fetch(&rt, &base, &format!("{base}/x")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Forbidden);
-    assert!(e.message.contains("https is required"), "{}", e.message);
+    assert_message_contains(&e, "https is required");
     // A name (not a literal) that resolves to loopback is refused at connect time.
     let port = base.rsplit(':').next().unwrap();
     let named = format!("https://localhost:{port}");
-    let e = call(
-        &rt,
-        "fixture_egress",
-        "fetch",
-        json!({"endpoint": named}),
-        json!({"url": format!("{named}/x")}),
-    )
-    .await
-    .unwrap_err();
+    let e = fetch(&rt, &named, &format!("{named}/x")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Forbidden, "{}", e.message);
-    assert!(e.message.contains("local or private"), "{}", e.message);
+    assert_message_contains(&e, "local or private");
 }
 
 #[tokio::test]
@@ -333,15 +289,7 @@ async fn redirects_are_not_followed_and_large_responses_are_refused() {
         serve("HTTP/1.1 302 Found\r\nlocation: https://example.com/\r\ncontent-length: 0\r\n\r\n")
             .await;
     // The plugin sees the 302 itself.
-    let out = call(
-        &rt,
-        "fixture_egress",
-        "fetch",
-        json!({"endpoint": base}),
-        json!({"url": format!("{base}/")}),
-    )
-    .await
-    .unwrap();
+    let out = fetch(&rt, &base, &format!("{base}/")).await.unwrap();
     assert_eq!(out["status"], 302);
 
     let big: &'static str = Box::leak(
@@ -352,17 +300,9 @@ async fn redirects_are_not_followed_and_large_responses_are_refused() {
         .into_boxed_str(),
     );
     let (base, _s) = serve(big).await;
-    let e = call(
-        &rt,
-        "fixture_egress",
-        "fetch",
-        json!({"endpoint": base}),
-        json!({"url": format!("{base}/")}),
-    )
-    .await
-    .unwrap_err();
+    let e = fetch(&rt, &base, &format!("{base}/")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Upstream);
-    assert!(e.message.contains("more than 64 bytes"), "{}", e.message);
+    assert_message_contains(&e, "more than 64 bytes");
 }
 
 #[tokio::test]

@@ -60,6 +60,21 @@ impl<K: Hash + Eq, V: Clone> Memo<K, V> {
         }
     }
 
+    /// The value for `key`: the fresh one remembered, or else what `load` finds, remembered
+    /// (a failed load is not). `load` runs only on a miss.
+    pub async fn get_or_load<E, F: Future<Output = Result<V, E>>>(
+        &self,
+        key: K,
+        load: impl FnOnce() -> F,
+    ) -> Result<V, E> {
+        if let Some(known) = self.get(&key) {
+            return Ok(known);
+        }
+        let found = load().await?;
+        self.put(key, found.clone());
+        Ok(found)
+    }
+
     /// Forgets `key`.
     pub fn forget(&self, key: &K) {
         if let Ok(mut entries) = self.entries.lock() {
@@ -100,5 +115,19 @@ mod tests {
         m.put("b", 2);
         m.clear();
         assert_eq!(m.get(&"b"), None);
+    }
+
+    #[tokio::test]
+    async fn loads_on_a_miss_only_and_keeps_no_failure() {
+        let m: Memo<&str, u32> = Memo::default();
+        let failed: Result<u32, &str> = m.get_or_load("a", || async { Err("down") }).await;
+        assert_eq!(failed, Err("down"));
+        assert_eq!(m.get(&"a"), None, "a failed load is not remembered");
+        let loaded: Result<u32, &str> = m.get_or_load("a", || async { Ok(1) }).await;
+        assert_eq!(loaded, Ok(1));
+        let known: Result<u32, &str> = m
+            .get_or_load("a", || async { panic!("loaded on a hit") })
+            .await;
+        assert_eq!(known, Ok(1));
     }
 }

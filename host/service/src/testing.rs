@@ -88,6 +88,13 @@ pub struct Reply {
     pub text: String,
 }
 
+impl Reply {
+    /// The status and the body, for checks that need no header.
+    pub fn status_and_body(self) -> (StatusCode, Value) {
+        (self.status, self.body)
+    }
+}
+
 /// Sends requests to a router in-process (tower `oneshot`).
 #[derive(Debug, Clone)]
 pub struct Client {

@@ -7,13 +7,13 @@ use devext_service::store::{Role, SqliteStore, Store};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::api_env::Env;
+use crate::api_env::{Env, error_message, names_of};
 
 #[tokio::test]
 async fn open_endpoints_need_no_key_and_the_rest_do() {
     let env = Env::new().await;
     for path in ["/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"] {
-        let (s, _) = env.send("GET", path, None, None, &[]).await;
+        let s = env.client.send("GET", path, None, None, &[]).await.status;
         assert_eq!(s, StatusCode::OK, "{path}");
     }
     for path in [
@@ -22,7 +22,11 @@ async fn open_endpoints_need_no_key_and_the_rest_do() {
         "/api/v1/keys",
         "/api/v1/audit",
     ] {
-        let (s, body) = env.send("GET", path, None, None, &[]).await;
+        let (s, body) = env
+            .client
+            .send("GET", path, None, None, &[])
+            .await
+            .status_and_body();
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
         assert_eq!(body["error"]["kind"], "unauthenticated");
         let (s, _) = env.get(path, "dvx_0000").await;
@@ -42,9 +46,7 @@ async fn open_endpoints_need_no_key_and_the_rest_do() {
 #[tokio::test]
 async fn the_openapi_document_lists_every_route() {
     let env = Env::new().await;
-    let (_, doc) = env
-        .send("GET", "/api/v1/openapi.json", None, None, &[])
-        .await;
+    let doc = env.openapi().await;
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     for r in devext_service::api::routes::<SqliteStore>() {
@@ -94,25 +96,14 @@ async fn roles_include_the_ones_after_them() {
     );
     let (s, body) = env.post(&action, &viewer, json!({})).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("operator")
-    );
+    assert!(error_message(&body).contains("operator"));
     assert_eq!(env.get("/api/v1/devices", &viewer).await.0, StatusCode::OK);
     assert_eq!(
         env.get("/api/v1/keys", &viewer).await.0,
         StatusCode::FORBIDDEN
     );
     assert_eq!(
-        env.put(
-            "/api/v1/extensions/echo",
-            &viewer,
-            json!({"enabled": false})
-        )
-        .await
-        .0,
+        env.put_echo(&viewer, json!({"enabled": false})).await.0,
         StatusCode::FORBIDDEN
     );
     assert_eq!(
@@ -161,7 +152,11 @@ async fn another_orgs_key_sees_and_touches_nothing() {
             Some(json!({})),
         ),
     ] {
-        let (s, _) = env.send(method, &path, Some(&other), body, &[]).await;
+        let s = env
+            .client
+            .send(method, &path, Some(&other), body, &[])
+            .await
+            .status;
         assert_eq!(s, StatusCode::NOT_FOUND, "{method} {path}");
     }
     // Its settings are its own: echo is not set up there.
@@ -201,8 +196,7 @@ async fn invalid_documents_get_422_with_pointers_and_nothing_is_written() {
     assert_eq!(list["items"], json!([]), "nothing written");
 
     let (s, body) = env
-        .put(
-            "/api/v1/extensions/echo",
+        .put_echo(
             &env.admin,
             json!({"enabled": true, "config": {"greeting": 5}}),
         )
@@ -345,12 +339,7 @@ async fn the_drilldown_lists_usable_extensions_and_says_why_not() {
             .unwrap()
             .contains("not set up")
     );
-    env.put(
-        "/api/v1/extensions/echo",
-        &env.admin,
-        json!({"enabled": false}),
-    )
-    .await;
+    env.put_echo(&env.admin, json!({"enabled": false})).await;
     let (_, drill) = env.get(&path, &env.admin).await;
     assert!(
         drill["extensions"][0]["reason"]
@@ -366,21 +355,11 @@ async fn the_drilldown_lists_usable_extensions_and_says_why_not() {
         )
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
-    env.put(
-        "/api/v1/extensions/echo",
-        &env.admin,
-        json!({"enabled": true}),
-    )
-    .await;
+    env.put_echo(&env.admin, json!({"enabled": true})).await;
     let (_, drill) = env.get(&path, &env.admin).await;
     let item = &drill["extensions"][0];
     assert_eq!(item["available"], true);
-    let ops: Vec<&str> = item["operations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["name"].as_str().unwrap())
-        .collect();
+    let ops: Vec<&str> = names_of(&item["operations"]);
     assert_eq!(ops, vec!["echo", "count", "counter"]);
 }
 
@@ -389,12 +368,12 @@ async fn actions_are_idempotent_with_a_key_and_audited() {
     let env = Env::new().await;
     let device = env.echo_device(&env.admin).await;
     let path = format!("/api/v1/devices/{device}/extensions/echo/count");
-    let idem = [("idempotency-key", "abc-1")];
+    let idem = "abc-1";
     let first = env
-        .send("POST", &path, Some(&env.admin), Some(json!({})), &idem)
+        .post_idempotent(&path, &env.admin, json!({}), idem)
         .await;
     let again = env
-        .send("POST", &path, Some(&env.admin), Some(json!({})), &idem)
+        .post_idempotent(&path, &env.admin, json!({}), idem)
         .await;
     assert_eq!(first, (StatusCode::OK, json!({"count": 1})));
     assert_eq!(again, first, "the repeat returns the first result");
@@ -403,13 +382,7 @@ async fn actions_are_idempotent_with_a_key_and_audited() {
     assert_eq!(next["count"], 2);
     // The same key for another request is refused.
     let (s, _) = env
-        .send(
-            "POST",
-            &path,
-            Some(&env.admin),
-            Some(json!({"by": 5})),
-            &idem,
-        )
+        .post_idempotent(&path, &env.admin, json!({"by": 5}), idem)
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
 
@@ -497,8 +470,7 @@ async fn settings_changes_apply_to_the_next_call_at_once() {
     let op = format!("/api/v1/devices/{device}/extensions/echo/echo");
     let (s, out) = env.post(&op, &env.admin, json!({"message": "m"})).await;
     assert_eq!((s, out["greeting"].as_str()), (StatusCode::OK, Some("hi")));
-    env.put(
-        "/api/v1/extensions/echo",
+    env.put_echo(
         &env.admin,
         json!({"enabled": true, "config": {"greeting": "hello again"}}),
     )
@@ -508,12 +480,7 @@ async fn settings_changes_apply_to_the_next_call_at_once() {
         out["greeting"], "hello again",
         "not the remembered settings"
     );
-    env.put(
-        "/api/v1/extensions/echo",
-        &env.admin,
-        json!({"enabled": false}),
-    )
-    .await;
+    env.put_echo(&env.admin, json!({"enabled": false})).await;
     let (s, _) = env.post(&op, &env.admin, json!({"message": "m"})).await;
     assert_eq!(s, StatusCode::CONFLICT, "switched off at once");
 }
@@ -538,39 +505,24 @@ async fn an_interrupted_idempotent_request_is_reported_not_rerun() {
         .await
         .unwrap();
     assert_eq!(claim, devext_service::store::IdempotencyClaim::Claimed);
-    let idem = [("idempotency-key", "lost-1")];
+    let idem = "lost-1";
     let (s, body) = env
-        .send("POST", &path, Some(&env.admin), Some(json!({})), &idem)
+        .post_idempotent(&path, &env.admin, json!({}), idem)
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("still running"),
-        "{body}"
-    );
+    assert!(error_message(&body).contains("still running"), "{body}");
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let (s, body) = env
-        .send("POST", &path, Some(&env.admin), Some(json!({})), &idem)
+        .post_idempotent(&path, &env.admin, json!({}), idem)
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("outcome is unknown"),
+        error_message(&body).contains("outcome is unknown"),
         "{body}"
     );
     // Nothing ran: the counter starts at 1 with a fresh key.
     let (_, out) = env
-        .send(
-            "POST",
-            &path,
-            Some(&env.admin),
-            Some(json!({})),
-            &[("idempotency-key", "new-1")],
-        )
+        .post_idempotent(&path, &env.admin, json!({}), "new-1")
         .await;
     assert_eq!(out["count"], 1);
 }
@@ -608,14 +560,8 @@ async fn organisation_operations_run_without_a_device() {
         .post("/api/v1/extensions/echo/ping", &viewer, json!({}))
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("not switched on")
-    );
-    env.put(
-        "/api/v1/extensions/echo",
+    assert!(error_message(&body).contains("not switched on"));
+    env.put_echo(
         &env.admin,
         json!({"enabled": true, "config": {"greeting": "good day"}}),
     )
@@ -627,7 +573,8 @@ async fn organisation_operations_run_without_a_device() {
     assert_eq!(body["greeting"], "good day");
     assert_eq!(body["account_key"].as_str().unwrap().len(), 64, "{body}");
     // No body at all is an empty input, as on the device route.
-    let (s, _) = env
+    let s = env
+        .client
         .send(
             "POST",
             "/api/v1/extensions/echo/ping",
@@ -635,7 +582,8 @@ async fn organisation_operations_run_without_a_device() {
             None,
             &[],
         )
-        .await;
+        .await
+        .status;
     assert_eq!(s, StatusCode::OK);
 
     // Each route runs the operations of its own scope only, and says where the other one is.
@@ -647,12 +595,7 @@ async fn organisation_operations_run_without_a_device() {
         )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("/api/v1/devices/{id}/extensions/echo/echo")
-    );
+    assert!(error_message(&body).contains("/api/v1/devices/{id}/extensions/echo/echo"));
     let id = env.echo_device(&env.admin).await;
     let (s, body) = env
         .post(
@@ -662,12 +605,7 @@ async fn organisation_operations_run_without_a_device() {
         )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("POST /api/v1/extensions/echo/ping")
-    );
+    assert!(error_message(&body).contains("POST /api/v1/extensions/echo/ping"));
     let (s, _) = env
         .post("/api/v1/extensions/echo/nope", &viewer, json!({}))
         .await;
@@ -687,11 +625,6 @@ async fn organisation_operations_run_without_a_device() {
     let (_, drill) = env
         .get(&format!("/api/v1/devices/{id}/extensions"), &viewer)
         .await;
-    let ops: Vec<&str> = drill["extensions"][0]["operations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["name"].as_str().unwrap())
-        .collect();
+    let ops: Vec<&str> = names_of(&drill["extensions"][0]["operations"]);
     assert!(!ops.contains(&"ping"), "{ops:?}");
 }

@@ -2,15 +2,24 @@
 //! integration binary and `secret_logs`).
 #![allow(dead_code)] // each test binary uses part of it
 
-use std::sync::Arc;
-
-use axum::Router;
 use axum::http::StatusCode;
 use devext_host::RuntimeConfig;
-use devext_service::App;
-use devext_service::store::{Role, SqliteStore};
 use devext_service::testing::TestService;
 use serde_json::{Value, json};
+
+/// The message of an error answer.
+pub(crate) fn error_message(body: &Value) -> &str {
+    body["error"]["message"].as_str().unwrap()
+}
+
+/// The `name` of each element of the array `list`.
+pub(crate) fn names_of(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect()
+}
 
 /// An echo device id no other test uses: the static echo plugin is one instance per process, and
 /// its counters are per device id.
@@ -23,11 +32,18 @@ pub(crate) fn unique_echo_id() -> String {
     )
 }
 
+/// A [`TestService`] with shorthands that answer `(status, body)`; the rest of the service
+/// (`app`, `router`, `admin`, `key`, `client` for requests without a key or with headers)
+/// through `Deref`.
 pub(crate) struct Env {
-    pub(crate) router: Router,
-    pub(crate) app: Arc<App<SqliteStore>>,
-    pub(crate) admin: String,
     service: TestService,
+}
+
+impl std::ops::Deref for Env {
+    type Target = TestService;
+    fn deref(&self) -> &TestService {
+        &self.service
+    }
 }
 
 impl Env {
@@ -37,58 +53,77 @@ impl Env {
 
     /// Like [`Env::new`] with other runtime settings.
     pub(crate) async fn with_runtime(config: RuntimeConfig) -> Env {
-        let service = TestService::start(config).await;
         Env {
-            router: service.router.clone(),
-            app: service.app.clone(),
-            admin: service.admin.clone(),
-            service,
+            service: TestService::start(config).await,
         }
     }
 
-    /// A key of `role` in org `org` (created if needed).
-    pub(crate) async fn key(&self, org: &str, role: Role) -> String {
-        self.service.key(org, role).await
-    }
-
-    pub(crate) async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        key: Option<&str>,
-        body: Option<Value>,
-        extra: &[(&str, &str)],
-    ) -> (StatusCode, Value) {
-        let reply = self
-            .service
-            .client
-            .send(method, path, key, body, extra)
-            .await;
-        (reply.status, reply.body)
-    }
-
     pub(crate) async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
-        self.send("GET", path, Some(key), None, &[]).await
+        self.client
+            .send("GET", path, Some(key), None, &[])
+            .await
+            .status_and_body()
     }
 
     pub(crate) async fn post(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
-        self.send("POST", path, Some(key), Some(body), &[]).await
+        self.client
+            .send("POST", path, Some(key), Some(body), &[])
+            .await
+            .status_and_body()
+    }
+
+    /// A POST with an `Idempotency-Key`.
+    pub(crate) async fn post_idempotent(
+        &self,
+        path: &str,
+        key: &str,
+        body: Value,
+        idempotency_key: &str,
+    ) -> (StatusCode, Value) {
+        self.client
+            .send(
+                "POST",
+                path,
+                Some(key),
+                Some(body),
+                &[("idempotency-key", idempotency_key)],
+            )
+            .await
+            .status_and_body()
     }
 
     pub(crate) async fn put(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
-        self.send("PUT", path, Some(key), Some(body), &[]).await
+        self.client
+            .send("PUT", path, Some(key), Some(body), &[])
+            .await
+            .status_and_body()
     }
 
     pub(crate) async fn delete(&self, path: &str, key: &str) -> (StatusCode, Value) {
-        self.send("DELETE", path, Some(key), None, &[]).await
+        self.client
+            .send("DELETE", path, Some(key), None, &[])
+            .await
+            .status_and_body()
+    }
+
+    /// The OpenAPI document (an open endpoint: no key).
+    pub(crate) async fn openapi(&self) -> Value {
+        self.client
+            .send("GET", "/api/v1/openapi.json", None, None, &[])
+            .await
+            .body
+    }
+
+    /// Sets the org's echo settings with `key`.
+    pub(crate) async fn put_echo(&self, key: &str, settings: Value) -> (StatusCode, Value) {
+        self.put("/api/v1/extensions/echo", key, settings).await
     }
 
     /// Switches echo on with a greeting and a secret token; returns a device id configured
     /// for echo.
     pub(crate) async fn echo_device(&self, key: &str) -> String {
         let (s, _) = self
-            .put(
-                "/api/v1/extensions/echo",
+            .put_echo(
                 key,
                 json!({"enabled": true, "config": {"greeting": "hi", "token": "tok-SECRET-1"}}),
             )

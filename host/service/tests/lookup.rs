@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use devext_service::store::{LookupEntry, Role, Store};
 use serde_json::{Value, json};
 
-use crate::api_env::Env;
+use crate::api_env::{Env, error_message, names_of};
 
 fn meter(serial: &str) -> Value {
     json!({"meter": {"serial": serial}})
@@ -21,13 +21,19 @@ async fn create(env: &Env, key: &str, name: &str, serial: &str) -> (StatusCode, 
     .await
 }
 
+/// Replaces the device at `path` with one named `name` whose meter has `serial`.
+async fn replace(env: &Env, path: &str, name: &str, serial: &str) -> (StatusCode, Value) {
+    env.put(
+        path,
+        &env.admin,
+        json!({"name": name, "extensions": meter(serial)}),
+    )
+    .await
+}
+
+/// The names of the devices of a listing.
 fn names(list: &Value) -> Vec<&str> {
-    list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["name"].as_str().unwrap())
-        .collect()
+    names_of(&list["items"])
 }
 
 #[tokio::test]
@@ -74,10 +80,7 @@ async fn a_taken_lookup_value_is_409_naming_the_field_and_nothing_is_written() {
     );
     assert_eq!(body["error"]["details"]["device"], one["id"]);
     assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("/extensions/meter/serial: "),
+        error_message(&body).starts_with("/extensions/meter/serial: "),
         "{body}"
     );
     let (_, all) = env.get("/api/v1/devices", &env.admin).await;
@@ -85,13 +88,7 @@ async fn a_taken_lookup_value_is_409_naming_the_field_and_nothing_is_written() {
 
     let (_, two) = create(&env, &env.admin, "two", "SN-2").await;
     let path = format!("/api/v1/devices/{}", two["id"].as_str().unwrap());
-    let (s, body) = env
-        .put(
-            &path,
-            &env.admin,
-            json!({"name": "two", "extensions": meter("SN-1")}),
-        )
-        .await;
+    let (s, body) = replace(&env, &path, "two", "SN-1").await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
     assert_eq!(
         body["error"]["details"]["pointer"],
@@ -100,13 +97,7 @@ async fn a_taken_lookup_value_is_409_naming_the_field_and_nothing_is_written() {
     let (_, now) = env.get(&path, &env.admin).await;
     assert_eq!(now, two, "unchanged");
     // A device may keep its own value, and give it up.
-    let (s, _) = env
-        .put(
-            &path,
-            &env.admin,
-            json!({"name": "two!", "extensions": meter("SN-2")}),
-        )
-        .await;
+    let (s, _) = replace(&env, &path, "two!", "SN-2").await;
     assert_eq!(s, StatusCode::OK);
     let one_path = format!("/api/v1/devices/{}", one["id"].as_str().unwrap());
     let (s, _) = env
@@ -134,7 +125,7 @@ async fn unknown_filters_are_400_naming_the_parameter_and_the_known_ones() {
             .get(&format!("/api/v1/devices?{key}=1"), &env.admin)
             .await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{key}: {body}");
-        let message = body["error"]["message"].as_str().unwrap();
+        let message = error_message(&body);
         assert!(message.contains(&format!("{key:?}")), "{message}");
         assert!(message.contains("ext.meter.serial"), "{message}");
         assert_eq!(
@@ -152,7 +143,7 @@ async fn unknown_filters_are_400_naming_the_parameter_and_the_known_ones() {
             .get(&format!("/api/v1/devices?{query}"), &env.admin)
             .await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{query}: {body}");
-        let message = body["error"]["message"].as_str().unwrap();
+        let message = error_message(&body);
         assert!(message.contains(named), "{query}: {message}");
     }
 }
@@ -160,9 +151,7 @@ async fn unknown_filters_are_400_naming_the_parameter_and_the_known_ones() {
 #[tokio::test]
 async fn the_openapi_document_names_each_lookup_filter() {
     let env = Env::new().await;
-    let (_, doc) = env
-        .send("GET", "/api/v1/openapi.json", None, None, &[])
-        .await;
+    let doc = env.openapi().await;
     let list = &doc["paths"]["/api/v1/devices"]["get"];
     let params: Vec<&str> = list["parameters"]
         .as_array()

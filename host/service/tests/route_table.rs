@@ -6,7 +6,7 @@ use devext_service::api::routes;
 use devext_service::store::{Role, SqliteStore};
 use serde_json::json;
 
-use crate::api_env::Env;
+use crate::api_env::{Env, error_message};
 
 /// The role just below `role`, if there is one.
 fn below(role: Role) -> Option<Role> {
@@ -42,16 +42,22 @@ async fn every_route_answers_401_without_a_key_and_403_below_its_role() {
         let path = fill(r.path, "dev_0");
         let method = r.method.as_str();
         let body = r.body.as_ref().map(|_| json!({}));
-        let (s, out) = env.send(method, &path, None, body.clone(), &[]).await;
+        let (s, out) = env
+            .client
+            .send(method, &path, None, body.clone(), &[])
+            .await
+            .status_and_body();
         assert_eq!(
             s,
             StatusCode::UNAUTHORIZED,
             "{method} {path} without a key: {out}"
         );
         assert_eq!(out["error"]["kind"], "unauthenticated", "{method} {path}");
-        let (s, _) = env
+        let s = env
+            .client
             .send(method, &path, Some("dvx_not-a-key"), body.clone(), &[])
-            .await;
+            .await
+            .status;
         assert_eq!(
             s,
             StatusCode::UNAUTHORIZED,
@@ -59,15 +65,17 @@ async fn every_route_answers_401_without_a_key_and_403_below_its_role() {
         );
         if let Some(lower) = below(role) {
             let (s, out) = env
+                .client
                 .send(method, &path, Some(key_of(lower)), body, &[])
-                .await;
+                .await
+                .status_and_body();
             assert_eq!(
                 s,
                 StatusCode::FORBIDDEN,
                 "{method} {path} with a {} key: {out}",
                 lower.as_str()
             );
-            let message = out["error"]["message"].as_str().unwrap();
+            let message = error_message(&out);
             assert!(
                 message.contains(role.as_str()),
                 "{method} {path}: {message}"
@@ -99,12 +107,15 @@ async fn every_route_that_takes_a_body_refuses_one_over_its_limit() {
         let over = body(r.body_limit + 1);
         assert_eq!(over.to_string().len(), r.body_limit + 1);
         let (s, out) = env
+            .client
             .send(method, &path, Some(&env.admin), Some(over), &[])
-            .await;
+            .await
+            .status_and_body();
         assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{method} {path}: {out}");
         assert_eq!(out["error"]["kind"], "too_large", "{method} {path}");
         // At the limit, the body is read (and refused for what it says, not for its size).
         let (s, out) = env
+            .client
             .send(
                 method,
                 &path,
@@ -112,7 +123,8 @@ async fn every_route_that_takes_a_body_refuses_one_over_its_limit() {
                 Some(body(r.body_limit)),
                 &[],
             )
-            .await;
+            .await
+            .status_and_body();
         assert!(
             s.is_client_error() && s != StatusCode::PAYLOAD_TOO_LARGE,
             "{method} {path}: {s} {out}"

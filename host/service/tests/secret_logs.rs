@@ -27,7 +27,7 @@ async fn secrets_are_never_returned_or_logged() {
         json!({"enabled": true, "config": {"greeting": "hey"}}),
         json!({"enabled": true, "config": {"greeting": "hey", "token": "********"}}),
     ] {
-        let (s, out) = env.put("/api/v1/extensions/echo", &env.admin, body).await;
+        let (s, out) = env.put_echo(&env.admin, body).await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(out["secrets_set"], json!(["token"]));
     }

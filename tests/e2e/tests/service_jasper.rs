@@ -32,6 +32,11 @@ fn assert_logs_hold_no_secret() {
     );
 }
 
+/// The message of an error answer.
+fn error_message(body: &Value) -> &str {
+    body["error"]["message"].as_str().unwrap()
+}
+
 struct Env {
     service: TestService,
     admin: String,
@@ -120,15 +125,21 @@ impl Env {
         (reply.status, reply.headers, reply.body)
     }
 
+    async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        self.send("GET", path, key, None, &[]).await
+    }
+
+    async fn post(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        self.send("POST", path, key, Some(body), &[]).await
+    }
+
     /// A device bound to `iccid`; returns its id.
     async fn device(&self, iccid: &str) -> String {
         let (s, d) = self
-            .send(
-                "POST",
+            .post(
                 "/api/v1/devices",
                 &self.admin,
-                Some(json!({"name": format!("sim {iccid}"), "extensions": {"jasper": {"iccid": iccid}}})),
-                &[],
+                json!({"name": format!("sim {iccid}"), "extensions": {"jasper": {"iccid": iccid}}}),
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{d}");
@@ -149,8 +160,7 @@ impl Env {
 
     async fn op(&self, device: &str, op: &str, input: Value) -> (StatusCode, Value) {
         let path = format!("/api/v1/devices/{device}/extensions/jasper/{op}");
-        self.send("POST", &path, &self.operator, Some(input), &[])
-            .await
+        self.post(&path, &self.operator, input).await
     }
 
     /// Checks that no response and no log line held the org's Jasper key.
@@ -169,13 +179,7 @@ async fn jasper_operations_map_to_http_statuses_and_are_audited() {
 
     // 200: the overview, through the drilldown's operation.
     let (s, drill) = env
-        .send(
-            "GET",
-            &format!("/api/v1/devices/{device}/extensions"),
-            &env.admin,
-            None,
-            &[],
-        )
+        .get(&format!("/api/v1/devices/{device}/extensions"), &env.admin)
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(drill["extensions"][0]["available"], true, "{drill}");
@@ -204,10 +208,7 @@ async fn jasper_operations_map_to_http_statuses_and_are_audited() {
     assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(body["error"]["kind"], "not_found");
     assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("not in this Jasper account"),
+        error_message(&body).contains("not in this Jasper account"),
         "{body}"
     );
 
@@ -255,30 +256,20 @@ async fn jasper_operations_map_to_http_statuses_and_are_audited() {
     let viewer = env.service.key("acme", Role::Viewer).await;
     let path = format!("/api/v1/devices/{device}/extensions/jasper");
     let (s, _) = env
-        .send(
-            "POST",
-            &format!("{path}/overview"),
-            &viewer,
-            Some(json!({})),
-            &[],
-        )
+        .post(&format!("{path}/overview"), &viewer, json!({}))
         .await;
     assert_eq!(s, StatusCode::OK);
     let (s, _) = env
-        .send(
-            "POST",
+        .post(
             &format!("{path}/send_sms"),
             &viewer,
-            Some(json!({"message": "hi"})),
-            &[],
+            json!({"message": "hi"}),
         )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 
     // Every action is audited with its outcome (views are not); newest first.
-    let (_, audit) = env
-        .send("GET", "/api/v1/audit?limit=100", &env.admin, None, &[])
-        .await;
+    let (_, audit) = env.get("/api/v1/audit?limit=100", &env.admin).await;
     let ops: Vec<(String, String)> = audit["items"]
         .as_array()
         .unwrap()
@@ -301,9 +292,7 @@ async fn jasper_operations_map_to_http_statuses_and_are_audited() {
     assert_eq!(ops, expected, "{audit}");
 
     // The settings read back masked.
-    let (_, ext) = env
-        .send("GET", "/api/v1/extensions/jasper", &env.admin, None, &[])
-        .await;
+    let (_, ext) = env.get("/api/v1/extensions/jasper", &env.admin).await;
     assert_eq!(ext["secrets_set"], json!(["api_key"]));
     assert!(ext["config"].get("api_key").is_none(), "{ext}");
     env.assert_no_secret_seen();
@@ -317,17 +306,12 @@ async fn wrong_org_credentials_are_502_never_401() {
     assert_eq!(s, StatusCode::BAD_GATEWAY, "{body}");
     assert_eq!(body["error"]["kind"], "unauthorized");
     assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("credentials rejected"),
+        error_message(&body).contains("credentials rejected"),
         "{body}"
     );
     assert!(!body.to_string().contains("not-the-key"), "{body}");
     // The devext key itself is fine: other endpoints still answer.
-    let (s, _) = env
-        .send("GET", "/api/v1/devices", &env.operator, None, &[])
-        .await;
+    let (s, _) = env.get("/api/v1/devices", &env.operator).await;
     assert_eq!(s, StatusCode::OK);
     env.assert_no_secret_seen();
 }
@@ -424,9 +408,7 @@ async fn an_idempotency_key_sends_the_sms_once() {
     let (s, _) = env.op(&device, "send_sms", input).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(env.sim.sms_log().len(), before + 2);
-    let (_, audit) = env
-        .send("GET", "/api/v1/audit", &env.admin, None, &[])
-        .await;
+    let (_, audit) = env.get("/api/v1/audit", &env.admin).await;
     let sends = audit["items"]
         .as_array()
         .unwrap()
@@ -442,12 +424,9 @@ async fn devices_are_found_by_iccid_and_an_iccid_is_one_devices() {
     let env = Env::new(Duration::from_secs(30), API_KEY).await;
     let (device, iccid) = env.activated_device().await;
     let (s, found) = env
-        .send(
-            "GET",
+        .get(
             &format!("/api/v1/devices?ext.jasper.iccid={iccid}"),
             &env.operator,
-            None,
-            &[],
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{found}");
@@ -455,12 +434,10 @@ async fn devices_are_found_by_iccid_and_an_iccid_is_one_devices() {
     assert_eq!(found["items"][0]["id"], device.as_str());
     // A second device with the ICCID is refused, naming the field; nothing is written.
     let (s, body) = env
-        .send(
-            "POST",
+        .post(
             "/api/v1/devices",
             &env.admin,
-            Some(json!({"name": "copy", "extensions": {"jasper": {"iccid": iccid}}})),
-            &[],
+            json!({"name": "copy", "extensions": {"jasper": {"iccid": iccid}}}),
         )
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
@@ -469,19 +446,11 @@ async fn devices_are_found_by_iccid_and_an_iccid_is_one_devices() {
         "/extensions/jasper/iccid"
     );
     assert_eq!(body["error"]["details"]["device"], device.as_str());
-    let (_, all) = env
-        .send("GET", "/api/v1/devices", &env.admin, None, &[])
-        .await;
+    let (_, all) = env.get("/api/v1/devices", &env.admin).await;
     assert_eq!(all["items"].as_array().unwrap().len(), 1, "{all}");
     // Jasper declares no other lookup field.
     let (s, body) = env
-        .send(
-            "GET",
-            "/api/v1/devices?ext.jasper.imei=1",
-            &env.admin,
-            None,
-            &[],
-        )
+        .get("/api/v1/devices?ext.jasper.imei=1", &env.admin)
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(
@@ -489,9 +458,7 @@ async fn devices_are_found_by_iccid_and_an_iccid_is_one_devices() {
         json!(["ext.jasper.iccid"])
     );
     // The OpenAPI document names the filter.
-    let (_, doc) = env
-        .send("GET", "/api/v1/openapi.json", &env.admin, None, &[])
-        .await;
+    let (_, doc) = env.get("/api/v1/openapi.json", &env.admin).await;
     let params = doc["paths"]["/api/v1/devices"]["get"]["parameters"].to_string();
     assert!(params.contains("\"ext.jasper.iccid\""), "{params}");
     env.assert_no_secret_seen();

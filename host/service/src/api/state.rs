@@ -86,24 +86,18 @@ impl<S: Store> App<S> {
         org_id: i64,
         id: &str,
     ) -> Result<Option<Device>, StoreError> {
-        let key = (org_id, id.to_owned());
-        if let Some(known) = self.devices.get(&key) {
-            return Ok(known);
-        }
-        let found = self.store.device(org_id, id).await?;
-        self.devices.put(key, found.clone());
-        Ok(found)
+        self.devices
+            .get_or_load((org_id, id.to_owned()), || self.store.device(org_id, id))
+            .await
     }
 
     /// The principal of an API key (memoised; see [`crate::memo`]).
     pub(super) async fn principal(&self, key: &str) -> Result<Option<Principal>, StoreError> {
-        let hash = crate::crypto::key_hash(key);
-        if let Some(known) = self.keys.get(&hash) {
-            return Ok(known);
-        }
-        let found = self.store.authenticate(key).await?;
-        self.keys.put(hash, found.clone());
-        Ok(found)
+        self.keys
+            .get_or_load(crate::crypto::key_hash(key), || {
+                self.store.authenticate(key)
+            })
+            .await
     }
 
     /// The org's settings for `plugin` (memoised; see [`crate::memo`]).
@@ -112,12 +106,10 @@ impl<S: Store> App<S> {
         org_id: i64,
         plugin: &str,
     ) -> Result<Option<ExtensionSettings>, StoreError> {
-        let key = (org_id, plugin.to_owned());
-        if let Some(known) = self.settings.get(&key) {
-            return Ok(known);
-        }
-        let found = self.store.extension(org_id, plugin).await?;
-        self.settings.put(key, found.clone());
-        Ok(found)
+        self.settings
+            .get_or_load((org_id, plugin.to_owned()), || {
+                self.store.extension(org_id, plugin)
+            })
+            .await
     }
 }
