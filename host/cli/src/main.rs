@@ -109,9 +109,11 @@ pub(crate) struct InvokeArgs {
     /// JSON file with the org's settings for the plugin
     #[arg(long, value_name = "ORG.json")]
     org: PathBuf,
-    /// JSON file with the device's configuration for the plugin (its own object)
+    /// JSON file with the device's configuration for the plugin: its own object, or a whole
+    /// extension configuration `{"<plugin>": {...}}` as `devext validate` reads (its plugin's
+    /// part is used). Not needed by organisation-scope operations
     #[arg(long, value_name = "DEVICE.json")]
-    device: PathBuf,
+    device: Option<PathBuf>,
     /// The operation's input, inline JSON
     #[arg(long, default_value = "{}")]
     input: String,

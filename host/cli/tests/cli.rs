@@ -32,7 +32,7 @@ fn plugins_lists_loaded_and_refused_files() {
     let text = stdout(&out);
     assert!(text.contains("echo 0.1.0 ("), "{text}");
     assert!(
-        text.contains("operations: echo(view), count(action), counter(view)"),
+        text.contains("operations: echo(view), count(action), counter(view), ping(view, org)"),
         "{text}"
     );
     assert!(
@@ -49,6 +49,20 @@ fn plugins_lists_loaded_and_refused_files() {
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     assert!(names.contains(&"echo"));
+    let echo = json["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "echo")
+        .unwrap();
+    let scopes: Vec<(&str, &str)> = echo["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["name"].as_str().unwrap(), o["scope"].as_str().unwrap()))
+        .collect();
+    assert!(scopes.contains(&("echo", "device")), "{scopes:?}");
+    assert!(scopes.contains(&("ping", "org")), "{scopes:?}");
     assert_eq!(json["refused"].as_array().unwrap().len(), 1);
 }
 
@@ -146,6 +160,26 @@ fn invoke_runs_one_operation() {
     let err = stderr(&out);
     assert!(err.contains("error: invalid_input:"), "{err}");
     assert!(err.contains("/message"), "{err}");
+
+    // A whole extension configuration, as `devext validate` reads it, works too.
+    std::fs::write(&device, r#"{"echo": {"id": "d2"}}"#).unwrap();
+    let out = invoke(&["--input", r#"{"message":"yo"}"#]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["device"], "d2");
+
+    // An organisation-scope operation needs no --device; a device operation says it does.
+    let out = devext(&["invoke", "echo", "ping", "--plugins", p, "--org", o]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["greeting"], "hi");
+    let out = devext(&["invoke", "echo", "echo", "--plugins", p, "--org", o]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("runs on a device: give its configuration with --device"),
+        "{}",
+        stderr(&out)
+    );
 
     std::fs::write(&device, "{\n  \"id\": \n").unwrap();
     let out = invoke(&[]);

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use devext_host::{CallRequest, Runtime};
+use devext_host::{CallRequest, OpScope, Runtime};
 use serde_json::Value;
 
 use crate::{GlobalArgs, InvokeArgs, runtime_config};
@@ -23,9 +23,26 @@ pub(crate) fn read_json(path: &Path) -> Result<Value> {
     })
 }
 
+/// The plugin's own object from a `--device` file: a whole extension configuration
+/// (`{"<plugin>": {...}}`, what `devext validate` and the API's devices hold) is unwrapped, unless
+/// the plugin's device schema itself has a property named like the plugin.
+fn plugin_part(runtime: &Runtime, plugin: &str, device: Value) -> Value {
+    let own_property = runtime.plugin(plugin).is_some_and(|p| {
+        p.manifest().device_config_schema["properties"]
+            .get(plugin)
+            .is_some()
+    });
+    match device {
+        Value::Object(mut map) if map.len() == 1 && map.contains_key(plugin) && !own_property => {
+            map.remove(plugin).unwrap_or_default()
+        }
+        other => other,
+    }
+}
+
 pub(crate) fn invoke(global: &GlobalArgs, args: &InvokeArgs) -> Result<ExitCode> {
     let org = read_json(&args.org)?;
-    let device = read_json(&args.device)?;
+    let device = args.device.as_deref().map(read_json).transpose()?;
     let input: Value = serde_json::from_str(&args.input)
         .map_err(|e| anyhow::anyhow!("--input:{}: not JSON: {e}", e.column()))?;
     if !(args.timeout.is_finite() && args.timeout > 0.0) {
@@ -36,14 +53,26 @@ pub(crate) fn invoke(global: &GlobalArgs, args: &InvokeArgs) -> Result<ExitCode>
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = tokio.block_on(runtime.invoke(CallRequest {
-        plugin: &args.plugin,
-        op: &args.op,
-        org_config: &org,
-        device_config: &device,
-        input: &input,
-        timeout: Some(Duration::from_secs_f64(args.timeout)),
-    }));
+    let device = device.map(|d| plugin_part(&runtime, &args.plugin, d));
+    let request = match &device {
+        Some(device) => CallRequest::new(&args.plugin, &args.op, &org, device, &input),
+        None => {
+            let needs_device = runtime
+                .plugin(&args.plugin)
+                .and_then(|p| p.manifest().operation(&args.op))
+                .is_some_and(|op| op.scope == OpScope::Device);
+            if needs_device {
+                anyhow::bail!(
+                    "{}.{} runs on a device: give its configuration with --device DEVICE.json",
+                    args.plugin,
+                    args.op
+                );
+            }
+            CallRequest::org(&args.plugin, &args.op, &org, &input)
+        }
+    }
+    .timeout(Duration::from_secs_f64(args.timeout));
+    let result = tokio.block_on(runtime.invoke(request));
     match result {
         Ok(output) => {
             println!("{}", serde_json::to_string_pretty(&output)?);

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use devext_host::{LoadedPlugin, Runtime};
+use devext_host::{LoadedPlugin, OpScope, Runtime};
 use serde_json::{Value, json};
 
 fn plugin_json(p: &LoadedPlugin) -> Value {
@@ -16,6 +16,7 @@ fn plugin_json(p: &LoadedPlugin) -> Value {
         "source": p.source().to_string(),
         "operations": m.operations.iter().map(|o| json!({
             "name": o.name, "title": o.title, "kind": o.kind.as_str(), "destructive": o.destructive,
+            "scope": o.scope.as_str(),
         })).collect::<Vec<_>>(),
     })
 }
@@ -26,7 +27,9 @@ fn op_summary(p: &LoadedPlugin) -> String {
         .iter()
         .map(|o| {
             let flag = if o.destructive { "!" } else { "" };
-            format!("{}({}{flag})", o.name, o.kind.as_str())
+            // Organisation-scope operations run without a device.
+            let scope = if o.scope == OpScope::Org { ", org" } else { "" };
+            format!("{}({}{flag}{scope})", o.name, o.kind.as_str())
         })
         .collect::<Vec<_>>()
         .join(", ")
