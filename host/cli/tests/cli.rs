@@ -186,3 +186,44 @@ fn invoke_runs_one_operation() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("device.json:3:"), "{}", stderr(&out));
 }
+
+#[test]
+fn schema_export_prints_one_schema_without_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("s");
+    let out = devext(&["schema", "export", "--out", s.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // Without --out: the combined schema, byte for byte the exported file.
+    let out = devext(&["schema", "export"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let combined = std::fs::read(s.join("device-extensions.schema.json")).unwrap();
+    assert_eq!(out.stdout, combined);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["$id"], "urn:devext:device-extensions");
+
+    let out = devext(&[
+        "schema",
+        "export",
+        "--file",
+        "jasper.device-config.schema.json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        out.stdout,
+        std::fs::read(s.join("jasper.device-config.schema.json")).unwrap()
+    );
+
+    let out = devext(&["schema", "export", "--file", "nope.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("no schema file \"nope.json\""), "{err}");
+    assert!(err.contains("jasper.org-config.schema.json"), "{err}");
+
+    let out = devext(&["schema", "export", "--out", "x", "--file", "y"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--out and --file exclude each other"
+    );
+}

@@ -508,3 +508,40 @@ fn the_demo_serves_twelve_devices_and_leaves_nothing_behind() {
         "nothing written to the working directory: {made:?}"
     );
 }
+
+#[test]
+fn debug_logs_are_plain_text_off_a_terminal_and_leave_sql_to_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("devext.db");
+    let db = path_str(&db);
+    let admin = printed_key(&run(devext().args(["orgs", "create", "acme", "--db", db])));
+    let logs_at = |level: &str| {
+        let mut server = Server::start(devext().env("DEVEXT_LOG", level).args([
+            "serve",
+            "--db",
+            db,
+            "--listen",
+            "127.0.0.1:0",
+        ]));
+        let addr = address_in(&server.line());
+        wait_healthy(addr);
+        let (s, _) = http(addr, "GET", "/api/v1/devices", Some(&admin), None);
+        assert_eq!(s, 200);
+        let (status, stderr, _) = server.terminate();
+        assert_eq!(status.code(), Some(0), "{stderr}");
+        stderr
+    };
+    let debug = logs_at("debug");
+    // stderr is a pipe here: no colour codes for a file or a CI log.
+    assert!(!debug.contains('\u{1b}'), "{debug}");
+    assert!(debug.contains("INFO"), "the service logs at all: {debug}");
+    assert!(
+        !debug.contains("sqlx::query"),
+        "SQL statements at debug: {debug}"
+    );
+    let trace = logs_at("trace");
+    assert!(
+        trace.contains("sqlx::query"),
+        "SQL statements are at trace: {trace}"
+    );
+}

@@ -21,11 +21,15 @@ pub(crate) struct SchemaArgs {
 #[derive(Subcommand)]
 enum SchemaCommand {
     /// Write each plugin's org-config, device-config and operation schemas, and the combined
-    /// device-extensions.schema.json, into DIR (files of removed plugins are deleted)
+    /// device-extensions.schema.json, into DIR (files of removed plugins are deleted); without
+    /// --out, print one of them (the combined one unless --file says which)
     Export {
         /// The directory (created if needed)
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
+        #[arg(long, value_name = "DIR", conflicts_with = "file")]
+        out: Option<PathBuf>,
+        /// Without --out: the schema file to print, e.g. jasper.device-config.schema.json
+        #[arg(long, value_name = "NAME")]
+        file: Option<String>,
     },
     /// Exit 1, naming the files, if the schemas in DIR no longer match the plugins
     Check {
@@ -48,7 +52,29 @@ enum SchemaCommand {
 
 pub(crate) fn schema(global: &GlobalArgs, args: &SchemaArgs) -> Result<ExitCode> {
     match &args.command {
-        SchemaCommand::Export { out } => {
+        SchemaCommand::Export { out: None, file } => {
+            let files = schema_export::export(&load_plugins(global)?);
+            // By default the combined schema of a device's whole extension configuration.
+            let name = file.as_deref().unwrap_or(schema_export::COMBINED);
+            match files.get(name) {
+                Some(text) => {
+                    print!("{text}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => Err(anyhow::anyhow!(
+                    "no schema file {name:?}; the plugins give: {}",
+                    files
+                        .keys()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            }
+        }
+        SchemaCommand::Export {
+            out: Some(out),
+            file: _,
+        } => {
             let files = schema_export::export(&load_plugins(global)?);
             let w = schema_export::write(out, &files)
                 .with_context(|| format!("cannot write the schemas to {}", out.display()))?;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::{Row, SqlSafeStr};
+use sqlx::{ConnectOptions as _, Row, SqlSafeStr};
 
 use super::inline::{Inline, InlineReads};
 use super::{
@@ -99,7 +99,10 @@ impl SqliteStore {
             .busy_timeout(std::time::Duration::from_secs(5))
             // Each connection's page cache, in KiB (SQLite's default is 2 MiB): a bounded,
             // small footprint; the file's pages stay in the OS page cache, shared by all.
-            .pragma("cache_size", format!("-{PAGE_CACHE_KIB}"));
+            .pragma("cache_size", format!("-{PAGE_CACHE_KIB}"))
+            // Every statement at trace level, not debug: `DEVEXT_LOG=debug` is for people
+            // following requests, who would drown in SQL (slow ones still warn).
+            .log_statements(log::LevelFilter::Trace);
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             // A local file cannot drop a connection: the ping before each use would only add a
