@@ -20,12 +20,11 @@ use devext_jasper as _;
     about = "Bind external services to IoT devices through plugins"
 )]
 struct Cli {
-    #[command(flatten)]
-    global: GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
 
+/// The plugin and egress flags, on the commands that load plugins (not `orgs` or `keys`).
 #[derive(Args)]
 pub(crate) struct GlobalArgs {
     /// Load every *.so plugin in DIR (repeatable; env DEVEXT_PLUGINS, ':'-separated)
@@ -71,6 +70,8 @@ enum Command {
 enum OrgsCommand {
     /// Create an organisation and its first admin key (printed alone on the last line)
     Create(cmd::serve::OrgsCreateArgs),
+    /// List the organisations of a store: devices, active keys, extensions switched on
+    List(cmd::serve::OrgsListArgs),
 }
 
 #[derive(Subcommand)]
@@ -81,6 +82,8 @@ enum KeysCommand {
 
 #[derive(Args)]
 struct PluginsArgs {
+    #[command(flatten)]
+    global: GlobalArgs,
     #[command(subcommand)]
     command: Option<PluginsCommand>,
     /// Print JSON instead of text
@@ -102,6 +105,8 @@ enum PluginsCommand {
 
 #[derive(Args)]
 pub(crate) struct InvokeArgs {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
     /// Plugin name
     plugin: String,
     /// Operation name
@@ -160,17 +165,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(cmd::plugins::check(&file, json || args.json))
             }
             None => {
-                let runtime = Runtime::load(runtime_config(&cli.global))?;
+                let runtime = Runtime::load(runtime_config(&args.global))?;
                 cmd::plugins::list(&runtime, args.json);
                 Ok(ExitCode::SUCCESS)
             }
         },
-        Command::Invoke(args) => cmd::invoke::invoke(&cli.global, &args),
-        Command::Validate(args) => cmd::validate::validate(&cli.global, &args),
-        Command::Schema(args) => cmd::schema::schema(&cli.global, &args),
-        Command::Serve(args) => cmd::serve::serve(&cli.global, &args),
-        Command::Demo(args) => cmd::serve::demo(&cli.global, &args),
+        Command::Invoke(args) => cmd::invoke::invoke(&args.global, &args),
+        Command::Validate(args) => cmd::validate::validate(&args.global, &args),
+        Command::Schema(args) => cmd::schema::schema(&args.global, &args),
+        Command::Serve(args) => cmd::serve::serve(&args.global, &args),
+        Command::Demo(args) => cmd::serve::demo(&args.global, &args),
         Command::Orgs(OrgsCommand::Create(args)) => cmd::serve::orgs_create(&args),
+        Command::Orgs(OrgsCommand::List(args)) => cmd::serve::orgs_list(&args),
         Command::Keys(KeysCommand::Create(args)) => cmd::serve::keys_create(&args),
     }
 }

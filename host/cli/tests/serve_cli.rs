@@ -545,3 +545,60 @@ fn debug_logs_are_plain_text_off_a_terminal_and_leave_sql_to_trace() {
         "SQL statements are at trace: {trace}"
     );
 }
+
+#[test]
+fn orgs_list_shows_each_organisation_and_the_store_commands_take_no_plugin_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("devext.db");
+    let db = path_str(&db);
+    // A mistyped path is an error, and creates no store there.
+    let missing = dir.path().join("nope.db");
+    let out = run(devext().args(["orgs", "list", "--db", path_str(&missing)]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no store at"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!missing.exists());
+
+    printed_key(&run(devext().args(["orgs", "create", "zeta", "--db", db])));
+    printed_key(&run(devext().args(["orgs", "create", "acme", "--db", db])));
+    printed_key(&run(devext().args([
+        "keys", "create", "--org", "acme", "--role", "viewer", "--db", db,
+    ])));
+    let out = run(devext().args(["orgs", "list", "--db", db]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with("acme  devices: 0  active keys: 2  extensions on: none"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("zeta  devices: 0  active keys: 1"),
+        "{lines:?}"
+    );
+
+    let out = run(devext().args(["orgs", "list", "--json", "--db", db]));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["items"][0]["name"], "acme");
+    assert_eq!(json["items"][0]["active_keys"], 2);
+    assert_eq!(json["items"][1]["extensions_on"], json!([]));
+
+    // `orgs` and `keys` load no plugins: their help offers no plugin flags, and they refuse one.
+    for cmd in [
+        &["orgs", "create", "--help"][..],
+        &["keys", "create", "--help"],
+        &["orgs", "list", "--help"],
+    ] {
+        let help = text(&run(devext().args(cmd)).stdout);
+        assert!(help.contains("--db"), "{help}");
+        assert!(
+            !help.contains("--plugins") && !help.contains("--allow-loopback-http"),
+            "{help}"
+        );
+    }
+    let out = run(devext().args(["orgs", "list", "--plugins", "x", "--db", db]));
+    assert_eq!(out.status.code(), Some(2));
+}

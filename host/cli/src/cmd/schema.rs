@@ -14,6 +14,8 @@ use crate::GlobalArgs;
 
 #[derive(Args)]
 pub(crate) struct SchemaArgs {
+    #[command(flatten)]
+    pub(crate) global: crate::GlobalArgs,
     #[command(subcommand)]
     command: SchemaCommand,
 }

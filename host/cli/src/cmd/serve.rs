@@ -21,6 +21,8 @@ use crate::{GlobalArgs, runtime_config};
 /// then defaults.
 #[derive(Args)]
 pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    pub(crate) global: crate::GlobalArgs,
     /// Address to listen on [default: 127.0.0.1:8080]
     #[arg(long, env = "DEVEXT_LISTEN")]
     listen: Option<SocketAddr>,
@@ -156,6 +158,51 @@ pub(crate) fn orgs_create(args: &OrgsCreateArgs) -> Result<ExitCode> {
 
 /// `devext keys create --org NAME --role ROLE --db PATH`.
 #[derive(Args)]
+pub(crate) struct OrgsListArgs {
+    /// SQLite database
+    #[arg(long, env = "DEVEXT_DB", default_value = "devext.db")]
+    db: PathBuf,
+    /// Print JSON instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn orgs_list(args: &OrgsListArgs) -> Result<ExitCode> {
+    if !args.db.exists() {
+        // Opening would create an empty store (and its key) where the user mistyped a path.
+        return Err(anyhow!("no store at {}", args.db.display()));
+    }
+    tokio()?.block_on(async {
+        let orgs = open_store(&args.db).await?.orgs().await?;
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({ "items": orgs }))?
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        if orgs.is_empty() {
+            println!(
+                "no organisations in {} (devext orgs create NAME)",
+                args.db.display()
+            );
+        }
+        for o in &orgs {
+            let on = if o.extensions_on.is_empty() {
+                "none".to_owned()
+            } else {
+                o.extensions_on.join(", ")
+            };
+            println!(
+                "{}  devices: {}  active keys: {}  extensions on: {on}  (created {})",
+                o.name, o.devices, o.active_keys, o.created_at
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[derive(Args)]
 pub(crate) struct KeysCreateArgs {
     /// The organisation's name
     #[arg(long)]
@@ -190,6 +237,8 @@ pub(crate) fn keys_create(args: &KeysCreateArgs) -> Result<ExitCode> {
 /// `devext demo` options.
 #[derive(Args)]
 pub(crate) struct DemoArgs {
+    #[command(flatten)]
+    pub(crate) global: crate::GlobalArgs,
     /// Address to listen on
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,

@@ -16,6 +16,8 @@ use crate::GlobalArgs;
 
 #[derive(Args)]
 pub(crate) struct ValidateArgs {
+    #[command(flatten)]
+    pub(crate) global: crate::GlobalArgs,
     /// JSON files, JSON Lines files (*.jsonl), directories (every *.json and *.jsonl file,
     /// recursively) or - for standard input
     #[arg(value_name = "PATH", required = true)]

@@ -87,6 +87,8 @@ pub trait Store: Send + Sync + 'static {
     fn create_org(&self, name: &str) -> impl Future<Output = Result<Org>> + Send;
     /// The org called `name`.
     fn org_by_name(&self, name: &str) -> impl Future<Output = Result<Option<Org>>> + Send;
+    /// Every org, by name, with its counts.
+    fn orgs(&self) -> impl Future<Output = Result<Vec<OrgSummary>>> + Send;
     /// Creates an API key; returns its listing and the key itself (shown once).
     fn create_key(
         &self,

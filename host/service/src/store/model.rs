@@ -60,6 +60,21 @@ pub struct Org {
     pub name: String,
 }
 
+/// An organisation as `devext orgs list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrgSummary {
+    /// Unique name.
+    pub name: String,
+    /// When it was created (RFC 3339).
+    pub created_at: String,
+    /// Its devices.
+    pub devices: u64,
+    /// Its API keys that are not revoked.
+    pub active_keys: u64,
+    /// The plugins switched on for it, sorted.
+    pub extensions_on: Vec<String>,
+}
+
 /// An API key as listed (never the key itself).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiKeyInfo {

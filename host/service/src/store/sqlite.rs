@@ -11,7 +11,7 @@ use sqlx::{ConnectOptions as _, Row, SqlSafeStr};
 use super::inline::{Inline, InlineReads};
 use super::{
     ApiKeyInfo, AuditEntry, Device, DeviceQuery, ExtensionSettings, IdempotencyClaim, LookupEntry,
-    NewAudit, Org, Principal, Reindexed, Result, Role, Store, StoreError,
+    NewAudit, Org, OrgSummary, Principal, Reindexed, Result, Role, Store, StoreError,
 };
 use crate::crypto::{self, SecretKey};
 
@@ -325,6 +325,34 @@ impl Store for SqliteStore {
             id: r.get("id"),
             name: r.get("name"),
         }))
+    }
+
+    async fn orgs(&self) -> Result<Vec<OrgSummary>> {
+        let rows = sqlx::query(
+            "SELECT o.name, o.created_at, \
+                 (SELECT COUNT(*) FROM devices d WHERE d.org_id = o.id) AS devices, \
+                 (SELECT COUNT(*) FROM api_keys k \
+                    WHERE k.org_id = o.id AND k.revoked_at IS NULL) AS active_keys, \
+                 (SELECT group_concat(plugin, ',') FROM \
+                    (SELECT plugin FROM extensions e \
+                      WHERE e.org_id = o.id AND e.enabled = 1 ORDER BY plugin)) AS extensions_on \
+             FROM orgs o ORDER BY o.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| OrgSummary {
+                name: r.get("name"),
+                created_at: r.get("created_at"),
+                devices: u64::try_from(r.get::<i64, _>("devices")).unwrap_or(0),
+                active_keys: u64::try_from(r.get::<i64, _>("active_keys")).unwrap_or(0),
+                extensions_on: r
+                    .get::<Option<String>, _>("extensions_on")
+                    .map(|s| s.split(',').map(str::to_owned).collect())
+                    .unwrap_or_default(),
+            })
+            .collect())
     }
 
     async fn create_key(
@@ -857,6 +885,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn orgs_are_listed_with_their_counts() {
+        let (s, _dir) = store().await;
+        s.create_org("b").await.unwrap();
+        let a = s.create_org("a").await.unwrap();
+        let (k1, _) = s.create_key(a.id, Role::Admin, "").await.unwrap();
+        s.create_key(a.id, Role::Viewer, "").await.unwrap();
+        s.revoke_key(a.id, &k1.id).await.unwrap();
+        for (plugin, enabled) in [("zeta", true), ("meter", true), ("off", false)] {
+            let settings = ExtensionSettings {
+                plugin: plugin.into(),
+                enabled,
+                config: Map::new(),
+                secrets: Map::new(),
+            };
+            s.put_extension(a.id, &settings).await.unwrap();
+        }
+        s.create_device(a.id, "d", None, &json!({}), &[])
+            .await
+            .unwrap();
+        s.create_device(a.id, "e", None, &json!({}), &[])
+            .await
+            .unwrap();
+        let orgs = s.orgs().await.unwrap();
+        let names: Vec<&str> = orgs.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!((orgs[0].devices, orgs[0].active_keys), (2, 1));
+        assert_eq!(orgs[0].extensions_on, ["meter", "zeta"]);
+        assert_eq!((orgs[1].devices, orgs[1].active_keys), (0, 0));
+        assert!(orgs[1].extensions_on.is_empty());
+    }
+
+    #[tokio::test]
     async fn keys_authenticate_until_revoked() {
         let (s, _dir) = store().await;
         let org = s.create_org("a").await.unwrap();
@@ -886,7 +946,7 @@ mod tests {
     async fn devices_page_and_filter_per_org() {
         let (s, _dir) = store().await;
         let a = s.create_org("a").await.unwrap();
-        let b = s.create_org("b").await.unwrap();
+        s.create_org("b").await.unwrap();
         for i in 0..5 {
             let value = format!("SN-{i:03}");
             let ext = json!({"meter": {"serial": value}});
