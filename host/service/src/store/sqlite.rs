@@ -946,7 +946,7 @@ mod tests {
     async fn devices_page_and_filter_per_org() {
         let (s, _dir) = store().await;
         let a = s.create_org("a").await.unwrap();
-        s.create_org("b").await.unwrap();
+        let b = s.create_org("b").await.unwrap();
         for i in 0..5 {
             let value = format!("SN-{i:03}");
             let ext = json!({"meter": {"serial": value}});
