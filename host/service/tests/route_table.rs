@@ -133,3 +133,78 @@ async fn every_route_that_takes_a_body_refuses_one_over_its_limit() {
     }
     assert!(checked >= 5, "only {checked} routes take a body");
 }
+
+#[tokio::test]
+async fn a_method_a_path_lacks_is_a_json_405_with_the_allow_header() {
+    let env = Env::new().await;
+    let table = routes::<SqliteStore>();
+    let mut checked = 0;
+    for r in &table {
+        let allowed: Vec<&str> = table
+            .iter()
+            .filter(|o| o.path == r.path)
+            .map(|o| o.method.as_str())
+            .collect();
+        if allowed.contains(&"PATCH") || allowed[0] != r.method.as_str() {
+            continue; // once per path
+        }
+        let path = fill(r.path, "dev_0");
+        // With the admin key and without any: the method is wrong either way.
+        for key in [Some(env.admin.as_str()), None] {
+            let reply = env.client.send("PATCH", &path, key, None, &[]).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "PATCH {path}: {}",
+                reply.text
+            );
+            assert_eq!(
+                reply.body["error"]["kind"], "method_not_allowed",
+                "PATCH {path}: {}",
+                reply.text
+            );
+            let message = error_message(&reply.body);
+            assert!(message.contains("PATCH"), "{path}: {message}");
+            assert!(message.contains(r.path), "{path}: {message}");
+            let allow = reply
+                .headers
+                .get("allow")
+                .unwrap_or_else(|| panic!("PATCH {path}: no Allow header"))
+                .to_str()
+                .unwrap()
+                .to_owned();
+            for method in &allowed {
+                assert!(allow.contains(method), "PATCH {path}: Allow {allow:?}");
+                assert!(message.contains(method), "{path}: {message}");
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} paths");
+}
+
+#[tokio::test]
+async fn an_unknown_path_is_a_json_404_naming_it() {
+    let env = Env::new().await;
+    for (method, path) in [
+        ("GET", "/api/v1/nope"),
+        ("POST", "/api/v1/devices/dev_0/nope"),
+        ("GET", "/"),
+        ("DELETE", "/api/v2/devices"),
+    ] {
+        for key in [Some(env.admin.as_str()), None] {
+            let (s, body) = env
+                .client
+                .send(method, path, key, None, &[])
+                .await
+                .status_and_body();
+            assert_eq!(s, StatusCode::NOT_FOUND, "{method} {path}: {body}");
+            assert_eq!(
+                body["error"]["kind"], "not_found",
+                "{method} {path}: {body}"
+            );
+            let message = error_message(&body);
+            assert!(message.contains(path), "{method} {path}: {message}");
+        }
+    }
+}

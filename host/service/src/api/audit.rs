@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::auth::Caller;
 use super::error::ApiResult;
+use super::page;
 use super::state::App;
 use crate::store::{NewAudit, Store};
 
@@ -38,7 +39,7 @@ pub(super) async fn audit_log<S: Store>(
     query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(q) = query?;
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let limit = page::limit(q.limit)?;
     let items = app
         .store
         .audit_log(caller.0.org_id, q.before, limit)

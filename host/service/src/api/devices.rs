@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::audit::audit;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
+use super::page;
 use super::state::App;
 use crate::lookup::{FILTER_PREFIX, LookupFields};
 use crate::store::{Device, DeviceQuery, LookupEntry, NewAudit, Store};
@@ -67,7 +68,7 @@ impl DeviceBody {
         if violations.is_empty() {
             Ok(extensions)
         } else {
-            Err(ApiError::violations("the device is invalid", violations))
+            Err(ApiError::violations("the device is", violations))
         }
     }
 }
@@ -76,7 +77,7 @@ impl DeviceBody {
 /// `ext.<plugin>.<field>=value` (the loaded plugins' lookup fields only).
 fn device_query(pairs: Vec<(String, String)>, lookup: &LookupFields) -> ApiResult<DeviceQuery> {
     let mut q = DeviceQuery {
-        limit: 50,
+        limit: page::DEFAULT_LIMIT,
         ..DeviceQuery::default()
     };
     let mut seen = Vec::new();
@@ -89,7 +90,7 @@ fn device_query(pairs: Vec<(String, String)>, lookup: &LookupFields) -> ApiResul
         match key.as_str() {
             "name" => q.name = Some(value),
             "cursor" => q.cursor = Some(number(&key, &value)?),
-            "limit" => q.limit = number::<u32>(&key, &value)?.clamp(1, 500),
+            "limit" => q.limit = page::limit(Some(number(&key, &value)?))?,
             _ if key.starts_with(FILTER_PREFIX) => {
                 q.lookup.push(lookup_filter(&key, value, lookup)?)
             }

@@ -74,9 +74,24 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
-    pub(super) fn violations(message: impl Into<String>, violations: Vec<Violation>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", message)
-            .details(json!({ "violations": violations }))
+    /// The 422 of a document with `violations`: the message, `"{what} invalid: "` and the first
+    /// violation (its pointer and what is wrong), says how many more there are, as an
+    /// operation's does; all of them are in `details.violations`.
+    pub(super) fn violations(what: impl std::fmt::Display, violations: Vec<Violation>) -> Self {
+        let first = violations
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let more = match violations.len() {
+            0 | 1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            format!("{what} invalid: {first}{more}"),
+        )
+        .details(json!({ "violations": violations }))
     }
 
     /// The HTTP form of an operation's error.

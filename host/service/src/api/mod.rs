@@ -6,7 +6,7 @@
 //! runs — and generates the OpenAPI document, so none of them can drift apart. One module per
 //! concept: `state` ([`App`]), `error` ([`ApiError`]), `auth` ([`Caller`] and the role check),
 //! `routes`, `health`, `plugins`, `keys`, `settings`, `devices`, `ops` (drilldown, operations,
-//! idempotency) and `audit`.
+//! idempotency), `page` (page sizes of listings) and `audit`.
 
 mod audit;
 mod auth;
@@ -15,6 +15,7 @@ mod error;
 mod health;
 mod keys;
 mod ops;
+mod page;
 mod plugins;
 mod routes;
 mod settings;

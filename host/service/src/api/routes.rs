@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::Method;
+use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{MethodRouter, delete, get, post, put};
@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
 use super::state::App;
-use super::{audit, auth, devices, health, keys, ops, plugins, settings};
+use super::{audit, auth, devices, health, keys, ops, page, plugins, settings};
 use crate::lookup::FILTER_PREFIX;
 use crate::store::{Role, Store};
 
@@ -148,7 +148,7 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
         "type": "object",
         "properties": {
             "enabled": {"type": "boolean"},
-            "config": {"type": "object", "description": "The plugin's org settings; secrets left out (or sent as \"********\") keep their stored value"}
+            "config": {"type": "object", "description": "The plugin's org settings, replacing the stored ones; secrets left out (or sent as \"********\") keep their stored value. Left out: the stored settings, secrets included, stay as they are (`{\"enabled\": false}` switches the plugin off and nothing else)"}
         },
         "required": ["enabled"],
         "additionalProperties": false
@@ -179,8 +179,9 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
             ),
             param(
                 "limit",
-                "Page size (1 to 500; 50 if not given)",
-                json!({"type": "integer", "minimum": 1, "maximum": 500}),
+                "Page size: 1 to 500 (another value is a 400); 50 if not given",
+                json!({"type": "integer", "minimum": page::MIN_LIMIT, "maximum": page::MAX_LIMIT,
+                       "default": page::DEFAULT_LIMIT}),
             ),
         ]
     };
@@ -359,7 +360,9 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
 /// has a role, the middleware that authenticates the key and checks the role.
 pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
     let mut router = Router::new();
+    let mut methods: BTreeMap<&'static str, Vec<Method>> = BTreeMap::new();
     for r in routes::<S>() {
+        methods.entry(r.path).or_default().push(r.method.clone());
         let mut handler = r.handler.layer(DefaultBodyLimit::max(r.body_limit));
         if let Some(role) = r.role {
             // `route_layer`: a method the route does not have still answers 405, not 401.
@@ -370,13 +373,51 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         }
         router = router.route(r.path, handler);
     }
+    // The same JSON error body as every other error: a path with no route is a 404, a method a
+    // path does not have a 405 (axum keeps its `Allow` header). Both after every route: the 405
+    // fallback is set on the routes registered before it, outside their role check.
+    let methods = Arc::new(methods);
     router
-        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(move |method: Method, matched: Option<MatchedPath>| {
+            let methods = methods.clone();
+            async move { method_not_allowed(&method, matched.as_ref(), &methods) }
+        })
+        .fallback(|method: Method, uri: Uri| async move { no_route(&method, &uri) })
         .layer(middleware::from_fn_with_state(
             app.clone(),
             count_requests::<S>,
         ))
         .with_state(app)
+}
+
+/// The 404 of a request no route matches.
+fn no_route(method: &Method, uri: &Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no endpoint {method} {}: the endpoints are listed in /api/v1/openapi.json",
+        uri.path()
+    ))
+}
+
+/// The 405 of a request whose path has routes, none of them for its method.
+fn method_not_allowed(
+    method: &Method,
+    matched: Option<&MatchedPath>,
+    methods: &BTreeMap<&'static str, Vec<Method>>,
+) -> ApiError {
+    let path = matched.map_or("this path", MatchedPath::as_str);
+    let allowed = methods
+        .get(path)
+        .map(|ms| ms.iter().map(Method::as_str).collect::<Vec<_>>())
+        .unwrap_or_default();
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{method} is not a method of {path}: it takes {} (as the Allow header says)",
+            allowed.join(", ")
+        ),
+    )
+    .details(json!({"method": method.as_str(), "allowed": allowed}))
 }
 
 async fn count_requests<S: Store>(

@@ -84,8 +84,14 @@ pub(super) async fn get_extension<S: Store>(
 #[serde(deny_unknown_fields)]
 pub(super) struct SettingsBody {
     enabled: bool,
-    #[serde(default)]
-    config: Map<String, Value>,
+    /// The new settings; left out, the stored ones (config and secrets) stay as they are.
+    #[serde(default, deserialize_with = "present")]
+    config: Option<Map<String, Value>>,
+}
+
+/// A `config` that is given is an object: `null` is refused, not taken for one left out.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Map<String, Value>>, D::Error> {
+    Map::deserialize(d).map(Some)
 }
 
 pub(super) async fn put_extension<S: Store>(
@@ -98,34 +104,24 @@ pub(super) async fn put_extension<S: Store>(
     let loaded = plugin_or_404(&app.runtime, &plugin)?;
     let secret_names = secret_fields(&loaded.manifest().org_config_schema);
     let stored = app.store.extension(caller.0.org_id, &plugin).await?;
-    let mut config = Map::new();
     let mut secrets = stored
         .as_ref()
         .map(|s| s.secrets.clone())
         .unwrap_or_default();
-    for (name, value) in body.config {
-        if secret_names.contains(&name) {
-            match value {
-                // A mask sent back never overwrites the stored secret.
-                Value::String(s) if s == SECRET_MASK => {}
-                Value::Null => {
-                    secrets.remove(&name);
-                }
-                v => {
-                    secrets.insert(name, v);
-                }
-            }
-        } else {
-            config.insert(name, value);
-        }
-    }
+    // Settings switched off and not changed are not checked: switching off always works, even
+    // when the stored settings no longer fit the plugin's schema.
+    let check = body.enabled || body.config.is_some();
+    let config = match body.config {
+        Some(given) => replace_config(given, &secret_names, &mut secrets),
+        None => stored.map(|s| s.config).unwrap_or_default(),
+    };
     let settings = ExtensionSettings {
         plugin: plugin.clone(),
         enabled: body.enabled,
         config,
         secrets,
     };
-    if let Err(violations) = app.runtime.validate_org_config(&plugin, &settings.merged()) {
+    if check && let Err(violations) = app.runtime.validate_org_config(&plugin, &settings.merged()) {
         let violations: Vec<Violation> = violations
             .into_iter()
             .map(|v| Violation {
@@ -135,7 +131,7 @@ pub(super) async fn put_extension<S: Store>(
             .collect();
         audit_update(&app, &caller, &plugin, "invalid_input", "").await;
         return Err(ApiError::violations(
-            format!("the settings for {plugin} are invalid"),
+            format!("the settings for {plugin} are"),
             violations,
         ));
     }
@@ -153,6 +149,34 @@ pub(super) async fn put_extension<S: Store>(
     );
     audit_update(&app, &caller, &plugin, "ok", &changed).await;
     Ok(Json(settings_view(&plugin, Some(&settings))))
+}
+
+/// The non-secret config of `given`, which replaces the stored one; its secrets (named in
+/// `secret_names`) update `secrets`: a value sets one, `null` removes it, and one left out or
+/// sent back as [`SECRET_MASK`] keeps its stored value.
+fn replace_config(
+    given: Map<String, Value>,
+    secret_names: &[String],
+    secrets: &mut Map<String, Value>,
+) -> Map<String, Value> {
+    let mut config = Map::new();
+    for (name, value) in given {
+        if secret_names.contains(&name) {
+            match value {
+                // A mask sent back never overwrites the stored secret.
+                Value::String(s) if s == SECRET_MASK => {}
+                Value::Null => {
+                    secrets.remove(&name);
+                }
+                v => {
+                    secrets.insert(name, v);
+                }
+            }
+        } else {
+            config.insert(name, value);
+        }
+    }
+    config
 }
 
 /// Records an update of the org's settings for `plugin` (never the secrets' values).
