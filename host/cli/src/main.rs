@@ -49,7 +49,8 @@ enum Command {
     /// Run one operation of a plugin (validation, deadline and egress rules included)
     Invoke(InvokeArgs),
     /// Check device extension configurations (files, directories, JSON Lines, stdin) against
-    /// the plugins' schemas; exit 1 if one is invalid, 3 if an input is unreadable or not JSON
+    /// the plugins' schemas; exit 1 if one is invalid, 3 if an input is unreadable, not JSON or
+    /// holds no document
     Validate(cmd::validate::ValidateArgs),
     /// Export the plugins' schemas, check committed copies for drift, list breaking changes
     Schema(cmd::schema::SchemaArgs),

@@ -437,6 +437,179 @@ fn long_json_lines_files_are_streamed_in_order() {
     );
 }
 
+#[test]
+fn inputs_that_hold_no_document_exit_3_naming_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "good.json", GOOD);
+    std::fs::create_dir(d.join("empty")).unwrap();
+    write(d, "other/notes.txt", "not looked at");
+    write(d, "other/.hidden/h.json", GOOD);
+    write(d, "blank/a.jsonl", "\n  \r\n");
+    write(d, "blank.ndjson", "\u{feff}\n\n");
+    write(d, "full/x.jsonl", &format!("\n{GOOD}\n"));
+    let args = [
+        "validate",
+        "empty",
+        "good.json",
+        "other",
+        "blank",
+        "blank.ndjson",
+        "full",
+        "-",
+    ];
+    let out = devext(d, &args, Some("\n"));
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    assert_eq!(
+        lines(&out),
+        [
+            "empty: no document: the directory has no *.json, *.jsonl or *.ndjson file (hidden entries skipped)",
+            "other: no document: the directory has no *.json, *.jsonl or *.ndjson file (hidden entries skipped)",
+            "blank: no document: the directory's files hold none (only blank lines)",
+            "blank.ndjson: no document: only blank lines",
+            "<stdin>: no document: only blank lines",
+            "2 documents, 2 valid, 0 invalid (5 files), 5 empty inputs",
+        ]
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--allow-empty"), "{stderr}");
+
+    // Even under --quiet, and in the other formats.
+    let out = devext(d, &["validate", "--quiet", "empty"], None);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        lines(&out),
+        [
+            "empty: no document: the directory has no *.json, *.jsonl or *.ndjson file (hidden entries skipped)"
+        ]
+    );
+    let out = devext(
+        d,
+        &["validate", "--format", "json", "good.json", "empty"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["empty"], 1);
+    assert_eq!(report["exit_code"], 3);
+    assert_eq!(report["errors"][0]["kind"], "empty");
+    assert_eq!(report["errors"][0]["path"], "empty");
+    let out = devext(d, &["validate", "--format", "github", "empty"], None);
+    assert!(
+        lines(&out)[0]
+            .starts_with("::error file=empty,title=devext validate%3A no document::no document: "),
+        "{}",
+        stdout(&out)
+    );
+
+    // --allow-empty accepts them; the rest still counts.
+    let out = devext(
+        d,
+        &[&["validate", "--allow-empty"][..], &args[1..]].concat(),
+        Some(""),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_eq!(lines(&out), ["2 documents, 2 valid, 0 invalid (5 files)"]);
+    let out = devext(
+        d,
+        &["validate", "--allow-empty", "empty", "full/x.jsonl", "-"],
+        Some("{"),
+    );
+    assert_eq!(out.status.code(), Some(3), "not JSON is still not JSON");
+}
+
+#[test]
+fn values_are_echoed_as_written() {
+    // An ICCID written as a number: beyond 64 bits, serde_json holds it as a float.
+    let dir = tempfile::tempdir().unwrap();
+    let number = r#"{"jasper": {"iccid": 89460715903439706236}}"#;
+    write(dir.path(), "n.json", number);
+    write(dir.path(), "n.jsonl", &format!("{GOOD}\n{number}\n"));
+    let out = devext(dir.path(), &["validate", "n.json", "n.jsonl"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let expected = r#"/jasper/iccid: 89460715903439706236 is not of type "string" (type)"#;
+    let got = lines(&out);
+    assert_eq!(got[0], format!("n.json:1:22: {expected}"));
+    assert_eq!(got[1], format!("n.jsonl:2:22: {expected}"));
+
+    let out = devext(dir.path(), &["validate", "-"], Some(number));
+    assert_eq!(lines(&out)[0], format!("<stdin>:1:22: {expected}"));
+
+    let out = devext(
+        dir.path(),
+        &["validate", "--format", "json", "n.json"],
+        None,
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["errors"][0]["message"],
+        r#"89460715903439706236 is not of type "string""#
+    );
+    let out = devext(
+        dir.path(),
+        &["validate", "--format", "github", "n.json"],
+        None,
+    );
+    assert!(
+        lines(&out)[0]
+            .ends_with(r#"::/jasper/iccid: 89460715903439706236 is not of type "string""#),
+        "{}",
+        stdout(&out)
+    );
+
+    // Spread over lines, a value is echoed on one line, its digits and member order kept.
+    write(
+        dir.path(),
+        "p.json",
+        "{\"jasper\": {\"iccid\": [\n  1.50E+3,\n  89460715903439706236\n]}}",
+    );
+    let out = devext(dir.path(), &["validate", "p.json"], None);
+    assert_eq!(
+        lines(&out)[0],
+        r#"p.json:1:22: /jasper/iccid: [1.50E+3,89460715903439706236] is not of type "string" (type)"#
+    );
+}
+
+#[test]
+fn help_lists_every_extension_the_engine_picks_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = devext(dir.path(), &["validate", "--help"], None);
+    assert_eq!(out.status.code(), Some(0));
+    let help = stdout(&out);
+    let arguments = help
+        .lines()
+        .find(|l| l.trim_start().starts_with("<PATH>"))
+        .expect("the PATH argument's help");
+    for (ext, _) in devext_host::validate::EXTENSIONS {
+        assert!(
+            arguments.contains(&format!("*.{ext}")),
+            "{ext}: {arguments}"
+        );
+    }
+    assert!(help.contains("--allow-empty"), "{help}");
+    assert!(help.contains("holds no document"), "{help}");
+}
+
+#[test]
+fn ndjson_files_are_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{GOOD}\n{{\"jasper\": {{\"iccid\": \"1\"}}}}\n");
+    write(dir.path(), "d/x.ndjson", &text);
+    write(dir.path(), "y.ndjson", &text);
+    let out = devext(dir.path(), &["validate", "d", "y.ndjson"], None);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let got = lines(&out);
+    assert!(
+        got[0].starts_with("d/x.ndjson:2:22: /jasper/iccid: "),
+        "{got:?}"
+    );
+    assert!(
+        got[1].starts_with("y.ndjson:2:22: /jasper/iccid: "),
+        "{got:?}"
+    );
+    assert_eq!(got[2], "4 documents, 2 valid, 2 invalid (2 files)");
+}
+
 // `devext schema export | check | diff`.
 
 #[test]

@@ -351,15 +351,17 @@ impl Runtime {
 
     /// [`Runtime::validate_device_extensions`], each violation with the property names it
     /// refuses (for `additionalProperties`/`unevaluatedProperties`; the names are otherwise only
-    /// in the message).
+    /// in the message). `echo` gives the text of the offending instance at a pointer as it is
+    /// written in the document, for the messages (see `Schema::violations_with_unexpected`).
     #[cfg(feature = "bulk-validate")]
     pub(crate) fn device_extension_violations_with_unexpected(
         &self,
         doc: &Value,
+        echo: &dyn Fn(&str) -> Option<String>,
     ) -> Vec<(Violation, Vec<String>)> {
         self.device_extension_violations(
             doc,
-            |schema, value, prefix| schema.violations_with_unexpected(value, prefix),
+            |schema, value, prefix| schema.violations_with_unexpected(value, prefix, echo),
             |v| (v, Vec::new()),
         )
     }

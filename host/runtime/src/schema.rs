@@ -74,11 +74,18 @@ impl Schema {
 
     /// Every violation, each with the property names an `additionalProperties` or
     /// `unevaluatedProperties` violation refuses (empty for other keywords).
+    ///
+    /// `echo` gives, for the JSON pointer of a violation (`prefix` included), the text to show
+    /// for the offending instance in its message instead of serde_json's rendering of the parsed
+    /// value (which turns an integer beyond 64 bits into a float): the instance as written in
+    /// the document. `None` keeps the rendering. Which violations there are, and the rest of
+    /// each message, do not depend on it.
     #[cfg(feature = "bulk-validate")]
     pub(crate) fn violations_with_unexpected(
         &self,
         instance: &Value,
         prefix: &str,
+        echo: &dyn Fn(&str) -> Option<String>,
     ) -> Vec<(Violation, Vec<String>)> {
         use jsonschema::error::ValidationErrorKind as K;
         self.validator
@@ -89,7 +96,18 @@ impl Schema {
                     | K::UnevaluatedProperties { unexpected } => unexpected.clone(),
                     _ => Vec::new(),
                 };
-                (violation(&e, prefix), unexpected)
+                let mut v = violation(&e, prefix);
+                // The masked message is the message with the instance replaced by the
+                // placeholder, except for these two, which the mask words differently (a count
+                // instead of the items).
+                let echoes = !matches!(
+                    e.kind(),
+                    K::AdditionalItems { .. } | K::UnevaluatedItems { .. }
+                );
+                if echoes && let Some(written) = echo(&v.pointer) {
+                    v.message = e.masked_with(written).to_string();
+                }
+                (v, unexpected)
             })
             .collect()
     }
@@ -185,7 +203,8 @@ mod tests {
             "additionalProperties": false
         }))
         .unwrap();
-        let found = s.violations_with_unexpected(&json!({"a": "x", "b": 1, "c'd": 2}), "/p");
+        let found =
+            s.violations_with_unexpected(&json!({"a": "x", "b": 1, "c'd": 2}), "/p", &|_| None);
         assert_eq!(found.len(), 2, "{found:?}");
         let (type_error, none) = found.iter().find(|(v, _)| v.keyword == "type").unwrap();
         assert_eq!(type_error.pointer, "/p/a");
@@ -195,6 +214,53 @@ mod tests {
             .find(|(v, _)| v.keyword == "additionalProperties")
             .unwrap();
         assert_eq!(names, &["b".to_owned(), "c'd".to_owned()]);
+    }
+
+    #[cfg(feature = "bulk-validate")]
+    #[test]
+    fn echoed_instances_replace_the_rendering_only() {
+        let s = Schema::compile(&json!({
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "pair": {"type": "array", "prefixItems": [{}], "unevaluatedItems": false}
+            }
+        }))
+        .unwrap();
+        // serde_json has turned the integer into a float.
+        let doc: Value =
+            serde_json::from_str(r#"{"id": 89460715903439706236, "pair": [1, 2]}"#).unwrap();
+        let plain = s.violations_with_unexpected(&doc, "/p", &|_| None);
+        assert_eq!(plain.len(), 2, "{plain:?}");
+        let echoed = s.violations_with_unexpected(&doc, "/p", &|pointer| {
+            Some(format!("<{pointer} as written>"))
+        });
+        let message = |found: &[(Violation, Vec<String>)], keyword: &str| {
+            let (v, _) = found
+                .iter()
+                .find(|(v, _)| v.keyword == keyword)
+                .expect(keyword);
+            v.message.clone()
+        };
+        assert_eq!(
+            message(&plain, "type"),
+            r#"8.94607159034397e+19 is not of type "string""#
+        );
+        assert_eq!(
+            message(&echoed, "type"),
+            r#"</p/id as written> is not of type "string""#
+        );
+        // An unevaluated items message names the items, not the instance: left as it is.
+        let items = |found: &[(Violation, Vec<String>)]| {
+            let (v, _) = found.iter().find(|(v, _)| v.pointer == "/p/pair").unwrap();
+            v.message.clone()
+        };
+        assert_eq!(
+            items(&plain),
+            "Unevaluated items are not allowed ('2' was unexpected)"
+        );
+        assert_eq!(items(&echoed), items(&plain));
+        assert_eq!(plain.len(), echoed.len());
     }
 
     #[test]

@@ -32,11 +32,17 @@ const BLOCK: usize = 256 * 1024;
 /// Small files per job, at most.
 const FILES_PER_JOB: usize = 128;
 
+/// The file name extensions a directory is searched for, each with whether its files are JSON
+/// Lines (one document per line) rather than one JSON document. A file named directly is JSON
+/// Lines if its extension says so, else one JSON document, whatever its extension.
+pub const EXTENSIONS: &[(&str, bool)] = &[("json", false), ("jsonl", true), ("ndjson", true)];
+
 /// One input named on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
-    /// A JSON file (one document), a JSON Lines file (`*.jsonl`, one document per line) or a
-    /// directory (recursively, every `*.json` and `*.jsonl` file in byte-wise path order).
+    /// A JSON file (one document), a JSON Lines file (`*.jsonl` or `*.ndjson`, one document per
+    /// line) or a directory (recursively, every file with one of the [`EXTENSIONS`], in
+    /// byte-wise path order).
     Path(PathBuf),
     /// Standard input: one JSON document if the whole input is one, otherwise JSON Lines.
     Stdin,
@@ -60,6 +66,8 @@ pub struct Options {
     pub strict: bool,
     /// Worker threads; 0 means one per available core.
     pub workers: usize,
+    /// An input that holds no document is fine (by default it is a [`Kind::Empty`] diagnostic).
+    pub allow_empty: bool,
 }
 
 /// What a [`Diagnostic`] is about.
@@ -74,6 +82,10 @@ pub enum Kind {
     NotJson,
     /// The input could not be read.
     Unreadable,
+    /// An input named holds no document at all: a directory without a file to validate (or
+    /// whose files hold none), or a JSON Lines file or standard input with only blank lines.
+    /// Not raised under [`Options::allow_empty`].
+    Empty,
 }
 
 /// One thing to tell about one document or input.
@@ -106,6 +118,8 @@ pub struct Summary {
     pub not_json: u64,
     /// Inputs (files, directories, standard input) that could not be read.
     pub unreadable: u64,
+    /// Inputs named that hold no document (see [`Kind::Empty`]).
+    pub empty: u64,
     /// Files read (standard input counts as one).
     pub files: u64,
     /// Declared warnings raised.
@@ -113,10 +127,10 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// The process exit code: 3 if an input could not be read or is not JSON, else 1 if a
-    /// document is invalid, else 0.
+    /// The process exit code: 3 if an input could not be read, is not JSON or holds no
+    /// document, else 1 if a document is invalid, else 0.
     pub fn exit_code(&self) -> u8 {
-        if self.not_json > 0 || self.unreadable > 0 {
+        if self.not_json > 0 || self.unreadable > 0 || self.empty > 0 {
             3
         } else if self.invalid > 0 {
             1
@@ -131,6 +145,7 @@ impl Summary {
         self.invalid += o.invalid;
         self.not_json += o.not_json;
         self.unreadable += o.unreadable;
+        self.empty += o.empty;
         self.files += o.files;
         self.warnings += o.warnings;
     }
@@ -155,6 +170,10 @@ impl std::fmt::Display for Summary {
         }
         if self.unreadable > 0 {
             write!(f, ", {} unreadable", self.unreadable)?;
+        }
+        if self.empty > 0 {
+            let i = plural(self.empty, "input", "inputs");
+            write!(f, ", {} empty {i}", self.empty)?;
         }
         if self.warnings > 0 {
             let w = plural(self.warnings, "warning", "warnings");
@@ -185,15 +204,15 @@ pub trait Reporter {
 }
 
 /// Validates every document of `inputs` with `runtime`'s loaded plugins, and reports each
-/// problem to `reporter` in input order. Fails only if the reporter does; unreadable inputs
-/// and malformed documents are diagnostics.
+/// problem to `reporter` in input order. Fails only if the reporter does; unreadable inputs,
+/// malformed documents and inputs that hold no document are diagnostics.
 pub fn run(
     runtime: &Runtime,
     inputs: &[Input],
     options: &Options,
     reporter: &mut dyn Reporter,
 ) -> io::Result<Summary> {
-    let sources = expand(inputs);
+    let (sources, spans) = expand(inputs);
     let workers = match options.workers {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
@@ -217,7 +236,8 @@ pub fn run(
             scope.spawn(move || work(runtime, sources, options.strict, &job_rx, &done_tx));
         }
         drop(done_tx);
-        collect(sources, done_rx, credit_tx, reporter)
+        let empty = (!options.allow_empty).then_some(&spans[..]);
+        collect(sources, empty, done_rx, credit_tx, reporter)
     })
 }
 
@@ -239,15 +259,27 @@ impl Source {
     }
 }
 
-/// The inputs as files, directories expanded.
-fn expand(inputs: &[Input]) -> Vec<Source> {
+/// One input named, as the range of the sources it expanded to.
+#[derive(Debug)]
+struct Span {
+    sources: Range<usize>,
+    display: String,
+    is_dir: bool,
+}
+
+/// The inputs as files, directories expanded, and the sources of each input.
+fn expand(inputs: &[Input]) -> (Vec<Source>, Vec<Span>) {
     let mut out = Vec::new();
+    let mut spans = Vec::with_capacity(inputs.len());
     for input in inputs {
+        let start = out.len();
+        let mut is_dir = false;
         match input {
             Input::Stdin => out.push(Source::Stdin),
             Input::Path(path) => match std::fs::metadata(path) {
                 Err(e) => out.push(Source::Failed(path.clone(), format!("cannot read: {e}"))),
                 Ok(m) if m.is_dir() => {
+                    is_dir = true;
                     let mut found = Vec::new();
                     walk(path, &mut found);
                     found.sort_by(|a, b| {
@@ -262,8 +294,16 @@ fn expand(inputs: &[Input]) -> Vec<Source> {
                 Ok(_) => out.push(Source::Json(path.clone())),
             },
         }
+        spans.push(Span {
+            sources: start..out.len(),
+            display: match input {
+                Input::Path(path) => path.display().to_string(),
+                Input::Stdin => Source::Stdin.display(),
+            },
+            is_dir,
+        });
     }
-    out
+    (out, spans)
 }
 
 impl Source {
@@ -275,12 +315,30 @@ impl Source {
     }
 }
 
-fn is_lines(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|e| e == "jsonl" || e == "ndjson")
+/// Whether `path` has one of the [`EXTENSIONS`]: `Some(true)` for JSON Lines.
+fn extension_kind(path: &Path) -> Option<bool> {
+    let ext = path.extension()?;
+    EXTENSIONS
+        .iter()
+        .find(|(e, _)| ext == *e)
+        .map(|&(_, lines)| lines)
 }
 
-/// Every `*.json`, `*.jsonl` and `*.ndjson` file under `dir`, skipping hidden entries and not
+/// `*.json, *.jsonl or *.ndjson`.
+fn extension_list() -> String {
+    let names: Vec<String> = EXTENSIONS.iter().map(|(e, _)| format!("*.{e}")).collect();
+    match names.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+fn is_lines(path: &Path) -> bool {
+    extension_kind(path) == Some(true)
+}
+
+/// Every file with one of the [`EXTENSIONS`] under `dir`, skipping hidden entries and not
 /// following symbolic links to directories (no cycles).
 fn walk(dir: &Path, out: &mut Vec<Source>) {
     let entries = match std::fs::read_dir(dir) {
@@ -320,10 +378,12 @@ fn walk(dir: &Path, out: &mut Vec<Source>) {
         }
         if kind.is_dir() {
             walk(&path, out);
-        } else if is_lines(&path) {
-            out.push(Source::Lines(path));
-        } else if path.extension().is_some_and(|e| e == "json") {
-            out.push(Source::Json(path));
+        } else {
+            match extension_kind(&path) {
+                Some(true) => out.push(Source::Lines(path)),
+                Some(false) => out.push(Source::Json(path)),
+                None => {}
+            }
         }
     }
 }
@@ -357,6 +417,8 @@ enum Work {
 /// The result of a job.
 struct Done {
     seq: u64,
+    /// The sources the job is about; the first `completes` of them are finished with it.
+    sources: Range<usize>,
     summary: Summary,
     diagnostics: Vec<(usize, Diagnostic)>,
     buf: Vec<u8>,
@@ -636,6 +698,12 @@ fn work(
             },
             diagnostics: Vec::new(),
         };
+        let covers = match &job.work {
+            Work::Sources(range) => range.clone(),
+            Work::Lines { source, .. }
+            | Work::Whole { source }
+            | Work::Unreadable { source, .. } => *source..*source + 1,
+        };
         match job.work {
             Work::Sources(range) => {
                 for i in range {
@@ -677,6 +745,7 @@ fn work(
         }
         let result = Done {
             seq: job.seq,
+            sources: covers,
             summary: out.summary,
             diagnostics: out.diagnostics,
             buf: job.buf,
@@ -768,9 +837,12 @@ impl Output<'_> {
         };
         if !self.runtime.is_valid_device_extensions(&doc) {
             self.summary.invalid += 1;
+            // Messages show the offending value as written (`doc` has lost the digits of an
+            // integer beyond 64 bits, for one).
+            let echo = |pointer: &str| locate::value_text(text, pointer);
             for (v, unexpected) in self
                 .runtime
-                .device_extension_violations_with_unexpected(&doc)
+                .device_extension_violations_with_unexpected(&doc, &echo)
             {
                 let offset = violation_offset(text, &v.pointer, &unexpected);
                 let (l, c) = position(offset);
@@ -842,8 +914,11 @@ fn serde_message(e: &serde_json::Error) -> String {
 }
 
 /// The calling thread: reorders results, hands them to the reporter, returns the credits.
+/// With `empty` (the inputs' spans), it also reports each input that holds no document, once
+/// all of its sources are finished (so in input order).
 fn collect(
     sources: &[Source],
+    empty: Option<&[Span]>,
     done: Receiver<Done>,
     credits: SyncSender<Vec<u8>>,
     reporter: &mut dyn Reporter,
@@ -853,6 +928,12 @@ fn collect(
     let mut waiting: BTreeMap<u64, Done> = BTreeMap::new();
     let mut inputs_done = 0;
     let inputs_total = sources.len() as u64;
+    let mut empties = Empties {
+        spans: empty.unwrap_or_default(),
+        next: 0,
+        held: vec![false; sources.len()],
+    };
+    empties.report_finished(0, &mut summary, reporter)?;
     while let Ok(d) = done.recv() {
         waiting.insert(d.seq, d);
         while let Some(d) = waiting.remove(&next) {
@@ -861,6 +942,16 @@ fn collect(
                 reporter.report(&sources[*source].display(), diagnostic)?;
             }
             summary.add(&d.summary);
+            // Each source of a job of several (JSON files, failed inputs) holds one document or
+            // is unreadable; a job of one source (a block of lines) may hold nothing.
+            let s = &d.summary;
+            if s.documents + s.unreadable > 0 {
+                for held in &mut empties.held[d.sources.clone()] {
+                    *held = true;
+                }
+            }
+            let finished = d.sources.start + d.completes as usize;
+            empties.report_finished(finished, &mut summary, reporter)?;
             inputs_done += d.completes;
             // The producer may be gone (it finished): the credit is not needed then.
             let _ = credits.send(d.buf);
@@ -871,7 +962,60 @@ fn collect(
             });
         }
     }
+    empties.report_finished(sources.len(), &mut summary, reporter)?;
     Ok(summary)
+}
+
+/// The inputs checked for holding a document, in order.
+struct Empties<'a> {
+    spans: &'a [Span],
+    /// The first input not yet checked.
+    next: usize,
+    /// Per source: it held a document (or was unreadable, which is reported already).
+    held: Vec<bool>,
+}
+
+impl Empties<'_> {
+    /// Checks every input whose sources are all below `finished` (all finished).
+    fn report_finished(
+        &mut self,
+        finished: usize,
+        summary: &mut Summary,
+        reporter: &mut dyn Reporter,
+    ) -> io::Result<()> {
+        while let Some(span) = self.spans.get(self.next) {
+            if span.sources.end > finished {
+                break;
+            }
+            self.next += 1;
+            if self.held[span.sources.clone()].iter().any(|&h| h) {
+                continue;
+            }
+            summary.empty += 1;
+            let message = if span.sources.is_empty() && span.is_dir {
+                format!(
+                    "no document: the directory has no {} file (hidden entries skipped)",
+                    extension_list()
+                )
+            } else if span.is_dir {
+                "no document: the directory's files hold none (only blank lines)".to_owned()
+            } else {
+                "no document: only blank lines".to_owned()
+            };
+            reporter.report(
+                &span.display,
+                &Diagnostic {
+                    kind: Kind::Empty,
+                    line: None,
+                    column: None,
+                    pointer: None,
+                    keyword: None,
+                    message,
+                },
+            )?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -889,6 +1033,13 @@ mod tests {
         s.not_json = 0;
         s.unreadable = 1;
         assert_eq!(s.exit_code(), 3);
+        s.unreadable = 0;
+        s.empty = 1;
+        assert_eq!(
+            s.exit_code(),
+            3,
+            "an input that holds no document is an input problem"
+        );
     }
 
     #[test]
@@ -911,6 +1062,16 @@ mod tests {
             s.to_string(),
             "3 documents, 2 valid, 1 invalid (1 file), 1 not JSON, 2 unreadable, 1 warning"
         );
+        let s = Summary {
+            empty: 2,
+            warnings: 0,
+            ..s
+        };
+        assert_eq!(
+            s.to_string(),
+            "3 documents, 2 valid, 1 invalid (1 file), 1 not JSON, 2 unreadable, 2 empty inputs"
+        );
+        assert_eq!(extension_list(), "*.json, *.jsonl or *.ndjson");
     }
 
     #[test]

@@ -14,12 +14,25 @@ use serde_json::json;
 use super::load_plugins;
 use crate::GlobalArgs;
 
+/// After the options in `devext validate --help`.
+const AFTER_HELP: &str = "\
+Exit codes: 0 all valid; 1 a document is invalid; 2 usage error; 3 an input could not be read,
+is not JSON, or holds no document.
+
+An input named that holds no document at all (a directory without a *.json, *.jsonl or *.ndjson
+file, or whose files hold none; a JSON Lines file or standard input with only blank lines) is an
+error naming it, exit 3 like a path that does not exist: a CI job pointed at the wrong directory
+must fail, not pass having checked nothing. It is an input problem found by reading the file
+system, not a malformed command line (2). --allow-empty accepts it. An empty *.json file is
+not JSON (3).";
+
 #[derive(Args)]
+#[command(after_help = AFTER_HELP)]
 pub(crate) struct ValidateArgs {
     #[command(flatten)]
     pub(crate) global: crate::GlobalArgs,
-    /// JSON files, JSON Lines files (*.jsonl), directories (every *.json and *.jsonl file,
-    /// recursively) or - for standard input
+    /// JSON files, JSON Lines files (*.jsonl, *.ndjson), directories (every *.json, *.jsonl and
+    /// *.ndjson file, recursively, hidden entries skipped) or - for standard input
     #[arg(value_name = "PATH", required = true)]
     paths: Vec<OsString>,
     /// Output: human (path:line:col: pointer: message), json (one report) or github (workflow
@@ -32,6 +45,9 @@ pub(crate) struct ValidateArgs {
     /// Plugins' declared warnings fail the run (exit 1)
     #[arg(long)]
     strict: bool,
+    /// An input that holds no document is not an error (by default it is: exit 3)
+    #[arg(long)]
+    allow_empty: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -42,13 +58,14 @@ enum Format {
 }
 
 /// Exit codes: 0 all valid, 1 a document is invalid, 2 usage error (clap), 3 an input could not
-/// be read or is not JSON.
+/// be read, is not JSON or holds no document (see [`AFTER_HELP`]).
 pub(crate) fn validate(global: &GlobalArgs, args: &ValidateArgs) -> Result<ExitCode> {
     let runtime = load_plugins(global)?;
     let inputs: Vec<Input> = args.paths.iter().map(|p| Input::from_arg(p)).collect();
     let options = Options {
         strict: args.strict,
         workers: 0,
+        allow_empty: args.allow_empty,
     };
     let stdout = io::stdout().lock();
     let out = io::BufWriter::with_capacity(64 * 1024, stdout);
@@ -73,10 +90,13 @@ pub(crate) fn validate(global: &GlobalArgs, args: &ValidateArgs) -> Result<ExitC
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::from(1)),
         Err(e) => return Err(e.into()),
     };
-    if summary.documents == 0 && summary.unreadable == 0 {
+    if summary.empty > 0 {
         eprintln!(
-            "devext: warning: no documents found (directories are searched for *.json and *.jsonl files)"
+            "devext: error: an input holds no document; pass --allow-empty if that is expected"
         );
+    } else if summary.documents == 0 && summary.unreadable == 0 && !args.quiet {
+        // Only under --allow-empty.
+        eprintln!("devext: warning: no documents found");
     }
     Ok(ExitCode::from(summary.exit_code()))
 }
@@ -143,6 +163,7 @@ impl<W: Write> Cli<W> {
                     "invalid": summary.invalid,
                     "not_json": summary.not_json,
                     "unreadable": summary.unreadable,
+                    "empty": summary.empty,
                     "files": summary.files,
                     "strict": self.strict,
                     "exit_code": summary.exit_code(),
@@ -191,7 +212,7 @@ fn human(out: &mut impl Write, path: &str, d: &Diagnostic, strict: bool) -> io::
             d.keyword.as_deref().unwrap_or_default(),
             d.message
         ),
-        Kind::NotJson | Kind::Unreadable => writeln!(out, " {}", d.message),
+        Kind::NotJson | Kind::Unreadable | Kind::Empty => writeln!(out, " {}", d.message),
     }
 }
 
@@ -210,6 +231,7 @@ fn github(out: &mut impl Write, path: &str, d: &Diagnostic, strict: bool) -> io:
         (Kind::Invalid, Some(k)) => format!("devext validate: {k}"),
         (Kind::Warning, Some(code)) => format!("devext validate: {code}"),
         (Kind::NotJson, _) => "devext validate: not JSON".to_owned(),
+        (Kind::Empty, _) => "devext validate: no document".to_owned(),
         _ => "devext validate".to_owned(),
     };
     let message = match d.pointer.as_deref() {

@@ -71,6 +71,35 @@ pub(crate) fn value_offset(text: &[u8], pointer: &str) -> Option<usize> {
     Some(scan.i)
 }
 
+/// The value `pointer` names, as written in the JSON `text` (its digits, escapes and member
+/// order kept), with the whitespace between its tokens removed so that it reads on one line as
+/// serde_json's compact rendering does.
+pub(crate) fn value_text(text: &[u8], pointer: &str) -> Option<String> {
+    let start = value_offset(text, pointer)?;
+    let mut scan = Scan { s: text, i: start };
+    scan.skip_value()?;
+    let raw = text.get(start..scan.i)?;
+    let mut out = Vec::with_capacity(raw.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in raw {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            continue;
+        }
+        out.push(b);
+    }
+    String::from_utf8(out).ok()
+}
+
 /// The byte offset of the key `key` (its opening quote) in the object at `object`.
 pub(crate) fn key_offset(text: &[u8], object: usize, key: &str) -> Option<usize> {
     let mut scan = Scan { s: text, i: object };
@@ -303,6 +332,21 @@ mod tests {
         assert_eq!(value_offset(b"{\"a\": ", "/a"), Some(6));
         assert_eq!(value_offset(b"{\"a", "/a"), None);
         assert_eq!(value_offset(b"", "/a"), None);
+    }
+
+    #[test]
+    fn values_are_echoed_as_written_on_one_line() {
+        let text = "{\"n\": 89460715903439706236, \"f\": 1.50E+3,\n \"o\": {\"b\": [1,\n 2 ],\n  \"a\": \"x \\\" \\u00e9\"}}";
+        let echo = |p| value_text(text.as_bytes(), p);
+        assert_eq!(echo("/n").as_deref(), Some("89460715903439706236"));
+        assert_eq!(echo("/f").as_deref(), Some("1.50E+3"));
+        assert_eq!(
+            echo("/o").as_deref(),
+            Some("{\"b\":[1,2],\"a\":\"x \\\" \\u00e9\"}"),
+            "whitespace inside strings stays"
+        );
+        assert_eq!(echo("/o/b/1").as_deref(), Some("2"));
+        assert_eq!(echo("/nope"), None);
     }
 
     #[test]
