@@ -28,5 +28,7 @@ pub use loader::{
     AbiMismatch, LoadedPlugin, ManifestProblem, PluginSource, Refusal, RefusalReason, RefusedSource,
 };
 pub use metrics::OpStats;
-pub use runtime::{CallRequest, ConfigError, ConfigWarning, Runtime, RuntimeConfig};
+pub use runtime::{
+    CallRequest, ConfigError, ConfigWarning, EndpointRefused, Runtime, RuntimeConfig,
+};
 pub use schema::{SchemaError, Violation};

@@ -152,6 +152,20 @@ impl<'a> CallRequest<'a> {
     }
 }
 
+/// An org's endpoint setting that the egress rules refuse ([`Runtime::check_endpoint`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+#[non_exhaustive]
+pub struct EndpointRefused {
+    /// The org-config property holding the endpoint (the manifest's `endpoint_field`).
+    pub field: String,
+    /// Why, for people.
+    pub message: String,
+    /// Plain http to a loopback address, which the egress rules allow only when told to
+    /// (`EgressConfig::allow_loopback_http`, for local simulators).
+    pub plain_http_to_loopback: bool,
+}
+
 /// A warning a plugin declared for device configurations, raised by one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConfigWarning {
@@ -337,6 +351,43 @@ impl Runtime {
             }]
         })?;
         slot.plugin.schemas.org.check(config, "")
+    }
+
+    /// Checks the endpoint an org's settings for `plugin` name against the egress rules, as far
+    /// as they can be known without connecting (a URL, its scheme, an address written as a
+    /// literal; names are checked on their resolved addresses at each call). `Ok` for a plugin
+    /// that declares no `endpoint_field` or settings without one (the schema decides whether it
+    /// is required).
+    pub fn check_endpoint(&self, plugin: &str, org_config: &Value) -> Result<(), EndpointRefused> {
+        let Some(field) = self
+            .plugin(plugin)
+            .and_then(|p| p.manifest().endpoint_field.as_deref())
+        else {
+            return Ok(());
+        };
+        let Some(endpoint) = org_config.get(field).and_then(Value::as_str) else {
+            return Ok(());
+        };
+        match self.inner.http.check(plugin, Some(endpoint), endpoint) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let plain_http_to_loopback = !self.inner.config.egress.allow_loopback_http
+                    && url::Url::parse(endpoint).is_ok_and(|u| {
+                        u.scheme() == "http"
+                            && match u.host() {
+                                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                                None => false,
+                            }
+                    });
+                Err(EndpointRefused {
+                    field: field.to_owned(),
+                    message: e.message,
+                    plain_http_to_loopback,
+                })
+            }
+        }
     }
 
     /// Checks a device's extension configuration (an object keyed by plugin name). An empty

@@ -796,3 +796,72 @@ async fn switching_off_keeps_settings_unchecked_and_switching_on_checks_them() {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
 }
+
+#[tokio::test]
+async fn an_endpoint_the_egress_rules_refuse_is_reported_when_saved() {
+    let env = Env::new().await;
+    let put = |endpoint: &'static str| {
+        let env = &env;
+        async move {
+            env.put(
+                "/api/v1/extensions/meter",
+                &env.admin,
+                json!({"enabled": true, "config": {"endpoint": endpoint}}),
+            )
+            .await
+        }
+    };
+    // Plain http to a local simulator: refused, with the way to allow it.
+    let (s, body) = put("http://127.0.0.1:9090").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let v = &body["error"]["details"]["violations"][0];
+    assert_eq!(v["pointer"], "/config/endpoint", "{body}");
+    assert_eq!(v["keyword"], "egress");
+    let message = v["message"].as_str().unwrap();
+    assert!(message.contains("https is required"), "{message}");
+    assert!(message.contains("--allow-loopback-http"), "{message}");
+    assert!(error_message(&body).contains("/config/endpoint"), "{body}");
+    // A private address: refused, and no hint (nothing allows it).
+    let (s, body) = put("https://10.1.2.3").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let message = body["error"]["details"]["violations"][0]["message"]
+        .as_str()
+        .unwrap();
+    assert!(message.contains("local or private network"), "{message}");
+    assert!(!message.contains("--allow-loopback-http"), "{message}");
+    // Nothing was stored by the refusals.
+    let (_, stored) = env.get("/api/v1/extensions/meter", &env.admin).await;
+    assert_ne!(stored["config"]["endpoint"], "https://10.1.2.3", "{stored}");
+    let (s, body) = put("https://api.example.com").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+
+    // The host's own refusal at call time (a URL off the endpoint's origin) is not a bad
+    // gateway: no upstream was asked.
+    let (s, body) = env
+        .post(
+            "/api/v1/extensions/meter/fetch",
+            &env.admin,
+            json!({"url": "https://elsewhere.example.com/"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["kind"], "forbidden");
+
+    // With loopback http allowed (simulators, tests), the same endpoint is fine.
+    let env = Env::with_runtime(devext_host::RuntimeConfig {
+        egress: devext_host::egress::EgressConfig {
+            allow_loopback_http: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let (s, body) = env
+        .put(
+            "/api/v1/extensions/meter",
+            &env.admin,
+            json!({"enabled": true, "config": {"endpoint": "http://127.0.0.1:9090"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+}

@@ -106,9 +106,10 @@ impl ApiError {
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             // The service rejected the org's credentials, failed, or was out of reach: never
             // 401/403, which are about the devext key.
-            ErrorKind::Unauthorized | ErrorKind::Upstream | ErrorKind::Forbidden => {
-                StatusCode::BAD_GATEWAY
-            }
+            ErrorKind::Unauthorized | ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
+            // The host's own refusal (an egress rule against the org's endpoint): no gateway
+            // was involved; the org's settings conflict with this host's rules.
+            ErrorKind::Forbidden => StatusCode::CONFLICT,
             ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -135,6 +135,25 @@ pub(super) async fn put_extension<S: Store>(
             violations,
         ));
     }
+    // An endpoint the egress rules refuse is reported now, not at the first operation.
+    if check && let Err(refused) = app.runtime.check_endpoint(&plugin, &settings.merged()) {
+        let hint = if refused.plain_http_to_loopback {
+            "; plain http to a loopback address (a local simulator) is allowed only when the \
+             service runs with --allow-loopback-http (DEVEXT_ALLOW_LOOPBACK_HTTP=1)"
+        } else {
+            ""
+        };
+        let violations = vec![Violation {
+            pointer: format!("/config/{}", refused.field),
+            keyword: "egress".into(),
+            message: format!("{}{hint}", refused.message),
+        }];
+        audit_update(&app, &caller, &plugin, "invalid_input", "").await;
+        return Err(ApiError::violations(
+            format!("the settings for {plugin} are"),
+            violations,
+        ));
+    }
     app.store.put_extension(caller.0.org_id, &settings).await?;
     app.settings.forget(&(caller.0.org_id, plugin.clone()));
     let changed = format!(
