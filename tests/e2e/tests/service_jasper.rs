@@ -240,7 +240,8 @@ async fn jasper_operations_map_to_http_statuses_and_are_audited() {
         "invalid input never leaves"
     );
 
-    // 400: well-formed input that Jasper refuses (a rate plan the account does not have).
+    // 422 too: well-formed input that Jasper refuses (a rate plan the account does not have) is
+    // `invalid_input` like a schema violation, only without pointers.
     let (s, body) = env
         .op(
             &device,
@@ -248,7 +249,7 @@ async fn jasper_operations_map_to_http_statuses_and_are_audited() {
             json!({"rate_plan": "No_Such_Plan_9"}),
         )
         .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["kind"], "invalid_input");
     assert!(body["error"]["details"].get("violations").is_none());
 

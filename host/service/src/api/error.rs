@@ -97,10 +97,10 @@ impl ApiError {
     /// The HTTP form of an operation's error.
     pub(super) fn from_plugin(e: PluginError) -> Self {
         let status = match e.kind {
-            ErrorKind::InvalidInput if e.details.get("violations").is_some() => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
-            ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+            // One rule for one kind: the request was read, and what it asks is invalid (a
+            // schema violation, with pointers, or a check of the plugin's own). 400 is kept for
+            // requests the service cannot read (not JSON, an unknown parameter).
+            ErrorKind::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
