@@ -39,6 +39,8 @@ pub struct SchemaError(jsonschema::ValidationError<'static>);
 /// A compiled schema, shared by every validation that uses it.
 pub struct Schema {
     validator: Validator,
+    /// The schema as written, to word some messages from it (a `oneOf` of constants).
+    source: Value,
 }
 
 impl fmt::Debug for Schema {
@@ -56,7 +58,10 @@ impl Schema {
             .with_format("luhn", is_luhn)
             .build(schema)
             .map_err(SchemaError)?;
-        Ok(Schema { validator })
+        Ok(Schema {
+            validator,
+            source: schema.clone(),
+        })
     }
 
     /// Whether `instance` is valid (the fast path: no error is built).
@@ -68,7 +73,7 @@ impl Schema {
     pub fn violations(&self, instance: &Value, prefix: &str) -> Vec<Violation> {
         self.validator
             .iter_errors(instance)
-            .map(|e| violation(&e, prefix))
+            .map(|e| self.violation(&e, prefix, None))
             .collect()
     }
 
@@ -96,7 +101,7 @@ impl Schema {
                     | K::UnevaluatedProperties { unexpected } => unexpected.clone(),
                     _ => Vec::new(),
                 };
-                let mut v = violation(&e, prefix);
+                let pointer = format!("{prefix}{}", e.instance_path().as_str());
                 // The masked message is the message with the instance replaced by the
                 // placeholder, except for these two, which the mask words differently (a count
                 // instead of the items).
@@ -104,10 +109,8 @@ impl Schema {
                     e.kind(),
                     K::AdditionalItems { .. } | K::UnevaluatedItems { .. }
                 );
-                if echoes && let Some(written) = echo(&v.pointer) {
-                    v.message = e.masked_with(written).to_string();
-                }
-                (v, unexpected)
+                let written = if echoes { echo(&pointer) } else { None };
+                (self.violation(&e, prefix, written), unexpected)
             })
             .collect()
     }
@@ -122,11 +125,49 @@ impl Schema {
     }
 }
 
-fn violation(e: &jsonschema::ValidationError<'_>, prefix: &str) -> Violation {
-    Violation {
-        pointer: format!("{prefix}{}", e.instance_path().as_str()),
-        keyword: e.kind().keyword().to_owned(),
-        message: e.to_string(),
+impl Schema {
+    /// `e` as a violation; `written` is the offending instance as the document writes it, to
+    /// show instead of serde_json's rendering of the parsed value.
+    fn violation(
+        &self,
+        e: &jsonschema::ValidationError<'_>,
+        prefix: &str,
+        written: Option<String>,
+    ) -> Violation {
+        let shown = || written.clone().unwrap_or_else(|| e.instance().to_string());
+        let message = match self.one_of_constants(e) {
+            // "not valid under any of the schemas listed in the 'oneOf' keyword" says nothing
+            // to a person when each choice is one value: name them.
+            Some(allowed) => format!("{} is not one of {allowed}", shown()),
+            None => match &written {
+                Some(text) => e.masked_with(text).to_string(),
+                None => e.to_string(),
+            },
+        };
+        Violation {
+            pointer: format!("{prefix}{}", e.instance_path().as_str()),
+            keyword: e.kind().keyword().to_owned(),
+            message,
+        }
+    }
+
+    /// For a failed `oneOf` whose every choice is a `{"const": ...}` (with a title, say): the
+    /// constants, as JSON, comma-separated.
+    fn one_of_constants(&self, e: &jsonschema::ValidationError<'_>) -> Option<String> {
+        if !matches!(
+            e.kind(),
+            jsonschema::error::ValidationErrorKind::OneOfNotValid { .. }
+        ) {
+            return None;
+        }
+        // The keyword's place in the schema as written (`$ref`s not followed: a `oneOf` reached
+        // through one is not found here and keeps the general message).
+        let choices = self.source.pointer(e.schema_path().as_str())?.as_array()?;
+        let constants: Option<Vec<String>> = choices
+            .iter()
+            .map(|c| c.get("const").map(Value::to_string))
+            .collect();
+        constants.filter(|c| !c.is_empty()).map(|c| c.join(", "))
     }
 }
 
@@ -173,6 +214,32 @@ pub fn is_luhn(s: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_one_of_of_constants_names_the_allowed_values() {
+        let schema = Schema::compile(&json!({
+            "type": "object",
+            "properties": {
+                "status": {"oneOf": [
+                    {"const": "activated", "title": "Activated"},
+                    {"const": "deactivated", "title": "Deactivated"}
+                ]},
+                "either": {"oneOf": [{"type": "string"}, {"type": "integer"}]}
+            }
+        }))
+        .unwrap();
+        let v = schema.violations(&json!({"status": "suspended"}), "/acme");
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].pointer, "/acme/status");
+        assert_eq!(v[0].keyword, "oneOf");
+        assert_eq!(
+            v[0].message,
+            r#""suspended" is not one of "activated", "deactivated""#
+        );
+        // Choices that are not single values keep the general message.
+        let v = schema.violations(&json!({"either": true}), "");
+        assert!(v[0].message.contains("'oneOf'"), "{v:?}");
+    }
 
     #[test]
     fn luhn_accepts_valid_check_digits_only() {
