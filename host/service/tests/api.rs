@@ -865,3 +865,77 @@ async fn an_endpoint_the_egress_rules_refuse_is_reported_when_saved() {
         .await;
     assert_eq!(s, StatusCode::OK, "{body}");
 }
+
+#[tokio::test]
+async fn devices_naming_a_plugin_that_is_not_loaded_stay_editable() {
+    let env = Env::new().await;
+    env.put_echo(
+        &env.admin,
+        json!({"enabled": true, "config": {"greeting": "hi"}}),
+    )
+    .await;
+    let exts = json!({"echo": {"id": "e-1"}, "meter": {"serial": "SN-1"}});
+    let (s, d) = env
+        .post(
+            "/api/v1/devices",
+            &env.admin,
+            json!({"name": "d", "extensions": exts}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    let id = d["id"].as_str().unwrap().to_owned();
+
+    // The same store served by a service that loads no plugin at all.
+    let bare = devext_host::Runtime::load(devext_host::RuntimeConfig {
+        static_plugins: false,
+        ..Default::default()
+    })
+    .unwrap();
+    let app = devext_service::App::new(bare, env.app.store.clone());
+    let unloaded = app.warn_unloaded_extensions().await.unwrap();
+    assert_eq!(unloaded, [("echo".to_owned(), 1), ("meter".to_owned(), 1)]);
+    let client = devext_service::testing::Client::new(devext_service::router(app));
+    let path = format!("/api/v1/devices/{id}");
+    // Renaming it, its extensions left as stored: accepted, and they are said to be unchecked.
+    let (s, body) = client
+        .send(
+            "PUT",
+            &path,
+            Some(&env.admin),
+            Some(json!({"name": "renamed", "extensions": exts})),
+            &[],
+        )
+        .await
+        .status_and_body();
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["name"], "renamed");
+    assert_eq!(body["extensions"], exts);
+    assert_eq!(body["unchecked_extensions"], json!(["echo", "meter"]));
+    // Changing a part it cannot check is refused, as creating one is.
+    let changed = json!({"echo": {"id": "e-2"}, "meter": {"serial": "SN-1"}});
+    let (s, body) = client
+        .send(
+            "PUT",
+            &path,
+            Some(&env.admin),
+            Some(json!({"name": "renamed", "extensions": changed})),
+            &[],
+        )
+        .await
+        .status_and_body();
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        body["error"]["details"]["violations"][0]["pointer"],
+        "/extensions/echo"
+    );
+    // With the plugins loaded, nothing is unchecked.
+    let (s, body) = env
+        .put(
+            &path,
+            &env.admin,
+            json!({"name": "again", "extensions": exts}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(body.get("unchecked_extensions").is_none(), "{body}");
+}

@@ -31,8 +31,18 @@ pub(super) struct DeviceBody {
     extensions: Option<Value>,
 }
 
+/// A device's extension configuration as checked: the plugins whose part was kept unchecked.
+struct Checked {
+    extensions: Value,
+    /// Parts for plugins that are not loaded, left as they were stored (sorted).
+    unchecked: Vec<String>,
+}
+
 impl DeviceBody {
-    fn check(&self, runtime: &Runtime) -> ApiResult<Value> {
+    /// Checks the body. `stored`: the device's extension configuration before an update; a part
+    /// for a plugin that is not loaded is accepted unchecked when it is left as stored (the
+    /// plugin may be loaded again later), and refused otherwise, as on creation.
+    fn check(&self, runtime: &Runtime, stored: Option<&Value>) -> ApiResult<Checked> {
         let mut violations = Vec::new();
         let name_len = self.name.chars().count();
         if name_len == 0 || name_len > 200 {
@@ -59,14 +69,29 @@ impl DeviceBody {
             });
         }
         let extensions = self.extensions.clone().unwrap_or_else(|| json!({}));
-        for v in runtime.validate_device_extensions(&extensions) {
+        let mut checked = extensions.clone();
+        let mut unchecked = Vec::new();
+        if let (Some(parts), Some(stored)) = (checked.as_object_mut(), stored) {
+            parts.retain(|plugin, part| {
+                let kept = runtime.plugin(plugin).is_none() && stored.get(plugin) == Some(part);
+                if kept {
+                    unchecked.push(plugin.clone());
+                }
+                !kept
+            });
+        }
+        for v in runtime.validate_device_extensions(&checked) {
             violations.push(Violation {
                 pointer: format!("/extensions{}", v.pointer),
                 ..v
             });
         }
         if violations.is_empty() {
-            Ok(extensions)
+            unchecked.sort();
+            Ok(Checked {
+                extensions,
+                unchecked,
+            })
         } else {
             Err(ApiError::violations("the device is", violations))
         }
@@ -155,7 +180,7 @@ pub(super) async fn create_device<S: Store>(
     body: Result<Json<DeviceBody>, JsonRejection>,
 ) -> ApiResult<Response> {
     let Json(body) = body?;
-    let extensions = body.check(&app.runtime)?;
+    let Checked { extensions, .. } = body.check(&app.runtime, None)?;
     let device = app
         .store
         .create_device(
@@ -211,9 +236,17 @@ pub(super) async fn update_device<S: Store>(
     caller: Caller,
     Path(id): Path<String>,
     body: Result<Json<DeviceBody>, JsonRejection>,
-) -> ApiResult<Json<Device>> {
+) -> ApiResult<Json<Value>> {
     let Json(body) = body?;
-    let extensions = body.check(&app.runtime)?;
+    let stored = app
+        .store
+        .device(caller.0.org_id, &id)
+        .await?
+        .ok_or_else(|| no_device(&id))?;
+    let Checked {
+        extensions,
+        unchecked,
+    } = body.check(&app.runtime, Some(&stored.extensions))?;
     let device = app
         .store
         .update_device(
@@ -228,7 +261,12 @@ pub(super) async fn update_device<S: Store>(
         .ok_or_else(|| no_device(&id))?;
     app.devices.forget(&(caller.0.org_id, id.clone()));
     audit_change(&app, &caller, &id, "update").await;
-    Ok(Json(device))
+    let mut answer = json!(device);
+    if !unchecked.is_empty() {
+        // Kept as stored, for plugins this service does not load: say so.
+        answer["unchecked_extensions"] = json!(unchecked);
+    }
+    Ok(Json(answer))
 }
 
 pub(super) async fn delete_device<S: Store>(

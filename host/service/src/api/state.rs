@@ -80,6 +80,28 @@ impl<S: Store> App<S> {
         Ok(done)
     }
 
+    /// Warns about devices whose extension configuration names a plugin this service does not
+    /// load (their part for it is kept, unchecked, and its operations cannot run); returns the
+    /// `(plugin, devices)` pairs.
+    pub async fn warn_unloaded_extensions(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let unloaded: Vec<(String, u64)> = self
+            .store
+            .extension_counts()
+            .await?
+            .into_iter()
+            .filter(|(plugin, _)| self.runtime.plugin(plugin).is_none())
+            .collect();
+        for (plugin, devices) in &unloaded {
+            tracing::warn!(
+                plugin = %plugin,
+                devices,
+                "devices have a configuration for a plugin that is not loaded: it is kept \
+                 unchecked, and its operations are unavailable"
+            );
+        }
+        Ok(unloaded)
+    }
+
     /// A device of the org, for running an operation (memoised; see [`crate::memo`]).
     pub(super) async fn device_for_op(
         &self,

@@ -89,6 +89,8 @@ pub trait Store: Send + Sync + 'static {
     fn org_by_name(&self, name: &str) -> impl Future<Output = Result<Option<Org>>> + Send;
     /// Every org, by name, with its counts.
     fn orgs(&self) -> impl Future<Output = Result<Vec<OrgSummary>>> + Send;
+    /// How many devices (of every org) have a part for each plugin name, by name.
+    fn extension_counts(&self) -> impl Future<Output = Result<Vec<(String, u64)>>> + Send;
     /// Creates an API key; returns its listing and the key itself (shown once).
     fn create_key(
         &self,

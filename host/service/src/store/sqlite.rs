@@ -355,6 +355,24 @@ impl Store for SqliteStore {
             .collect())
     }
 
+    async fn extension_counts(&self) -> Result<Vec<(String, u64)>> {
+        let rows = sqlx::query(
+            "SELECT j.key AS plugin, COUNT(*) AS devices \
+             FROM devices d, json_each(d.extensions) j GROUP BY j.key ORDER BY j.key",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get("plugin"),
+                    u64::try_from(r.get::<i64, _>("devices")).unwrap_or(0),
+                )
+            })
+            .collect())
+    }
+
     async fn create_key(
         &self,
         org_id: i64,
