@@ -227,3 +227,37 @@ fn schema_export_prints_one_schema_without_a_directory() {
         "--out and --file exclude each other"
     );
 }
+
+#[test]
+fn notices_are_printed_once() {
+    let empty = tempfile::tempdir().unwrap();
+    let jasper = util::plugin_dir(&["devext-jasper"]);
+    let (e, j) = (
+        empty.path().to_str().unwrap(),
+        jasper.path().to_str().unwrap(),
+    );
+    let out = devext(&["plugins", "--plugins", e, "--plugins", j]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        all.matches(&format!("no plugins found in {e}")).count(),
+        1,
+        "{all}"
+    );
+    assert_eq!(
+        all.matches("replaces the static plugin").count(),
+        1,
+        "{all}"
+    );
+    // The one-shot commands say it on stderr, once, and go on.
+    let doc = empty.path().join("d.json");
+    std::fs::write(&doc, "{}").unwrap();
+    let out = devext(&["validate", "--plugins", e, doc.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).matches("no plugins found in").count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
+}

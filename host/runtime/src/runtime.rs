@@ -246,6 +246,12 @@ impl Runtime {
                     continue;
                 }
             };
+            if files.is_empty() {
+                // A mistyped or unbuilt directory loads nothing: say so rather than nothing.
+                let notice = format!("no plugins found in {} (no *.so file)", dir.display());
+                tracing::info!("{notice}");
+                notices.push(notice);
+            }
             for path in files {
                 let loaded = loader::open_library(&path)
                     .and_then(|m| loader::describe(m, PluginSource::File(path.clone())));
@@ -267,7 +273,8 @@ impl Runtime {
                             plugin.name(),
                             path.display()
                         );
-                        tracing::warn!("{notice}");
+                        // Info only: notices are the caller's to show (the CLI prints them).
+                        tracing::info!("{notice}");
                         notices.push(notice);
                         slots[i] = slot(plugin);
                     }

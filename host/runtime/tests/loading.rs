@@ -221,3 +221,25 @@ fn settings_that_cannot_work_are_refused() {
     .unwrap_err();
     assert_eq!(e, ConfigError::ZeroResponseCap);
 }
+
+#[test]
+fn a_directory_without_plugins_is_a_notice() {
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::write(empty.path().join("README.md"), "not a plugin").unwrap();
+    let full = util::plugin_dir(&["devext-echo"]);
+    let rt = Runtime::load(RuntimeConfig {
+        plugin_dirs: vec![empty.path().to_owned(), full.path().to_owned()],
+        static_plugins: false,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    assert!(rt.plugin("echo").is_some());
+    assert_eq!(
+        rt.notices(),
+        [format!(
+            "no plugins found in {} (no *.so file)",
+            empty.path().display()
+        )]
+    );
+    assert!(rt.refused().is_empty(), "{:?}", rt.refused());
+}

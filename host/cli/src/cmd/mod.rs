@@ -15,6 +15,9 @@ pub(crate) mod validate;
 /// refused plugin file: the command goes on with the plugins that did load.
 pub(crate) fn load_plugins(global: &GlobalArgs) -> Result<Runtime> {
     let runtime = Runtime::load(runtime_config(global))?;
+    for n in runtime.notices() {
+        eprintln!("devext: notice: {n}");
+    }
     for r in runtime.refused() {
         eprintln!(
             "devext: warning: plugin refused: {}: {}",
