@@ -129,15 +129,10 @@ pub(crate) struct InvokeArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DEVEXT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        // Colours for people at a terminal, plain text for files, pipes and CI logs.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    if let Err(e) = init_logs() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -146,6 +141,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs to stderr: `DEVEXT_LOG` filters (`warn` by default), `DEVEXT_LOG_FORMAT` is `text`
+/// (the default; coloured only on a terminal) or `json` (one object per line, with the fields of
+/// the spans it is in: a service request's `request_id`).
+fn init_logs() -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DEVEXT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match std::env::var("DEVEXT_LOG_FORMAT").as_deref() {
+        Ok("json") => logs.json().init(),
+        Ok("text") | Err(std::env::VarError::NotPresent) => logs
+            // Colours for people at a terminal, plain text for files, pipes and CI logs.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        Ok(other) => anyhow::bail!("DEVEXT_LOG_FORMAT={other:?}: use text or json"),
+        Err(e) => anyhow::bail!("DEVEXT_LOG_FORMAT: {e}"),
+    }
+    Ok(())
 }
 
 pub(crate) fn runtime_config(global: &GlobalArgs) -> RuntimeConfig {

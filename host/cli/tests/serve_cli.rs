@@ -138,6 +138,20 @@ fn http(
     key: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
+    let (status, value, _) = http_with(addr, method, path, key, body, &[]);
+    (status, value)
+}
+
+/// [`http`] with `extra` request headers; also returns the response's head (status line and
+/// headers).
+fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+    extra: &[(&str, &str)],
+) -> (u16, Value, String) {
     let mut sock = TcpStream::connect(addr).expect("connect");
     sock.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
@@ -148,6 +162,9 @@ fn http(
     }
     if !body.is_empty() {
         req.push_str("content-type: application/json\r\n");
+    }
+    for (name, value) in extra {
+        req.push_str(&format!("{name}: {value}\r\n"));
     }
     req.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
     sock.write_all(req.as_bytes()).unwrap();
@@ -169,7 +186,7 @@ fn http(
         payload.to_owned()
     };
     let value = serde_json::from_str(&payload).unwrap_or(Value::String(payload));
-    (status, value)
+    (status, value, head.to_owned())
 }
 
 fn dechunk(mut rest: &str) -> String {
@@ -601,4 +618,73 @@ fn orgs_list_shows_each_organisation_and_the_store_commands_take_no_plugin_flags
     }
     let out = run(devext().args(["orgs", "list", "--plugins", "x", "--db", db]));
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn one_request_is_followed_by_its_id_through_json_logs_and_the_audit_log() {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut server = Server::start(
+        devext()
+            .args(["demo", "--listen", "127.0.0.1:0"])
+            .env("DEVEXT_LOG", "debug")
+            .env("DEVEXT_LOG_FORMAT", "json")
+            .current_dir(cwd.path()),
+    );
+    let addr = address_in(&server.line());
+    let key = loop {
+        let line = server.line();
+        if line.starts_with("dvx_") {
+            break line;
+        }
+    };
+    wait_healthy(addr);
+    let (_, list) = http(addr, "GET", "/api/v1/devices", Some(&key), None);
+    let id = list["items"][0]["id"].as_str().unwrap().to_owned();
+    // An action: it reaches Jasper (the simulator) and is audited.
+    let (s, body, head) = http_with(
+        addr,
+        "POST",
+        &format!("/api/v1/devices/{id}/extensions/jasper/send_sms"),
+        Some(&key),
+        Some(json!({"message": "hello"})),
+        &[("x-request-id", "trace-me-7")],
+    );
+    assert_eq!(s, 200, "{body}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-request-id: trace-me-7"),
+        "{head}"
+    );
+    // Without one, the service makes one up and says which.
+    let (_, _, head) = http_with(addr, "GET", "/healthz", None, None, &[]);
+    assert!(
+        head.to_ascii_lowercase().contains("x-request-id: req_"),
+        "{head}"
+    );
+    let (_, audit) = http(addr, "GET", "/api/v1/audit", Some(&key), None);
+    let entry = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["op"] == "send_sms")
+        .unwrap_or_else(|| panic!("{audit}"));
+    assert_eq!(entry["request_id"], "trace-me-7", "{entry}");
+
+    let (status, stderr, _) = server.terminate();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    // One JSON object per line, and the plugin's upstream calls carry the request's id.
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let of_request: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["span"]["request_id"] == "trace-me-7")
+        .collect();
+    assert!(
+        of_request
+            .iter()
+            .any(|l| l["fields"]["message"] == "plugin http request"),
+        "{of_request:?}"
+    );
 }

@@ -17,8 +17,10 @@ use crate::store::{NewAudit, Store};
 /// Appends to the org's audit log on behalf of `caller`; a failure is logged, never the
 /// request's failure.
 pub(super) async fn audit<S: Store>(app: &App<S>, caller: &Caller, entry: NewAudit<'_>) {
+    let request_id = super::request_id::current();
     let entry = NewAudit {
         key_id: Some(&caller.0.key_id),
+        request_id: request_id.as_deref(),
         ..entry
     };
     if let Err(e) = app.store.audit(caller.0.org_id, entry).await {

@@ -6,7 +6,8 @@
 //! runs — and generates the OpenAPI document, so none of them can drift apart. One module per
 //! concept: `state` ([`App`]), `error` ([`ApiError`]), `auth` ([`Caller`] and the role check),
 //! `routes`, `health`, `plugins`, `keys`, `settings`, `devices`, `ops` (drilldown, operations,
-//! idempotency), `page` (page sizes of listings) and `audit`.
+//! idempotency), `page` (page sizes of listings), `request_id` (each request's id, in its
+//! logs, its answer and its audit entries) and `audit`.
 
 mod audit;
 mod auth;
@@ -17,12 +18,14 @@ mod keys;
 mod ops;
 mod page;
 mod plugins;
+mod request_id;
 mod routes;
 mod settings;
 mod state;
 
 pub use auth::Caller;
 pub use error::ApiError;
+pub use request_id::HEADER as REQUEST_ID_HEADER;
 pub use routes::{MAX_BODY_BYTES, QueryParam, Route, openapi_document, router, routes};
 pub use settings::{SECRET_MASK, secret_fields};
 pub use state::App;

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
 use super::state::App;
-use super::{audit, auth, devices, health, keys, ops, page, plugins, settings};
+use super::{audit, auth, devices, health, keys, ops, page, plugins, request_id, settings};
 use crate::lookup::FILTER_PREFIX;
 use crate::store::{Role, Store};
 
@@ -387,6 +387,8 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
             app.clone(),
             count_requests::<S>,
         ))
+        // Outermost: every log line and audit entry of the request carries its id.
+        .layer(middleware::from_fn(request_id::assign))
         .with_state(app)
 }
 

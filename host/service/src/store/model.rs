@@ -162,6 +162,8 @@ pub struct AuditEntry {
     pub outcome: String,
     /// A short note (never secrets).
     pub detail: String,
+    /// The HTTP request that made it (its `x-request-id`), if any.
+    pub request_id: Option<String>,
 }
 
 /// A new audit record.
@@ -181,6 +183,8 @@ pub struct NewAudit<'a> {
     pub outcome: &'a str,
     /// A short note (never secrets).
     pub detail: &'a str,
+    /// The HTTP request that makes it.
+    pub request_id: Option<&'a str>,
 }
 
 /// Filter and page of a device listing.

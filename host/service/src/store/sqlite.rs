@@ -36,6 +36,11 @@ fn migrator() -> Migrator {
             "device_lookup",
             include_str!("../../migrations/0002_device_lookup.sql"),
         ),
+        migration(
+            3,
+            "audit_request_id",
+            include_str!("../../migrations/0003_audit_request_id.sql"),
+        ),
     ])
 }
 
@@ -728,8 +733,9 @@ impl Store for SqliteStore {
 
     async fn audit(&self, org_id: i64, e: NewAudit<'_>) -> Result<()> {
         sqlx::query(
-            "INSERT INTO audit (org_id, at, key_id, action, device_id, plugin, op, outcome, detail) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit \
+             (org_id, at, key_id, action, device_id, plugin, op, outcome, detail, request_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(org_id)
         .bind(now())
@@ -740,6 +746,7 @@ impl Store for SqliteStore {
         .bind(e.op)
         .bind(e.outcome)
         .bind(e.detail)
+        .bind(e.request_id)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -770,6 +777,7 @@ impl Store for SqliteStore {
                 op: r.get("op"),
                 outcome: r.get("outcome"),
                 detail: r.get("detail"),
+                request_id: r.get("request_id"),
             })
             .collect())
     }
