@@ -939,3 +939,41 @@ async fn devices_naming_a_plugin_that_is_not_loaded_stay_editable() {
     assert_eq!(s, StatusCode::OK, "{body}");
     assert!(body.get("unchecked_extensions").is_none(), "{body}");
 }
+
+#[tokio::test]
+async fn the_drilldown_can_include_the_views_that_need_no_input() {
+    let env = Env::new().await;
+    let id = env.echo_device(&env.admin).await;
+    let path = format!("/api/v1/devices/{id}/extensions");
+    let (s, plain) = env.get(&path, &env.admin).await;
+    assert_eq!(s, StatusCode::OK, "{plain}");
+    let item = &plain["extensions"][0];
+    assert!(item.get("views").is_none(), "only when asked: {item}");
+    // The operations' schemas are in the manifests, not repeated per device.
+    assert!(
+        item["operations"][0].get("input_schema").is_none(),
+        "{item}"
+    );
+    assert_eq!(item["operations"][0]["name"], "echo");
+
+    let (s, drill) = env.get(&format!("{path}?include=views"), &env.admin).await;
+    assert_eq!(s, StatusCode::OK, "{drill}");
+    let views = drill["extensions"][0]["views"].as_object().unwrap();
+    // `counter` needs no input; `echo` needs a message; `ping` is the org's, not the device's.
+    let names: Vec<&str> = views.keys().map(String::as_str).collect();
+    assert_eq!(names, ["counter"], "{drill}");
+    let counter = &views["counter"]["result"];
+    assert!(counter["as_of"].is_string(), "{counter}");
+    // Served again from the view cache while fresh: the same result and `as_of`.
+    let (_, again) = env.get(&format!("{path}?include=views"), &env.admin).await;
+    assert_eq!(
+        again["extensions"][0]["views"]["counter"]["result"],
+        *counter
+    );
+
+    let (s, body) = env
+        .get(&format!("{path}?include=everything"), &env.admin)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error_message(&body).contains("include"), "{body}");
+}

@@ -30,14 +30,15 @@ fn write_json(dir: &Path, name: &str, value: &Value) -> String {
 }
 
 fn invoke_args(op: &str, org: &str, device: &str, input: &str, loopback: bool) -> Vec<String> {
-    let mut args = Vec::new();
+    let mut args: Vec<String> = [
+        "invoke", "jasper", op, "--org", org, "--device", device, "--input", input,
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    // A flag of the commands that load plugins: after the command's name.
     if loopback {
         args.push("--allow-loopback-http".to_owned());
-    }
-    for a in [
-        "invoke", "jasper", op, "--org", org, "--device", device, "--input", input,
-    ] {
-        args.push(a.to_owned());
     }
     args
 }

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use devext_host::CallRequest;
-use devext_plugin_api::{OpKind, OpScope, Operation};
+use devext_plugin_api::{ErrorKind, OpKind, OpScope, Operation};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::audit::audit;
@@ -25,11 +26,29 @@ use crate::store::{IdempotencyClaim, NewAudit, Role, Store};
 /// viewer); stated in the route table as the route's `action_role`.
 pub(super) const ACTION_ROLE: Role = Role::Operator;
 
+/// The drilldown's query: `include=views`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DrilldownQuery {
+    include: Option<String>,
+}
+
 pub(super) async fn drilldown<S: Store>(
     State(app): State<Arc<App<S>>>,
     caller: Caller,
     Path(id): Path<String>,
+    query: Result<Query<DrilldownQuery>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
+    let Query(query) = query?;
+    let with_views = match query.include.as_deref() {
+        None => false,
+        Some("views") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "query parameter \"include\": {other:?} is not one of: views"
+            )));
+        }
+    };
     let device = device_or_404(&app, &caller, &id).await?;
     let stored = app.store.extensions(caller.0.org_id).await?;
     let mut items = Vec::new();
@@ -80,18 +99,63 @@ pub(super) async fn drilldown<S: Store>(
                     } else {
                         Role::Viewer
                     };
+                    // The schemas are in the manifest (`/api/v1/plugins`): not repeated here.
                     json!({
                         "name": o.name, "title": o.title, "description": o.description,
                         "kind": o.kind.as_str(), "destructive": o.destructive,
-                        "input_schema": o.input_schema, "output_schema": o.output_schema,
                         "allowed": caller_role.allows(needed),
                     })
                 })
                 .collect();
+            if with_views {
+                item["views"] = views_of(&app, &caller, name, device_config).await?;
+            }
         }
         items.push(item);
     }
     Ok(Json(json!({"device": device.id, "extensions": items})))
+}
+
+/// The results of `plugin`'s device views that need no input, on this device: each run as
+/// `POST .../{view}` with no body would run it (the view cache serves fresh results). A view
+/// whose input schema refuses `{}` needs input and is left out.
+async fn views_of<S: Store>(
+    app: &App<S>,
+    caller: &Caller,
+    plugin: &str,
+    device_config: &Value,
+) -> ApiResult<Value> {
+    let Some(loaded) = app.runtime.plugin(plugin) else {
+        return Ok(json!({}));
+    };
+    let Some(settings) = app.settings(caller.0.org_id, plugin).await? else {
+        return Ok(json!({}));
+    };
+    let org_config = settings.merged();
+    let input = json!({});
+    let views = loaded
+        .manifest()
+        .operations
+        .iter()
+        .filter(|o| o.kind == OpKind::View && o.scope == OpScope::Device)
+        .map(|o| {
+            let request = CallRequest::new(plugin, &o.name, &org_config, device_config, &input);
+            let runtime = &app.runtime;
+            async move { (o.name.clone(), runtime.invoke(request).await) }
+        });
+    let mut out = serde_json::Map::new();
+    for (name, result) in futures_util::future::join_all(views).await {
+        match result {
+            Ok(output) => {
+                out.insert(name, json!({ "result": output }));
+            }
+            Err(e) if e.kind == ErrorKind::InvalidInput && e.details["location"] == "input" => {}
+            Err(e) => {
+                out.insert(name, ApiError::from_plugin(e).body());
+            }
+        }
+    }
+    Ok(Value::Object(out))
 }
 
 /// `POST /api/v1/devices/{id}/extensions/{plugin}/{op}`: a device-scope operation on one device.

@@ -315,7 +315,20 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
             "The device's drilldown: usable extensions and their operations",
             get(ops::drilldown::<S>),
         )
-        .role(Viewer),
+        .role(Viewer)
+        .description(
+            "Each configured extension, whether it can be used (and why not), and its device \
+             operations (name, kind, whether the caller may run it). The operations' input \
+             and output schemas are in the plugins' manifests (`GET /api/v1/plugins`), fetched \
+             once rather than with every device.",
+        )
+        .query(vec![param(
+            "include",
+            "`views`: also run every view of each usable extension that needs no input (served \
+             from the view cache while fresh, with `as_of`), under `views` by name: \
+             `{\"result\": ...}` or `{\"error\": ...}`",
+            json!({"type": "string", "enum": ["views"]}),
+        )]),
         route(
             M::POST,
             "/api/v1/devices/{id}/extensions/{plugin}/{op}",
