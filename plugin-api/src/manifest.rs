@@ -266,7 +266,9 @@ pub struct Operation {
     /// Whether the action is hard to undo (a UI asks for confirmation).
     #[serde(default)]
     pub destructive: bool,
-    /// JSON Schema of the input.
+    /// JSON Schema of the input. For the audit log of an action, a top-level property may say
+    /// what is safe to keep: `"writeOnly": true` (kept as `<secret>`) or the annotation
+    /// `"x-devext-audit": "length"` (only its length, e.g. a message body) or `"omit"`.
     pub input_schema: Value,
     /// JSON Schema of the output; the host checks every output against it.
     pub output_schema: Value,

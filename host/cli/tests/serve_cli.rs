@@ -319,6 +319,21 @@ fn keys_made_on_the_command_line_work_against_serve_which_stops_on_sigterm() {
         http(addr, "GET", "/api/v1/keys", Some(&viewer), None).0,
         403
     );
+    // What the command line did is in the audit log too.
+    let (s, audit) = http(addr, "GET", "/api/v1/audit", Some(&admin), None);
+    assert_eq!(s, 200, "{audit}");
+    let from_cli: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["detail"].as_str())
+        .filter(|d| d.ends_with("(devext command line)"))
+        .collect();
+    assert_eq!(from_cli.len(), 4, "the org and its three keys: {audit}");
+    assert!(
+        from_cli.iter().any(|d| d.contains("operator key created")),
+        "{from_cli:?}"
+    );
 
     let (status, stderr, took) = server.terminate();
     assert_eq!(status.code(), Some(0), "{stderr}");

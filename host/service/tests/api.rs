@@ -977,3 +977,55 @@ async fn the_drilldown_can_include_the_views_that_need_no_input() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
     assert!(error_message(&body).contains("include"), "{body}");
 }
+
+#[tokio::test]
+async fn the_audit_log_says_what_happened_and_who_did_it() {
+    let env = Env::new().await;
+    let operator = env.key("acme", Role::Operator).await;
+    let id = env.echo_device(&env.admin).await;
+    // Saving the settings again with the same secret changes no secret; a new one does.
+    env.put_echo(
+        &env.admin,
+        json!({"enabled": true, "config": {"greeting": "hi"}}),
+    )
+    .await;
+    env.put_echo(
+        &env.admin,
+        json!({"enabled": true, "config": {"greeting": "hi", "token": "tok-NEW"}}),
+    )
+    .await;
+    let (s, body) = env
+        .client
+        .send(
+            "POST",
+            &format!("/api/v1/devices/{id}/extensions/echo/count"),
+            Some(&operator),
+            Some(json!({"by": 3})),
+            &[("x-request-id", "audit-me-1")],
+        )
+        .await
+        .status_and_body();
+    assert_eq!(s, StatusCode::OK, "{body}");
+
+    let (_, log) = env.get("/api/v1/audit", &env.admin).await;
+    let items = log["items"].as_array().unwrap();
+    let op = items.iter().find(|e| e["op"] == "count").unwrap();
+    assert_eq!(op["detail"], r#"input: {"by":3}"#, "{op}");
+    assert_eq!(op["request_id"], "audit-me-1");
+    assert_eq!(op["key_name"], "operator", "{op}");
+    let settings: Vec<&str> = items
+        .iter()
+        .filter(|e| e["action"] == "settings" && e["outcome"] == "ok")
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    // Newest first: the new token, the unchanged save, the first save.
+    assert_eq!(
+        settings,
+        [
+            "enabled=true; secrets changed: token",
+            "enabled=true; secrets changed: none",
+            "enabled=true; secrets changed: token",
+        ]
+    );
+    assert!(items.iter().all(|e| e["request_id"].is_string()), "{log}");
+}

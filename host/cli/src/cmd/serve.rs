@@ -10,7 +10,7 @@ use clap::Args;
 use devext_host::{Runtime, RuntimeConfig};
 use devext_service::crypto::{SECRET_KEY_ENV, SecretKey};
 use devext_service::lookup::LookupFields;
-use devext_service::store::{ExtensionSettings, Role, SqliteStore, Store};
+use devext_service::store::{ExtensionSettings, NewAudit, Role, SqliteStore, Store};
 use devext_service::{self as service, App};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -146,6 +146,15 @@ pub(crate) fn orgs_create(args: &OrgsCreateArgs) -> Result<ExitCode> {
         let (info, key) = store
             .create_key(org.id, Role::Admin, "first admin key")
             .await?;
+        audit_cli(
+            &store,
+            org.id,
+            "org",
+            &org.name,
+            "created with its first admin key",
+        )
+        .await?;
+        audit_cli(&store, org.id, "key", &info.id, "admin key created").await?;
         println!(
             "created organisation {} with admin key {}",
             org.name, info.id
@@ -157,6 +166,30 @@ pub(crate) fn orgs_create(args: &OrgsCreateArgs) -> Result<ExitCode> {
 }
 
 /// `devext keys create --org NAME --role ROLE --db PATH`.
+/// An audit entry for a change made on the command line (no key, no request: `detail` says so).
+async fn audit_cli(
+    store: &SqliteStore,
+    org_id: i64,
+    action: &str,
+    what: &str,
+    detail: &str,
+) -> Result<()> {
+    let detail = format!("{what}: {detail} (devext command line)");
+    store
+        .audit(
+            org_id,
+            NewAudit {
+                action,
+                op: Some("create"),
+                outcome: "ok",
+                detail: &detail,
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(())
+}
+
 #[derive(Args)]
 pub(crate) struct OrgsListArgs {
     /// SQLite database
@@ -227,6 +260,14 @@ pub(crate) fn keys_create(args: &KeysCreateArgs) -> Result<ExitCode> {
             .await?
             .ok_or_else(|| anyhow!("no organisation named {:?}", args.org))?;
         let (info, key) = store.create_key(org.id, role, &args.name).await?;
+        audit_cli(
+            &store,
+            org.id,
+            "key",
+            &info.id,
+            &format!("{} key created", role.as_str()),
+        )
+        .await?;
         println!("created {} key {} for {}", role.as_str(), info.id, org.name);
         println!("the key is shown once; keep it safe:");
         println!("{key}");

@@ -219,6 +219,41 @@ pub(super) async fn run_org_op<S: Store>(
     .await
 }
 
+/// Longest string of an input that the audit log keeps as it is.
+const AUDITED_STRING_CHARS: usize = 100;
+
+/// An action's input as the audit log keeps it: what the operation's input schema says is safe.
+/// A top-level property marked `"writeOnly": true` is `"<secret>"`; one annotated
+/// `"x-devext-audit": "length"` (a message body) is its length, `"omit"` leaves it out; any
+/// other string over [`AUDITED_STRING_CHARS`] characters is its length too.
+fn audited_input(input: &Value, schema: &Value) -> String {
+    let Some(fields) = input.as_object() else {
+        return input.to_string();
+    };
+    let mut kept = serde_json::Map::new();
+    for (name, value) in fields {
+        let declared = &schema["properties"][name.as_str()];
+        let length = || match value {
+            Value::String(s) => format!("<{} characters>", s.chars().count()),
+            _ => "<not kept>".to_owned(),
+        };
+        let shown = if declared["writeOnly"] == json!(true) {
+            json!("<secret>")
+        } else {
+            match declared["x-devext-audit"].as_str() {
+                Some("omit") => continue,
+                Some("length") => json!(length()),
+                _ => match value {
+                    Value::String(s) if s.chars().count() > AUDITED_STRING_CHARS => json!(length()),
+                    other => other.clone(),
+                },
+            }
+        };
+        kept.insert(name.clone(), shown);
+    }
+    Value::Object(kept).to_string()
+}
+
 /// The operation's input: the JSON body, or `{}` when there is no body at all.
 fn input_of(headers: &HeaderMap, body: Result<Json<Value>, JsonRejection>) -> ApiResult<Value> {
     match body {
@@ -355,6 +390,7 @@ async fn execute<S: Store>(
         }
     };
     if is_action {
+        let detail = format!("input: {}", audited_input(&input, &operation.input_schema));
         audit(
             app,
             caller,
@@ -364,6 +400,7 @@ async fn execute<S: Store>(
                 plugin: Some(plugin),
                 op: Some(op),
                 outcome: &outcome,
+                detail: &detail,
                 ..Default::default()
             },
         )
@@ -375,4 +412,31 @@ async fn execute<S: Store>(
         }
     }
     Ok((status, Json(body)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audit_keeps_what_the_input_schema_says_is_safe() {
+        let schema = json!({"properties": {
+            "message": {"type": "string", "x-devext-audit": "length"},
+            "pin": {"type": "string", "writeOnly": true},
+            "note": {"type": "string", "x-devext-audit": "omit"},
+            "status": {"type": "string"}
+        }});
+        let input = json!({
+            "message": "meet me at noon", "pin": "1234", "note": "x", "status": "activated",
+            "long": "y".repeat(101)
+        });
+        let kept: Value = serde_json::from_str(&audited_input(&input, &schema)).unwrap();
+        assert_eq!(
+            kept,
+            json!({
+                "message": "<15 characters>", "pin": "<secret>", "status": "activated",
+                "long": "<101 characters>"
+            })
+        );
+    }
 }

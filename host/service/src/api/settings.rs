@@ -108,6 +108,7 @@ pub(super) async fn put_extension<S: Store>(
         .as_ref()
         .map(|s| s.secrets.clone())
         .unwrap_or_default();
+    let secrets_before = secrets.clone();
     // Settings switched off and not changed are not checked: switching off always works, even
     // when the stored settings no longer fit the plugin's schema.
     let check = body.enabled || body.config.is_some();
@@ -157,14 +158,9 @@ pub(super) async fn put_extension<S: Store>(
     app.store.put_extension(caller.0.org_id, &settings).await?;
     app.settings.forget(&(caller.0.org_id, plugin.clone()));
     let changed = format!(
-        "enabled={}; secrets set: {}",
+        "enabled={}; secrets changed: {}",
         settings.enabled,
-        settings
-            .secrets
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(",")
+        changed_secrets(&secrets_before, &settings.secrets)
     );
     audit_update(&app, &caller, &plugin, "ok", &changed).await;
     Ok(Json(settings_view(&plugin, Some(&settings))))
@@ -198,6 +194,28 @@ fn replace_config(
     config
 }
 
+/// The names of the secrets a write set, changed or removed (sorted), `none` if none: what
+/// the audit says, never their values.
+fn changed_secrets(before: &Map<String, Value>, after: &Map<String, Value>) -> String {
+    let mut names: Vec<&str> = after
+        .iter()
+        .filter(|(name, value)| before.get(*name) != Some(*value))
+        .map(|(name, _)| name.as_str())
+        .chain(
+            before
+                .keys()
+                .filter(|name| !after.contains_key(*name))
+                .map(String::as_str),
+        )
+        .collect();
+    names.sort_unstable();
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(",")
+    }
+}
+
 /// Records an update of the org's settings for `plugin` (never the secrets' values).
 async fn audit_update<S: Store>(
     app: &App<S>,
@@ -215,4 +233,20 @@ async fn audit_update<S: Store>(
         ..Default::default()
     };
     audit(app, caller, entry).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_secrets_that_changed_are_named() {
+        let map = |v: Value| v.as_object().unwrap().clone();
+        let before = map(json!({"password": "a", "key": "k"}));
+        assert_eq!(changed_secrets(&before, &before), "none");
+        let after = map(json!({"password": "b", "key": "k", "token": "t"}));
+        assert_eq!(changed_secrets(&before, &after), "password,token");
+        let after = map(json!({"key": "k"}));
+        assert_eq!(changed_secrets(&before, &after), "password");
+    }
 }

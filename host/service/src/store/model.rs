@@ -150,7 +150,7 @@ pub struct AuditEntry {
     pub at: String,
     /// Which key (public id).
     pub key_id: Option<String>,
-    /// `operation`, `settings`, `key`, `device`.
+    /// `operation`, `settings`, `key`, `device`, `org`.
     pub action: String,
     /// The device, for operations and device changes.
     pub device_id: Option<String>,
@@ -164,6 +164,8 @@ pub struct AuditEntry {
     pub detail: String,
     /// The HTTP request that made it (its `x-request-id`), if any.
     pub request_id: Option<String>,
+    /// The name of the key that made it, as it is now (empty for a key created without one).
+    pub key_name: Option<String>,
 }
 
 /// A new audit record.

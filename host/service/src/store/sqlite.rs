@@ -758,13 +758,16 @@ impl Store for SqliteStore {
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<AuditEntry>> {
-        let rows =
-            sqlx::query("SELECT * FROM audit WHERE org_id = ? AND id < ? ORDER BY id DESC LIMIT ?")
-                .bind(org_id)
-                .bind(before.unwrap_or(i64::MAX))
-                .bind(i64::from(limit.clamp(1, 500)))
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT a.*, k.name AS key_name FROM audit a \
+                 LEFT JOIN api_keys k ON k.id = a.key_id \
+                 WHERE a.org_id = ? AND a.id < ? ORDER BY a.id DESC LIMIT ?",
+        )
+        .bind(org_id)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit.clamp(1, 500)))
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .iter()
             .map(|r| AuditEntry {
@@ -778,6 +781,7 @@ impl Store for SqliteStore {
                 outcome: r.get("outcome"),
                 detail: r.get("detail"),
                 request_id: r.get("request_id"),
+                key_name: r.get("key_name"),
             })
             .collect())
     }
