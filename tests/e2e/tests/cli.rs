@@ -30,12 +30,13 @@ fn write_json(dir: &Path, name: &str, value: &Value) -> String {
 }
 
 fn invoke_args(op: &str, org: &str, device: &str, input: &str, loopback: bool) -> Vec<String> {
-    let mut args = Vec::new();
+    // The plugin flags belong to the commands that load plugins: after `invoke`.
+    let mut args = vec!["invoke".to_owned()];
     if loopback {
         args.push("--allow-loopback-http".to_owned());
     }
     for a in [
-        "invoke", "jasper", op, "--org", org, "--device", device, "--input", input,
+        "jasper", op, "--org", org, "--device", device, "--input", input,
     ] {
         args.push(a.to_owned());
     }
