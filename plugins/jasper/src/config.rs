@@ -26,6 +26,10 @@ pub const DEFAULT_RATE_PER_SECOND: u32 = 5;
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 1;
 pub const MAX_RATE_PER_SECOND: u32 = 10_000;
 pub const MAX_MAX_IN_FLIGHT: u32 = 1_000;
+/// At most this many rate plans in the org's settings.
+pub const MAX_RATE_PLANS: usize = 200;
+/// A rate plan's name: 1 to this many characters.
+pub const MAX_RATE_PLAN_CHARS: usize = 100;
 
 /// The org configuration. Deliberately not `Debug`: it holds secrets.
 pub struct OrgConfig {
@@ -38,10 +42,40 @@ pub struct OrgConfig {
     pub api_key: String,
     pub rate_per_second: u32,
     pub max_in_flight: u32,
+    /// The account's rate plans that the org uses, as its settings list them (empty: no list;
+    /// Jasper's APIs offer none to read).
+    pub rate_plans: Vec<String>,
 }
 
 fn string(v: &Value, key: &str) -> String {
     v.get(key).and_then(Value::as_str).unwrap_or("").to_owned()
+}
+
+/// The optional `rate_plans`: distinct names of 1 to 100 characters, at most 200.
+fn rate_plans(v: &Value) -> Result<Vec<String>, PluginError> {
+    let bad = || {
+        PluginError::invalid_input(format!(
+            "rate_plans must be a list of at most {MAX_RATE_PLANS} distinct rate plan names of 1 \
+             to {MAX_RATE_PLAN_CHARS} characters"
+        ))
+    };
+    let items = match v.get("rate_plans") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) if items.len() <= MAX_RATE_PLANS => items,
+        Some(_) => return Err(bad()),
+    };
+    let mut plans: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        let name = item.as_str().map(str::trim).ok_or_else(bad)?;
+        if name.is_empty()
+            || name.chars().count() > MAX_RATE_PLAN_CHARS
+            || plans.iter().any(|p| p == name)
+        {
+            return Err(bad());
+        }
+        plans.push(name.to_owned());
+    }
+    Ok(plans)
 }
 
 fn bounded(v: &Value, key: &str, default: u32, max: u32) -> Result<u32, PluginError> {
@@ -82,6 +116,7 @@ impl OrgConfig {
                 MAX_RATE_PER_SECOND,
             )?,
             max_in_flight: bounded(v, "max_in_flight", DEFAULT_MAX_IN_FLIGHT, MAX_MAX_IN_FLIGHT)?,
+            rate_plans: rate_plans(v)?,
         };
         if cfg.username.is_empty() {
             return Err(PluginError::invalid_input(
@@ -289,6 +324,35 @@ mod tests {
         assert_eq!(a, a2);
         assert!(a != b && a != soap);
         assert!(!a.contains("secret") && a.len() == 32);
+    }
+
+    #[test]
+    fn rate_plans_are_optional_distinct_names() {
+        let base = json!({"api": "rest", "endpoint": "https://h", "username": "u", "api_key": "k"});
+        let with = |plans: Value| {
+            let mut v = base.clone();
+            v["rate_plans"] = plans;
+            OrgConfig::from_value(&v).map(|c| c.rate_plans)
+        };
+        assert!(OrgConfig::from_value(&base).unwrap().rate_plans.is_empty());
+        assert_eq!(with(json!(null)).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            with(json!(["IoT 10MB", "IoT_Pro_1GB"])).unwrap(),
+            ["IoT 10MB", "IoT_Pro_1GB"]
+        );
+        let too_many: Vec<String> = (0..=MAX_RATE_PLANS).map(|n| format!("p{n}")).collect();
+        for bad in [
+            json!("IoT 10MB"),
+            json!([""]),
+            json!(["  "]),
+            json!(["a", "a"]),
+            json!([1]),
+            json!(["x".repeat(MAX_RATE_PLAN_CHARS + 1)]),
+            json!(too_many),
+        ] {
+            let e = with(bad.clone()).expect_err("refused");
+            assert_eq!(e.kind, ErrorKind::InvalidInput, "{bad}");
+        }
     }
 
     #[test]

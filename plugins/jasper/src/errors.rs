@@ -68,6 +68,22 @@ pub enum OpHint {
     SendSms,
 }
 
+/// `details.code` of "Jasper does not know this ICCID in the configured account" (kind
+/// `not_found`): tells it apart from the host's own `not_found` (no such device, plugin, ...).
+pub const CODE_ICCID_NOT_IN_ACCOUNT: &str = "iccid_not_in_account";
+/// `details.code` of SOAP 400201: the SIM belongs to another account or service provider, or
+/// the API user may not access it (kind `unauthorized`).
+pub const CODE_ACCESS_VIOLATION: &str = "access_violation";
+/// `details.code` of an unknown rate plan (kind `invalid_input`), from Jasper or from the
+/// organisation's list of rate plans.
+pub const CODE_UNKNOWN_RATE_PLAN: &str = "unknown_rate_plan";
+/// `details.code` of an effective date in the past (kind `invalid_input`).
+pub const CODE_EFFECTIVE_DATE_IN_PAST: &str = "effective_date_in_past";
+/// `details.code` of an effective date too far ahead (kind `invalid_input`).
+pub const CODE_EFFECTIVE_DATE_TOO_FAR: &str = "effective_date_too_far";
+/// `details.code` of an effective date Jasper refused without saying why (kind `invalid_input`).
+pub const CODE_INVALID_EFFECTIVE_DATE: &str = "invalid_effective_date";
+
 pub const NOT_IN_ACCOUNT: &str = "ICCID not in this Jasper account: check the ICCID, and that \
 the endpoint and credentials are those of the account that owns the SIM (sandbox and production \
 accounts differ)";
@@ -78,6 +94,61 @@ shortly";
 fn err(kind: ErrorKind, message: impl Into<String>) -> PluginError {
     PluginError::new(kind, message)
 }
+
+/// An error with a stable `details.code`.
+fn coded(kind: ErrorKind, code: &str, message: impl Into<String>) -> PluginError {
+    PluginError::new(kind, message).with_details(json!({ "code": code }))
+}
+
+/// "ICCID not in this Jasper account": `not_found` with `details.code`
+/// [`CODE_ICCID_NOT_IN_ACCOUNT`].
+pub fn not_in_account() -> PluginError {
+    coded(
+        ErrorKind::NotFound,
+        CODE_ICCID_NOT_IN_ACCOUNT,
+        NOT_IN_ACCOUNT,
+    )
+}
+
+/// What an effective date Jasper refused was wrong with, from the words of its answer.
+fn effective_date_error(said_by_jasper: &str, token: Option<&str>, said: &str) -> PluginError {
+    let lower = said_by_jasper.to_ascii_lowercase();
+    let why = match token {
+        Some(t) => format!(" ({t})"),
+        None => String::new(),
+    };
+    if token == Some("ACTIVATION_IN_PAST") || lower.contains("past") {
+        coded(
+            ErrorKind::InvalidInput,
+            CODE_EFFECTIVE_DATE_IN_PAST,
+            format!(
+                "the effective date is in the past{why}: Jasper takes today or a later date \
+                 (UTC); leave effective_date empty to apply the change now{said}"
+            ),
+        )
+    } else if lower.contains("ahead") || lower.contains("future") || lower.contains("180") {
+        coded(
+            ErrorKind::InvalidInput,
+            CODE_EFFECTIVE_DATE_TOO_FAR,
+            format!(
+                "the effective date is too far ahead{why}: Jasper takes at most 180 days \
+                 ahead{said}"
+            ),
+        )
+    } else {
+        coded(
+            ErrorKind::InvalidInput,
+            CODE_INVALID_EFFECTIVE_DATE,
+            format!(
+                "Jasper rejected the effective date{why}: use today or a later date (UTC), not \
+                 too far ahead{said}"
+            ),
+        )
+    }
+}
+
+const UNKNOWN_RATE_PLAN_HINT: &str = "use the plan's exact name as shown in Control Center, for \
+a plan available to this SIM";
 
 /// Keeps at most 200 characters of a text that came from Jasper, on one line.
 pub fn excerpt(text: &str) -> String {
@@ -98,9 +169,16 @@ pub fn soap_fault(code: Option<&str>, faultstring: &str, tokens: &[String], op: 
         "faultstring": excerpt(faultstring),
         "detail_tokens": tokens,
     });
-    let failure = soap_fault_inner(code, tokens, op, faultstring);
-    let mut failure = failure;
-    failure.error = failure.error.with_details(details);
+    let mut failure = soap_fault_inner(code, tokens, op, faultstring);
+    // Keep what the table said (a stable `code`), and add what Jasper said.
+    let mut all = match details {
+        Value::Object(map) => map,
+        _ => Default::default(),
+    };
+    if let Value::Object(extra) = std::mem::take(&mut failure.error.details) {
+        all.extend(extra);
+    }
+    failure.error.details = Value::Object(all);
     failure
 }
 
@@ -133,17 +211,14 @@ fn soap_fault_inner(
                 Conflict,
                 format!("Jasper refused the requested status for this SIM ({token})"),
             )),
-            "RATEPLAN_INVALID" | "RATEPLAN_NULL" => Some(err(
+            "RATEPLAN_INVALID" | "RATEPLAN_NULL" => Some(coded(
                 InvalidInput,
-                format!(
-                    "unknown rate plan ({token}): use the plan's exact name as shown in Control \
-                     Center, for a plan available to this SIM"
-                ),
+                CODE_UNKNOWN_RATE_PLAN,
+                format!("unknown rate plan ({token}): {UNKNOWN_RATE_PLAN_HINT}"),
             )),
-            "INVALID_EFFECTIVE_DATE" | "ACTIVATION_IN_PAST" => Some(err(
-                InvalidInput,
-                format!("Jasper rejected the effective date ({token}): use today or a future date"),
-            )),
+            "INVALID_EFFECTIVE_DATE" | "ACTIVATION_IN_PAST" => {
+                Some(effective_date_error(faultstring, Some(token), ""))
+            }
             "OVERRIDEMODE_INVALID" => Some(err(InvalidInput, "invalid overage override mode")),
             _ => None,
         };
@@ -161,7 +236,7 @@ fn soap_fault_inner(
         ));
     };
     match code {
-        "100100" => Failure::final_(err(NotFound, NOT_IN_ACCOUNT)),
+        "100100" => Failure::final_(not_in_account()),
         "100101" | "400500" => Failure::final_(err(
             InvalidInput,
             "Jasper says the ICCID is invalid: check the device's ICCID",
@@ -181,10 +256,10 @@ fn soap_fault_inner(
                  the SIM's current status; not every status transition is allowed",
             ),
         }),
-        "100520" => Failure::final_(err(
+        "100520" => Failure::final_(coded(
             InvalidInput,
-            "unknown rate plan (100520): use the plan's exact name as shown in Control Center, \
-             for a plan available to this SIM",
+            CODE_UNKNOWN_RATE_PLAN,
+            format!("unknown rate plan (100520): {UNKNOWN_RATE_PLAN_HINT}"),
         )),
         "200200" => Failure::final_(err(
             NotFound,
@@ -202,8 +277,9 @@ fn soap_fault_inner(
              that they belong to this endpoint's environment: sandbox and production differ)",
         )),
         "400101" => Failure::new(err(RateLimited, RATE_LIMITED), RetryClass::NotProcessed),
-        "400201" => Failure::final_(err(
+        "400201" => Failure::final_(coded(
             Unauthorized,
+            CODE_ACCESS_VIOLATION,
             "access violation (400201): the SIM belongs to another account or service provider, \
              or this API user may not access it",
         )),
@@ -280,16 +356,28 @@ pub fn rest_code(code: &str, message: &str, op: OpHint) -> Option<Failure> {
                 "Jasper refused this status change: a device cannot be changed back to Activation Ready{said}"
             ),
         )),
-        "10000012" => Failure::final_(err(
+        // 10000012 is "invalid date format", but Jasper also gives it for a well-formed
+        // effective date it refuses ("effectiveDate is in the past"): say what it says.
+        "10000012" => {
+            let lower = message.to_ascii_lowercase();
+            let about_effective_date = matches!(op, OpHint::SetStatus | OpHint::SetRatePlan)
+                || lower.contains("effectivedate");
+            let judged = ["past", "ahead", "future", "180"]
+                .iter()
+                .any(|w| lower.contains(w));
+            if about_effective_date && judged {
+                Failure::final_(effective_date_error(message, None, &said))
+            } else {
+                Failure::final_(err(
+                    InvalidInput,
+                    format!("Jasper rejected the date format{said}"),
+                ))
+            }
+        }
+        "10000013" => Failure::final_(coded(
             InvalidInput,
-            format!("Jasper rejected the date format{said}"),
-        )),
-        "10000013" => Failure::final_(err(
-            InvalidInput,
-            format!(
-                "unknown rate plan: use the plan's exact name as shown in Control Center, for a \
-                 plan available to this SIM{said}"
-            ),
+            CODE_UNKNOWN_RATE_PLAN,
+            format!("unknown rate plan: {UNKNOWN_RATE_PLAN_HINT}{said}"),
         )),
         "10000014" | "10000016" | "10000031" => Failure::final_(err(
             InvalidInput,
@@ -324,7 +412,7 @@ pub fn rest_code(code: &str, message: &str, op: OpHint) -> Option<Failure> {
                  one): use a recent cycle start date{said}"
             ),
         )),
-        "20000001" => Failure::final_(err(NotFound, NOT_IN_ACCOUNT)),
+        "20000001" => Failure::final_(not_in_account()),
         "20000002" => Failure::final_(err(NotFound, format!("SMS message not found{said}"))),
         "30000001" => Failure::new(
             err(
@@ -344,7 +432,6 @@ pub fn rest_code(code: &str, message: &str, op: OpHint) -> Option<Failure> {
         "40000029" => Failure::new(err(RateLimited, RATE_LIMITED), RetryClass::NotProcessed),
         _ => return None,
     };
-    let _ = op;
     Some(f)
 }
 

@@ -1,8 +1,8 @@
 //! `jasper`: binds devices to their SIMs in Cisco Jasper Control Center (Cisco IoT Control
 //! Center), over its SOAP API (WS-Security, license key) or its REST API (`/rws/api/v1`).
 //!
-//! Operations: `overview`, `set_status`, `usage`, `send_sms`, `set_rate_plan` (see `README.md`
-//! for the mapping tables and decisions).
+//! Operations: `overview`, `set_status`, `usage`, `send_sms`, `set_rate_plan`, and the
+//! organisation-scope view `rate_plans` (see `README.md` for the mapping tables and decisions).
 //!
 //! Code map:
 //! - [`schemas`]: the manifest (configuration schemas, operations, warnings).
@@ -420,6 +420,10 @@ impl Jasper {
                 "Jasper's SOAP API does not accept commas or '*' in a rate plan name",
             ));
         }
+        let known = &ctx.cfg.rate_plans;
+        if !known.is_empty() && !known.iter().any(|p| p == plan) {
+            return Err(unknown_rate_plan(plan, known));
+        }
         let effective_date = optional_date(input, "effective_date")?;
         self.check_effective_date(ctx, effective_date)?;
         let scheduled = self
@@ -430,7 +434,8 @@ impl Jasper {
                 ("ratePlan", plan),
                 effective_date,
             )
-            .await?;
+            .await
+            .map_err(|e| jasper_refused_plan(e, known))?;
         to_output(&Change {
             iccid: ctx.iccid.to_owned(),
             api: ctx.cfg.api.as_str(),
@@ -544,6 +549,83 @@ impl Jasper {
     }
 }
 
+/// The names of `plans` for a message: the first few, then how many more.
+fn plan_list(plans: &[String]) -> String {
+    const SHOWN: usize = 20;
+    let mut text = plans
+        .iter()
+        .take(SHOWN)
+        .map(|p| format!("{p:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if plans.len() > SHOWN {
+        text.push_str(&format!(" and {} more", plans.len() - SHOWN));
+    }
+    text
+}
+
+/// A plan name that is not in the organisation's list: refused before calling Jasper.
+fn unknown_rate_plan(plan: &str, known: &[String]) -> PluginError {
+    let close = known
+        .iter()
+        .find(|k| k.to_lowercase() == plan.to_lowercase())
+        .map(|k| format!(" (did you mean {k:?}? names are case-sensitive)"))
+        .unwrap_or_default();
+    PluginError::invalid_input(format!(
+        "unknown rate plan {plan:?}{close}: this organisation's settings list the rate plans {}",
+        plan_list(known)
+    ))
+    .with_details(json!({
+        "code": errors::CODE_UNKNOWN_RATE_PLAN,
+        "rate_plan": plan,
+        "known_rate_plans": known,
+        "checked_by": "settings",
+    }))
+}
+
+/// Jasper refused the plan as unknown: name the organisation's plans, when it lists some.
+fn jasper_refused_plan(mut e: PluginError, known: &[String]) -> PluginError {
+    let unknown_plan =
+        e.details.get("code").and_then(Value::as_str) == Some(errors::CODE_UNKNOWN_RATE_PLAN);
+    if !unknown_plan {
+        return e;
+    }
+    if known.is_empty() {
+        e.message = format!(
+            "{}; Jasper's APIs offer no list of the account's plans: an administrator can list \
+             the ones this organisation uses in its settings (rate_plans), and the rate_plans \
+             view shows them",
+            e.message
+        );
+        return e;
+    }
+    e.message = format!(
+        "{}; the rate plans in this organisation's settings are {} (Jasper did not accept this \
+         one for the SIM: the list may be out of date)",
+        e.message,
+        plan_list(known)
+    );
+    if let Value::Object(details) = &mut e.details {
+        details.insert("known_rate_plans".into(), json!(known));
+    }
+    e
+}
+
+/// The `rate_plans` view: the organisation's list, from its settings.
+fn rate_plans_view(cfg: &OrgConfig) -> Value {
+    let note = if cfg.rate_plans.is_empty() {
+        Some(
+            "no rate plans are listed in this organisation's settings (rate_plans): Jasper's \
+             APIs offer no list of an account's plans, so an administrator can add the names \
+             used, exactly as in Control Center; until then set_rate_plan passes any name on to \
+             Jasper",
+        )
+    } else {
+        None
+    };
+    json!({"rate_plans": cfg.rate_plans, "note": note})
+}
+
 /// Takes the server's `Retry-After` (in seconds) into account, when the parser did not.
 fn with_retry_after(mut failure: Failure, resp: &HttpResponse) -> Failure {
     if failure.retry_after_ms.is_none() {
@@ -604,6 +686,10 @@ impl Plugin for Jasper {
 
     async fn invoke(&self, host: Host, call: Call) -> Result<Value, PluginError> {
         let cfg = OrgConfig::from_value(&call.org_config)?;
+        // Organisation-scope operations: no device.
+        if call.op == "rate_plans" {
+            return Ok(rate_plans_view(&cfg));
+        }
         let iccid = config::iccid(&call.device_config)?;
         // Limits are the upstream account's, whichever org reaches it; a shared read's result
         // also needs the same credentials.

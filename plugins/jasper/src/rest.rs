@@ -171,6 +171,7 @@ pub fn parse_response(resp: &HttpResponse, hint: OpHint) -> Result<Value, Failur
             if resp.status == 404 && parsed.is_some() {
                 f.error.kind = devext_plugin_api::ErrorKind::NotFound;
                 f.error.message = errors::NOT_IN_ACCOUNT.into();
+                f.error.details["code"] = json!(errors::CODE_ICCID_NOT_IN_ACCOUNT);
             }
             if !message.is_empty() || code.is_some() {
                 f.error.message = format!(

@@ -1,10 +1,11 @@
 //! The manifest: configuration schemas, operations and declared warnings (JSON Schema draft
 //! 2020-12, with titles and descriptions a UI can show).
 
-use devext_plugin_api::{DeclaredWarning, Manifest, Operation, Value, json};
+use devext_plugin_api::{DeclaredWarning, Manifest, OpScope, Operation, Value, json};
 
 use crate::config::{
     DEFAULT_MAX_IN_FLIGHT, DEFAULT_RATE_PER_SECOND, MAX_MAX_IN_FLIGHT, MAX_RATE_PER_SECOND,
+    MAX_RATE_PLAN_CHARS, MAX_RATE_PLANS,
 };
 use crate::model::SimStatus;
 use crate::rest::REST_SMS_MAX_CHARS;
@@ -91,7 +92,14 @@ pub fn org_config() -> Value {
                 "minimum": 1,
                 "maximum": MAX_MAX_IN_FLIGHT,
                 "default": DEFAULT_MAX_IN_FLIGHT
-            }
+            },
+            "rate_plans": rate_plans_schema(
+                "Rate plans",
+                "Optional: the names of the account's rate plans this organisation uses, exactly \
+                    as in Control Center (Jasper's APIs offer no list to read). The view \
+                    rate_plans shows them, and set_rate_plan accepts only these names when the \
+                    list is set (without it, Jasper judges the name).",
+            )
         },
         "required": ["api", "endpoint", "username"],
         "allOf": [
@@ -105,6 +113,25 @@ pub fn org_config() -> Value {
             }
         ],
         "additionalProperties": false
+    })
+}
+
+/// A list of rate plan names: distinct, each 1 to 100 characters without surrounding spaces.
+fn rate_plans_schema(title: &str, description: &str) -> Value {
+    json!({
+        "type": "array",
+        "title": title,
+        "description": description,
+        "items": {
+            "type": "string",
+            "title": "Rate plan",
+            "minLength": 1,
+            "maxLength": MAX_RATE_PLAN_CHARS,
+            "pattern": "^\\S(.*\\S)?$"
+        },
+        "uniqueItems": true,
+        "maxItems": MAX_RATE_PLANS,
+        "examples": [["IoT_Basic_10MB", "IoT_Pro_1GB"]]
     })
 }
 
@@ -384,6 +411,29 @@ pub fn operations() -> Vec<Operation> {
                 "rate_plan",
                 json!({"type": "string", "title": "Rate plan"}),
             ))),
+        Operation::view("rate_plans", "Rate plans")
+            .scope(OpScope::Org)
+            .description("The rate plans this organisation uses, as its settings list them \
+                (Jasper's APIs offer no list of an account's plans).")
+            .input_schema(json!({
+                "type": "object", "title": "No input", "properties": {}, "additionalProperties": false
+            }))
+            .output_schema(json!({
+                "type": "object",
+                "title": "Rate plans",
+                "properties": {
+                    "rate_plans": rate_plans_schema(
+                        "Rate plans",
+                        "The names from the organisation's settings, in their order; empty when \
+                            the settings list none.",
+                    ),
+                    "note": nullable("string", "Note", "Set when the settings list no rate plans: \
+                        says where to add them and that set_rate_plan then leaves the name to \
+                        Jasper; null otherwise."),
+                },
+                "required": ["rate_plans", "note"],
+                "additionalProperties": false
+            })),
     ]
 }
 

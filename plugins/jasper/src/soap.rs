@@ -11,7 +11,7 @@ use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 
 use crate::dates::{self, Date};
-use crate::errors::{self, Failure, NOT_IN_ACCOUNT, OpHint};
+use crate::errors::{self, Failure, OpHint};
 use crate::model::{self, Counters, OverageLimit, Overview, Usage};
 use crate::xml::{self, Element};
 
@@ -392,7 +392,7 @@ pub fn overview(resp: &Element, iccid: &str) -> Result<Overview, Failure> {
             _ => None,
         });
     let Some(t) = terminal else {
-        return Err(Failure::final_(PluginError::not_found(NOT_IN_ACCOUNT)));
+        return Err(Failure::final_(errors::not_in_account()));
     };
     let text = |name: &str| t.child_text(JASPER_NS, name);
     let mut out = Overview::with_status(iccid, "soap", text("status"));
@@ -806,7 +806,8 @@ mod tests {
                 parse_response(&resp(200, &body), "GetTerminalDetails", OpHint::Overview).unwrap();
             let e = overview(&el, ICCID).unwrap_err();
             assert_eq!(e.error.kind, ErrorKind::NotFound, "{terminals}");
-            assert_eq!(e.error.message, NOT_IN_ACCOUNT);
+            assert_eq!(e.error.message, errors::NOT_IN_ACCOUNT);
+            assert_eq!(e.error.details["code"], errors::CODE_ICCID_NOT_IN_ACCOUNT);
         }
     }
 

@@ -53,6 +53,8 @@ async fn contract(rt: &Runtime, sim: &RunningSim, api: Api) {
     set_status(rt, sim, api, status_sim).await;
     send_sms(rt, sim, api, sms_sim, deactivated).await;
     set_rate_plan(rt, sim, api, plan_sim).await;
+    rate_plans_from_settings(rt, sim, api, plan_sim).await;
+    past_effective_dates(rt, sim, api, deactivated).await;
     unknown_and_foreign_iccids(rt, sim, api).await;
     invalid_input(rt, sim, api, overview_sim).await;
 
@@ -354,6 +356,138 @@ async fn set_rate_plan(rt: &Runtime, sim: &RunningSim, api: Api, iccid: &str) {
     assert_eq!(sim_of(sim, iccid).rate_plan, plan, "nothing changed");
 }
 
+/// The org's list of rate plans: the org-scope view shows it (no device, Jasper not called), and
+/// `set_rate_plan` refuses a name not in it before calling Jasper, naming the valid ones.
+async fn rate_plans_from_settings(rt: &Runtime, sim: &RunningSim, api: Api, iccid: &str) {
+    let names: Vec<String> = sim.rate_plans().into_iter().map(|p| p.name).collect();
+    let mut org = org(sim, api);
+    let requests = sim.stats().requests;
+    let out = expect_ok(
+        call_with(rt, &org, &Value::Null, "rate_plans", json!({}), None).await,
+        "rate_plans without a list",
+    );
+    assert_eq!(out["rate_plans"], json!([]), "{out}");
+    assert!(out["note"].is_string(), "{out}");
+
+    org["rate_plans"] = json!(names);
+    let out = expect_ok(
+        call_with(rt, &org, &Value::Null, "rate_plans", json!({}), None).await,
+        "rate_plans",
+    );
+    assert_eq!(out, json!({"rate_plans": names, "note": null}));
+    assert_eq!(sim.stats().requests, requests, "Jasper was not called");
+
+    let before = sim_of(sim, iccid).rate_plan;
+    let e = expect_err(
+        call(
+            rt,
+            &org,
+            iccid,
+            "set_rate_plan",
+            json!({"rate_plan": "No_Such_Plan_9"}),
+        )
+        .await,
+        "a plan not in the list",
+    );
+    assert_error(
+        &e,
+        ErrorKind::InvalidInput,
+        "unknown rate plan",
+        "not listed",
+    );
+    for name in &names {
+        assert!(e.message.contains(name.as_str()), "{}", e.message);
+    }
+    assert_eq!(e.details["code"], "unknown_rate_plan");
+    assert_eq!(e.details["known_rate_plans"], json!(names));
+    assert_eq!(
+        sim.stats().requests,
+        requests,
+        "refused before calling Jasper"
+    );
+    assert_eq!(sim_of(sim, iccid).rate_plan, before, "nothing changed");
+
+    // A listed plan goes through.
+    let other = names
+        .iter()
+        .find(|p| **p != before && *p != "IoT_Test_Free")
+        .expect("another plan");
+    let out = expect_ok(
+        call(
+            rt,
+            &org,
+            iccid,
+            "set_rate_plan",
+            json!({"rate_plan": other}),
+        )
+        .await,
+        "a listed plan",
+    );
+    assert_eq!(out["rate_plan"], other.as_str());
+    assert_eq!(sim_of(sim, iccid).rate_plan, *other);
+}
+
+/// An effective date in the past is `invalid_input` saying so (not "date format"), for a status
+/// and a rate plan change; nothing changes.
+async fn past_effective_dates(rt: &Runtime, sim: &RunningSim, api: Api, iccid: &str) {
+    let org = org(sim, api);
+    let yesterday = days_ahead(-1).to_string();
+    let before = sim_of(sim, iccid);
+    let e = expect_err(
+        call(
+            rt,
+            &org,
+            iccid,
+            "set_status",
+            json!({"status": "activated", "effective_date": yesterday}),
+        )
+        .await,
+        "activation in the past",
+    );
+    assert_error(
+        &e,
+        ErrorKind::InvalidInput,
+        "the effective date is in the past",
+        "activation in the past",
+    );
+    assert!(!e.message.contains("format"), "{}", e.message);
+    assert_eq!(e.details["code"], "effective_date_in_past");
+
+    let plan = sim
+        .rate_plans()
+        .into_iter()
+        .map(|p| p.name)
+        .find(|p| *p != before.rate_plan)
+        .expect("another plan");
+    let e = expect_err(
+        call(
+            rt,
+            &org,
+            iccid,
+            "set_rate_plan",
+            json!({"rate_plan": plan, "effective_date": yesterday}),
+        )
+        .await,
+        "rate plan change in the past",
+    );
+    assert_eq!(e.kind, ErrorKind::InvalidInput, "{}", e.message);
+    assert!(!e.message.contains("format"), "{}", e.message);
+    match api {
+        // SOAP's INVALID_EFFECTIVE_DATE does not say why.
+        Api::Soap => assert_eq!(e.details["code"], "invalid_effective_date"),
+        Api::Rest => {
+            assert!(e.message.contains("in the past"), "{}", e.message);
+            assert_eq!(e.details["code"], "effective_date_in_past");
+        }
+    }
+    let after = sim_of(sim, iccid);
+    assert_eq!(
+        (after.status, after.rate_plan, after.pending_changes),
+        (before.status, before.rate_plan, before.pending_changes),
+        "nothing changed"
+    );
+}
+
 /// An ICCID in no account is `not_found` for every operation; one of another account is refused.
 async fn unknown_and_foreign_iccids(rt: &Runtime, sim: &RunningSim, api: Api) {
     let org = org(sim, api);
@@ -374,6 +508,12 @@ async fn unknown_and_foreign_iccids(rt: &Runtime, sim: &RunningSim, api: Api) {
             op,
         );
         assert!(e.message.starts_with("ICCID not in this Jasper account"));
+        // A stable code tells it apart from the host's own `not_found` (no such device).
+        assert_eq!(
+            e.details["code"], "iccid_not_in_account",
+            "{op}: {}",
+            e.details
+        );
     }
 
     let foreign = &sim.other_account_iccids()[0];
@@ -383,18 +523,24 @@ async fn unknown_and_foreign_iccids(rt: &Runtime, sim: &RunningSim, api: Api) {
     );
     match api {
         // SOAP says 400201 (access violation), REST answers 404 like any unknown ICCID.
-        Api::Soap => assert_error(
-            &e,
-            ErrorKind::Unauthorized,
-            "another account",
-            "foreign SOAP",
-        ),
-        Api::Rest => assert_error(
-            &e,
-            ErrorKind::NotFound,
-            "ICCID not in this Jasper account",
-            "foreign REST",
-        ),
+        Api::Soap => {
+            assert_error(
+                &e,
+                ErrorKind::Unauthorized,
+                "another account",
+                "foreign SOAP",
+            );
+            assert_eq!(e.details["code"], "access_violation");
+        }
+        Api::Rest => {
+            assert_error(
+                &e,
+                ErrorKind::NotFound,
+                "ICCID not in this Jasper account",
+                "foreign REST",
+            );
+            assert_eq!(e.details["code"], "iccid_not_in_account");
+        }
     }
     let before = sim.sms_log().len();
     let e = expect_err(

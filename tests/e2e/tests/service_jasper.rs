@@ -211,6 +211,17 @@ async fn jasper_operations_map_to_http_statuses_and_are_audited() {
         error_message(&body).contains("not in this Jasper account"),
         "{body}"
     );
+    assert_eq!(
+        body["error"]["details"]["code"], "iccid_not_in_account",
+        "{body}"
+    );
+    // The service's own 404 (no such device) has no such code: a client tells them apart.
+    let (s, body) = env.op("no-such-device", "overview", json!({})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+    assert_ne!(
+        body["error"]["details"]["code"], "iccid_not_in_account",
+        "{body}"
+    );
 
     // 422 with a pointer: a date that is no date, caught before anything is sent.
     let before = env.sim.stats().requests;

@@ -17,10 +17,11 @@ async fn the_root_module_serves_the_manifest_and_operations() {
     };
     let manifest: Manifest = serde_json::from_str(&manifest).unwrap();
     assert_eq!(manifest.name, "jasper");
-    assert_eq!(manifest.operations.len(), 5);
+    assert_eq!(manifest.operations.len(), 6);
 
     let fake = FakeHost::new(|_, _| Reply::ok(terminal_details(ICCID, "ACTIVATED_NAME")));
     let caps = HostCaps_TO::from_ptr(RArc::new(fake.clone()), TD_Opaque);
+    let org_caps = HostCaps_TO::from_ptr(RArc::new(fake.clone()), TD_Opaque);
     let context =
         json!({"protocol": 1, "call_id": "c", "deadline_unix_ms": fake.now_ms() + 10_000});
     let answer = (module.invoke())(
@@ -37,4 +38,22 @@ async fn the_root_module_serves_the_manifest_and_operations() {
     };
     let out: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(out["status"], "activated");
+
+    // An organisation-scope view: the host sends `null` as the device configuration.
+    let mut org = soap_org("https://api.jasper.com");
+    org["rate_plans"] = json!(["IoT 10MB"]);
+    let answer = (module.invoke())(
+        org_caps,
+        RString::from(context.to_string()),
+        RString::from("rate_plans"),
+        RString::from(org.to_string()),
+        RString::from("null"),
+        RString::from("{}"),
+    )
+    .await;
+    let RResult::ROk(out) = answer else {
+        panic!("{answer:?}")
+    };
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out, json!({"rate_plans": ["IoT 10MB"], "note": null}));
 }

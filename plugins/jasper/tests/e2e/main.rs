@@ -7,8 +7,10 @@
 #![allow(dead_code, unreachable_pub)]
 
 mod abi;
+mod error_codes;
 mod limits;
 mod manifest;
+mod rate_plans;
 mod rest;
 mod soap;
 mod support;

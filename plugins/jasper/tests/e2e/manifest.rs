@@ -1,6 +1,6 @@
 //! The manifest's schemas accept and refuse what the issue says.
 
-use devext_plugin_api::{OpKind, Value, json};
+use devext_plugin_api::{OpKind, OpScope, Value, json};
 
 use crate::support::*;
 
@@ -32,22 +32,68 @@ fn every_schema_is_valid_draft_2020_12() {
 }
 
 #[test]
-fn operations_are_the_five_of_the_issue() {
+fn operations_are_the_five_of_the_issue_and_the_org_view_of_rate_plans() {
     let m = manifest();
-    let ops: Vec<(&str, OpKind, bool, Option<u64>)> = m
+    let ops: Vec<(&str, OpKind, OpScope, bool, Option<u64>)> = m
         .operations
         .iter()
-        .map(|o| (o.name.as_str(), o.kind, o.destructive, o.fresh_for_secs))
+        .map(|o| {
+            (
+                o.name.as_str(),
+                o.kind,
+                o.scope,
+                o.destructive,
+                o.fresh_for_secs,
+            )
+        })
         .collect();
+    use OpScope::{Device, Org};
     assert_eq!(
         ops,
         [
-            ("overview", OpKind::View, false, Some(60)),
-            ("set_status", OpKind::Action, true, None),
-            ("usage", OpKind::View, false, None),
-            ("send_sms", OpKind::Action, false, None),
-            ("set_rate_plan", OpKind::Action, false, None),
+            ("overview", OpKind::View, Device, false, Some(60)),
+            ("set_status", OpKind::Action, Device, true, None),
+            ("usage", OpKind::View, Device, false, None),
+            ("send_sms", OpKind::Action, Device, false, None),
+            ("set_rate_plan", OpKind::Action, Device, false, None),
+            ("rate_plans", OpKind::View, Org, false, None),
         ]
+    );
+}
+
+#[test]
+fn org_config_may_list_rate_plans() {
+    let schema = manifest().org_config_schema;
+    let v = validator(&schema);
+    let with = |plans: Value| {
+        let mut org = rest_org("https://restapi3.jasper.com");
+        org["rate_plans"] = plans;
+        org
+    };
+    assert!(v.is_valid(&with(json!([]))));
+    assert!(v.is_valid(&with(json!(["IoT 10MB", "IoT_Pro_1GB", "x".repeat(100)]))));
+    let most: Vec<String> = (0..200).map(|n| format!("plan {n}")).collect();
+    assert!(v.is_valid(&with(json!(most))));
+    let too_many: Vec<String> = (0..201).map(|n| format!("plan {n}")).collect();
+    for (bad, why) in [
+        (json!("IoT 10MB"), "not a list"),
+        (json!(["IoT 10MB", "IoT 10MB"]), "duplicates"),
+        (json!([""]), "empty name"),
+        (json!([" IoT 10MB"]), "leading space"),
+        (json!(["IoT 10MB "]), "trailing space"),
+        (json!(["x".repeat(101)]), "101 characters"),
+        (json!([7]), "not a string"),
+        (json!(too_many), "201 plans"),
+    ] {
+        assert!(!v.is_valid(&with(bad)), "{why}");
+    }
+    let plans = &schema["properties"]["rate_plans"];
+    assert!(plans.get("writeOnly").is_none(), "not a secret");
+    assert!(
+        !schema["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("rate_plans"))
     );
 }
 
@@ -218,4 +264,6 @@ fn inputs_are_checked_by_their_schemas() {
     assert!(plan.is_valid(&json!({"rate_plan": "IoT 10MB"})));
     assert!(!plan.is_valid(&json!({"rate_plan": ""})));
     assert!(input("overview").is_valid(&json!({})));
+    assert!(input("rate_plans").is_valid(&json!({})));
+    assert!(!input("rate_plans").is_valid(&json!({"x": 1})));
 }

@@ -336,6 +336,42 @@ async fn invoke_checked(
     out
 }
 
+/// Calls an organisation-scope `op` like the host would: no device (`device_config` is
+/// `null`), the org config and input checked first, the output after.
+pub async fn invoke_org(
+    plugin: &Jasper,
+    host: &FakeHost,
+    org: &Value,
+    op: &str,
+    input: Value,
+) -> Result<Value, PluginError> {
+    let m = manifest();
+    assert_eq!(
+        errors_of(&m.org_config_schema, org),
+        Vec::<String>::new(),
+        "org config"
+    );
+    let operation = m.operation(op).expect("a declared operation");
+    assert_eq!(operation.scope, devext_plugin_api::OpScope::Org, "{op}");
+    assert_eq!(
+        errors_of(&operation.input_schema, &input),
+        Vec::<String>::new(),
+        "input of {op}"
+    );
+    let context =
+        CallContext::new("call-org", host.now_ms() + 30_000).account_key(host_account_key(org));
+    let call = Call::new(context, op, org.clone(), Value::Null, input);
+    let out = invoke_raw(plugin, host, call).await;
+    if let Ok(v) = &out {
+        assert_eq!(
+            errors_of(&operation.output_schema, v),
+            Vec::<String>::new(),
+            "output of {op}: {v:#}"
+        );
+    }
+    out
+}
+
 /// Calls the plugin directly, without any schema check (to reach the plugin's own checks).
 pub async fn invoke_raw(
     plugin: &Jasper,
