@@ -366,7 +366,9 @@ pub fn operations() -> Vec<Operation> {
                         "title": "Message",
                         "description": format!("The text to send: at most {SOAP_SMS_MAX_CHARS} characters with the SOAP API, {REST_SMS_MAX_CHARS} with REST (sent in two parts)."),
                         "minLength": 1,
-                        "maxLength": REST_SMS_MAX_CHARS
+                        "maxLength": REST_SMS_MAX_CHARS,
+                        // The audit log keeps the message's length, never its text.
+                        "x-devext-audit": "length"
                     }
                 },
                 "required": ["message"],

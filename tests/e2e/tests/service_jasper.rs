@@ -428,6 +428,16 @@ async fn an_idempotency_key_sends_the_sms_once() {
         .filter(|e| e["op"] == "send_sms" && e["outcome"] == "ok")
         .count();
     assert_eq!(sends, 2, "audited once per execution: {audit}");
+    // The audit keeps the message's length (the schema says so), never its text.
+    assert!(!audit.to_string().contains("reboot please"), "{audit}");
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["detail"] == r#"input: {"message":"<13 characters>"}"#),
+        "{audit}"
+    );
     env.assert_no_secret_seen();
 }
 
