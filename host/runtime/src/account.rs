@@ -1,6 +1,6 @@
 //! The account key of a call ([`devext_plugin_api::CallContext::account_key`]).
 //!
-//! A plugin keys its per-account state on it (Jasper: its rate limits), and a later scale-out
+//! A plugin keys its per-account state on it (its rate limits, say), and a later scale-out
 //! keys a shared limiter on it, so it must name the *upstream account* the org's settings reach,
 //! the same in every process and after every restart, and never carry or depend on a secret:
 //!

@@ -124,15 +124,8 @@ impl HttpCapability {
                 "credentials in the URL are not allowed; send them in headers".into(),
             ));
         }
-        let literal = match target.host() {
-            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-            _ => None,
-        };
-        // Whether plain http may be allowed: a loopback literal or the name `localhost` (whose
-        // addresses the resolver still checks at connect time).
-        let loopback_target = literal.is_some_and(|ip| ip.is_loopback())
-            || matches!(target.host(), Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost"));
+        let literal = ip_literal(&target);
+        let loopback_target = is_loopback_host(&target);
         let loopback_ok = self.config.allow_loopback_http;
         match target.scheme() {
             "https" => {}
@@ -160,6 +153,12 @@ impl HttpCapability {
             )));
         }
         Ok(target)
+    }
+
+    /// Whether `url` is plain http to loopback, which these rules refuse unless
+    /// `allow_loopback_http` is set: the refusal a local simulator meets.
+    pub(crate) fn refuses_loopback_http(&self, url: &Url) -> bool {
+        !self.config.allow_loopback_http && url.scheme() == "http" && is_loopback_host(url)
     }
 
     /// Requests sent so far, by plugin and outcome (`2xx`, `4xx`, ..., or an error kind).
@@ -351,6 +350,22 @@ pub enum ResolveError {
         /// The name.
         host: String,
     },
+}
+
+/// The address of `url` when its host is written as one.
+fn ip_literal(url: &Url) -> Option<IpAddr> {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+        _ => None,
+    }
+}
+
+/// Whether plain http may be allowed to `url`'s host: a loopback literal or the name
+/// `localhost` (whose addresses the resolver still checks at connect time).
+fn is_loopback_host(url: &Url) -> bool {
+    ip_literal(url).is_some_and(|ip| ip.is_loopback())
+        || matches!(url.host(), Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost"))
 }
 
 /// Whether a plugin may connect to `ip`.

@@ -81,6 +81,9 @@ impl Serialize for Refusal {
     }
 }
 
+/// What a refusal of a file that is no ELF shared library adds: the only plugin format for now.
+const LINUX_ONLY: &str = "devext plugins are Linux shared libraries (ELF *.so) for now";
+
 /// Why a plugin was not loaded. `Display` is the one line shown to people.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -103,14 +106,10 @@ pub enum RefusalReason {
     #[error("cannot read the library: {0}")]
     UnreadableFile(#[source] std::io::Error),
     /// The file is not an ELF object (e.g. a text file).
-    #[error(
-        "not a loadable shared library ({0}); devext plugins are Linux shared libraries (ELF *.so) for now"
-    )]
+    #[error("not a loadable shared library ({0}); {LINUX_ONLY}")]
     NotElf(#[source] object::Error),
     /// The dynamic loader refused the file (e.g. an executable, a library for another machine).
-    #[error(
-        "not a loadable shared library ({cause}); devext plugins are Linux shared libraries (ELF *.so) for now"
-    )]
+    #[error("not a loadable shared library ({cause}); {LINUX_ONLY}")]
     NotLoadable {
         /// The loader's own reason (the last line of its report).
         cause: String,
@@ -622,7 +621,7 @@ pub(crate) fn check_manifest(m: &Manifest) -> Result<CompiledSchemas, Vec<Manife
             });
         }
     }
-    let secrets = secret_properties(&m.org_config_schema);
+    let secrets = crate::schema::secret_properties(&m.org_config_schema);
     for field in &m.account_fields {
         if m.org_config_schema["properties"].get(field).is_none() {
             problems.push(ManifestProblem::AccountFieldUndeclared {
@@ -710,20 +709,6 @@ pub(crate) fn library_files(dir: &Path) -> Result<Vec<PathBuf>, RefusalReason> {
         .collect();
     files.sort();
     Ok(files)
-}
-
-/// The top-level properties of an org schema marked `writeOnly` (the secrets).
-fn secret_properties(schema: &Value) -> Vec<&str> {
-    schema["properties"]
-        .as_object()
-        .map(|props| {
-            props
-                .iter()
-                .filter(|(_, p)| p["writeOnly"] == Value::Bool(true))
-                .map(|(k, _)| k.as_str())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

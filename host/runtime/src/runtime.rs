@@ -378,16 +378,8 @@ impl Runtime {
         match self.inner.http.check(plugin, Some(endpoint), endpoint) {
             Ok(_) => Ok(()),
             Err(e) => {
-                let plain_http_to_loopback = !self.inner.config.egress.allow_loopback_http
-                    && url::Url::parse(endpoint).is_ok_and(|u| {
-                        u.scheme() == "http"
-                            && match u.host() {
-                                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-                                None => false,
-                            }
-                    });
+                let plain_http_to_loopback = url::Url::parse(endpoint)
+                    .is_ok_and(|u| self.inner.http.refuses_loopback_http(&u));
                 Err(EndpointRefused {
                     field: field.to_owned(),
                     message: e.message,
@@ -856,17 +848,16 @@ fn call_context_json(
     deadline_unix_ms: i64,
     account_key: &str,
 ) -> Result<String, PluginError> {
-    // Numbers are written by hand: `fmt` machinery costs more than the rest of this.
+    // Numbers go through `itoa` (as serde_json writes them): `fmt` machinery costs more than
+    // the rest of this.
+    let mut digits = itoa::Buffer::new();
     let mut text = String::with_capacity(112 + account_key.len());
     text.push_str("{\"protocol\":");
-    push_decimal(&mut text, u64::from(devext_plugin_api::PROTOCOL_VERSION));
+    text.push_str(digits.format(devext_plugin_api::PROTOCOL_VERSION));
     text.push_str(",\"call_id\":\"");
     call_id.push_to(&mut text);
     text.push_str("\",\"deadline_unix_ms\":");
-    if deadline_unix_ms < 0 {
-        text.push('-');
-    }
-    push_decimal(&mut text, deadline_unix_ms.unsigned_abs());
+    text.push_str(digits.format(deadline_unix_ms));
     text.push_str(",\"account_key\":");
     if account_key
         .bytes()
@@ -885,40 +876,20 @@ fn call_context_json(
     Ok(text)
 }
 
-/// Appends `n` in decimal.
-fn push_decimal(text: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
+/// Appends `n` in lower-case hex, as `{:x}` prints it.
+fn push_hex(text: &mut String, mut n: u64) {
+    let mut digits = [b'0'; 16];
     let mut i = digits.len();
     loop {
         i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
+        digits[i] = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
         if n == 0 {
             break;
         }
     }
-    push_ascii(text, &digits[i..]);
-}
-
-/// Appends `n` in lower-case hex, at least `width` digits.
-fn push_hex(text: &mut String, mut n: u64, width: usize) {
-    let mut digits = [b'0'; 16];
-    let mut i = digits.len();
-    while n != 0 {
-        i -= 1;
-        digits[i] = b"0123456789abcdef"[(n & 0xf) as usize];
-        n >>= 4;
-    }
-    let start = i.min(digits.len() - width.clamp(1, 16));
-    push_ascii(text, &digits[start..]);
-}
-
-/// Appends ASCII digits.
-fn push_ascii(text: &mut String, digits: &[u8]) {
-    // Only ASCII digits reach here, so the conversion never fails.
-    if let Ok(digits) = std::str::from_utf8(digits) {
-        text.push_str(digits);
-    }
+    // Only ASCII hex digits were written, so the conversion never fails.
+    text.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
 }
 
 /// A call's id: its deadline (hex milliseconds since the epoch) and a per-runtime sequence
@@ -932,9 +903,9 @@ pub(crate) struct CallId {
 impl CallId {
     fn push_to(self, text: &mut String) {
         // As `{:x}` prints an `i64`: two's complement (deadlines are never negative anyway).
-        push_hex(text, self.deadline_unix_ms as u64, 1);
+        push_hex(text, self.deadline_unix_ms as u64);
         text.push('-');
-        push_decimal(text, self.seq);
+        text.push_str(itoa::Buffer::new().format(self.seq));
     }
 }
 

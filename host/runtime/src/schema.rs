@@ -183,6 +183,22 @@ pub fn meta_check(schema: &Value) -> Vec<Violation> {
         .collect()
 }
 
+/// The secrets of an org-config schema: its top-level properties marked `"writeOnly": true`.
+/// The host never lets an account key derive from them; the service encrypts them at rest and
+/// never returns them.
+pub fn secret_properties(schema: &Value) -> Vec<&str> {
+    schema["properties"]
+        .as_object()
+        .map(|props| {
+            props
+                .iter()
+                .filter(|(_, p)| p["writeOnly"] == Value::Bool(true))
+                .map(|(k, _)| k.as_str())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Escapes one JSON-pointer reference token (RFC 6901).
 pub fn pointer_token(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")

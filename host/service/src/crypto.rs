@@ -75,7 +75,8 @@ impl std::fmt::Debug for SecretKey {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -204,20 +205,20 @@ mod tests {
     #[test]
     fn sealed_data_opens_only_with_its_key_and_context() {
         let k = SecretKey::generate().unwrap();
-        let sealed = k.seal("org1/jasper", b"hunter2").unwrap();
+        let sealed = k.seal("org1/acme", b"hunter2").unwrap();
         assert!(!sealed.windows(7).any(|w| w == b"hunter2"));
-        assert_eq!(k.open("org1/jasper", &sealed).unwrap(), b"hunter2");
+        assert_eq!(k.open("org1/acme", &sealed).unwrap(), b"hunter2");
         assert!(
-            k.open("org2/jasper", &sealed).is_err(),
+            k.open("org2/acme", &sealed).is_err(),
             "bound to its context"
         );
         let other = SecretKey::generate().unwrap();
         assert!(matches!(
-            other.open("org1/jasper", &sealed),
+            other.open("org1/acme", &sealed),
             Err(CryptoError::Decrypt)
         ));
         assert!(matches!(
-            k.open("org1/jasper", &sealed[..5]),
+            k.open("org1/acme", &sealed[..5]),
             Err(CryptoError::Truncated)
         ));
     }

@@ -22,17 +22,21 @@ pub use store::{SqliteStore, Store};
 /// Serves the API on `listener` until `shutdown` completes; then stops accepting, marks the
 /// service not ready, and lets in-flight requests finish (each operation is bounded by its
 /// deadline). First brings the device lookup index up to the loaded plugins
-/// ([`App::reindex_lookups`]) and warns about devices that name a plugin that is not loaded
-/// ([`App::warn_unloaded_extensions`]).
+/// ([`App::reindex_lookups`]), and warns, in the background, about devices that name a plugin
+/// that is not loaded ([`App::warn_unloaded_extensions`]).
 pub async fn serve<S: Store>(
     listener: TcpListener,
     app: Arc<App<S>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     app.reindex_lookups().await.map_err(std::io::Error::other)?;
-    app.warn_unloaded_extensions()
-        .await
-        .map_err(std::io::Error::other)?;
+    // A scan of every device, only to warn: it runs beside the service, not before it.
+    let scan = app.clone();
+    tokio::spawn(async move {
+        if let Err(e) = scan.warn_unloaded_extensions().await {
+            tracing::warn!(error = %e, "cannot check the devices for plugins that are not loaded");
+        }
+    });
     let state = app.clone();
     let signal = async move {
         shutdown.await;

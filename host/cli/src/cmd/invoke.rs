@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use devext_host::{CallRequest, OpScope, Runtime};
 use serde_json::Value;
 
-use crate::{GlobalArgs, InvokeArgs, runtime_config};
+use crate::{GlobalArgs, InvokeArgs};
 
 pub(crate) fn read_json(path: &Path) -> Result<Value> {
     let text =
@@ -48,7 +48,7 @@ pub(crate) fn invoke(global: &GlobalArgs, args: &InvokeArgs) -> Result<ExitCode>
     if !(args.timeout.is_finite() && args.timeout > 0.0) {
         anyhow::bail!("--timeout must be a positive number of seconds");
     }
-    let runtime = Runtime::load(runtime_config(global))?;
+    let runtime = super::load_plugins(global)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

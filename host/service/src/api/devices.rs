@@ -238,15 +238,23 @@ pub(super) async fn update_device<S: Store>(
     body: Result<Json<DeviceBody>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let Json(body) = body?;
-    let stored = app
-        .store
-        .device(caller.0.org_id, &id)
-        .await?
-        .ok_or_else(|| no_device(&id))?;
+    // The stored configuration matters only for parts of plugins this service does not load:
+    // read it only then.
+    let names_unloaded = body
+        .extensions
+        .as_ref()
+        .and_then(Value::as_object)
+        .is_some_and(|parts| parts.keys().any(|p| app.runtime.plugin(p).is_none()));
+    let stored = if names_unloaded {
+        let device = app.store.device(caller.0.org_id, &id).await?;
+        Some(device.ok_or_else(|| no_device(&id))?.extensions)
+    } else {
+        None
+    };
     let Checked {
         extensions,
         unchecked,
-    } = body.check(&app.runtime, Some(&stored.extensions))?;
+    } = body.check(&app.runtime, stored.as_ref())?;
     let device = app
         .store
         .update_device(

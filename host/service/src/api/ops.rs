@@ -20,7 +20,7 @@ use super::devices::{device_or_404, no_device};
 use super::error::{ApiError, ApiResult};
 use super::settings::plugin_or_404;
 use super::state::App;
-use crate::store::{IdempotencyClaim, NewAudit, Role, Store};
+use crate::store::{ExtensionSettings, IdempotencyClaim, NewAudit, Role, Store};
 
 /// The role that running an operation of kind `action` needs (views need the route's role,
 /// viewer); stated in the route table as the route's `action_role`.
@@ -107,8 +107,8 @@ pub(super) async fn drilldown<S: Store>(
                     })
                 })
                 .collect();
-            if with_views {
-                item["views"] = views_of(&app, &caller, name, device_config).await?;
+            if with_views && let Some(settings) = settings {
+                item["views"] = views_of(&app, name, settings, device_config).await;
             }
         }
         items.push(item);
@@ -116,20 +116,18 @@ pub(super) async fn drilldown<S: Store>(
     Ok(Json(json!({"device": device.id, "extensions": items})))
 }
 
-/// The results of `plugin`'s device views that need no input, on this device: each run as
-/// `POST .../{view}` with no body would run it (the view cache serves fresh results). A view
-/// whose input schema refuses `{}` needs input and is left out.
+/// The results of `plugin`'s device views that need no input, on this device, with the org's
+/// `settings` (the drilldown has read them): each run as `POST .../{view}` with no body would
+/// run it (the view cache serves fresh results). A view whose input schema refuses `{}` needs
+/// input and is left out.
 async fn views_of<S: Store>(
     app: &App<S>,
-    caller: &Caller,
     plugin: &str,
+    settings: &ExtensionSettings,
     device_config: &Value,
-) -> ApiResult<Value> {
+) -> Value {
     let Some(loaded) = app.runtime.plugin(plugin) else {
-        return Ok(json!({}));
-    };
-    let Some(settings) = app.settings(caller.0.org_id, plugin).await? else {
-        return Ok(json!({}));
+        return json!({});
     };
     let org_config = settings.merged();
     let input = json!({});
@@ -155,7 +153,7 @@ async fn views_of<S: Store>(
             }
         }
     }
-    Ok(Value::Object(out))
+    Value::Object(out)
 }
 
 /// `POST /api/v1/devices/{id}/extensions/{plugin}/{op}`: a device-scope operation on one device.

@@ -39,8 +39,7 @@ fn fresh() -> String {
         NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             .to_be_bytes()
     });
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("req_{hex}")
+    format!("req_{}", crate::crypto::hex(&bytes))
 }
 
 /// The middleware (outermost): gives the request its id and runs it inside its span.

@@ -19,18 +19,13 @@ use crate::store::{ExtensionSettings, NewAudit, Store};
 /// What a secret looks like when a client sends a masked value back.
 pub const SECRET_MASK: &str = "********";
 
-/// Top-level org-config properties marked `writeOnly` in the plugin's schema.
+/// Top-level org-config properties marked `writeOnly` in the plugin's schema (see
+/// [`devext_host::schema::secret_properties`]).
 pub fn secret_fields(schema: &Value) -> Vec<String> {
-    schema["properties"]
-        .as_object()
-        .map(|props| {
-            props
-                .iter()
-                .filter(|(_, p)| p["writeOnly"] == json!(true))
-                .map(|(name, _)| name.clone())
-                .collect()
-        })
-        .unwrap_or_default()
+    devext_host::schema::secret_properties(schema)
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
 }
 
 pub(super) fn settings_view(plugin: &str, settings: Option<&ExtensionSettings>) -> Value {
