@@ -44,7 +44,7 @@ pub struct HintWarning {
     /// The plugin's name.
     pub plugin: String,
     /// Which schema: `org config`, `device config`, `operation usage input`, `operation usage
-    /// output`, `warning iccid_check_digit` (the names the load errors use).
+    /// output`, `warning serial_check` (the names the load errors use).
     pub schema: String,
     /// JSON pointer to the hint's key within that schema (`/properties/data/x-devext-unit`).
     pub pointer: String,
