@@ -23,6 +23,9 @@ use crate::model::Counters;
 /// the SIM the connection test asks for.
 pub const PROBE_ICCID: &str = "8900000000000000001";
 
+/// How long before the host's deadline the connection test stops waiting for Jasper.
+pub const DEADLINE_MARGIN_MS: i64 = 250;
+
 /// `details.code` of a connection test whose username, password or API key was refused.
 pub const CODE_BAD_CREDENTIALS: &str = "bad_credentials";
 /// `details.code`: the SOAP license key was refused.

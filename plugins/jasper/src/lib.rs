@@ -800,7 +800,14 @@ impl Plugin for Jasper {
             host: &host,
             cfg: &cfg,
             iccid: &iccid,
-            deadline_ms: call.context.deadline_unix_ms,
+            // The connection test keeps a margin before the host's deadline, so that a slow
+            // endpoint gets the test's own `timeout` answer (with its details.code) rather than
+            // the host's cancellation.
+            deadline_ms: if call.op == "test_connection" {
+                call.context.deadline_unix_ms - connection::DEADLINE_MARGIN_MS
+            } else {
+                call.context.deadline_unix_ms
+            },
             limits: self.limits_for(&account, &cfg),
         };
         match call.op.as_str() {

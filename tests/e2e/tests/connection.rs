@@ -2,7 +2,10 @@
 //! and the usage chart's view (`usage_history`), through the real host against the simulator,
 //! for both APIs; and the presentation hints of Jasper's schemas.
 
+use std::time::Duration;
+
 use devext_host::{CallRequest, ErrorKind, PluginError, Runtime};
+use devext_jasper_sim::FaultSettings;
 use serde_json::{Value, json};
 
 use crate::support::{
@@ -131,6 +134,21 @@ async fn connection_checks(api: Api) {
         "unreachable",
         "cannot connect",
     );
+    // A slow endpoint: the test's own timeout, before the host's deadline.
+    sim.set_faults(FaultSettings {
+        latency_ms: 4_000,
+        ..FaultSettings::default()
+    })
+    .unwrap();
+    let slow = rt
+        .invoke(
+            CallRequest::org("jasper", "test_connection", &good, &json!({}))
+                .timeout(Duration::from_millis(1_800)),
+        )
+        .await;
+    assert_code(slow, ErrorKind::Timeout, "timeout", "");
+    sim.set_faults(FaultSettings::default()).unwrap();
+
     // A private address: the host's egress rules refuse it before connecting.
     let mut bad = good.clone();
     bad["endpoint"] = json!("https://10.1.2.3");
