@@ -432,6 +432,29 @@ pub fn operations() -> Vec<Operation> {
                 "rate_plan",
                 json!({"type": "string", "title": "Rate plan"}),
             ))),
+        Operation::view("rate_plans", "Rate plans")
+            .scope(OpScope::Org)
+            .description("The rate plans this organisation uses, as its settings list them \
+                (Jasper's APIs offer no list of an account's plans).")
+            .input_schema(json!({
+                "type": "object", "title": "No input", "properties": {}, "additionalProperties": false
+            }))
+            .output_schema(json!({
+                "type": "object",
+                "title": "Rate plans",
+                "properties": {
+                    "rate_plans": rate_plans_schema(
+                        "Rate plans",
+                        "The names from the organisation's settings, in their order; empty when \
+                            the settings list none.",
+                    ),
+                    "note": nullable("string", "Note", "Set when the settings list no rate plans: \
+                        says where to add them and that set_rate_plan then leaves the name to \
+                        Jasper; null otherwise."),
+                },
+                "required": ["rate_plans", "note"],
+                "additionalProperties": false
+            })),
         Operation::view("usage_history", "Usage history")
             .description("Data, SMS and voice usage of the last three billing cycles, the \
                 current one so far included (cycles start on the 1st of each month, UTC).")
@@ -458,29 +481,6 @@ pub fn operations() -> Vec<Operation> {
                     "message": {"type": "string", "title": "Result", "description": "What Jasper accepted, for people."}
                 },
                 "required": ["ok", "api", "endpoint", "request", "message"],
-                "additionalProperties": false
-            })),
-        Operation::view("rate_plans", "Rate plans")
-            .scope(OpScope::Org)
-            .description("The rate plans this organisation uses, as its settings list them \
-                (Jasper's APIs offer no list of an account's plans).")
-            .input_schema(json!({
-                "type": "object", "title": "No input", "properties": {}, "additionalProperties": false
-            }))
-            .output_schema(json!({
-                "type": "object",
-                "title": "Rate plans",
-                "properties": {
-                    "rate_plans": rate_plans_schema(
-                        "Rate plans",
-                        "The names from the organisation's settings, in their order; empty when \
-                            the settings list none.",
-                    ),
-                    "note": nullable("string", "Note", "Set when the settings list no rate plans: \
-                        says where to add them and that set_rate_plan then leaves the name to \
-                        Jasper; null otherwise."),
-                },
-                "required": ["rate_plans", "note"],
                 "additionalProperties": false
             })),
     ]
