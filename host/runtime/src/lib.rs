@@ -10,6 +10,7 @@
 //! (schema export, drift check and breaking-change diff); both off by default.
 
 pub mod egress;
+pub mod hints;
 pub mod loader;
 pub mod metrics;
 pub mod runtime;
@@ -24,6 +25,7 @@ mod cache;
 mod caps;
 
 pub use devext_plugin_api::{ErrorKind, Manifest, OpKind, OpScope, Operation, PluginError};
+pub use hints::{HintProblem, HintWarning};
 pub use loader::{
     AbiMismatch, LoadedPlugin, ManifestProblem, PluginSource, Refusal, RefusalReason, RefusedSource,
 };
