@@ -386,6 +386,8 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         }
         router = router.route(r.path, handler);
     }
+    // The dashboard's pages, beside the API (outside the route table: HTML, session-signed).
+    router = router.merge(crate::dashboard::routes::<S>());
     // The same JSON error body as every other error: a path with no route is a 404, a method a
     // path does not have a 405 (axum keeps its `Allow` header). Both after every route: the 405
     // fallback is set on the routes registered before it, outside their role check.
