@@ -234,7 +234,7 @@ fn field(spec: &Spec<'_>, name: &str, prop: &Value, required: bool) -> Markup {
         }
     };
     html! {
-        div.field class=[errors.map(|_| "has-error")] {
+        div class=(if errors.is_some() { "field has-error" } else { "field" }) {
             @if kind == "boolean" && !is_secret(prop) && options(prop).is_none() {
                 label.inline for=(id) { (control) " " (title) }
             } @else {
