@@ -33,12 +33,12 @@ pub(crate) struct ServeArgs {
     /// `view_cache_entries`
     #[arg(long, env = "DEVEXT_CONFIG")]
     config: Option<PathBuf>,
-    /// A dashboard session ends after this many minutes without use [default: 30]
-    #[arg(long, env = "DEVEXT_SESSION_IDLE_MINUTES", value_name = "MINUTES")]
-    session_idle_minutes: Option<u64>,
-    /// A dashboard session ends this many hours after sign-in [default: 12]
-    #[arg(long, env = "DEVEXT_SESSION_MAX_HOURS", value_name = "HOURS")]
-    session_max_hours: Option<u64>,
+    /// A dashboard session ends after this many seconds without use [default: 1800]
+    #[arg(long, env = "DEVEXT_SESSION_IDLE_SECS", value_name = "SECS")]
+    session_idle_secs: Option<u64>,
+    /// A dashboard session ends this many seconds after sign-in [default: 43200]
+    #[arg(long, env = "DEVEXT_SESSION_MAX_SECS", value_name = "SECS")]
+    session_max_secs: Option<u64>,
     /// Served to browsers over https (directly or through a TLS proxy): session cookies are
     /// `Secure`
     #[arg(long, env = "DEVEXT_SECURE_COOKIES", value_parser = clap::builder::FalseyValueParser::new())]
@@ -132,11 +132,11 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<ExitCode> {
         trust_forwarded_for: args.trust_forwarded_for,
         ..service::WebConfig::default()
     };
-    if let Some(m) = args.session_idle_minutes {
-        web.session.idle = Duration::from_secs(m.max(1) * 60);
+    if let Some(s) = args.session_idle_secs {
+        web.session.idle = Duration::from_secs(s.max(1));
     }
-    if let Some(h) = args.session_max_hours {
-        web.session.absolute = Duration::from_secs(h.max(1) * 3600);
+    if let Some(s) = args.session_max_secs {
+        web.session.absolute = Duration::from_secs(s.max(1));
     }
     tokio()?.block_on(async move {
         let store = open_store(&db).await?;

@@ -319,6 +319,13 @@ fn view_block(id: &str, op: &Operation, got: &Value) -> Markup {
                         a.button.secondary href=(format!("/devices/{id}#view-{}", form::slug(&op.name))) { "Reload" }
                     }
                 }
+                @if op.output_schema.get("x-devext-chart").is_some() {
+                    @match crate::chart::render(result, &op.output_schema) {
+                        // The chart module escapes every text it draws (`chart::escape`).
+                        Ok(svg) => { div.chart { (maud::PreEscaped(svg)) } }
+                        Err(e) => { (notice("warning", &format!("No chart: {e}"))) }
+                    }
+                }
                 (view::render(result, &op.output_schema))
             } @else {
                 (notice("error", &words::error_words(&op.title, status_of(got), got)))
@@ -361,6 +368,10 @@ fn op_form(
             @if let Some(r) = run {
                 @if r.status.is_success() {
                     (notice("ok", &format!("{}: done.", op.title)))
+                    @if let Ok(svg) = crate::chart::render(&r.body, &op.output_schema) {
+                        // The chart module escapes every text it draws (`chart::escape`).
+                        div.chart { (maud::PreEscaped(svg)) }
+                    }
                     (view::render(&r.body, &op.output_schema))
                 } @else if r.status != StatusCode::UNPROCESSABLE_ENTITY || r.errors.is_empty() {
                     (notice("error", &words::error_words(display, r.status, &r.body)))
