@@ -36,7 +36,7 @@ fn before_now(ago: std::time::Duration) -> String {
 }
 
 /// How often a session's `last_seen_at` is written: its idle expiry is this coarse.
-const SESSION_TOUCH_SECS: i64 = 15;
+const SESSION_TOUCH_SECS: u64 = 15;
 
 fn row_to_user(row: &sqlx::sqlite::SqliteRow) -> Result<User> {
     let role: String = row.get("role");
@@ -992,7 +992,9 @@ impl Store for SqliteStore {
             self.delete_session(token_hash).await?;
             return Ok(None);
         }
-        if last_seen < before_now(std::time::Duration::from_secs(SESSION_TOUCH_SECS as u64)) {
+        // Written at most every few seconds (a fraction of the idle limit when that is short).
+        let touch = std::time::Duration::from_secs(SESSION_TOUCH_SECS).min(limits.idle / 4);
+        if last_seen < before_now(touch) {
             sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE hash = ?")
                 .bind(now())
                 .bind(token_hash)
