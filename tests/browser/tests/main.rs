@@ -233,7 +233,7 @@ async fn flow(api: &str) -> R {
     wait_text(c, "Change rate plan: done.").await;
     assert_eq!(sim.sim(&target.iccid).unwrap().rate_plan, plan);
     // Usage for a cycle (a view with input).
-    let cycle = format!("{}", chrono_like_month_start());
+    let cycle = chrono_like_month_start();
     set_value(c, "op-jasper-usage-cycle-start-date", &cycle).await;
     click(c, "#op-jasper-usage button[type=submit]").await;
     let text = wait_text(c, "Usage for a billing cycle").await;

@@ -451,7 +451,7 @@ fn account_body(who: &Signed, message: Option<(&str, String)>) -> maud::Markup {
 }
 
 /// `GET /account`.
-pub(super) async fn account_page<S: Store>(who: Signed) -> Response {
+pub(super) async fn account_page(who: Signed) -> Response {
     layout::page("Account", &who, "/account", account_body(&who, None)).into_response()
 }
 

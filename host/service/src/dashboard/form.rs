@@ -107,19 +107,37 @@ fn value_text(v: &Value) -> String {
     }
 }
 
-/// The controls of every top-level property of `spec.schema`, in the schema's order.
-pub(super) fn fields(spec: &Spec<'_>) -> Markup {
-    let Some(props) = spec.schema["properties"].as_object() else {
-        return html! {};
+/// The properties of an object schema in the order to show them: the `required` ones in their
+/// listed order (JSON objects keep no order here; that list does), then the others by name.
+pub(super) fn property_order(schema: &Value) -> Vec<(&str, &Value)> {
+    let Some(props) = schema["properties"].as_object() else {
+        return Vec::new();
     };
+    let mut out: Vec<(&str, &Value)> = schema["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(|name| props.get_key_value(name).map(|(k, v)| (k.as_str(), v)))
+        .collect();
+    for (name, prop) in props {
+        if !out.iter().any(|(n, _)| n == name) {
+            out.push((name, prop));
+        }
+    }
+    out
+}
+
+/// The controls of every top-level property of `spec.schema` (see [`property_order`]).
+pub(super) fn fields(spec: &Spec<'_>) -> Markup {
     let required: Vec<&str> = spec.schema["required"]
         .as_array()
         .map(|r| r.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     html! {
-        @for (name, prop) in props {
+        @for (name, prop) in property_order(spec.schema) {
             @if prop["readOnly"] != Value::Bool(true) {
-                (field(spec, name, prop, required.contains(&name.as_str())))
+                (field(spec, name, prop, required.contains(&name)))
             }
         }
     }

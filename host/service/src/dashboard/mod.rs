@@ -55,7 +55,7 @@ pub(crate) fn routes<S: Store>() -> Router<Arc<App<S>>> {
         )
         .route(
             "/account",
-            get(admin::account_page::<S>).post(admin::change_password::<S>),
+            get(admin::account_page).post(admin::change_password::<S>),
         )
         .route("/settings/extensions", get(settings::page::<S>))
         .route("/settings/extensions/{plugin}", post(settings::save::<S>))

@@ -74,11 +74,9 @@ fn ordered<'a>(
     schema: &'a Value,
 ) -> Vec<(&'a str, &'a Value)> {
     let mut out: Vec<(&str, &Value)> = Vec::new();
-    if let Some(props) = schema["properties"].as_object() {
-        for name in props.keys() {
-            if let Some(v) = object.get(name) {
-                out.push((name, v));
-            }
+    for (name, _) in super::form::property_order(schema) {
+        if let Some((k, v)) = object.get_key_value(name) {
+            out.push((k, v));
         }
     }
     for (name, v) in object {
@@ -107,7 +105,10 @@ pub(super) fn render(value: &Value, schema: &Value) -> Markup {
         Value::Array(items) => {
             let item_schema = &schema["items"];
             let columns: Vec<String> = match item_schema["properties"].as_object() {
-                Some(props) => props.keys().cloned().collect(),
+                Some(_) => super::form::property_order(item_schema)
+                    .into_iter()
+                    .map(|(k, _)| k.to_owned())
+                    .collect(),
                 None => items
                     .iter()
                     .filter_map(Value::as_object)
