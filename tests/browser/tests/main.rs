@@ -247,6 +247,12 @@ async fn flow(api: &str) -> R {
     click_confirming(c, "#op-jasper-set-status button[type=submit]").await;
     wait_text(c, "Change status: done.").await;
     assert_eq!(sim.sim(&target.iccid).unwrap().status, "deactivated");
+    c.execute(
+        "document.getElementById('extensions-section').scrollIntoView();",
+        vec![],
+    )
+    .await?;
+    screenshot(c, &format!("{api}-extensions")).await;
     // The usage chart, when the plugin declares one.
     if c.find(css("svg")).await.is_ok() {
         screenshot(c, &format!("{api}-chart")).await;

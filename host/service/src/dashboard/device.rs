@@ -190,6 +190,9 @@ async fn render<S: Store>(
                 @if admin { button type="submit" { "Confirm changes" } }
             }
             @if admin {
+                (plugin_forms(app, who, id, &device.extensions))
+            }
+            @if admin {
                 form.danger method="post" action=(format!("/devices/{id}/delete")) {
                     (csrf_field(who))
                     label.inline { input type="checkbox" name="confirm" required; " Yes, delete this device" }
@@ -403,19 +406,84 @@ fn op_form(
     }
 }
 
-/// `POST /devices/{id}`: "Confirm changes". The JSON text is checked as `devext validate`
-/// checks a file (line:column, pointer); nothing is saved unless it passes, then it is saved
-/// through `PUT /api/v1/devices/{id}`'s handler.
+/// `POST /devices/{id}`: "Confirm changes" of the typed JSON (see [`confirm`]).
 pub(super) async fn save<S: Store>(
     State(app): State<Arc<App<S>>>,
     Path(id): Path<String>,
     posted: Posted,
 ) -> Response {
     let f = &posted.fields;
+    let (name, device_type) = (f.text("name").to_owned(), f.text("type").to_owned());
     let text = f.text("extensions").to_owned();
+    confirm(&app, &posted.who, &id, name, device_type, text).await
+}
+
+/// `POST /devices/{id}/form/{plugin}`: one extension's part from the form generated from its
+/// device-config schema (the alternative to typing JSON), merged into the device's Extension
+/// Configuration, then confirmed exactly as typed JSON is.
+pub(super) async fn save_form<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path((id, plugin)): Path<(String, String)>,
+    posted: Posted,
+) -> Response {
+    let Some(loaded) = app.runtime.plugin(&plugin) else {
+        return layout::failure(StatusCode::NOT_FOUND, "No such extension.");
+    };
+    let device =
+        match api::devices::get_device(State(app.clone()), posted.who.caller(), Path(id.clone()))
+            .await
+        {
+            Ok(Json(d)) => d,
+            Err(e) => return layout::failure(e.status, e.message()),
+        };
+    let mut extensions = device.extensions.as_object().cloned().unwrap_or_default();
+    if posted.fields.checked("remove") {
+        extensions.remove(&plugin);
+    } else {
+        match form::read(&loaded.manifest().device_config_schema, &posted.fields) {
+            Ok(part) => {
+                extensions.insert(plugin.clone(), Value::Object(part));
+            }
+            Err(errors) => {
+                let message = errors
+                    .iter()
+                    .map(|(field, es)| format!("{field}: {}", es.join("; ")))
+                    .collect::<Vec<_>>()
+                    .join(" · ");
+                let extra = Extra {
+                    notices: vec![("error", format!("Not saved: {message}"))],
+                    ..Extra::default()
+                };
+                return render(
+                    &app,
+                    &posted.who,
+                    &id,
+                    extra,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                )
+                .await;
+            }
+        }
+    }
+    let text = serde_json::to_string_pretty(&Value::Object(extensions)).unwrap_or_default();
+    let device_type = device.device_type.unwrap_or_default();
+    confirm(&app, &posted.who, &id, device.name, device_type, text).await
+}
+
+/// "Confirm changes": the JSON text is checked as `devext validate` checks a file
+/// (line:column, pointer); nothing is saved unless it passes, then it is saved through
+/// `PUT /api/v1/devices/{id}`'s handler.
+async fn confirm<S: Store>(
+    app: &Arc<App<S>>,
+    who: &Signed,
+    id: &str,
+    name: String,
+    device_type: String,
+    text: String,
+) -> Response {
     let editor = |diagnostics: Vec<Diagnostic>, message: Option<String>| Editor {
-        name: f.text("name").to_owned(),
-        device_type: f.text("type").to_owned(),
+        name: name.clone(),
+        device_type: device_type.clone(),
         text: text.clone(),
         diagnostics,
         message,
@@ -434,27 +502,20 @@ pub(super) async fn save<S: Store>(
             )),
             ..Extra::default()
         };
-        return render(
-            &app,
-            &posted.who,
-            &id,
-            extra,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
+        return render(app, who, id, extra, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
     let extensions: Value = serde_json::from_str(source).unwrap_or_else(|_| json!({}));
-    let device_type = Some(f.text("type").trim()).filter(|t| !t.is_empty());
+    let kind = Some(device_type.trim()).filter(|t| !t.is_empty());
     let body: api::devices::DeviceBody = match serde_json::from_value(
-        json!({"name": f.text("name").trim(), "type": device_type, "extensions": extensions}),
+        json!({"name": name.trim(), "type": kind, "extensions": extensions}),
     ) {
         Ok(b) => b,
         Err(e) => return layout::failure(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     match api::devices::update_device(
         State(app.clone()),
-        posted.who.caller(),
-        Path(id.clone()),
+        who.caller(),
+        Path(id.to_owned()),
         Ok(Json(body)),
     )
     .await
@@ -469,7 +530,38 @@ pub(super) async fn save<S: Store>(
                 editor: Some(editor(Vec::new(), Some(message))),
                 ..Extra::default()
             };
-            render(&app, &posted.who, &id, extra, e.status).await
+            render(app, who, id, extra, e.status).await
+        }
+    }
+}
+
+/// For each loaded plugin, a form from its device-config schema: an alternative to typing its
+/// part of the JSON.
+fn plugin_forms<S: Store>(app: &App<S>, who: &Signed, id: &str, extensions: &Value) -> Markup {
+    let no_errors = FieldErrors::new();
+    html! {
+        @for loaded in app.runtime.plugins() {
+            @let m = loaded.manifest();
+            @let current = extensions.get(&m.name).and_then(Value::as_object).cloned();
+            @let form_id = format!("devform-{}", form::slug(&m.name));
+            details.devform {
+                summary { "Edit the " (m.display_name) " part with a form" }
+                form method="post" action=(format!("/devices/{id}/form/{}", m.name)) {
+                    (csrf_field(who))
+                    (form::fields(&Spec {
+                        schema: &m.device_config_schema,
+                        values: current.as_ref().unwrap_or(&Map::new()),
+                        secrets_set: &[],
+                        errors: &no_errors,
+                        id: &form_id,
+                        disabled: false,
+                    }))
+                    @if current.is_some() {
+                        label.inline { input type="checkbox" name="remove"; " Remove the " (m.display_name) " part" }
+                    }
+                    button.secondary type="submit" { "Confirm " (m.display_name) " changes" }
+                }
+            }
         }
     }
 }

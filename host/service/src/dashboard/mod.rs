@@ -72,6 +72,7 @@ pub(crate) fn routes<S: Store>() -> Router<Arc<App<S>>> {
             get(device::page::<S>).post(device::save::<S>),
         )
         .route("/devices/{id}/delete", post(device::delete::<S>))
+        .route("/devices/{id}/form/{plugin}", post(device::save_form::<S>))
         .route("/devices/{id}/run/{plugin}/{op}", post(device::run::<S>))
         .route("/audit", get(admin::audit_page::<S>))
         .route(
