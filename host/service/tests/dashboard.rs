@@ -351,6 +351,35 @@ async fn forged_and_tokenless_posts_change_nothing() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
     assert_eq!(count(&env).await, 0);
+    // The editor's live check: with the session's token header it answers, saving nothing.
+    let cookie = format!("devext_session={token}");
+    let r = env
+        .client
+        .send(
+            "POST",
+            "/api/v1/validate/extensions",
+            None,
+            Some(json!({"echo": {"id": "a b"}})),
+            &[
+                ("cookie", &cookie),
+                ("host", HOST),
+                ("origin", "http://dash.test"),
+                ("x-csrf-token", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    let d = &r.body["error"]["details"]["diagnostics"][0];
+    assert_eq!(
+        (
+            d["pointer"].as_str(),
+            d["line"].as_u64(),
+            d["column"].as_u64()
+        ),
+        (Some("/echo/id"), Some(1), Some(15)),
+        "{}",
+        r.text
+    );
     // Same origin with the session's token: created, and the audit names the user.
     let page = send(
         &env,

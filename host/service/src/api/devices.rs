@@ -290,3 +290,48 @@ pub(crate) async fn delete_device<S: Store>(
     audit_change(&app, &caller, &id, "delete").await;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// `POST /api/v1/validate/extensions`: checks an extension configuration sent as JSON text,
+/// saving nothing, as `devext validate` checks a file: 200 with its declared warnings when it
+/// passes, 422 with every problem (`details.diagnostics[]`: kind, line, column, pointer,
+/// keyword, message) when it does not. The dashboard's editor calls it as you type.
+pub(crate) async fn validate_extensions<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    _caller: Caller,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<Response> {
+    let text = body.map_err(|r| {
+        let status = r.status();
+        let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "bad_request"
+        };
+        ApiError::new(status, kind, r.body_text())
+    })?;
+    let diagnostics = devext_host::validate::document_diagnostics(&app.runtime, &text);
+    let listed: Vec<Value> = diagnostics
+        .iter()
+        .map(|d| {
+            json!({"kind": d.kind, "line": d.line, "column": d.column, "pointer": d.pointer,
+                   "keyword": d.keyword, "message": d.message})
+        })
+        .collect();
+    let invalid = diagnostics
+        .iter()
+        .any(|d| d.kind != devext_host::validate::Kind::Warning);
+    if invalid {
+        let first = diagnostics
+            .iter()
+            .find(|d| d.kind != devext_host::validate::Kind::Warning)
+            .map(|d| d.message.clone())
+            .unwrap_or_default();
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            format!("the extension configuration is invalid: {first}"),
+        )
+        .details(json!({ "diagnostics": listed })));
+    }
+    Ok(Json(json!({"valid": true, "diagnostics": listed})).into_response())
+}

@@ -310,6 +310,22 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
         .role(Admin)
         .ok(204),
         route(
+            M::POST,
+            "/api/v1/validate/extensions",
+            "Check an extension configuration without saving it",
+            post(devices::validate_extensions::<S>),
+        )
+        .role(Viewer)
+        .description(
+            "The body is the configuration as JSON text, checked as `devext validate` checks a \
+             file: 200 (with declared warnings) when valid, else 422 with \
+             `details.diagnostics[]` (kind, line, column, pointer, keyword, message).",
+        )
+        .body(
+            json!({"type": "object", "description": "Extension configuration keyed by plugin name"}),
+            MAX_BODY_BYTES,
+        ),
+        route(
             M::GET,
             "/api/v1/devices/{id}/extensions",
             "The device's drilldown: usable extensions and their operations",

@@ -33,4 +33,39 @@
       if (!window.confirm(f.getAttribute("data-confirm"))) e.preventDefault();
     });
   }
+  // The Extension Configuration checked as you type (nothing is saved until "Confirm changes").
+  const editor = document.getElementById("extensions");
+  const problems = document.getElementById("extensions-problems");
+  const form = document.getElementById("device-form");
+  if (editor && problems && form && !editor.readOnly) {
+    const csrf = form.querySelector("input[name=csrf]").value;
+    let timer = null;
+    const show = function (items) {
+      problems.replaceChildren();
+      if (!items.length) return;
+      const ul = document.createElement("ul");
+      ul.className = "problems";
+      for (const d of items) {
+        const li = document.createElement("li");
+        li.className = d.kind === "warning" ? "warning" : "field-error";
+        let text = (d.kind === "warning" ? "Warning: " : "") + "line " + (d.line || 1) + ":" + (d.column || 1);
+        if (d.pointer) text += " at " + d.pointer;
+        li.textContent = text + " — " + d.message;
+        ul.appendChild(li);
+      }
+      problems.appendChild(ul);
+    };
+    editor.addEventListener("input", function () {
+      clearTimeout(timer);
+      timer = setTimeout(function () {
+        fetch("/api/v1/validate/extensions", {
+          method: "POST", credentials: "same-origin",
+          headers: {"content-type": "application/json", "x-csrf-token": csrf},
+          body: editor.value.trim() === "" ? "{}" : editor.value
+        }).then(function (r) { return r.json(); }).then(function (b) {
+          show(b.diagnostics || (b.error && b.error.details && b.error.details.diagnostics) || []);
+        }).catch(function () {});
+      }, 400);
+    });
+  }
 })();
