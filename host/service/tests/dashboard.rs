@@ -212,6 +212,19 @@ async fn pages_need_a_session_and_sign_in_opens_one() {
             .unwrap()
             .contains("immutable")
     );
+    // The first load stays small: the page, its stylesheet and its script.
+    let js = page
+        .text
+        .split(r#"script src=""#)
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let script = send(&env, "GET", &js, None, None, None).await;
+    let weight = page.text.len() + asset.text.len() + script.text.len();
+    assert!(weight < 150_000, "first load of /devices: {weight} bytes");
     // Sign-out ends the session in the store: the same cookie no longer works.
     let csrf = page
         .text
@@ -583,4 +596,128 @@ async fn pages_follow_the_role_and_never_show_a_secret() {
             "{p}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_drilldown_says_why_an_extension_is_not_shown_and_passwords_change() {
+    let env = Env::new().await;
+    let (token, csrf) = signed_in(&env, "ann@example.com", Role::Admin).await;
+    let (_, created) = env
+        .post(
+            "/api/v1/devices",
+            &env.admin,
+            json!({"name": "d", "extensions": {"echo": {"id": unique_echo_id()}}}),
+        )
+        .await;
+    let path = format!("/devices/{}", created["id"].as_str().unwrap());
+    let page = send(&env, "GET", &path, Some(&token), None, None).await;
+    assert!(
+        page.text
+            .contains("Not shown: the extension is not set up for this organisation"),
+        "{}",
+        page.text
+    );
+    send(
+        &env,
+        "POST",
+        "/settings/extensions/echo",
+        Some(&token),
+        Some(&[("f.greeting", "hi"), ("csrf", &csrf)]),
+        SAME,
+    )
+    .await;
+    let page = send(&env, "GET", &path, Some(&token), None, None).await;
+    assert!(
+        page.text
+            .contains("Not shown: the extension is switched off for this organisation"),
+        "{}",
+        page.text
+    );
+    send(
+        &env,
+        "POST",
+        "/settings/extensions/echo",
+        Some(&token),
+        Some(&[("enabled", "on"), ("f.greeting", "hi"), ("csrf", &csrf)]),
+        SAME,
+    )
+    .await;
+    let page = send(&env, "GET", &path, Some(&token), None, None).await;
+    assert!(!page.text.contains("Not shown"), "{}", page.text);
+    assert!(page.text.contains(r#"id="panel-echo""#));
+    // Changing one's own password: the current one first; other sessions end, this one stays.
+    let (other, _) = {
+        let p = send(
+            &env,
+            "POST",
+            "/sign-in",
+            None,
+            Some(&[("email", "ann@example.com"), ("password", PASSWORD)]),
+            SAME,
+        )
+        .await;
+        let c = p.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .trim_start_matches("devext_session=")
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        (c, ())
+    };
+    let page = send(
+        &env,
+        "POST",
+        "/account",
+        Some(&token),
+        Some(&[
+            ("current", "not it at all"),
+            ("new", "a new long password"),
+            ("csrf", &csrf),
+        ]),
+        SAME,
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.text.contains("current password is wrong"));
+    let page = send(
+        &env,
+        "POST",
+        "/account",
+        Some(&token),
+        Some(&[
+            ("current", PASSWORD),
+            ("new", "a new long password"),
+            ("csrf", &csrf),
+        ]),
+        SAME,
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    assert_eq!(
+        send(&env, "GET", "/devices", Some(&token), None, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&env, "GET", "/devices", Some(&other), None, None)
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+    let p = send(
+        &env,
+        "POST",
+        "/sign-in",
+        None,
+        Some(&[
+            ("email", "ann@example.com"),
+            ("password", "a new long password"),
+        ]),
+        SAME,
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
 }
