@@ -64,19 +64,19 @@ mod tests {
     fn errors_read_as_sentences() {
         let limited = json!({"error": {"kind": "rate_limited", "message": "slow down", "details": {"retry_after_ms": 2100}}});
         assert_eq!(
-            error_words("Jasper", StatusCode::TOO_MANY_REQUESTS, &limited),
-            "Jasper is rate limiting these requests: try again in 3 s. (slow down)"
+            error_words("Acme SIMs", StatusCode::TOO_MANY_REQUESTS, &limited),
+            "Acme SIMs is rate limiting these requests: try again in 3 s. (slow down)"
         );
         let creds = json!({"error": {"kind": "unauthorized", "message": "401"}});
         assert!(
-            error_words("Jasper", StatusCode::BAD_GATEWAY, &creds)
+            error_words("Acme SIMs", StatusCode::BAD_GATEWAY, &creds)
                 .contains("rejected the organisation's credentials")
         );
         let refused =
             json!({"error": {"kind": "conflict", "message": "cannot go back from Retired"}});
         assert_eq!(
-            error_words("Jasper", StatusCode::CONFLICT, &refused),
-            "Jasper refused: cannot go back from Retired"
+            error_words("Acme SIMs", StatusCode::CONFLICT, &refused),
+            "Acme SIMs refused: cannot go back from Retired"
         );
     }
 }
