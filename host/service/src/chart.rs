@@ -16,7 +16,8 @@
 
 use std::fmt::Write as _;
 
-use serde_json::{Map, Value};
+use devext_host::hints::resolve_output_pointer;
+use serde_json::Value;
 
 /// Why a chart could not be drawn.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,19 +174,6 @@ fn group_thousands(n: i64) -> String {
     if n < 0 { format!("-{out}") } else { out }
 }
 
-/// The subschema of the output property `pointer` designates, following `properties`.
-fn schema_at<'a>(root: &'a Value, pointer: &str) -> Option<&'a Map<String, Value>> {
-    let mut at = root.as_object()?;
-    if pointer.is_empty() {
-        return Some(at);
-    }
-    for token in pointer.strip_prefix('/')?.split('/') {
-        let token = token.replace("~1", "/").replace("~0", "~");
-        at = at.get("properties")?.get(&token)?.as_object()?;
-    }
-    Some(at)
-}
-
 /// An x value as a label: strings as they are, numbers formatted, anything else as JSON.
 fn x_label(v: Option<&Value>, unit: Option<&str>) -> String {
     match v {
@@ -272,7 +260,7 @@ pub fn render(output: &Value, schema: &Value) -> Result<String, ChartError> {
         .ok_or_else(|| ChartError::NoSeries {
             pointer: pointer.to_owned(),
         })?;
-    let item_props = schema_at(schema, pointer)
+    let item_props = resolve_output_pointer(schema, pointer)
         .and_then(|s| s.get("items"))
         .and_then(|i| i.get("properties"))
         .and_then(Value::as_object);

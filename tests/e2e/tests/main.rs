@@ -6,10 +6,12 @@
 //! - `cache`: the host's view cache, and its invalidation by actions.
 //! - `faults`: each fault mode of the simulator; no write applied twice.
 //! - `cli`: `devext invoke` against the simulator.
+//! - `connection`: `test_connection` and `usage_history`, and the hints of Jasper's schemas.
 
 mod burst;
 mod cache;
 mod cli;
+mod connection;
 mod contract;
 mod faults;
 mod support;
