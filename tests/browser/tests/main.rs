@@ -171,9 +171,14 @@ async fn flow(api: &str) -> R {
 
     sign_in(c, base, "admin@example.com").await;
     jasper_settings(c, base, &sim, api, true).await;
-    if let Some(result) = test_connection(c).await {
-        assert!(result.contains("Connection test failed"), "{result}");
-    }
+    let result = test_connection(c)
+        .await
+        .expect("Jasper declares a connection check");
+    assert!(result.contains("Connection test failed"), "{result}");
+    assert!(
+        result.contains("is wrong"),
+        "the failure in words: {result}"
+    );
     let device = create_device(c, base, &format!("tracker {api}")).await;
     // A bad ICCID: the error at its line and pointer, nothing saved.
     confirm_config(c, "{\n  \"jasper\": {\"iccid\": \"8988\"}\n}").await;
@@ -201,9 +206,10 @@ async fn flow(api: &str) -> R {
     );
     // The right one.
     jasper_settings(c, base, &sim, api, false).await;
-    if let Some(result) = test_connection(c).await {
-        assert!(result.contains("Connection test passed"), "{result}");
-    }
+    let result = test_connection(c)
+        .await
+        .expect("Jasper declares a connection check");
+    assert!(result.contains("Connection test passed"), "{result}");
     c.goto(&format!("{base}{device}")).await?;
     let text = main_text(c).await;
     assert!(
@@ -253,10 +259,16 @@ async fn flow(api: &str) -> R {
     )
     .await?;
     screenshot(c, &format!("{api}-extensions")).await;
-    // The usage chart, when the plugin declares one.
-    if c.find(css("svg")).await.is_ok() {
-        screenshot(c, &format!("{api}-chart")).await;
-    }
+    // The usage chart (usage_history declares one): server-drawn SVG.
+    let chart = c.find(css("#view-usage-history svg")).await?;
+    let label = chart.attr("aria-label").await?.unwrap_or_default();
+    assert!(!label.is_empty(), "the chart is labelled");
+    c.execute(
+        "document.getElementById('view-usage-history').scrollIntoView();",
+        vec![],
+    )
+    .await?;
+    screenshot(c, &format!("{api}-chart")).await;
     // The audit log names the user and each action.
     c.goto(&format!("{base}/audit")).await?;
     let text = main_text(c).await;
