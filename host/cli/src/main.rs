@@ -65,11 +65,15 @@ enum Command {
     /// Manage API keys in a store
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage the people who sign in to the dashboard
+    #[command(subcommand)]
+    Users(cmd::users::UsersCommand),
 }
 
 #[derive(Subcommand)]
 enum OrgsCommand {
-    /// Create an organisation and its first admin key (printed alone on the last line)
+    /// Create an organisation and its first admin key (printed alone on the last line), and with
+    /// --admin-email its first admin user
     Create(cmd::serve::OrgsCreateArgs),
     /// List the organisations of a store: devices, active keys, extensions switched on
     List(cmd::serve::OrgsListArgs),
@@ -195,5 +199,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Orgs(OrgsCommand::Create(args)) => cmd::serve::orgs_create(&args),
         Command::Orgs(OrgsCommand::List(args)) => cmd::serve::orgs_list(&args),
         Command::Keys(KeysCommand::Create(args)) => cmd::serve::keys_create(&args),
+        Command::Users(command) => cmd::users::run(&command),
     }
 }

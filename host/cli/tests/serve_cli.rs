@@ -497,6 +497,20 @@ fn the_demo_serves_twelve_devices_and_leaves_nothing_behind() {
         banner.push(line);
         assert!(banner.len() < 10, "no key in {banner:?}");
     };
+    // A person's way in: the dashboard's URL and a demo user, each on its own line.
+    assert!(
+        banner.contains(&format!("dashboard: http://{addr}/")),
+        "{banner:?}"
+    );
+    assert!(
+        banner.contains(&"email: demo@example.com".to_owned()),
+        "{banner:?}"
+    );
+    let password = banner
+        .iter()
+        .find_map(|l| l.strip_prefix("password: "))
+        .unwrap_or_else(|| panic!("no password line in {banner:?}"))
+        .to_owned();
     assert!(
         tmp.path().read_dir().unwrap().next().is_some(),
         "the demo store is in TMPDIR"
@@ -528,6 +542,11 @@ fn the_demo_serves_twelve_devices_and_leaves_nothing_behind() {
     assert_eq!(s, 200, "{overview}");
     assert_eq!(overview["iccid"], items[0]["extensions"]["jasper"]["iccid"]);
     assert_eq!(overview["status"], "activated", "activated SIMs come first");
+    // The printed user signs in to the dashboard, which lists the demo's devices.
+    let cookie = sign_in(addr, "demo@example.com", &password).expect("the demo user signs in");
+    let (s, page) = get_page(addr, "/devices", &cookie);
+    assert_eq!(s, 200);
+    assert!(page.contains("demo device 01"), "{page}");
 
     let (status, stderr, took) = server.terminate();
     assert_eq!(status.code(), Some(0), "{stderr}");
@@ -701,5 +720,192 @@ fn one_request_is_followed_by_its_id_through_json_logs_and_the_audit_log() {
             .iter()
             .any(|l| l["fields"]["message"] == "plugin http request"),
         "{of_request:?}"
+    );
+}
+
+/// Posts the sign-in form; the session cookie (`devext_session=...`) on success.
+fn sign_in(addr: SocketAddr, email: &str, password: &str) -> Option<String> {
+    let body = format!(
+        "email={}&password={}",
+        email.replace('@', "%40"),
+        password.replace(' ', "+")
+    );
+    let mut sock = TcpStream::connect(addr).expect("connect");
+    let req = format!(
+        "POST /sign-in HTTP/1.1\r\nhost: {addr}\r\norigin: http://{addr}\r\nconnection: close\r\n\
+         content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    sock.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    sock.read_to_string(&mut raw).unwrap();
+    raw.lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .map(str::to_owned)
+}
+
+/// GETs a dashboard page with a session cookie: status and body.
+fn get_page(addr: SocketAddr, path: &str, cookie: &str) -> (u16, String) {
+    let (s, body, _) = http_with(addr, "GET", path, None, None, &[("cookie", cookie)]);
+    (s, body.as_str().unwrap_or_default().to_owned())
+}
+
+/// `devext` with `stdin` on its standard input.
+fn run_with_stdin(cmd: &mut Command, stdin: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run devext");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn users_made_on_the_command_line_sign_in_and_lose_their_sessions_when_disabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("u.db");
+    let db = path_str(&db);
+    // A password too short: refused, and no organisation is created.
+    let out = run_with_stdin(
+        devext().args([
+            "orgs",
+            "create",
+            "acme",
+            "--admin-email",
+            "ann@example.com",
+            "--db",
+            db,
+        ]),
+        "short\n",
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("10 to 200 characters"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(devext().args(["orgs", "list", "--db", db, "--json"]));
+    assert!(!text(&out.stdout).contains("acme"));
+    // The first admin user, and the admin key still alone on the last line.
+    let out = run_with_stdin(
+        devext().args([
+            "orgs",
+            "create",
+            "acme",
+            "--admin-email",
+            "ann@example.com",
+            "--db",
+            db,
+        ]),
+        "ann's long password\n",
+    );
+    printed_key(&out);
+    assert!(
+        text(&out.stdout).contains("admin user ann@example.com"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!text(&out.stdout).contains("ann's long password"));
+    let out = run_with_stdin(
+        devext().args([
+            "users",
+            "create",
+            "--org",
+            "acme",
+            "--email",
+            "vic@example.com",
+            "--role",
+            "viewer",
+            "--db",
+            db,
+        ]),
+        "vic's long password\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // An email is unique across the store.
+    let out = run_with_stdin(
+        devext().args([
+            "users",
+            "create",
+            "--org",
+            "acme",
+            "--email",
+            "VIC@example.com",
+            "--role",
+            "admin",
+            "--db",
+            db,
+        ]),
+        "another long password\n",
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("exists already"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(devext().args(["users", "list", "--org", "acme", "--db", db, "--json"]));
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let roles: Vec<(&str, &str)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["email"].as_str().unwrap(), u["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        roles,
+        [("ann@example.com", "admin"), ("vic@example.com", "viewer")]
+    );
+    assert!(!text(&out.stdout).contains("argon2"), "no hash is printed");
+
+    let mut server = Server::start(devext().args(["serve", "--listen", "127.0.0.1:0", "--db", db]));
+    let addr = address_in(&server.line());
+    wait_healthy(addr);
+    assert_eq!(sign_in(addr, "vic@example.com", "wrong password!!"), None);
+    let cookie = sign_in(addr, "vic@example.com", "vic's long password").expect("signed in");
+    let (s, page) = get_page(addr, "/devices", &cookie);
+    assert_eq!(s, 200);
+    assert!(page.contains("vic@example.com"));
+    // Disabled on the command line: the session ends at once, and signing in fails.
+    let out = run(devext().args(["users", "disable", "--email", "vic@example.com", "--db", db]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let (s, _) = get_page(addr, "/devices", &cookie);
+    assert_eq!(s, 303, "a disabled user's session still works");
+    assert_eq!(
+        sign_in(addr, "vic@example.com", "vic's long password"),
+        None
+    );
+    // Enabled and given a new password: the old one no longer works.
+    run(devext().args(["users", "enable", "--email", "vic@example.com", "--db", db]));
+    let out = run_with_stdin(
+        devext().args([
+            "users",
+            "reset-password",
+            "--email",
+            "vic@example.com",
+            "--db",
+            db,
+        ]),
+        "vic's new long password\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        sign_in(addr, "vic@example.com", "vic's long password"),
+        None
+    );
+    assert!(sign_in(addr, "vic@example.com", "vic's new long password").is_some());
+    let (status, stderr, _) = server.terminate();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        !stderr.contains("long password"),
+        "a password was logged: {stderr}"
     );
 }

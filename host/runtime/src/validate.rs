@@ -777,6 +777,20 @@ fn read_file(path: &Path, buf: &mut Vec<u8>) -> io::Result<usize> {
     }
 }
 
+/// The diagnostics of one document given as text, exactly as [`run`] reports them for a
+/// whole file (not JSON, violations, declared warnings; each with line, column and pointer):
+/// for a caller that holds one document, such as an editor that checks before saving.
+pub fn document_diagnostics(runtime: &Runtime, text: &[u8]) -> Vec<Diagnostic> {
+    let mut out = Output {
+        runtime,
+        strict: false,
+        summary: Summary::default(),
+        diagnostics: Vec::new(),
+    };
+    out.document(0, strip_bom(text), None);
+    out.diagnostics.into_iter().map(|(_, d)| d).collect()
+}
+
 /// The results of one job being built.
 struct Output<'r> {
     runtime: &'r Runtime,

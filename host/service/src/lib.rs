@@ -3,12 +3,14 @@
 pub mod api;
 pub mod chart;
 pub mod crypto;
+pub mod dashboard;
 pub mod lookup;
 pub mod memo;
 pub mod metrics;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod users;
 
 use axum::serve::ListenerExt as _;
 use std::net::SocketAddr;
@@ -17,7 +19,7 @@ use std::sync::atomic::Ordering;
 
 use tokio::net::TcpListener;
 
-pub use api::{App, router};
+pub use api::{App, WebConfig, router};
 pub use store::{SqliteStore, Store};
 
 /// Serves the API on `listener` until `shutdown` completes; then stops accepting, marks the
@@ -51,9 +53,13 @@ pub async fn serve<S: Store>(
             tracing::debug!("cannot set TCP_NODELAY on a connection: {e}");
         }
     });
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(signal)
-        .await
+    // The peer's address: sign-in failures are counted per client address.
+    axum::serve(
+        listener,
+        router(app).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal)
+    .await
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -6,6 +6,7 @@ use devext_echo as _;
 
 mod api;
 mod api_env;
+mod dashboard;
 mod lookup;
 mod meter;
 mod route_table;

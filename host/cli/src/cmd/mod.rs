@@ -9,6 +9,7 @@ pub(crate) mod invoke;
 pub(crate) mod plugins;
 pub(crate) mod schema;
 pub(crate) mod serve;
+pub(crate) mod users;
 pub(crate) mod validate;
 
 /// Loads the runtime for a one-shot command (`validate`, `schema`), warning on stderr about each

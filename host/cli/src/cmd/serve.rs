@@ -33,6 +33,19 @@ pub(crate) struct ServeArgs {
     /// `view_cache_entries`
     #[arg(long, env = "DEVEXT_CONFIG")]
     config: Option<PathBuf>,
+    /// A dashboard session ends after this many seconds without use [default: 1800]
+    #[arg(long, env = "DEVEXT_SESSION_IDLE_SECS", value_name = "SECS")]
+    session_idle_secs: Option<u64>,
+    /// A dashboard session ends this many seconds after sign-in [default: 43200]
+    #[arg(long, env = "DEVEXT_SESSION_MAX_SECS", value_name = "SECS")]
+    session_max_secs: Option<u64>,
+    /// Served to browsers over https (directly or through a TLS proxy): session cookies are
+    /// `Secure`
+    #[arg(long, env = "DEVEXT_SECURE_COOKIES", value_parser = clap::builder::FalseyValueParser::new())]
+    secure_cookies: bool,
+    /// Behind a proxy that sets X-Forwarded-For: sign-in throttling counts its first address
+    #[arg(long, env = "DEVEXT_TRUST_FORWARDED_FOR", value_parser = clap::builder::FalseyValueParser::new())]
+    trust_forwarded_for: bool,
 }
 
 /// The config file of `devext serve`.
@@ -64,13 +77,13 @@ fn store_key() -> Result<Option<SecretKey>> {
     }
 }
 
-async fn open_store(db: &Path) -> Result<SqliteStore> {
+pub(crate) async fn open_store(db: &Path) -> Result<SqliteStore> {
     SqliteStore::open(db, store_key()?)
         .await
         .map_err(|e| anyhow!("{}: {e}", db.display()))
 }
 
-fn tokio() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn tokio() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -114,6 +127,17 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<ExitCode> {
         config.view_cache_entries = entries;
     }
     let runtime = load_runtime(config)?;
+    let mut web = service::WebConfig {
+        secure_cookies: args.secure_cookies,
+        trust_forwarded_for: args.trust_forwarded_for,
+        ..service::WebConfig::default()
+    };
+    if let Some(s) = args.session_idle_secs {
+        web.session.idle = Duration::from_secs(s.max(1));
+    }
+    if let Some(s) = args.session_max_secs {
+        web.session.absolute = Duration::from_secs(s.max(1));
+    }
     tokio()?.block_on(async move {
         let store = open_store(&db).await?;
         let listener = service::bind(listen).await?;
@@ -121,7 +145,7 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<ExitCode> {
         println!("devext serving on http://{addr} (store {})", db.display());
         service::serve(
             listener,
-            App::new(runtime, store),
+            App::with_web(runtime, store, web),
             service::shutdown_signal(),
         )
         .await?;
@@ -137,12 +161,48 @@ pub(crate) struct OrgsCreateArgs {
     /// SQLite database
     #[arg(long, env = "DEVEXT_DB", default_value = "devext.db")]
     db: PathBuf,
+    /// Also create the first admin user with this email (password from a prompt or stdin)
+    #[arg(long, value_name = "EMAIL")]
+    admin_email: Option<String>,
 }
 
 pub(crate) fn orgs_create(args: &OrgsCreateArgs) -> Result<ExitCode> {
+    // Checked before anything is written: a bad email or password creates no organisation.
+    let admin = match &args.admin_email {
+        Some(email) => {
+            devext_service::users::check_email(email)?;
+            Some((
+                email,
+                super::users::read_password("Password of the first admin")?,
+            ))
+        }
+        None => None,
+    };
     tokio()?.block_on(async {
         let store = open_store(&args.db).await?;
+        if let Some((email, _)) = &admin
+            && store.user_credentials(email).await?.is_some()
+        {
+            return Err(anyhow!("a user with the email {email:?} exists already"));
+        }
         let org = store.create_org(&args.name).await?;
+        if let Some((email, password)) = &admin {
+            let user =
+                devext_service::users::create_user(&store, org.id, email, Role::Admin, password)
+                    .await?;
+            audit_cli(
+                &store,
+                org.id,
+                "user",
+                &user.email,
+                "first admin user created",
+            )
+            .await?;
+            println!(
+                "created admin user {} (signs in to the dashboard)",
+                user.email
+            );
+        }
         let (info, key) = store
             .create_key(org.id, Role::Admin, "first admin key")
             .await?;
@@ -167,7 +227,7 @@ pub(crate) fn orgs_create(args: &OrgsCreateArgs) -> Result<ExitCode> {
 
 /// `devext keys create --org NAME --role ROLE --db PATH`.
 /// An audit entry for a change made on the command line (no key, no request: `detail` says so).
-async fn audit_cli(
+pub(crate) async fn audit_cli(
     store: &SqliteStore,
     org_id: i64,
     action: &str,
@@ -360,9 +420,16 @@ pub(crate) fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
                 )
                 .await?;
         }
+        // A person signs in to the dashboard with these.
+        let email = "demo@example.com";
+        let password = devext_service::crypto::hex(&devext_service::crypto::random_bytes::<8>()?);
+        devext_service::users::create_user(&store, org.id, email, Role::Admin, &password).await?;
         let listener = service::bind(args.listen).await?;
         let addr = listener.local_addr()?;
         println!("devext demo: http://{addr}");
+        println!("dashboard: http://{addr}/");
+        println!("email: {email}");
+        println!("password: {password}");
         println!("Jasper simulator: {} ({} API)", sim.base_url(), args.api);
         println!("organisation demo, 12 devices; admin key:");
         println!("{key}");

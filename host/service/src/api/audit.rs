@@ -16,10 +16,16 @@ use crate::store::{NewAudit, Store};
 
 /// Appends to the org's audit log on behalf of `caller`; a failure is logged, never the
 /// request's failure.
-pub(super) async fn audit<S: Store>(app: &App<S>, caller: &Caller, entry: NewAudit<'_>) {
+pub(crate) async fn audit<S: Store>(app: &App<S>, caller: &Caller, entry: NewAudit<'_>) {
     let request_id = super::request_id::current();
+    // A signed-in user, or a key: whoever acted.
+    let (key_id, user_id) = match &caller.0.user_id {
+        Some(user) => (None, Some(user.as_str())),
+        None => (Some(caller.0.key_id.as_str()), None),
+    };
     let entry = NewAudit {
-        key_id: Some(&caller.0.key_id),
+        key_id,
+        user_id,
         request_id: request_id.as_deref(),
         ..entry
     };
@@ -30,12 +36,12 @@ pub(super) async fn audit<S: Store>(app: &App<S>, caller: &Caller, entry: NewAud
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct AuditQuery {
+pub(crate) struct AuditQuery {
     before: Option<i64>,
     limit: Option<u32>,
 }
 
-pub(super) async fn audit_log<S: Store>(
+pub(crate) async fn audit_log<S: Store>(
     State(app): State<Arc<App<S>>>,
     caller: Caller,
     query: Result<Query<AuditQuery>, QueryRejection>,

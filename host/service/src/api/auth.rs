@@ -1,10 +1,16 @@
-//! Who is calling: the bearer key, checked against the role the route table gives the route
-//! ([`authorize`], a per-route middleware), and [`Caller`], the handlers' view of the result.
+//! Who is calling: the bearer key, or a dashboard session's cookie, checked against the role the
+//! route table gives the route ([`authorize`], a per-route middleware), and [`Caller`], the
+//! handlers' view of the result.
+//!
+//! A request authenticated by its session cookie (the dashboard's script calling the API) that
+//! changes state (any method but GET and HEAD) must also carry the session's anti-forgery token
+//! in `x-csrf-token` and, when it sends one, an `Origin` of this service: a browser sends the
+//! cookie with a forged cross-site request, never the token.
 
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::{HeaderMap, header, request::Parts};
+use axum::http::{HeaderMap, Method, header, request::Parts};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -55,7 +61,7 @@ pub(super) async fn authorize<S: Store>(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let principal = match authenticate(&app, req.headers()).await {
+    let principal = match authenticate(&app, req.method(), req.headers()).await {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
@@ -66,8 +72,35 @@ pub(super) async fn authorize<S: Store>(
     next.run(req).await
 }
 
-/// The principal of `Authorization: Bearer <key>`.
-async fn authenticate<S: Store>(app: &App<S>, headers: &HeaderMap) -> ApiResult<Principal> {
+/// The principal of `Authorization: Bearer <key>`, else of the session cookie.
+async fn authenticate<S: Store>(
+    app: &App<S>,
+    method: &Method,
+    headers: &HeaderMap,
+) -> ApiResult<Principal> {
+    if headers.get(header::AUTHORIZATION).is_none()
+        && let Some(token) = crate::dashboard::session_cookie(headers)
+    {
+        let session = app
+            .store
+            .session(&crate::users::session_hash(token), app.web.session)
+            .await?
+            .ok_or_else(ApiError::unauthorized)?;
+        if method != Method::GET && method != Method::HEAD {
+            let csrf = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+            if csrf != Some(crate::users::csrf_token(token).as_str())
+                || !crate::dashboard::same_origin(headers)
+            {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "a request with a session cookie that changes something needs the session's \
+                     x-csrf-token and this service's Origin",
+                ));
+            }
+        }
+        return Ok(Principal::of_user(&session.user));
+    }
     let key = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -23,7 +23,7 @@ use crate::store::{Device, DeviceQuery, LookupEntry, NewAudit, Store};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct DeviceBody {
+pub(crate) struct DeviceBody {
     name: String,
     #[serde(default, rename = "type")]
     device_type: Option<String>,
@@ -163,7 +163,7 @@ fn lookup_filter(key: &str, value: String, lookup: &LookupFields) -> ApiResult<L
     })
 }
 
-pub(super) async fn list_devices<S: Store>(
+pub(crate) async fn list_devices<S: Store>(
     State(app): State<Arc<App<S>>>,
     caller: Caller,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -174,7 +174,7 @@ pub(super) async fn list_devices<S: Store>(
     Ok(Json(json!({"items": items, "next_cursor": next})))
 }
 
-pub(super) async fn create_device<S: Store>(
+pub(crate) async fn create_device<S: Store>(
     State(app): State<Arc<App<S>>>,
     caller: Caller,
     body: Result<Json<DeviceBody>, JsonRejection>,
@@ -196,7 +196,7 @@ pub(super) async fn create_device<S: Store>(
 }
 
 /// The 404 of a device that is not the org's.
-pub(super) fn no_device(id: &str) -> ApiError {
+pub(crate) fn no_device(id: &str) -> ApiError {
     ApiError::not_found(format!("no device {id:?}"))
 }
 
@@ -212,7 +212,7 @@ async fn audit_change<S: Store>(app: &App<S>, caller: &Caller, id: &str, op: &st
     audit(app, caller, entry).await;
 }
 
-pub(super) async fn device_or_404<S: Store>(
+pub(crate) async fn device_or_404<S: Store>(
     app: &App<S>,
     caller: &Caller,
     id: &str,
@@ -223,7 +223,7 @@ pub(super) async fn device_or_404<S: Store>(
         .ok_or_else(|| no_device(id))
 }
 
-pub(super) async fn get_device<S: Store>(
+pub(crate) async fn get_device<S: Store>(
     State(app): State<Arc<App<S>>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -231,7 +231,7 @@ pub(super) async fn get_device<S: Store>(
     Ok(Json(device_or_404(&app, &caller, &id).await?))
 }
 
-pub(super) async fn update_device<S: Store>(
+pub(crate) async fn update_device<S: Store>(
     State(app): State<Arc<App<S>>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -277,7 +277,7 @@ pub(super) async fn update_device<S: Store>(
     Ok(Json(answer))
 }
 
-pub(super) async fn delete_device<S: Store>(
+pub(crate) async fn delete_device<S: Store>(
     State(app): State<Arc<App<S>>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -289,4 +289,49 @@ pub(super) async fn delete_device<S: Store>(
     }
     audit_change(&app, &caller, &id, "delete").await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/validate/extensions`: checks an extension configuration sent as JSON text,
+/// saving nothing, as `devext validate` checks a file: 200 with its declared warnings when it
+/// passes, 422 with every problem (`details.diagnostics[]`: kind, line, column, pointer,
+/// keyword, message) when it does not. The dashboard's editor calls it as you type.
+pub(crate) async fn validate_extensions<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    _caller: Caller,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<Response> {
+    let text = body.map_err(|r| {
+        let status = r.status();
+        let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "bad_request"
+        };
+        ApiError::new(status, kind, r.body_text())
+    })?;
+    let diagnostics = devext_host::validate::document_diagnostics(&app.runtime, &text);
+    let listed: Vec<Value> = diagnostics
+        .iter()
+        .map(|d| {
+            json!({"kind": d.kind, "line": d.line, "column": d.column, "pointer": d.pointer,
+                   "keyword": d.keyword, "message": d.message})
+        })
+        .collect();
+    let invalid = diagnostics
+        .iter()
+        .any(|d| d.kind != devext_host::validate::Kind::Warning);
+    if invalid {
+        let first = diagnostics
+            .iter()
+            .find(|d| d.kind != devext_host::validate::Kind::Warning)
+            .map(|d| d.message.clone())
+            .unwrap_or_default();
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            format!("the extension configuration is invalid: {first}"),
+        )
+        .details(json!({ "diagnostics": listed })));
+    }
+    Ok(Json(json!({"valid": true, "diagnostics": listed})).into_response())
 }

@@ -14,17 +14,17 @@ use crate::store::{Role, StoreError};
 /// An error response: `{"error": {"kind", "message", "details"}}`.
 #[derive(Debug)]
 pub struct ApiError {
-    pub(super) status: StatusCode,
+    pub(crate) status: StatusCode,
     kind: &'static str,
     message: String,
     details: Value,
 }
 
 /// A handler's result.
-pub(super) type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
-    pub(super) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             kind,
@@ -33,12 +33,12 @@ impl ApiError {
         }
     }
 
-    pub(super) fn details(mut self, details: Value) -> Self {
+    pub(crate) fn details(mut self, details: Value) -> Self {
         self.details = details;
         self
     }
 
-    pub(super) fn unauthorized() -> Self {
+    pub(crate) fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
@@ -46,7 +46,7 @@ impl ApiError {
         )
     }
 
-    pub(super) fn forbidden(needed: Role, have: Role) -> Self {
+    pub(crate) fn forbidden(needed: Role, have: Role) -> Self {
         Self::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -58,26 +58,26 @@ impl ApiError {
         )
     }
 
-    pub(super) fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
-    pub(super) fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
-    pub(super) fn conflict(message: impl Into<String>) -> Self {
+    pub(crate) fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
 
-    pub(super) fn internal(message: impl Into<String>) -> Self {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
     /// The 422 of a document with `violations`: the message, `"{what} invalid: "` and the first
     /// violation (its pointer and what is wrong), says how many more there are, as an
     /// operation's does; all of them are in `details.violations`.
-    pub(super) fn violations(what: impl std::fmt::Display, violations: Vec<Violation>) -> Self {
+    pub(crate) fn violations(what: impl std::fmt::Display, violations: Vec<Violation>) -> Self {
         let first = violations
             .first()
             .map(ToString::to_string)
@@ -95,7 +95,7 @@ impl ApiError {
     }
 
     /// The HTTP form of an operation's error.
-    pub(super) fn from_plugin(e: PluginError) -> Self {
+    pub(crate) fn from_plugin(e: PluginError) -> Self {
         let status = match e.kind {
             // One rule for one kind: the request was read, and what it asks is invalid (a
             // schema violation, with pointers, or a check of the plugin's own). 400 is kept for
@@ -127,8 +127,18 @@ impl ApiError {
         }
     }
 
+    /// The message for people.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The details (`Null` if none).
+    pub(crate) fn detail_value(&self) -> &Value {
+        &self.details
+    }
+
     /// The JSON body.
-    pub(super) fn body(&self) -> Value {
+    pub(crate) fn body(&self) -> Value {
         let mut error = json!({"kind": self.kind, "message": self.message});
         if !self.details.is_null() {
             error["details"] = self.details.clone();

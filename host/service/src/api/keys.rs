@@ -16,7 +16,7 @@ use super::error::{ApiError, ApiResult};
 use super::state::App;
 use crate::store::{NewAudit, Role, Store};
 
-pub(super) async fn list_keys<S: Store>(
+pub(crate) async fn list_keys<S: Store>(
     State(app): State<Arc<App<S>>>,
     caller: Caller,
 ) -> ApiResult<Json<Value>> {
@@ -26,13 +26,13 @@ pub(super) async fn list_keys<S: Store>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct NewKey {
+pub(crate) struct NewKey {
     role: Role,
     #[serde(default)]
     name: String,
 }
 
-pub(super) async fn create_key<S: Store>(
+pub(crate) async fn create_key<S: Store>(
     State(app): State<Arc<App<S>>>,
     caller: Caller,
     body: Result<Json<NewKey>, JsonRejection>,
@@ -62,7 +62,7 @@ pub(super) async fn create_key<S: Store>(
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
-pub(super) async fn revoke_key<S: Store>(
+pub(crate) async fn revoke_key<S: Store>(
     State(app): State<Arc<App<S>>>,
     caller: Caller,
     Path(id): Path<String>,

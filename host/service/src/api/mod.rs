@@ -9,23 +9,23 @@
 //! idempotency), `page` (page sizes of listings), `request_id` (each request's id, in its
 //! logs, its answer and its audit entries) and `audit`.
 
-mod audit;
-mod auth;
-mod devices;
-mod error;
+pub(crate) mod audit;
+pub(crate) mod auth;
+pub(crate) mod devices;
+pub(crate) mod error;
 mod health;
-mod keys;
-mod ops;
-mod page;
+pub(crate) mod keys;
+pub(crate) mod ops;
+pub(crate) mod page;
 mod plugins;
 mod request_id;
 mod routes;
-mod settings;
-mod state;
+pub(crate) mod settings;
+pub(crate) mod state;
 
 pub use auth::Caller;
 pub use error::ApiError;
 pub use request_id::HEADER as REQUEST_ID_HEADER;
 pub use routes::{MAX_BODY_BYTES, QueryParam, Route, openapi_document, router, routes};
 pub use settings::{SECRET_MASK, secret_fields};
-pub use state::App;
+pub use state::{App, WebConfig};

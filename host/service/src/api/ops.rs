@@ -24,16 +24,16 @@ use crate::store::{ExtensionSettings, IdempotencyClaim, NewAudit, Role, Store};
 
 /// The role that running an operation of kind `action` needs (views need the route's role,
 /// viewer); stated in the route table as the route's `action_role`.
-pub(super) const ACTION_ROLE: Role = Role::Operator;
+pub(crate) const ACTION_ROLE: Role = Role::Operator;
 
 /// The drilldown's query: `include=views`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct DrilldownQuery {
+pub(crate) struct DrilldownQuery {
     include: Option<String>,
 }
 
-pub(super) async fn drilldown<S: Store>(
+pub(crate) async fn drilldown<S: Store>(
     State(app): State<Arc<App<S>>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -157,7 +157,7 @@ async fn views_of<S: Store>(
 }
 
 /// `POST /api/v1/devices/{id}/extensions/{plugin}/{op}`: a device-scope operation on one device.
-pub(super) async fn run_op<S: Store>(
+pub(crate) async fn run_op<S: Store>(
     State(app): State<Arc<App<S>>>,
     caller: Caller,
     Path((id, plugin, op)): Path<(String, String, String)>,
@@ -191,7 +191,7 @@ pub(super) async fn run_op<S: Store>(
 
 /// `POST /api/v1/extensions/{plugin}/{op}`: an organisation-scope operation (`scope: org` in
 /// the manifest), run with the org's settings only ("test the connection", "list rate plans").
-pub(super) async fn run_org_op<S: Store>(
+pub(crate) async fn run_org_op<S: Store>(
     State(app): State<Arc<App<S>>>,
     caller: Caller,
     Path((plugin, op)): Path<(String, String)>,

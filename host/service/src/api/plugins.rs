@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::state::App;
 use crate::store::Store;
 
-pub(super) async fn list_plugins<S: Store>(State(app): State<Arc<App<S>>>) -> Json<Value> {
+pub(crate) async fn list_plugins<S: Store>(State(app): State<Arc<App<S>>>) -> Json<Value> {
     let plugins: Vec<Value> = app
         .runtime
         .plugins()

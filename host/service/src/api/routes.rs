@@ -310,6 +310,22 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
         .role(Admin)
         .ok(204),
         route(
+            M::POST,
+            "/api/v1/validate/extensions",
+            "Check an extension configuration without saving it",
+            post(devices::validate_extensions::<S>),
+        )
+        .role(Viewer)
+        .description(
+            "The body is the configuration as JSON text, checked as `devext validate` checks a \
+             file: 200 (with declared warnings) when valid, else 422 with \
+             `details.diagnostics[]` (kind, line, column, pointer, keyword, message).",
+        )
+        .body(
+            json!({"type": "object", "description": "Extension configuration keyed by plugin name"}),
+            MAX_BODY_BYTES,
+        ),
+        route(
             M::GET,
             "/api/v1/devices/{id}/extensions",
             "The device's drilldown: usable extensions and their operations",
@@ -386,6 +402,8 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         }
         router = router.route(r.path, handler);
     }
+    // The dashboard's pages, beside the API (outside the route table: HTML, session-signed).
+    router = router.merge(crate::dashboard::routes::<S>());
     // The same JSON error body as every other error: a path with no route is a 404, a method a
     // path does not have a 405 (axum keeps its `Allow` header). Both after every route: the 405
     // fallback is set on the routes registered before it, outside their role check.

@@ -28,7 +28,7 @@ pub fn secret_fields(schema: &Value) -> Vec<String> {
         .collect()
 }
 
-pub(super) fn settings_view(plugin: &str, settings: Option<&ExtensionSettings>) -> Value {
+pub(crate) fn settings_view(plugin: &str, settings: Option<&ExtensionSettings>) -> Value {
     match settings {
         Some(s) => {
             let mut set: Vec<&String> = s.secrets.keys().collect();
@@ -39,7 +39,7 @@ pub(super) fn settings_view(plugin: &str, settings: Option<&ExtensionSettings>) 
     }
 }
 
-pub(super) fn plugin_or_404<'a>(
+pub(crate) fn plugin_or_404<'a>(
     app: &'a Runtime,
     plugin: &str,
 ) -> ApiResult<&'a devext_host::LoadedPlugin> {
@@ -51,7 +51,7 @@ pub(super) fn plugin_or_404<'a>(
     })
 }
 
-pub(super) async fn list_extensions<S: Store>(
+pub(crate) async fn list_extensions<S: Store>(
     State(app): State<Arc<App<S>>>,
     caller: Caller,
 ) -> ApiResult<Json<Value>> {
@@ -65,7 +65,7 @@ pub(super) async fn list_extensions<S: Store>(
     Ok(Json(json!({ "items": items })))
 }
 
-pub(super) async fn get_extension<S: Store>(
+pub(crate) async fn get_extension<S: Store>(
     State(app): State<Arc<App<S>>>,
     caller: Caller,
     Path(plugin): Path<String>,
@@ -77,7 +77,7 @@ pub(super) async fn get_extension<S: Store>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct SettingsBody {
+pub(crate) struct SettingsBody {
     enabled: bool,
     /// The new settings; left out, the stored ones (config and secrets) stay as they are.
     #[serde(default, deserialize_with = "present")]
@@ -89,7 +89,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Map<String, 
     Map::deserialize(d).map(Some)
 }
 
-pub(super) async fn put_extension<S: Store>(
+pub(crate) async fn put_extension<S: Store>(
     State(app): State<Arc<App<S>>>,
     caller: Caller,
     Path(plugin): Path<String>,

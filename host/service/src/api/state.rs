@@ -8,7 +8,22 @@ use devext_host::Runtime;
 use crate::lookup::LookupFields;
 use crate::memo::Memo;
 use crate::metrics::HttpMetrics;
-use crate::store::{Device, ExtensionSettings, Principal, Reindexed, Store, StoreError};
+use crate::store::{
+    Device, ExtensionSettings, Principal, Reindexed, SessionLimits, Store, StoreError,
+};
+
+/// The dashboard's settings: how long sessions live and how their cookie is sent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WebConfig {
+    /// Idle and absolute expiry of sessions.
+    pub session: SessionLimits,
+    /// The service is reached over https (directly or through a TLS proxy): cookies are
+    /// `Secure`.
+    pub secure_cookies: bool,
+    /// Behind a proxy that sets `X-Forwarded-For`: sign-in throttling counts its first address
+    /// as the client's (without a proxy the header is anyone's to forge, so it is ignored).
+    pub trust_forwarded_for: bool,
+}
 
 /// The service's shared state.
 pub struct App<S> {
@@ -22,12 +37,14 @@ pub struct App<S> {
     pub ready: AtomicBool,
     /// The loaded plugins' lookup fields (what the device lookup index holds).
     pub lookup: LookupFields,
+    /// The dashboard's settings.
+    pub web: WebConfig,
     /// SHA-256 of an API key -> its principal (`None`: not a valid key).
-    pub(super) keys: Memo<Vec<u8>, Option<Principal>>,
+    pub(crate) keys: Memo<Vec<u8>, Option<Principal>>,
     /// (org, plugin) -> the org's settings for the plugin.
-    pub(super) settings: Memo<(i64, String), Option<ExtensionSettings>>,
+    pub(crate) settings: Memo<(i64, String), Option<ExtensionSettings>>,
     /// (org, device id) -> the device, for running operations.
-    pub(super) devices: Memo<(i64, String), Option<Device>>,
+    pub(crate) devices: Memo<(i64, String), Option<Device>>,
 }
 
 /// Devices memoised for running operations (see [`App::device_for_op`]).
@@ -36,7 +53,13 @@ const DEVICE_MEMO_ENTRIES: usize = 1_000;
 impl<S: Store> App<S> {
     /// Shared state over `runtime` and `store`.
     pub fn new(runtime: Runtime, store: S) -> Arc<Self> {
+        Self::with_web(runtime, store, WebConfig::default())
+    }
+
+    /// Shared state over `runtime` and `store`, with the dashboard's settings `web`.
+    pub fn with_web(runtime: Runtime, store: S, web: WebConfig) -> Arc<Self> {
         Arc::new(App {
+            web,
             lookup: LookupFields::of(&runtime),
             runtime,
             store,
@@ -103,7 +126,7 @@ impl<S: Store> App<S> {
     }
 
     /// A device of the org, for running an operation (memoised; see [`crate::memo`]).
-    pub(super) async fn device_for_op(
+    pub(crate) async fn device_for_op(
         &self,
         org_id: i64,
         id: &str,
@@ -114,7 +137,7 @@ impl<S: Store> App<S> {
     }
 
     /// The principal of an API key (memoised; see [`crate::memo`]).
-    pub(super) async fn principal(&self, key: &str) -> Result<Option<Principal>, StoreError> {
+    pub(crate) async fn principal(&self, key: &str) -> Result<Option<Principal>, StoreError> {
         self.keys
             .get_or_load(crate::crypto::key_hash(key), || {
                 self.store.authenticate(key)
@@ -123,7 +146,7 @@ impl<S: Store> App<S> {
     }
 
     /// The org's settings for `plugin` (memoised; see [`crate::memo`]).
-    pub(super) async fn settings(
+    pub(crate) async fn settings(
         &self,
         org_id: i64,
         plugin: &str,
