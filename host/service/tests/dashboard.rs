@@ -877,3 +877,63 @@ async fn admins_manage_keys_and_users_from_their_pages() {
         "{actions:?}"
     );
 }
+
+#[tokio::test]
+async fn the_cookie_is_secure_when_served_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = devext_service::SqliteStore::open(&dir.path().join("s.db"), None)
+        .await
+        .unwrap();
+    let org = store.create_org("acme").await.unwrap();
+    devext_service::users::create_user(&store, org.id, "ann@example.com", Role::Admin, PASSWORD)
+        .await
+        .unwrap();
+    for (web, proto, secure) in [
+        (
+            devext_service::WebConfig {
+                secure_cookies: true,
+                ..Default::default()
+            },
+            None,
+            true,
+        ),
+        (
+            devext_service::WebConfig {
+                trust_forwarded_for: true,
+                ..Default::default()
+            },
+            Some("https"),
+            true,
+        ),
+        (devext_service::WebConfig::default(), Some("https"), false),
+    ] {
+        let runtime = devext_host::Runtime::load(devext_host::RuntimeConfig::default()).unwrap();
+        let app = devext_service::App::with_web(runtime, store.clone(), web);
+        let router = devext_service::router(app);
+        let mut req = Request::builder()
+            .method("POST")
+            .uri("/sign-in")
+            .header("host", HOST)
+            .header("origin", "http://dash.test")
+            .header("content-type", "application/x-www-form-urlencoded");
+        if let Some(p) = proto {
+            req = req.header("x-forwarded-proto", p);
+        }
+        let body =
+            serde_urlencoded::to_string([("email", "ann@example.com"), ("password", PASSWORD)])
+                .unwrap();
+        let response = router
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let cookie = response.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            cookie.contains("; Secure"),
+            secure,
+            "{web:?} {proto:?}: {cookie}"
+        );
+    }
+}
