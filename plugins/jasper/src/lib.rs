@@ -800,15 +800,20 @@ impl Plugin for Jasper {
             host: &host,
             cfg: &cfg,
             iccid: &iccid,
-            // The connection test keeps a margin before the host's deadline, so that a slow
-            // endpoint gets the test's own `timeout` answer (with its details.code) rather than
-            // the host's cancellation.
-            deadline_ms: if call.op == "test_connection" {
-                call.context.deadline_unix_ms - connection::DEADLINE_MARGIN_MS
-            } else {
-                call.context.deadline_unix_ms
-            },
+            deadline_ms: call.context.deadline_unix_ms,
             limits: self.limits_for(&account, &cfg),
+        };
+
+        // The connection test keeps a margin before the host's deadline, so that a slow
+        // endpoint gets the test's own `timeout` answer (with its details.code) rather than the
+        // host's cancellation.
+        let ctx = if call.op == "test_connection" {
+            Ctx {
+                deadline_ms: ctx.deadline_ms - connection::DEADLINE_MARGIN_MS,
+                ..ctx
+            }
+        } else {
+            ctx
         };
         match call.op.as_str() {
             "overview" => {
