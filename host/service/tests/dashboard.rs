@@ -721,3 +721,219 @@ async fn the_drilldown_says_why_an_extension_is_not_shown_and_passwords_change()
     .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER);
 }
+
+#[tokio::test]
+async fn admins_manage_keys_and_users_from_their_pages() {
+    let env = Env::new().await;
+    let (admin, csrf) = signed_in(&env, "ann@example.com", Role::Admin).await;
+    // A key: shown once on creation, then only its id.
+    let page = send(
+        &env,
+        "POST",
+        "/keys",
+        Some(&admin),
+        Some(&[("name", "ci"), ("role", "operator"), ("csrf", &csrf)]),
+        SAME,
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let key = page
+        .text
+        .split("dvx_")
+        .nth(1)
+        .map(|r| format!("dvx_{}", &r[..64]))
+        .expect("the key is shown");
+    let (s, _) = env.get("/api/v1/devices", &key).await;
+    assert_eq!(s, StatusCode::OK, "the new key works");
+    let page = send(&env, "GET", "/keys", Some(&admin), None, None).await;
+    assert!(!page.text.contains(&key), "a key is shown once");
+    let org = env.app.store.org_by_name("acme").await.unwrap().unwrap();
+    let keys = env.app.store.list_keys(org.id).await.unwrap();
+    let id = keys.iter().find(|k| k.name == "ci").unwrap().id.clone();
+    assert!(page.text.contains(&format!("/keys/{id}/revoke")));
+    let revoke = format!("/keys/{id}/revoke");
+    let page = send(
+        &env,
+        "POST",
+        &revoke,
+        Some(&admin),
+        Some(&[("csrf", &csrf)]),
+        SAME,
+    )
+    .await;
+    assert!(page.text.contains("revoked"), "{}", page.text);
+    let (s, _) = env.get("/api/v1/devices", &key).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "a revoked key");
+    // A user: created, signs in, disabled (the session ends), reset.
+    let page = send(
+        &env,
+        "POST",
+        "/users",
+        Some(&admin),
+        Some(&[
+            ("email", "vic@example.com"),
+            ("role", "viewer"),
+            ("password", PASSWORD),
+            ("csrf", &csrf),
+        ]),
+        SAME,
+    )
+    .await;
+    assert!(
+        page.text.contains("User vic@example.com created."),
+        "{}",
+        page.text
+    );
+    let p = send(
+        &env,
+        "POST",
+        "/sign-in",
+        None,
+        Some(&[("email", "vic@example.com"), ("password", PASSWORD)]),
+        SAME,
+    )
+    .await;
+    let vic = p.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("devext_session=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        send(&env, "GET", "/devices", Some(&vic), None, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let vic_id = env
+        .app
+        .store
+        .user_credentials("vic@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .user
+        .id;
+    let page = send(
+        &env,
+        "POST",
+        &format!("/users/{vic_id}/disable"),
+        Some(&admin),
+        Some(&[("csrf", &csrf)]),
+        SAME,
+    )
+    .await;
+    assert!(
+        page.text.contains("disabled; their sessions ended"),
+        "{}",
+        page.text
+    );
+    assert_eq!(
+        send(&env, "GET", "/devices", Some(&vic), None, None)
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+    assert!(
+        env.app
+            .store
+            .user(org.id, &vic_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled
+    );
+    let page = send(
+        &env,
+        "POST",
+        &format!("/users/{vic_id}/password"),
+        Some(&admin),
+        Some(&[("password", "short"), ("csrf", &csrf)]),
+        SAME,
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // The audit log names who did it.
+    let (_, log) = env.get("/api/v1/audit", &env.admin).await;
+    let actions: Vec<(String, String)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["user_email"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        actions.contains(&("user".to_owned(), "ann@example.com".to_owned())),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&("key".to_owned(), "ann@example.com".to_owned())),
+        "{actions:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_cookie_is_secure_when_served_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = devext_service::SqliteStore::open(&dir.path().join("s.db"), None)
+        .await
+        .unwrap();
+    let org = store.create_org("acme").await.unwrap();
+    devext_service::users::create_user(&store, org.id, "ann@example.com", Role::Admin, PASSWORD)
+        .await
+        .unwrap();
+    for (web, proto, secure) in [
+        (
+            devext_service::WebConfig {
+                secure_cookies: true,
+                ..Default::default()
+            },
+            None,
+            true,
+        ),
+        (
+            devext_service::WebConfig {
+                trust_forwarded_for: true,
+                ..Default::default()
+            },
+            Some("https"),
+            true,
+        ),
+        (devext_service::WebConfig::default(), Some("https"), false),
+    ] {
+        let runtime = devext_host::Runtime::load(devext_host::RuntimeConfig::default()).unwrap();
+        let app = devext_service::App::with_web(runtime, store.clone(), web);
+        let router = devext_service::router(app);
+        let mut req = Request::builder()
+            .method("POST")
+            .uri("/sign-in")
+            .header("host", HOST)
+            .header("origin", "http://dash.test")
+            .header("content-type", "application/x-www-form-urlencoded");
+        if let Some(p) = proto {
+            req = req.header("x-forwarded-proto", p);
+        }
+        let body =
+            serde_urlencoded::to_string([("email", "ann@example.com"), ("password", PASSWORD)])
+                .unwrap();
+        let response = router
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let cookie = response.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            cookie.contains("; Secure"),
+            secure,
+            "{web:?} {proto:?}: {cookie}"
+        );
+    }
+}

@@ -292,14 +292,25 @@ pub(super) async fn sign_in<S: Store>(State(app): State<Arc<App<S>>>, req: Reque
             "The store failed; try again.",
         );
     }
+    // Secure when the service says it is served over https, or a trusted proxy says so.
+    let https = app.web.trust_forwarded_for
+        && headers
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
     let mut response = Redirect::to(&next).into_response();
-    set_cookie(&mut response, &app, &token, None);
+    set_cookie(&mut response, &app, &token, None, https);
     response
 }
 
 /// Sets (or with `max_age` 0, clears) the session cookie.
-fn set_cookie<S>(response: &mut Response, app: &App<S>, token: &str, max_age: Option<u64>) {
-    let secure = if app.web.secure_cookies {
+fn set_cookie<S>(
+    response: &mut Response,
+    app: &App<S>,
+    token: &str,
+    max_age: Option<u64>,
+    https: bool,
+) {
+    let secure = if app.web.secure_cookies || https {
         "; Secure"
     } else {
         ""
@@ -319,7 +330,7 @@ pub(super) async fn sign_out<S: Store>(State(app): State<Arc<App<S>>>, posted: P
         tracing::error!(error = %e, "sign-out: the store failed");
     }
     let mut response = Redirect::to("/sign-in").into_response();
-    set_cookie(&mut response, &app, "", Some(0));
+    set_cookie(&mut response, &app, "", Some(0), false);
     response
 }
 
@@ -332,7 +343,7 @@ pub(super) async fn sign_out_everywhere<S: Store>(
         tracing::error!(error = %e, "sign-out everywhere: the store failed");
     }
     let mut response = Redirect::to("/sign-in").into_response();
-    set_cookie(&mut response, &app, "", Some(0));
+    set_cookie(&mut response, &app, "", Some(0), false);
     response
 }
 
