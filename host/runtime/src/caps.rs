@@ -1,7 +1,7 @@
 //! The capability object lent to a plugin for one call: HTTP, timers, clock and logging.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RArc, RResult, RStr, RString};
@@ -15,6 +15,7 @@ use devext_plugin_api::{ErrorKind, PluginError};
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::clock::HostClock;
 use crate::egress::HttpCapability;
 use crate::runtime::CallId;
 
@@ -26,6 +27,7 @@ pub(crate) struct CallCaps {
     endpoint: Option<Arc<str>>,
     deadline: Instant,
     http: Arc<HttpCapability>,
+    clock: HostClock,
 }
 
 impl CallCaps {
@@ -35,6 +37,7 @@ impl CallCaps {
         endpoint: Option<Arc<str>>,
         deadline: Instant,
         http: Arc<HttpCapability>,
+        clock: HostClock,
     ) -> Self {
         CallCaps {
             plugin,
@@ -42,6 +45,7 @@ impl CallCaps {
             endpoint,
             deadline,
             http,
+            clock,
         }
     }
 
@@ -78,7 +82,7 @@ fn parse<T: serde::de::DeserializeOwned>(
 impl HostCaps for CallCaps {
     fn call(&self, capability: RStr<'_>, request: RStr<'_>) -> AbiResult {
         match capability.as_str() {
-            CAP_CLOCK => ok(&ClockNow::new(crate::runtime::unix_ms(SystemTime::now()))),
+            CAP_CLOCK => ok(&ClockNow::new(self.clock.now_unix_ms())),
             CAP_LOG => match parse::<LogRecord>(CAP_LOG, request.as_str()) {
                 Ok(record) => {
                     let plugin = &*self.plugin;

@@ -22,7 +22,9 @@ pub mod validate;
 mod account;
 mod cache;
 mod caps;
+pub mod clock;
 
+pub use clock::HostClock;
 pub use devext_plugin_api::{ErrorKind, Manifest, OpKind, OpScope, Operation, PluginError};
 pub use loader::{
     AbiMismatch, LoadedPlugin, ManifestProblem, PluginSource, Refusal, RefusalReason, RefusedSource,

@@ -39,6 +39,9 @@ pub struct RuntimeConfig {
     /// Check org config, device config and input before each call, and the output after it.
     /// Turn off only for callers that validated everything already (and for benchmarks).
     pub check_schemas: bool,
+    /// The time of day lent to plugins and used for call deadlines (the system clock unless a
+    /// test kit follows tokio's paused clock).
+    pub clock: crate::clock::HostClock,
 }
 
 impl Default for RuntimeConfig {
@@ -51,6 +54,7 @@ impl Default for RuntimeConfig {
             egress: EgressConfig::default(),
             view_cache_entries: 10_000,
             check_schemas: true,
+            clock: crate::clock::HostClock::system(),
         }
     }
 }
@@ -668,7 +672,12 @@ impl Runtime {
     ) -> Result<Value, PluginError> {
         let timeout = req.timeout.unwrap_or(self.inner.config.call_timeout);
         let deadline = started + timeout;
-        let deadline_unix_ms = unix_ms(SystemTime::now() + timeout);
+        let deadline_unix_ms = self
+            .inner
+            .config
+            .clock
+            .now_unix_ms()
+            .saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
         let call_id = CallId {
             deadline_unix_ms,
             seq: self.inner.next_call.fetch_add(1, Ordering::Relaxed),
@@ -688,6 +697,7 @@ impl Runtime {
             endpoint,
             deadline,
             self.inner.http.clone(),
+            self.inner.config.clock,
         );
         let invoke = slot.plugin.module.invoke();
         let plugin_call = async {

@@ -239,6 +239,7 @@ fn loopback_runtime(allow: bool, max_response_bytes: usize) -> (Runtime, tempfil
         egress: EgressConfig {
             allow_loopback_http: allow,
             max_response_bytes,
+            transport: None,
         },
         ..RuntimeConfig::default()
     })
