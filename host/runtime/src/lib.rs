@@ -10,6 +10,7 @@
 //! (schema export, drift check and breaking-change diff); both off by default.
 
 pub mod egress;
+pub mod limiter;
 pub mod loader;
 pub mod metrics;
 pub mod runtime;
@@ -23,12 +24,13 @@ mod account;
 mod cache;
 mod caps;
 
+pub use devext_plugin_api::Priority;
 pub use devext_plugin_api::{ErrorKind, Manifest, OpKind, OpScope, Operation, PluginError};
 pub use loader::{
     AbiMismatch, LoadedPlugin, ManifestProblem, PluginSource, Refusal, RefusalReason, RefusedSource,
 };
 pub use metrics::OpStats;
 pub use runtime::{
-    CallRequest, ConfigError, ConfigWarning, EndpointRefused, Runtime, RuntimeConfig,
+    CallRequest, ConfigError, ConfigWarning, EndpointRefused, Runtime, RuntimeConfig, SharedLimiter,
 };
 pub use schema::{SchemaError, Violation};
