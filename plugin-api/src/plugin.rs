@@ -37,6 +37,11 @@ pub struct CallContext {
     /// derive one.
     #[serde(default)]
     pub account_key: String,
+    /// Whose call it is: `interactive` (a person waits; the default) or `bulk` (a background
+    /// job). The host's limiter serves interactive callers of an account first (see
+    /// [`crate::host::PermitRequest`]).
+    #[serde(default)]
+    pub priority: crate::host::Priority,
 }
 
 impl CallContext {
@@ -48,7 +53,14 @@ impl CallContext {
             call_id: call_id.into(),
             deadline_unix_ms,
             account_key: String::new(),
+            priority: crate::host::Priority::Interactive,
         }
+    }
+
+    /// Sets the priority.
+    pub fn priority(mut self, priority: crate::host::Priority) -> Self {
+        self.priority = priority;
+        self
     }
 
     /// Sets the account key.

@@ -10,6 +10,7 @@
 //! (schema export, drift check and breaking-change diff); both off by default.
 
 pub mod egress;
+pub mod limiter;
 pub mod loader;
 pub mod metrics;
 pub mod runtime;
@@ -25,12 +26,13 @@ mod caps;
 pub mod clock;
 
 pub use clock::HostClock;
+pub use devext_plugin_api::Priority;
 pub use devext_plugin_api::{ErrorKind, Manifest, OpKind, OpScope, Operation, PluginError};
 pub use loader::{
     AbiMismatch, LoadedPlugin, ManifestProblem, PluginSource, Refusal, RefusalReason, RefusedSource,
 };
 pub use metrics::OpStats;
 pub use runtime::{
-    CallRequest, ConfigError, ConfigWarning, EndpointRefused, Runtime, RuntimeConfig,
+    CallRequest, ConfigError, ConfigWarning, EndpointRefused, Runtime, RuntimeConfig, SharedLimiter,
 };
 pub use schema::{SchemaError, Violation};

@@ -14,11 +14,13 @@ use tokio::sync::{Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
 use crate::cache::{DeviceKey, ViewCache};
-use crate::caps::CallCaps;
+use crate::caps::{CallCaps, CallLimits};
 use crate::egress::{EgressConfig, HttpCapability};
+use crate::limiter::{Limiter, LocalLimiter};
 use crate::loader::{self, LoadedPlugin, PluginSource, Refusal, RefusalReason, RefusedSource};
 use crate::metrics::OpStats;
 use crate::schema::{Violation, pointer_token};
+use devext_plugin_api::host::Priority;
 
 /// Settings of a [`Runtime`].
 #[derive(Debug, Clone)]
@@ -42,6 +44,19 @@ pub struct RuntimeConfig {
     /// The time of day lent to plugins and used for call deadlines (the system clock unless a
     /// test kit follows tokio's paused clock).
     pub clock: crate::clock::HostClock,
+    /// The limiter of upstream accounts lent to plugins (`limit.*`); `None` is an in-process
+    /// [`crate::limiter::LocalLimiter`]. Replicas that share upstream accounts share one.
+    pub limiter: Option<SharedLimiter>,
+}
+
+/// A [`Limiter`] handed to [`RuntimeConfig::limiter`].
+#[derive(Clone)]
+pub struct SharedLimiter(pub Arc<dyn Limiter>);
+
+impl std::fmt::Debug for SharedLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedLimiter")
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -55,6 +70,7 @@ impl Default for RuntimeConfig {
             view_cache_entries: 10_000,
             check_schemas: true,
             clock: crate::clock::HostClock::system(),
+            limiter: None,
         }
     }
 }
@@ -94,6 +110,7 @@ struct Inner {
     http: Arc<HttpCapability>,
     next_call: AtomicU64,
     views: ViewCache,
+    limiter: Arc<dyn Limiter>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -119,6 +136,8 @@ pub struct CallRequest<'a> {
     pub input: &'a Value,
     /// Overrides the runtime's call timeout.
     pub timeout: Option<Duration>,
+    /// Whose call it is (the plugin sees it; the limiter serves interactive callers first).
+    pub priority: Priority,
 }
 
 /// The device configuration of an organisation-scope call: there is none.
@@ -140,7 +159,14 @@ impl<'a> CallRequest<'a> {
             device_config,
             input,
             timeout: None,
+            priority: Priority::Interactive,
         }
+    }
+
+    /// Sets the call's priority (a background job: [`Priority::Bulk`]).
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
     }
 
     /// A call of an organisation-scope operation (`scope: org`): the org's settings only, no
@@ -300,6 +326,10 @@ impl Runtime {
         }
 
         let views = ViewCache::new(config.view_cache_entries, config.call_timeout);
+        let limiter: Arc<dyn Limiter> = match &config.limiter {
+            Some(shared) => Arc::clone(&shared.0),
+            None => Arc::new(LocalLimiter::new()),
+        };
         Ok(Runtime {
             inner: Arc::new(Inner {
                 views,
@@ -310,6 +340,7 @@ impl Runtime {
                 config,
                 http,
                 next_call: AtomicU64::new(1),
+                limiter,
             }),
         })
     }
@@ -690,7 +721,7 @@ impl Runtime {
             .and_then(Value::as_str)
             .map(Arc::from);
         let account_key = slot.accounts.key(manifest, req.org_config);
-        let context = call_context_json(call_id, deadline_unix_ms, &account_key)?;
+        let context = call_context_json(call_id, deadline_unix_ms, &account_key, req.priority)?;
         let caps = CallCaps::new(
             slot.name.clone(),
             call_id,
@@ -698,6 +729,11 @@ impl Runtime {
             deadline,
             self.inner.http.clone(),
             self.inner.config.clock,
+            CallLimits {
+                account_key,
+                priority: req.priority,
+                limiter: Arc::clone(&self.inner.limiter),
+            },
         );
         let invoke = slot.plugin.module.invoke();
         let plugin_call = async {
@@ -857,6 +893,7 @@ fn call_context_json(
     call_id: CallId,
     deadline_unix_ms: i64,
     account_key: &str,
+    priority: Priority,
 ) -> Result<String, PluginError> {
     // Numbers go through `itoa` (as serde_json writes them): `fmt` machinery costs more than
     // the rest of this.
@@ -881,6 +918,12 @@ fn call_context_json(
         let key = serde_json::to_string(account_key)
             .map_err(|e| PluginError::internal(format!("cannot encode the call context: {e}")))?;
         text.push_str(&key);
+    }
+    if priority != Priority::Interactive {
+        // The default is left out.
+        text.push_str(",\"priority\":\"");
+        text.push_str(priority.as_str());
+        text.push('"');
     }
     text.push('}');
     Ok(text)
@@ -911,6 +954,14 @@ pub(crate) struct CallId {
 }
 
 impl CallId {
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> CallId {
+        CallId {
+            deadline_unix_ms: 0,
+            seq: 0,
+        }
+    }
+
     fn push_to(self, text: &mut String) {
         // As `{:x}` prints an `i64`: two's complement (deadlines are never negative anyway).
         push_hex(text, self.deadline_unix_ms as u64);
@@ -998,7 +1049,7 @@ mod tests {
                 deadline_unix_ms: deadline,
                 seq,
             };
-            let text = call_context_json(id, deadline, key).unwrap();
+            let text = call_context_json(id, deadline, key, Priority::Interactive).unwrap();
             let context: devext_plugin_api::CallContext = serde_json::from_str(&text).unwrap();
             assert_eq!(
                 context,
@@ -1014,9 +1065,11 @@ mod tests {
             },
             1,
             "a\"b",
+            Priority::Bulk,
         )
         .unwrap();
         let context: devext_plugin_api::CallContext = serde_json::from_str(&text).unwrap();
         assert_eq!(context.account_key, "a\"b");
+        assert_eq!(context.priority, Priority::Bulk);
     }
 }
