@@ -78,6 +78,14 @@ pub struct Manifest {
     /// plugin; a failed check is a warning, not an error.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<DeclaredWarning>,
+    /// The organisation-scope view (`scope: org`, kind view) that tests the org's settings with
+    /// the cheapest authenticated upstream call; a UI offers "Test connection" when it is set.
+    /// Its errors carry `details.code` among `bad_credentials`, `license_refused`,
+    /// `unreachable`, `egress_refused`, `timeout` and `upstream_error` (plus the plugin's own).
+    /// The host refuses a manifest whose `connection_check` names no org-scope view. Absent from
+    /// manifests written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_check: Option<String>,
 }
 
 /// The schema of an object that accepts any properties: the default of the configuration
@@ -114,6 +122,7 @@ impl Manifest {
             account_fields: Vec::new(),
             operations: Vec::new(),
             warnings: Vec::new(),
+            connection_check: None,
         }
     }
 
@@ -184,6 +193,12 @@ impl Manifest {
     /// Appends advisory checks of device configurations.
     pub fn with_warnings(mut self, warnings: impl IntoIterator<Item = DeclaredWarning>) -> Self {
         self.warnings.extend(warnings);
+        self
+    }
+
+    /// Names the organisation-scope view that tests the org's settings ("Test connection").
+    pub fn connection_check(mut self, view: impl Into<String>) -> Self {
+        self.connection_check = Some(view.into());
         self
     }
 
@@ -424,5 +439,22 @@ mod tests {
         assert_eq!(back.operations[1].scope, OpScope::Device);
         let back: Manifest = serde_json::from_value(json).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn the_connection_check_is_optional_and_omitted_when_unset() {
+        let m = Manifest::new("demo", "Demo", "1.0.0")
+            .with_operation(Operation::view("ping", "Ping").scope(OpScope::Org));
+        let json = serde_json::to_value(&m).unwrap();
+        assert!(json.get("connection_check").is_none(), "{json}");
+        // A manifest written before the field existed reads as having none.
+        let back: Manifest = serde_json::from_value(json).unwrap();
+        assert_eq!(back.connection_check, None);
+
+        let m = m.connection_check("ping");
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["connection_check"], "ping");
+        let back: Manifest = serde_json::from_value(json).unwrap();
+        assert_eq!(back.connection_check.as_deref(), Some("ping"));
     }
 }

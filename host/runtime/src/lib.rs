@@ -10,6 +10,7 @@
 //! (schema export, drift check and breaking-change diff); both off by default.
 
 pub mod egress;
+pub mod hints;
 pub mod limiter;
 pub mod loader;
 pub mod metrics;
@@ -28,6 +29,7 @@ pub mod clock;
 pub use clock::HostClock;
 pub use devext_plugin_api::Priority;
 pub use devext_plugin_api::{ErrorKind, Manifest, OpKind, OpScope, Operation, PluginError};
+pub use hints::{HintProblem, HintWarning};
 pub use loader::{
     AbiMismatch, LoadedPlugin, ManifestProblem, PluginSource, Refusal, RefusalReason, RefusedSource,
 };

@@ -298,6 +298,14 @@ pub enum ManifestProblem {
         /// The operation.
         name: String,
     },
+    /// `connection_check` names no organisation-scope view.
+    #[error(
+        "connection_check {name:?} is not an organisation-scope view (an operation with kind view and scope org)"
+    )]
+    ConnectionCheck {
+        /// The operation named.
+        name: String,
+    },
     /// A schema violates the draft 2020-12 meta-schema.
     #[error("{schema} schema at {violation}")]
     SchemaInvalid {
@@ -339,6 +347,7 @@ pub(crate) struct CompiledSchemas {
 pub struct LoadedPlugin {
     manifest: Manifest,
     source: PluginSource,
+    hint_warnings: Vec<crate::hints::HintWarning>,
     pub(crate) module: PluginModule_Ref,
     pub(crate) schemas: CompiledSchemas,
 }
@@ -366,6 +375,13 @@ impl LoadedPlugin {
     /// Where it was loaded from.
     pub fn source(&self) -> &PluginSource {
         &self.source
+    }
+
+    /// The presentation hints (`x-devext-*`) in its schemas that a UI will ignore: unknown
+    /// keys, bad values, hints where they mean nothing (see [`crate::hints`]). Found, and
+    /// logged as warnings, when it was loaded.
+    pub fn hint_warnings(&self) -> &[crate::hints::HintWarning] {
+        &self.hint_warnings
     }
 }
 
@@ -528,9 +544,20 @@ pub(crate) fn describe(
     declare_as_of(&mut manifest);
     let schemas = check_manifest(&manifest)
         .map_err(|problems| RefusalReason::InvalidManifest { problems })?;
+    let hint_warnings = crate::hints::check_hints(&manifest);
+    for w in &hint_warnings {
+        tracing::warn!(
+            plugin = %w.plugin,
+            schema = %w.schema,
+            pointer = %w.pointer,
+            "presentation hint ignored: {}",
+            w.problem
+        );
+    }
     Ok(LoadedPlugin {
         manifest,
         source,
+        hint_warnings,
         module,
         schemas,
     })
@@ -602,6 +629,15 @@ pub(crate) fn check_manifest(m: &Manifest) -> Result<CompiledSchemas, Vec<Manife
             problems.push(ManifestProblem::OrgScopeCached {
                 name: op.name.clone(),
             });
+        }
+    }
+    if let Some(name) = &m.connection_check {
+        let is_org_view = m.operation(name).is_some_and(|op| {
+            op.kind == devext_plugin_api::OpKind::View
+                && op.scope == devext_plugin_api::OpScope::Org
+        });
+        if !is_org_view {
+            problems.push(ManifestProblem::ConnectionCheck { name: name.clone() });
         }
     }
     if let Some(field) = &m.endpoint_field {
@@ -785,6 +821,49 @@ mod tests {
         ] {
             assert!(err.contains(needle), "missing {needle:?} in {err}");
         }
+    }
+
+    #[test]
+    fn the_connection_check_must_name_an_org_scope_view() {
+        let m = manifest()
+            .with_operation(Operation::view("ping", "Ping").scope(OpScope::Org))
+            .with_operation(Operation::action("sync", "Sync").scope(OpScope::Org));
+        assert!(check_manifest(&m.clone().connection_check("ping")).is_ok());
+        for bad in ["missing", "look", "sync"] {
+            let problems = check_manifest(&m.clone().connection_check(bad))
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(
+                matches!(&problems[..], [ManifestProblem::ConnectionCheck { name }] if name == bad),
+                "{problems:?}"
+            );
+            assert!(
+                problems[0].to_string().contains(&format!(
+                    "connection_check \"{bad}\" is not an organisation-scope view"
+                )),
+                "{}",
+                problems[0]
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_presentation_hint_warns_but_never_refuses() {
+        let mut m = manifest();
+        m.operations[0].output_schema = json!({
+            "type": "object",
+            "properties": {"n": {"type": "integer", "x-devext-unit": "furlongs", "x-devext-colour": "red"}}
+        });
+        assert!(check_manifest(&m).is_ok());
+        let warnings = crate::hints::check_hints(&m);
+        let pointers: Vec<&str> = warnings.iter().map(|w| w.pointer.as_str()).collect();
+        assert_eq!(
+            pointers,
+            [
+                "/properties/n/x-devext-colour",
+                "/properties/n/x-devext-unit"
+            ]
+        );
     }
 
     #[test]
