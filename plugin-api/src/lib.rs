@@ -13,6 +13,7 @@ mod error;
 pub mod host;
 mod manifest;
 pub mod plugin;
+pub mod util;
 
 pub use error::{ErrorKind, PluginError};
 pub use host::{Host, HttpRequest, HttpResponse, LogLevel, Permit, PermitRequest, Priority};
