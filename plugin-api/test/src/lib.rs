@@ -295,6 +295,18 @@ impl Harness {
             .manifest()
     }
 
+    /// The loader's warnings about the presentation hints (`x-devext-*`) in the plugin's
+    /// schemas, one line each (empty when the dashboard understands every hint).
+    pub fn hint_warnings(&self) -> Vec<String> {
+        self.runtime
+            .plugin(&self.plugin)
+            .expect("the plugin is loaded")
+            .hint_warnings()
+            .iter()
+            .map(|w| w.to_string())
+            .collect()
+    }
+
     /// The host clock's time, in milliseconds since the Unix epoch.
     pub fn now_unix_ms(&self) -> i64 {
         self.clock.now_unix_ms()

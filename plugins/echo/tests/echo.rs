@@ -19,6 +19,7 @@ fn the_manifest_passes_the_loaders_checks() {
         .map(|o| o.name.as_str())
         .collect();
     assert_eq!(names, ["echo", "count", "counter", "ping"]);
+    assert_eq!(h.hint_warnings(), Vec::<String>::new());
 }
 
 #[test]
