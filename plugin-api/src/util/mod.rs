@@ -9,14 +9,18 @@
 //! - [`TokenCache`]: OAuth-style access tokens, refreshed one at a time and before they expire,
 //!   with one retry on a refused token.
 //!
+//! [`join_all`] runs several requests of one call at once.
+//!
 //! They use nothing but [`Host`](crate::Host): no runtime, thread or clock of their own.
 
 mod gate;
+mod join;
 mod retry;
 mod single_flight;
 mod token;
 
 pub use gate::AccountGate;
+pub use join::join_all;
 pub use retry::{may_have_been_processed, Retry, Safety};
 pub use single_flight::SingleFlight;
 pub use token::{Token, TokenCache};

@@ -38,7 +38,8 @@ impl Token {
 }
 
 /// Access tokens by key, kept in the plugin's memory: one refresh at a time per key (callers
-/// arriving during a refresh wait for it), a refresh `refresh_before` the expiry, and
+/// arriving during a refresh wait for it), a refresh `refresh_before` the expiry (or half-way
+/// through the token's life, for tokens that live less than twice that), and
 /// [`TokenCache::with_token`] to retry a call once with a new token when the upstream refuses
 /// the cached one.
 ///
@@ -46,7 +47,8 @@ impl Token {
 /// name and password the token is obtained with): orgs that share an account key but hold
 /// different credentials must not share a token.
 pub struct TokenCache {
-    tokens: Mutex<HashMap<String, Token>>,
+    /// Each token with the time it is due for a refresh.
+    tokens: Mutex<HashMap<String, (Token, i64)>>,
     refreshes: SingleFlight<String, Token>,
     refresh_before: Duration,
 }
@@ -81,16 +83,18 @@ impl TokenCache {
         Fut: Future<Output = Result<Token, PluginError>>,
     {
         let now = host.now_unix_ms()?;
-        let margin = i64::try_from(self.refresh_before.as_millis()).unwrap_or(i64::MAX);
-        if let Some(t) = lock(&self.tokens).get(key) {
-            if now.saturating_add(margin) < t.expires_at_unix_ms {
+        if let Some((t, refresh_at)) = lock(&self.tokens).get(key) {
+            if now < *refresh_at {
                 return Ok(t.clone());
             }
         }
         self.refreshes
             .run(key.to_owned(), || async {
                 let token = fetch().await?;
-                lock(&self.tokens).insert(key.to_owned(), token.clone());
+                let margin = i64::try_from(self.refresh_before.as_millis()).unwrap_or(i64::MAX);
+                let half_life = token.expires_at_unix_ms.saturating_sub(now) / 2;
+                let refresh_at = token.expires_at_unix_ms - margin.min(half_life.max(0));
+                lock(&self.tokens).insert(key.to_owned(), (token.clone(), refresh_at));
                 Ok(token)
             })
             .await
@@ -100,7 +104,7 @@ impl TokenCache {
     /// the meantime is kept).
     pub fn forget(&self, key: &str, value: &str) {
         let mut tokens = lock(&self.tokens);
-        if tokens.get(key).is_some_and(|t| t.value == value) {
+        if tokens.get(key).is_some_and(|(t, _)| t.value == value) {
             tokens.remove(key);
         }
     }

@@ -244,42 +244,12 @@ fn the_gate_holds_an_accounts_requests_in_flight_to_its_limit() {
         let up = Upstream::handler(|_, _| Reply::ok("{}").delay(Duration::from_millis(500)));
         let h = harness(&up, "gated");
         let calls: Vec<_> = (0..5).map(|_| h.call_org("read", json!({}))).collect();
-        for r in futures_join(calls).await {
+        for r in devext_plugin_api::util::join_all(calls).await {
             r.unwrap();
         }
         assert_eq!(up.peak_in_flight(), 2);
         assert_eq!(up.requests().len(), 5);
     });
-}
-
-async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let handles: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut out = Vec::new();
-    // Poll all at once: a local join over a vector.
-    let mut pending: Vec<_> = handles.into_iter().map(Some).collect();
-    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut all = true;
-        for (i, slot) in pending.iter_mut().enumerate() {
-            if let Some(f) = slot {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => {
-                        results[i] = Some(v);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => all = false,
-                }
-            }
-        }
-        if all {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    out.extend(results.into_iter().map(|r| r.expect("done")));
-    out
 }
 
 #[test]
