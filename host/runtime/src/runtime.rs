@@ -828,7 +828,9 @@ impl Runtime {
             obj.insert(
                 "as_of".into(),
                 Value::String(
-                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    chrono::DateTime::from_timestamp_millis(self.inner.config.clock.now_unix_ms())
+                        .unwrap_or_default()
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 ),
             );
         }

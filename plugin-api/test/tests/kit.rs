@@ -40,9 +40,16 @@ impl Plugin for Fetch {
                         "additionalProperties": false
                     })),
             )
+            .with_operation(
+                // A view the host may cache, so it gets the host's `as_of`.
+                Operation::view("stamp", "Stamp").fresh_for_secs(5),
+            )
     }
 
     async fn invoke(&self, host: Host, call: Call) -> Result<Value, PluginError> {
+        if call.op == "stamp" {
+            return Ok(json!({}));
+        }
         if let Some(ms) = call.input["wait_ms"].as_u64() {
             host.sleep(Duration::from_millis(ms)).await?;
         }
@@ -181,4 +188,13 @@ fn a_plugin_that_is_not_linked_is_reported_with_the_fix() {
     assert!(e.contains("plugin absent was not loaded"), "{e}");
     assert!(e.contains("use my_plugin as _;"), "{e}");
     assert!(e.contains("fetch"), "the loaded ones are listed: {e}");
+}
+
+#[test]
+fn as_of_is_the_host_clocks_time() {
+    run_paused(async {
+        let h = harness(&Upstream::scripted());
+        let out = h.call("stamp", json!({}), json!({})).await.unwrap();
+        assert_eq!(out["as_of"], "2023-11-14T22:13:20.000Z");
+    });
 }

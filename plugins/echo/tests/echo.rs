@@ -93,6 +93,11 @@ fn count_is_an_action_that_keeps_a_counter_per_device() {
         );
         let read = h.call("counter", dev, json!({})).await.unwrap();
         assert_eq!(read["count"], 6);
+        // A view with `fresh_for_secs` gets the host's `as_of`.
+        assert!(
+            read["as_of"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{read}"
+        );
         // The action logged through the host, tagged with the plugin's name.
         assert!(
             devext_plugin_test::logs()
