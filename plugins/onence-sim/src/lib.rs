@@ -218,7 +218,12 @@ fn seed_sims(config: &SimConfig) -> (BTreeMap<String, Sim>, Vec<String>) {
         sims.insert(
             iccid.clone(),
             Sim {
-                status: if r.is_multiple_of(5) { "Disabled" } else { "Enabled" }.into(),
+                status: if r.is_multiple_of(5) {
+                    "Disabled"
+                } else {
+                    "Enabled"
+                }
+                .into(),
                 label: Some(format!("device-{i:03}")),
                 imei_lock: r.is_multiple_of(7),
                 imsi: format!("9014{:011}", r % 100_000_000_000),
