@@ -344,6 +344,31 @@ impl Harness {
         self.runtime.validate_device_extensions(&Value::Object(doc))
     }
 
+    /// The violations of `input` against operation `op`'s input schema (panics if there is no
+    /// such operation).
+    #[track_caller]
+    pub fn check_input(&self, op: &str, input: &Value) -> Vec<Violation> {
+        self.runtime
+            .plugin(&self.plugin)
+            .expect("the plugin is loaded")
+            .validate_input(op, input)
+            .unwrap_or_else(|| panic!("plugin {} has no operation {op:?}", self.plugin))
+            .err()
+            .unwrap_or_default()
+    }
+
+    /// The codes of the warnings the plugin declares that `device` (its object of a device's
+    /// extension configuration) raises, as `devext validate` shows them.
+    pub fn device_warnings(&self, device: Value) -> Vec<String> {
+        let mut doc = serde_json::Map::new();
+        doc.insert(self.plugin.clone(), device);
+        self.runtime
+            .device_warnings(&Value::Object(doc))
+            .into_iter()
+            .map(|w| w.code)
+            .collect()
+    }
+
     /// The violations of `org` against the org-settings schema.
     pub fn check_org(&self, org: &Value) -> Vec<Violation> {
         self.runtime
