@@ -150,10 +150,8 @@ pub(crate) fn status_error(resp: &HttpResponse, what: &str) -> Option<PluginErro
                 .retryable(true),
             "upstream_error",
         ),
-        s => coded(
-            PluginError::upstream(format!("1NCE refused {what} (HTTP {s}){said}")),
-            "upstream_error",
-        ),
+        s => PluginError::upstream(format!("1NCE refused {what} (HTTP {s}){said}"))
+            .with_details(json!({"code": "upstream_error", "status": s})),
     };
     Some(e)
 }

@@ -96,9 +96,7 @@ impl Plugin for OneNce {
                     .write("POST", &path, None, "ordering a top-up", Safety::Write)
                     .await
                     .map_err(|e| {
-                        if e.kind == devext_plugin_api::ErrorKind::Upstream
-                            && e.message.contains("HTTP 400")
-                        {
+                        if e.details["status"] == 400 {
                             coded(
                                 PluginError::invalid_input(format!(
                                     "1NCE refused the payment method {method}"
