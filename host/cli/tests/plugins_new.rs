@@ -92,6 +92,26 @@ fn a_generated_plugin_builds_tests_checks_loads_and_runs() {
     );
     assert_ne!(out.status.code(), Some(0));
 
+    // Inside a checkout, the checkout is the default.
+    let elsewhere = tmp.path().join("from_checkout");
+    let out = devext(
+        &[
+            "plugins",
+            "new",
+            "from_checkout",
+            "--dir",
+            elsewhere.to_str().unwrap(),
+        ],
+        &workspace.join("plugins"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let manifest = std::fs::read_to_string(elsewhere.join("Cargo.toml")).unwrap();
+    let api = workspace.join("plugin-api");
+    assert!(
+        manifest.contains(&format!("path = {:?}", api.display().to_string())),
+        "{manifest}"
+    );
+
     let crate_dir = tmp.path().join("kit_template");
     let out = devext(
         &[
