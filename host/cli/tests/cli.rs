@@ -160,6 +160,48 @@ fn plugins_check_is_a_ci_gate() {
 }
 
 #[test]
+fn plugins_check_lists_hint_warnings_and_the_connection_check() {
+    // Bad presentation hints never refuse a plugin; they are listed with schema and pointer.
+    let lib = util::library("devext-fixture-bad-hints");
+    let out = devext(&["plugins", "check", lib.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(
+            "  hint warning: operation look output schema at /properties/ok/x-devext-colour: \
+             unknown presentation hint \"x-devext-colour\""
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "  hint warning: operation look output schema at /properties/name/x-devext-unit: \
+             x-devext-unit applies to number and integer properties"
+        ),
+        "{text}"
+    );
+    let out = devext(&["plugins", "check", "--json", lib.to_str().unwrap()]);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let warnings = json["hint_warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 2, "{json}");
+    assert!(warnings.iter().all(|w| w["plugin"] == "fixture_bad_hints"));
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w["pointer"] == "/properties/ok/x-devext-colour"
+                && w["schema"] == "operation look output"),
+        "{json}"
+    );
+
+    let lib = util::library("devext-fixture-hostile");
+    let out = devext(&["plugins", "check", lib.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("  connection check: check\n"), "{text}");
+    assert!(!text.contains("hint warning"), "{text}");
+}
+
+#[test]
 fn invoke_runs_one_operation() {
     let dir = tempfile::tempdir().unwrap();
     let org = dir.path().join("org.json");

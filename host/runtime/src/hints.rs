@@ -44,7 +44,7 @@ pub struct HintWarning {
     /// The plugin's name.
     pub plugin: String,
     /// Which schema: `org config`, `device config`, `operation usage input`, `operation usage
-    /// output`, `warning iccid_check_digit` (the names the load errors use).
+    /// output`, `warning serial_check` (the names the load errors use).
     pub schema: String,
     /// JSON pointer to the hint's key within that schema (`/properties/data/x-devext-unit`).
     pub pointer: String,
@@ -223,6 +223,15 @@ fn declared_types(schema: &Map<String, Value>) -> Vec<&str> {
 fn may_be(schema: &Map<String, Value>, wanted: &[&str]) -> bool {
     let types = declared_types(schema);
     types.is_empty() || types.iter().any(|t| wanted.contains(t))
+}
+
+/// Whether the schema is of an array: `type` includes `array`, or no type but `items`.
+fn is_array(schema: &Map<String, Value>) -> bool {
+    if declared_types(schema).is_empty() {
+        schema.contains_key("items")
+    } else {
+        may_be(schema, &["array"])
+    }
 }
 
 /// Keywords whose value is one subschema.
@@ -478,11 +487,7 @@ impl Walker<'_> {
         let items = match chart.get("series") {
             Some(Value::String(p)) if p.is_empty() || p.starts_with('/') => {
                 match resolve_output_pointer(self.root, p) {
-                    Some(array)
-                        if may_be(array, &["array"]) && !declared_types(array).is_empty() =>
-                    {
-                        array.get("items").and_then(Value::as_object)
-                    }
+                    Some(array) if is_array(array) => array.get("items").and_then(Value::as_object),
                     Some(_) => {
                         problem(
                             self,
@@ -953,6 +958,15 @@ mod tests {
                 format!("x-devext-chart {reason}")
             );
         }
+        // An untyped array (only `items`) is taken as an array.
+        let mut untyped = chart_output(
+            json!({"kind": "bar", "series": "/cycles", "x": "cycle_start", "y": ["data_bytes"]}),
+        );
+        untyped["properties"]["cycles"]
+            .as_object_mut()
+            .unwrap()
+            .remove("type");
+        assert!(output(untyped).is_empty());
         let mut not_array =
             chart_output(json!({"kind": "bar", "series": "/cycles", "x": "a", "y": ["b"]}));
         not_array["properties"]["cycles"]["type"] = json!("object");

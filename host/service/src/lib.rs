@@ -1,6 +1,7 @@
 //! The devext service: storage, tenants and keys, and the HTTP API over the runtime.
 
 pub mod api;
+pub mod chart;
 pub mod crypto;
 pub mod lookup;
 pub mod memo;

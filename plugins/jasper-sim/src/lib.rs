@@ -50,7 +50,7 @@ use tokio::task::JoinHandle;
 pub use account::SimStatus;
 pub use faults::{FaultMode, FaultSettings};
 pub use limits::LimitSettings;
-pub use views::{RatePlanView, SimView, SmsView, StatsSnapshot};
+pub use views::{CycleUsageView, RatePlanView, SimView, SmsView, StatsSnapshot};
 
 use account::Account;
 use faults::{Faults, PreFault};
@@ -302,6 +302,21 @@ impl RunningSim {
         let account = self.state.account();
         let sim = account.lookup(iccid).ok()?;
         Some(account.sim_view(sim, AppState::now()))
+    }
+
+    /// The usage of SIM `iccid` in the billing cycle starting `cycle_start` (`YYYY-MM-DD`, a
+    /// 1st of the month); `None` for an unknown SIM, a malformed date or a cycle without a
+    /// record (the seeded account records the current cycle and the 3 before it).
+    pub fn cycle_usage(&self, iccid: &str, cycle_start: &str) -> Option<CycleUsageView> {
+        let date = chrono::NaiveDate::parse_from_str(cycle_start, "%Y-%m-%d").ok()?;
+        let account = self.state.account();
+        let sim = account.lookup(iccid).ok()?;
+        let totals = sim.usage.get(&date)?.totals();
+        Some(CycleUsageView {
+            data_bytes: totals.data_bytes,
+            sms: totals.sms(),
+            voice_seconds: totals.voice_secs(),
+        })
     }
 
     /// ICCIDs that belong to another account.

@@ -46,6 +46,17 @@ pub struct SimView {
     pub pending_changes: usize,
 }
 
+/// Total usage of one SIM in one billing cycle ([`crate::RunningSim::cycle_usage`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CycleUsageView {
+    /// Data in bytes, every zone.
+    pub data_bytes: u64,
+    /// SMS count (MO + MT).
+    pub sms: u64,
+    /// Voice in seconds (MO + MT).
+    pub voice_seconds: u64,
+}
+
 /// One SMS of the log (`GET /_sim/sms`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SmsView {

@@ -49,6 +49,23 @@ impl Date {
     pub fn xs_date_utc(self) -> String {
         format!("{self}Z")
     }
+
+    /// The first day of this date's month: the start of its billing cycle (Jasper's cycles
+    /// start on the 1st of each month, UTC).
+    pub fn first_of_month(self) -> Date {
+        Date { day: 1, ..self }
+    }
+
+    /// The first day of the month `n` months before this date's month (year 1 at the earliest).
+    pub fn months_back(self, n: u32) -> Date {
+        let index = i64::from(self.year) * 12 + i64::from(self.month) - 1 - i64::from(n);
+        let index = index.max(12);
+        Date {
+            year: (index / 12) as i32,
+            month: (index % 12) as u32 + 1,
+            day: 1,
+        }
+    }
 }
 
 impl fmt::Display for Date {
@@ -239,6 +256,20 @@ pub fn date_of_ms(ms: i64) -> Option<Date> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cycles_start_on_the_first_of_the_month() {
+        let d = Date::parse_iso("2026-03-31").unwrap();
+        assert_eq!(d.first_of_month().to_string(), "2026-03-01");
+        assert_eq!(d.months_back(0).to_string(), "2026-03-01");
+        assert_eq!(d.months_back(1).to_string(), "2026-02-01");
+        assert_eq!(d.months_back(3).to_string(), "2025-12-01");
+        assert_eq!(d.months_back(15).to_string(), "2024-12-01");
+        assert_eq!(
+            Date::new(1, 2, 3).unwrap().months_back(5).to_string(),
+            "0001-01-01"
+        );
+    }
 
     #[test]
     fn dates_must_exist_in_the_calendar() {

@@ -1,12 +1,14 @@
 //! `jasper`: binds devices to their SIMs in Cisco Jasper Control Center (Cisco IoT Control
 //! Center), over its SOAP API (WS-Security, license key) or its REST API (`/rws/api/v1`).
 //!
-//! Operations: `overview`, `set_status`, `usage`, `send_sms`, `set_rate_plan`, and the
-//! organisation-scope view `rate_plans` (see `README.md` for the mapping tables and decisions).
+//! Operations: `overview`, `usage`, `usage_history`, `set_status`, `send_sms`,
+//! `set_rate_plan`, and the organisation-scope views `rate_plans` and `test_connection` (the
+//! manifest's connection check; see `README.md` for the mapping tables and decisions).
 //!
 //! Code map:
 //! - [`schemas`]: the manifest (configuration schemas, operations, warnings).
 //! - [`config`]: the org configuration, the ICCID, the per-account key.
+//! - [`connection`]: what the connection test's answers mean; the usage history's cycles.
 //! - [`model`]: SIM statuses, unit conversions, the outputs.
 //! - [`soap`] / [`rest`]: request building and response parsing, pure functions.
 //! - [`xml`]: the namespace-aware XML tree the SOAP parser reads.
@@ -19,6 +21,7 @@
 //! plugin has no runtime, no threads and no network client of its own.
 
 pub mod config;
+pub mod connection;
 pub mod dates;
 pub mod errors;
 pub mod limits;
@@ -40,6 +43,7 @@ use devext_plugin_api::{
 };
 
 use crate::config::{Api, OrgConfig};
+use crate::connection::CycleRow;
 use crate::dates::Date;
 use crate::errors::{Failure, OpHint, RetryClass};
 use crate::limits::{AccountLimits, Either, SingleFlight};
@@ -238,6 +242,10 @@ impl Jasper {
     }
 
     async fn overview(&self, ctx: &Ctx<'_>) -> Result<Value, PluginError> {
+        to_output(&self.overview_data(ctx).await?)
+    }
+
+    async fn overview_data(&self, ctx: &Ctx<'_>) -> Result<model::Overview, PluginError> {
         let iccid = ctx.iccid;
         let endpoint = &ctx.cfg.endpoint;
         let out = match ctx.cfg.api {
@@ -277,10 +285,18 @@ impl Jasper {
                 rest::overview(iccid, &device, &ctd)
             }
         };
-        to_output(&out)
+        Ok(out)
     }
 
     async fn usage(&self, ctx: &Ctx<'_>, cycle_start: Date) -> Result<Value, PluginError> {
+        to_output(&self.usage_data(ctx, cycle_start).await?)
+    }
+
+    async fn usage_data(
+        &self,
+        ctx: &Ctx<'_>,
+        cycle_start: Date,
+    ) -> Result<model::Usage, PluginError> {
         let iccid = ctx.iccid;
         let endpoint = &ctx.cfg.endpoint;
         let out = match ctx.cfg.api {
@@ -319,7 +335,88 @@ impl Jasper {
                 .await?
             }
         };
-        to_output(&out)
+        Ok(out)
+    }
+
+    /// The cheapest authenticated call: a read of the probe SIM (see [`connection`]).
+    async fn test_connection(&self, ctx: &Ctx<'_>) -> Result<Value, PluginError> {
+        let iccid = ctx.iccid;
+        let endpoint = &ctx.cfg.endpoint;
+        let result = match ctx.cfg.api {
+            Api::Soap => {
+                let req = soap::Request::GetTerminalDetails { iccid };
+                self.exchange(
+                    ctx,
+                    "GetTerminalDetails (connection test)",
+                    false,
+                    |id| soap::http_request(endpoint, &req, &ctx.soap_creds(), id),
+                    |resp| {
+                        soap::parse_response(resp, req.operation(), OpHint::Overview).map(|_| ())
+                    },
+                )
+                .await
+            }
+            Api::Rest => {
+                self.exchange(
+                    ctx,
+                    "GET device (connection test)",
+                    false,
+                    |_| Ok(rest::get_device(endpoint, iccid, &ctx.rest_creds())),
+                    |resp| rest::parse_response(resp, OpHint::Overview).map(|_| ()),
+                )
+                .await
+            }
+        };
+        connection::classify(result)?;
+        Ok(connection::passed(ctx.cfg.api.as_str(), endpoint))
+    }
+
+    /// The last three billing cycles, oldest first (see [`connection`] for the APIs' rules).
+    async fn usage_history(&self, ctx: &Ctx<'_>) -> Result<Value, PluginError> {
+        let today = dates::date_of_ms(ctx.host.now_unix_ms()?)
+            .ok_or_else(|| PluginError::internal("the host's clock is out of range"))?;
+        let [oldest, previous, current] = connection::last_three_cycles(today);
+        let mut cycles = Vec::with_capacity(3);
+        let mut missing = Vec::new();
+        for start in [oldest, previous] {
+            match self.cycle_totals(ctx, start).await {
+                Ok(total) => cycles.push(CycleRow::new(start, false, total)),
+                // SOAP has no record of a cycle without usage: a cycle without figures.
+                Err(e) if connection::is_no_usage(&e) => {
+                    missing.push(start.to_string());
+                    cycles.push(CycleRow::new(start, false, Default::default()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let now = match ctx.cfg.api {
+            // GetTerminalUsage has completed cycles only: the current one is month to date.
+            Api::Soap => self.overview_data(ctx).await?.month_to_date,
+            Api::Rest => self.cycle_totals(ctx, current).await?,
+        };
+        cycles.push(CycleRow::new(current, true, now));
+        let note = (!missing.is_empty()).then(|| {
+            format!(
+                "Jasper has no usage recorded for the cycles starting {}",
+                missing.join(", ")
+            )
+        });
+        Ok(json!({
+            "iccid": ctx.iccid,
+            "api": ctx.cfg.api.as_str(),
+            "cycles": cycles,
+            "note": note,
+        }))
+    }
+
+    /// The total usage of the cycle starting `start` (SOAP `GetTerminalUsage`, REST
+    /// `usageInZone`).
+    async fn cycle_totals(
+        &self,
+        ctx: &Ctx<'_>,
+        start: Date,
+    ) -> Result<model::Counters, PluginError> {
+        Ok(self.usage_data(ctx, start).await?.total)
     }
 
     /// `EditTerminal` (SOAP) or `PUT /devices/{iccid}` (REST) of one field; returns whether
@@ -690,7 +787,11 @@ impl Plugin for Jasper {
         if call.op == "rate_plans" {
             return Ok(rate_plans_view(&cfg));
         }
-        let iccid = config::iccid(&call.device_config)?;
+        let iccid = if call.op == "test_connection" {
+            connection::PROBE_ICCID.to_owned()
+        } else {
+            config::iccid(&call.device_config)?
+        };
         // Limits are the upstream account's, whichever org reaches it; a shared read's result
         // also needs the same credentials.
         let account = cfg.account_key(&call.context);
@@ -701,6 +802,18 @@ impl Plugin for Jasper {
             iccid: &iccid,
             deadline_ms: call.context.deadline_unix_ms,
             limits: self.limits_for(&account, &cfg),
+        };
+
+        // The connection test keeps a margin before the host's deadline, so that a slow
+        // endpoint gets the test's own `timeout` answer (with its details.code) rather than the
+        // host's cancellation.
+        let ctx = if call.op == "test_connection" {
+            Ctx {
+                deadline_ms: ctx.deadline_ms - connection::DEADLINE_MARGIN_MS,
+                ..ctx
+            }
+        } else {
+            ctx
         };
         match call.op.as_str() {
             "overview" => {
@@ -721,6 +834,12 @@ impl Plugin for Jasper {
                 let key = format!("{flight}|usage|{iccid}|{date}");
                 self.shared_read(&ctx, key, || self.usage(&ctx, date)).await
             }
+            "usage_history" => {
+                let key = format!("{flight}|usage_history|{iccid}");
+                self.shared_read(&ctx, key, || self.usage_history(&ctx))
+                    .await
+            }
+            "test_connection" => self.test_connection(&ctx).await,
             "set_status" => self.set_status(&ctx, &call.input).await,
             "set_rate_plan" => self.set_rate_plan(&ctx, &call.input).await,
             "send_sms" => self.send_sms(&ctx, &call.input).await,

@@ -164,6 +164,17 @@ pub fn warnings() -> Vec<DeclaredWarning> {
     )]
 }
 
+/// The usage view's cycle: a date defaulting, in a form, to the current cycle's start.
+fn cycle_start_input() -> Value {
+    let mut v = date_input(
+        "Cycle start date",
+        "The first day of the billing cycle (YYYY-MM-DD). SOAP has completed cycles only; REST \
+            only the last 3 cycles, the current one included.",
+    );
+    v["x-devext-default"] = json!("cycle-start");
+    v
+}
+
 fn date_input(title: &str, description: &str) -> Value {
     json!({
         "type": "string",
@@ -180,6 +191,13 @@ fn nullable(ty: &str, title: &str, description: &str) -> Value {
 
 fn nullable_count(title: &str, description: &str) -> Value {
     json!({"type": ["integer", "null"], "minimum": 0, "title": title, "description": description})
+}
+
+/// A count with its presentation unit (`x-devext-unit`: bytes, seconds or count).
+fn nullable_measure(unit: &str, title: &str, description: &str) -> Value {
+    let mut v = nullable_count(title, description);
+    v["x-devext-unit"] = json!(unit);
+    v
 }
 
 fn nullable_datetime(title: &str, description: &str) -> Value {
@@ -203,9 +221,9 @@ fn counters(title: &str, description: &str) -> Value {
         "title": title,
         "description": description,
         "properties": {
-            "data_bytes": nullable_count("Data (bytes)", DATA_BYTES),
-            "sms_messages": nullable_count("SMS (messages)", "SMS messages, sent and received."),
-            "voice_seconds": nullable_count("Voice (seconds)", "Voice calls, in seconds.")
+            "data_bytes": nullable_measure("bytes", "Data", DATA_BYTES),
+            "sms_messages": nullable_measure("count", "SMS", "SMS messages, sent and received."),
+            "voice_seconds": nullable_measure("seconds", "Voice", "Voice calls, in seconds.")
         },
         "required": ["data_bytes", "sms_messages", "voice_seconds"],
         "additionalProperties": false
@@ -276,7 +294,7 @@ pub fn operations() -> Vec<Operation> {
                     "iccid": iccid_field(),
                     "api": api_field(),
                     "status": status_id_field(),
-                    "status_label": {"type": "string", "title": "Status (label)", "description": "The status for people (\"Activation Ready\")."},
+                    "status_label": {"type": "string", "title": "SIM status", "description": "The status for people (\"Activation Ready\").", "x-devext-badge": true},
                     "upstream_status": nullable("string", "Jasper status", "The status exactly as Jasper sent it (ACTIVATED_NAME, ACTIVATED, ...)."),
                     "rate_plan": nullable("string", "Rate plan", "The name of the SIM's rate plan."),
                     "month_to_date": counters("Month to date", "Usage in the current billing cycle so far."),
@@ -331,7 +349,7 @@ pub fn operations() -> Vec<Operation> {
                 "type": "object",
                 "title": "Billing cycle",
                 "properties": {
-                    "cycle_start_date": date_input("Cycle start date", "The first day of the billing cycle (YYYY-MM-DD). SOAP has completed cycles only; REST only the last 3 cycles, the current one included."),
+                    "cycle_start_date": cycle_start_input(),
                 },
                 "required": ["cycle_start_date"],
                 "additionalProperties": false
@@ -367,6 +385,7 @@ pub fn operations() -> Vec<Operation> {
                         "description": format!("The text to send: at most {SOAP_SMS_MAX_CHARS} characters with the SOAP API, {REST_SMS_MAX_CHARS} with REST (sent in two parts)."),
                         "minLength": 1,
                         "maxLength": REST_SMS_MAX_CHARS,
+                        "x-devext-widget": "textarea",
                         // The audit log keeps the message's length, never its text.
                         "x-devext-audit": "length"
                     }
@@ -386,7 +405,7 @@ pub fn operations() -> Vec<Operation> {
                         "minLength": 1,
                         "maxLength": 64
                     },
-                    "characters": {"type": "integer", "minimum": 1, "title": "Characters", "description": "Length of the message sent, in characters."}
+                    "characters": {"type": "integer", "minimum": 1, "title": "Characters", "description": "Length of the message sent, in characters.", "x-devext-unit": "count"}
                 },
                 "required": ["iccid", "api", "message_id", "characters"],
                 "additionalProperties": false
@@ -436,7 +455,76 @@ pub fn operations() -> Vec<Operation> {
                 "required": ["rate_plans", "note"],
                 "additionalProperties": false
             })),
+        Operation::view("usage_history", "Usage history")
+            .description("Data, SMS and voice usage of the last three billing cycles, the \
+                current one so far included (cycles start on the 1st of each month, UTC).")
+            .input_schema(json!({
+                "type": "object", "title": "No input", "properties": {}, "additionalProperties": false
+            }))
+            .output_schema(usage_history_output())
+            .fresh_for_secs(60),
+        Operation::view("test_connection", "Test connection")
+            .scope(OpScope::Org)
+            .description("Checks the settings with the cheapest authenticated call of the chosen \
+                API (a read of one SIM that no account holds): reads and changes nothing.")
+            .input_schema(json!({
+                "type": "object", "title": "No input", "properties": {}, "additionalProperties": false
+            }))
+            .output_schema(json!({
+                "type": "object",
+                "title": "Connection works",
+                "properties": {
+                    "ok": {"const": true, "title": "OK"},
+                    "api": api_field(),
+                    "endpoint": {"type": "string", "title": "API endpoint"},
+                    "request": {"type": "string", "title": "Request made", "description": "The Jasper request the test made."},
+                    "message": {"type": "string", "title": "Result", "description": "What Jasper accepted, for people."}
+                },
+                "required": ["ok", "api", "endpoint", "request", "message"],
+                "additionalProperties": false
+            })),
     ]
+}
+
+/// `usage_history`'s output: three cycles, drawn as a bar chart (`x-devext-chart`).
+fn usage_history_output() -> Value {
+    json!({
+        "type": "object",
+        "title": "Usage history",
+        "x-devext-chart": {
+            "kind": "bar",
+            "series": "/cycles",
+            "x": "cycle_start",
+            "y": ["data_bytes", "sms_messages", "voice_seconds"]
+        },
+        "properties": {
+            "iccid": iccid_field(),
+            "api": api_field(),
+            "cycles": {
+                "type": "array",
+                "title": "Billing cycles",
+                "description": "The last three billing cycles, oldest first; the last one is the \
+                    current cycle so far.",
+                "minItems": 3,
+                "maxItems": 3,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "cycle_start": {"type": "string", "format": "date", "title": "Cycle start", "description": "The cycle's first day (UTC)."},
+                        "current": {"type": "boolean", "title": "Current cycle", "description": "Whether the cycle is in progress (its figures are so far)."},
+                        "data_bytes": nullable_measure("bytes", "Data", DATA_BYTES),
+                        "sms_messages": nullable_measure("count", "SMS", "SMS messages, sent and received."),
+                        "voice_seconds": nullable_measure("seconds", "Voice", "Voice calls, in seconds.")
+                    },
+                    "required": ["cycle_start", "current", "data_bytes", "sms_messages", "voice_seconds"],
+                    "additionalProperties": false
+                }
+            },
+            "note": nullable("string", "Note", "Set when Jasper has no usage recorded for a cycle (SOAP); null otherwise.")
+        },
+        "required": ["iccid", "api", "cycles", "note"],
+        "additionalProperties": false
+    })
 }
 
 pub fn manifest() -> Manifest {
@@ -458,4 +546,6 @@ pub fn manifest() -> Manifest {
     .account_fields(["api", "username"])
     .with_operations(operations())
     .with_warnings(warnings())
+    // Settings → "Test connection".
+    .connection_check("test_connection")
 }

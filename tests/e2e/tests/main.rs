@@ -2,6 +2,7 @@
 //! `devext` binary) against the Jasper simulator (`devext_jasper_sim`), both APIs.
 //!
 //! - `contract`: every operation and mapped error, {SOAP, REST} × {static, dynamic} plugin.
+//! - `connection`: `test_connection` and `usage_history`, and the hints of Jasper's schemas.
 //! - `burst`: 25 concurrent overviews stay within Jasper's limits.
 //! - `cache`: the host's view cache, and its invalidation by actions.
 //! - `faults`: each fault mode of the simulator; no write applied twice.
@@ -10,6 +11,7 @@
 mod burst;
 mod cache;
 mod cli;
+mod connection;
 mod contract;
 mod faults;
 mod support;

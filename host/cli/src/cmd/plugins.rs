@@ -18,6 +18,8 @@ fn plugin_json(p: &LoadedPlugin) -> Value {
             "name": o.name, "title": o.title, "kind": o.kind.as_str(), "destructive": o.destructive,
             "scope": o.scope.as_str(),
         })).collect::<Vec<_>>(),
+        "connection_check": m.connection_check,
+        "hint_warnings": p.hint_warnings(),
     })
 }
 
@@ -52,6 +54,12 @@ pub(crate) fn list(runtime: &Runtime, as_json: bool) {
         let m = p.manifest();
         println!("{} {} ({})", m.name, m.version, p.source());
         println!("  operations: {}", op_summary(p));
+        for w in p.hint_warnings() {
+            println!(
+                "  hint warning: {} schema at {}: {}",
+                w.schema, w.pointer, w.problem
+            );
+        }
     }
     for n in runtime.notices() {
         println!("notice: {n}");
@@ -78,6 +86,15 @@ pub(crate) fn check(file: &Path, as_json: bool) -> ExitCode {
                     m.endpoint_field.as_deref().unwrap_or("none")
                 );
                 println!("  operations: {}", op_summary(&p));
+                if let Some(check) = &m.connection_check {
+                    println!("  connection check: {check}");
+                }
+                for w in p.hint_warnings() {
+                    println!(
+                        "  hint warning: {} schema at {}: {}",
+                        w.schema, w.pointer, w.problem
+                    );
+                }
             }
             ExitCode::SUCCESS
         }

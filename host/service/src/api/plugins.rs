@@ -13,7 +13,14 @@ pub(super) async fn list_plugins<S: Store>(State(app): State<Arc<App<S>>>) -> Js
     let plugins: Vec<Value> = app
         .runtime
         .plugins()
-        .map(|p| json!({"manifest": p.manifest(), "source": p.source().to_string()}))
+        .map(|p| {
+            json!({
+                "manifest": p.manifest(),
+                "source": p.source().to_string(),
+                // Presentation hints a UI will ignore (unknown keys, bad values), found at load.
+                "hint_warnings": p.hint_warnings(),
+            })
+        })
         .collect();
     Json(json!({ "items": plugins }))
 }
