@@ -10,7 +10,8 @@ use crate::support::*;
 async fn the_root_module_serves_the_manifest_and_operations() {
     let manifest = manifest();
     assert_eq!(manifest.name, "jasper");
-    assert_eq!(manifest.operations.len(), 6);
+    assert_eq!(manifest.operations.len(), 8);
+    assert_eq!(manifest.connection_check.as_deref(), Some("test_connection"));
 
     let fake = FakeHost::new(|_, _| Reply::ok(terminal_details(ICCID, "ACTIVATED_NAME")));
     let org = soap_org("https://api.jasper.com");

@@ -45,7 +45,7 @@ fn the_host_loads_every_schema_without_a_hint_warning() {
 }
 
 #[test]
-fn operations_are_the_five_of_the_issue_and_the_org_view_of_rate_plans() {
+fn operations_are_the_five_of_the_issue_the_org_views_and_the_usage_history() {
     let m = manifest();
     let ops: Vec<(&str, OpKind, OpScope, bool, Option<u64>)> = m
         .operations
@@ -70,6 +70,8 @@ fn operations_are_the_five_of_the_issue_and_the_org_view_of_rate_plans() {
             ("send_sms", OpKind::Action, Device, false, None),
             ("set_rate_plan", OpKind::Action, Device, false, None),
             ("rate_plans", OpKind::View, Org, false, None),
+            ("usage_history", OpKind::View, Device, false, Some(60)),
+            ("test_connection", OpKind::View, Org, false, None),
         ]
     );
 }
