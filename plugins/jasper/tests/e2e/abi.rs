@@ -11,7 +11,10 @@ async fn the_root_module_serves_the_manifest_and_operations() {
     let manifest = manifest();
     assert_eq!(manifest.name, "jasper");
     assert_eq!(manifest.operations.len(), 8);
-    assert_eq!(manifest.connection_check.as_deref(), Some("test_connection"));
+    assert_eq!(
+        manifest.connection_check.as_deref(),
+        Some("test_connection")
+    );
 
     let fake = FakeHost::new(|_, _| Reply::ok(terminal_details(ICCID, "ACTIVATED_NAME")));
     let org = soap_org("https://api.jasper.com");
