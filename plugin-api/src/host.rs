@@ -6,6 +6,15 @@
 //! | `time.sleep`   | async | [`SleepRequest`]       | `{}`             |
 //! | `clock.now`    | sync  | `{}`                   | [`ClockNow`]     |
 //! | `log`          | sync  | [`LogRecord`]          | `{}`             |
+//! | `limit.acquire`| async | [`PermitRequest`]      | [`PermitGrant`]  |
+//! | `limit.release`| sync  | [`PermitRelease`]      | `{}`             |
+//! | `limit.backoff`| sync  | [`BackoffReport`]      | `{}`             |
+//!
+//! The `limit.*` capabilities are the host's limiter of calls to an upstream account (see
+//! [`Host::acquire_permit`]): in-process for a single host, shared by every replica of a host
+//! that runs several (the PostgreSQL store). A plugin keys them on the upstream account
+//! ([`crate::CallContext::account_key`]) so that every call reaching one account, from any org
+//! and any replica, counts against the same limits.
 //!
 //! A host that does not know a capability answers with an `unsupported` error, so a plugin can
 //! probe for newer capabilities and fall back.
@@ -26,6 +35,219 @@ pub const CAP_SLEEP: &str = "time.sleep";
 pub const CAP_CLOCK: &str = "clock.now";
 /// Capability name of [`Host::log`].
 pub const CAP_LOG: &str = "log";
+/// Capability name of [`Host::acquire_permit`] (async).
+pub const CAP_LIMIT_ACQUIRE: &str = "limit.acquire";
+/// Capability name of [`Permit::release`] (sync).
+pub const CAP_LIMIT_RELEASE: &str = "limit.release";
+/// Capability name of [`Host::report_backoff`] (sync).
+pub const CAP_LIMIT_BACKOFF: &str = "limit.backoff";
+
+/// Slack the host's limiter adds to the one-second window: an upstream counts the *arrivals* of
+/// requests in any rolling second, and a request arrives some milliseconds after its permit
+/// (timers, network), so starts are paced over `1000 + WINDOW_MARGIN_MS` ms. At a saturated
+/// account this gives 1000 / 1100 = 91 % of the nominal rate, never more than the nominal rate.
+pub const WINDOW_MARGIN_MS: u64 = 100;
+
+/// Whose call it is, for the host's limiter: a person waiting (`interactive`, the default) or a
+/// background job (`bulk`). A bulk caller is never given a permit while an interactive caller of
+/// the same account waits, so bulk jobs never starve a person's call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// A person waits for the answer.
+    #[default]
+    Interactive,
+    /// A background or batch job.
+    Bulk,
+}
+
+impl Priority {
+    /// `interactive` or `bulk`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Interactive => "interactive",
+            Priority::Bulk => "bulk",
+        }
+    }
+}
+
+/// Request of `limit.acquire`: a permit to start one request to an upstream account.
+///
+/// The host grants it when fewer than `max_in_flight` permits of the account are held and a
+/// start keeps at most `rate_per_second` starts in any rolling second (see [`WINDOW_MARGIN_MS`]),
+/// and no back-off ([`BackoffReport`]) of the account is running. It waits for that within the
+/// call's deadline (and `max_wait_ms`, if set), else answers `rate_limited` with details
+/// `{"limit": "in_flight" | "rate" | "backoff", "retry_after_ms": n}`. A permit is released by
+/// [`Permit::release`] (or dropping it); a host frees the permits of a process that died after
+/// a lease expiry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PermitRequest {
+    /// The upstream account; empty means the call's [`crate::CallContext::account_key`].
+    #[serde(default)]
+    pub account_key: String,
+    /// Starts allowed in any rolling second (at least 1).
+    pub rate_per_second: u32,
+    /// Permits of the account held at once (at least 1).
+    pub max_in_flight: u32,
+    /// The caller's priority; absent means the call's (see [`crate::CallContext::priority`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    /// Longest wait in milliseconds; the call's deadline applies in any case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_wait_ms: Option<u64>,
+}
+
+impl PermitRequest {
+    /// A permit of the call's account under these limits, at the call's priority.
+    pub fn new(rate_per_second: u32, max_in_flight: u32) -> Self {
+        PermitRequest {
+            account_key: String::new(),
+            rate_per_second,
+            max_in_flight,
+            priority: None,
+            max_wait_ms: None,
+        }
+    }
+
+    /// Names the account (instead of the call's).
+    pub fn account_key(mut self, account_key: impl Into<String>) -> Self {
+        self.account_key = account_key.into();
+        self
+    }
+
+    /// Sets the priority (instead of the call's).
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// Waits at most `ms` milliseconds.
+    pub fn max_wait_ms(mut self, ms: u64) -> Self {
+        self.max_wait_ms = Some(ms);
+        self
+    }
+}
+
+/// Response of `limit.acquire`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PermitGrant {
+    /// The permit's id, to release it.
+    pub permit: String,
+    /// How long the host waited before granting it, in milliseconds.
+    #[serde(default)]
+    pub waited_ms: u64,
+}
+
+impl PermitGrant {
+    /// A grant of `permit` after `waited_ms`.
+    pub fn new(permit: impl Into<String>, waited_ms: u64) -> Self {
+        PermitGrant {
+            permit: permit.into(),
+            waited_ms,
+        }
+    }
+}
+
+/// Request of `limit.release`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PermitRelease {
+    /// The permit's id ([`PermitGrant::permit`]).
+    pub permit: String,
+}
+
+impl PermitRelease {
+    /// Releases `permit`.
+    pub fn new(permit: impl Into<String>) -> Self {
+        PermitRelease {
+            permit: permit.into(),
+        }
+    }
+}
+
+/// Request of `limit.backoff`: the upstream asked to slow down (a `Retry-After`, a vendor's
+/// rate-limit error). No permit of the account is granted, to any caller, for `pause_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BackoffReport {
+    /// The upstream account; empty means the call's.
+    #[serde(default)]
+    pub account_key: String,
+    /// How long to pause the account, in milliseconds (the host caps it at a minute).
+    pub pause_ms: u64,
+    /// Why, for the host's log (never a secret).
+    #[serde(default)]
+    pub reason: String,
+}
+
+impl BackoffReport {
+    /// A pause of the call's account for `pause_ms`.
+    pub fn new(pause_ms: u64, reason: impl Into<String>) -> Self {
+        BackoffReport {
+            account_key: String::new(),
+            pause_ms,
+            reason: reason.into(),
+        }
+    }
+
+    /// Names the account (instead of the call's).
+    pub fn account_key(mut self, account_key: impl Into<String>) -> Self {
+        self.account_key = account_key.into();
+        self
+    }
+}
+
+/// A held permit of the host's limiter ([`Host::acquire_permit`]). Released by
+/// [`Permit::release`] or when dropped (so a cancelled call gives its permit back).
+#[must_use = "a permit is released when dropped"]
+pub struct Permit {
+    host: Host,
+    id: Option<String>,
+    waited_ms: u64,
+}
+
+impl std::fmt::Debug for Permit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Permit")
+            .field("id", &self.id)
+            .field("waited_ms", &self.waited_ms)
+            .finish()
+    }
+}
+
+impl Permit {
+    /// How long the host waited before granting it, in milliseconds.
+    pub fn waited_ms(&self) -> u64 {
+        self.waited_ms
+    }
+
+    /// The permit's id.
+    pub fn id(&self) -> &str {
+        self.id.as_deref().unwrap_or_default()
+    }
+
+    /// Gives the permit back now (the request it covered has finished).
+    pub fn release(mut self) {
+        self.release_now();
+    }
+
+    fn release_now(&mut self) {
+        if let Some(id) = self.id.take() {
+            // Releasing never fails the operation; a host that lost the permit has freed it.
+            let _ = self
+                .host
+                .call::<serde_json::Value>(CAP_LIMIT_RELEASE, &PermitRelease { permit: id });
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.release_now();
+    }
+}
 
 /// An HTTP request made through the host. The host enforces the plugin's egress rules, the call's
 /// deadline and a response size cap; redirects are not followed.
@@ -206,6 +428,50 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.kind, crate::ErrorKind::Unsupported);
     }
+
+    #[test]
+    fn limiter_requests_keep_their_wire_shape() {
+        let req = PermitRequest::new(5, 1);
+        assert_eq!(
+            serde_json::to_value(&req).unwrap(),
+            serde_json::json!({"account_key": "", "rate_per_second": 5, "max_in_flight": 1})
+        );
+        let req = PermitRequest::new(5, 1)
+            .account_key("k")
+            .priority(Priority::Bulk)
+            .max_wait_ms(10);
+        let json = serde_json::to_value(&req).unwrap();
+        assert_eq!(json["priority"], "bulk");
+        assert_eq!(serde_json::from_value::<PermitRequest>(json).unwrap(), req);
+        // Fields a newer plugin leaves out take the call's values.
+        let old: PermitRequest =
+            serde_json::from_str(r#"{"rate_per_second": 2, "max_in_flight": 3}"#).unwrap();
+        assert_eq!(old.account_key, "");
+        assert_eq!(old.priority, None);
+        let report: BackoffReport = serde_json::from_str(r#"{"pause_ms": 1000}"#).unwrap();
+        assert_eq!(report.pause_ms, 1000);
+    }
+
+    #[test]
+    fn the_offline_host_has_no_limiter() {
+        let host = Host::offline();
+        let e = futures_lite_block_on(host.acquire_permit(&PermitRequest::new(1, 1))).unwrap_err();
+        assert_eq!(e.kind, crate::ErrorKind::Unsupported);
+        let e = host
+            .report_backoff(&BackoffReport::new(10, "test"))
+            .unwrap_err();
+        assert_eq!(e.kind, crate::ErrorKind::Unsupported);
+    }
+
+    fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        loop {
+            if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Host {
@@ -255,6 +521,26 @@ impl Host {
         };
         // Logging must never fail the operation.
         let _ = self.call::<serde_json::Value>(CAP_LOG, &record);
+    }
+
+    /// Waits for a permit of the host's limiter to start one upstream request (see
+    /// [`PermitRequest`]); hold it while the request runs. `rate_limited` when the limits leave
+    /// no start before the call's deadline (or `max_wait_ms`); `unsupported` from a host without
+    /// a limiter.
+    pub async fn acquire_permit(&self, request: &PermitRequest) -> Result<Permit, PluginError> {
+        let grant: PermitGrant = self.call_async(CAP_LIMIT_ACQUIRE, request).await?;
+        Ok(Permit {
+            host: self.clone(),
+            id: Some(grant.permit),
+            waited_ms: grant.waited_ms,
+        })
+    }
+
+    /// Tells the host's limiter that the upstream asked to slow down: no caller of the account
+    /// gets a permit for `report.pause_ms`.
+    pub fn report_backoff(&self, report: &BackoffReport) -> Result<(), PluginError> {
+        let _: serde_json::Value = self.call(CAP_LIMIT_BACKOFF, report)?;
+        Ok(())
     }
 
     /// Calls a synchronous capability by name with a JSON request.

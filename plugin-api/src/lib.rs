@@ -13,9 +13,10 @@ mod error;
 pub mod host;
 mod manifest;
 pub mod plugin;
+pub mod util;
 
 pub use error::{ErrorKind, PluginError};
-pub use host::{Host, HttpRequest, HttpResponse, LogLevel};
+pub use host::{Host, HttpRequest, HttpResponse, LogLevel, Permit, PermitRequest, Priority};
 pub use manifest::{DeclaredWarning, Manifest, OpKind, OpScope, Operation};
 pub use plugin::{Call, CallContext, Plugin};
 pub use serde_json::{self, json, Value};

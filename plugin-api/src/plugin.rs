@@ -37,6 +37,11 @@ pub struct CallContext {
     /// derive one.
     #[serde(default)]
     pub account_key: String,
+    /// Whose call it is: `interactive` (a person waits; the default) or `bulk` (a background
+    /// job). The host's limiter serves interactive callers of an account first (see
+    /// [`crate::host::PermitRequest`]).
+    #[serde(default)]
+    pub priority: crate::host::Priority,
 }
 
 impl CallContext {
@@ -48,7 +53,14 @@ impl CallContext {
             call_id: call_id.into(),
             deadline_unix_ms,
             account_key: String::new(),
+            priority: crate::host::Priority::Interactive,
         }
+    }
+
+    /// Sets the priority.
+    pub fn priority(mut self, priority: crate::host::Priority) -> Self {
+        self.priority = priority;
+        self
     }
 
     /// Sets the account key.
@@ -139,12 +151,22 @@ pub mod export {
     }
 
     extern "C" fn manifest_glue<P: Exported>() -> AbiResult {
-        match catch_unwind(|| serde_json::to_string(&P::instance().manifest())) {
+        match guarded(|| serde_json::to_string(&P::instance().manifest())) {
             Ok(Ok(json)) => RResult::ROk(json.into()),
             Ok(Err(e)) => RResult::RErr(
                 PluginError::internal(format!("the manifest cannot be encoded: {e}")).to_abi(),
             ),
-            Err(panic) => RResult::RErr(panic_error(&*panic, "building the manifest")),
+            Err(panic) => {
+                let what = payload_text(&*panic);
+                let at = take_location();
+                RResult::RErr(
+                    PluginError::internal(format!(
+                        "the plugin panicked while building the manifest: {what}{at}"
+                    ))
+                    .with_details(serde_json::json!({ "panic": what }))
+                    .to_abi(),
+                )
+            }
         }
     }
 
@@ -156,7 +178,10 @@ pub mod export {
         device_config: RString,
         input: RString,
     ) -> FfiFuture<AbiResult> {
-        let started = catch_unwind(AssertUnwindSafe(move || {
+        // The host's log, for a panic: kept before `host` moves into the plugin.
+        let reporter = Host::from_caps(host.clone());
+        let op_name = op.as_str().to_owned();
+        let started = guarded(AssertUnwindSafe(move || {
             let call = Call::new(
                 parse("call context", &context)?,
                 op.into_string(),
@@ -170,7 +195,7 @@ pub mod export {
             Ok(Ok(future)) => future,
             Ok(Err(e)) => return std::future::ready(RResult::RErr(e.to_abi())).into_ffi(),
             Err(panic) => {
-                let e = panic_error(&*panic, "starting the operation");
+                let e = panic_error(&*panic, "starting the operation", &reporter, &op_name);
                 return std::future::ready(RResult::RErr(e)).into_ffi();
             }
         };
@@ -186,7 +211,12 @@ pub mod export {
                     ),
                 },
                 Ok(Err(e)) => RResult::RErr(e.to_abi()),
-                Err(panic) => RResult::RErr(panic_error(&*panic, "running the operation")),
+                Err(panic) => RResult::RErr(panic_error(
+                    &*panic,
+                    "running the operation",
+                    &reporter,
+                    &op_name,
+                )),
             }
         }
         .into_ffi()
@@ -201,7 +231,7 @@ pub mod export {
     async fn catch_unwind_future<F: Future>(future: F) -> Result<F::Output, Box<dyn Any + Send>> {
         let mut future = pin!(future);
         std::future::poll_fn(move |cx| {
-            match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            match guarded(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
                 Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
                 Ok(Poll::Pending) => Poll::Pending,
                 Err(panic) => Poll::Ready(Err(panic)),
@@ -210,15 +240,78 @@ pub mod export {
         .await
     }
 
-    fn panic_error(payload: &(dyn Any + Send), doing: &str) -> AbiError {
-        let what = payload
+    fn payload_text(payload: &(dyn Any + Send)) -> String {
+        payload
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a non-string panic payload".to_owned());
+            .unwrap_or_else(|| "a non-string panic payload".to_owned())
+    }
+
+    /// The error a caught panic becomes, reported once through the host's log (which tags it
+    /// with the plugin's name and the call); the panic hook printed nothing.
+    fn panic_error(payload: &(dyn Any + Send), doing: &str, host: &Host, op: &str) -> AbiError {
+        let what = payload_text(payload);
+        let at = take_location();
+        host.log(
+            crate::host::LogLevel::Error,
+            format!("panicked while {doing} {op}: {what}{at}"),
+        );
         PluginError::internal(format!("the plugin panicked while {doing}: {what}"))
             .with_details(serde_json::json!({ "panic": what }))
             .to_abi()
+    }
+
+    thread_local! {
+        /// How deep this thread is in plugin code run by the glue (calls can nest when a
+        /// static plugin's future is polled inside another's).
+        static IN_PLUGIN: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+        /// Where the last panic in plugin code happened, for the report.
+        static LOCATION: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+    }
+
+    /// ` (at file:line:col)` of the last panic caught on this thread, or nothing.
+    fn take_location() -> String {
+        LOCATION
+            .with(|l| l.borrow_mut().take())
+            .map(|at| format!(" (at {at})"))
+            .unwrap_or_default()
+    }
+
+    /// Runs plugin code with the panic hook silenced, catching a panic.
+    fn guarded<R>(f: impl FnOnce() -> R + std::panic::UnwindSafe) -> std::thread::Result<R> {
+        install_hook();
+        struct Depth;
+        impl Drop for Depth {
+            fn drop(&mut self) {
+                IN_PLUGIN.with(|d| d.set(d.get().saturating_sub(1)));
+            }
+        }
+        IN_PLUGIN.with(|d| d.set(d.get() + 1));
+        let _depth = Depth;
+        catch_unwind(f)
+    }
+
+    /// Installs, once per copy of this crate, a panic hook that keeps panics in plugin code off
+    /// stderr (the glue reports them through the host's log instead, with the plugin's name)
+    /// and hands every other panic to the hook that was there before. A dynamic plugin has its
+    /// own copy of std, hence its own hook; a static plugin shares the host's std and hook,
+    /// which is why panics outside plugin calls must reach the previous hook unchanged.
+    fn install_hook() {
+        static INSTALLED: std::sync::Once = std::sync::Once::new();
+        INSTALLED.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if IN_PLUGIN.with(|d| d.get()) > 0 {
+                    let at = info
+                        .location()
+                        .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+                    LOCATION.with(|l| *l.borrow_mut() = at);
+                } else {
+                    previous(info);
+                }
+            }));
+        });
     }
 }
 

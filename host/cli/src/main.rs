@@ -106,6 +106,21 @@ enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a new plugin crate (manifest, one view, one action, a test on the plugin test
+    /// kit, a README, the workspace's Cargo.lock) that builds outside this workspace
+    New {
+        /// The plugin's name (lowercase letters, digits, _): its key in device configurations
+        name: String,
+        /// The crate's directory (default: ./NAME); must not exist or be empty
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// A checkout of devext to depend on (default: the checkout holding the current directory)
+        #[arg(long, conflicts_with = "api_git")]
+        api_path: Option<PathBuf>,
+        /// A git URL of devext to depend on
+        #[arg(long)]
+        api_git: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -184,6 +199,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plugins(args) => match args.command {
             Some(PluginsCommand::Check { file, json }) => {
                 Ok(cmd::plugins::check(&file, json || args.json))
+            }
+            Some(PluginsCommand::New {
+                name,
+                dir,
+                api_path,
+                api_git,
+            }) => {
+                let api = match (api_path, api_git) {
+                    (Some(p), _) => cmd::plugins::ApiSource::Path(p),
+                    (None, Some(url)) => cmd::plugins::ApiSource::Git(url),
+                    (None, None) => {
+                        let here = std::env::current_dir()?;
+                        match cmd::plugins::find_checkout(&here) {
+                            Some(p) => cmd::plugins::ApiSource::Path(p),
+                            None => {
+                                eprintln!(
+                                    "error: {} is not inside a checkout of devext: say where \
+                                     devext-plugin-api comes from with --api-path PATH (a \
+                                     checkout) or --api-git URL",
+                                    here.display()
+                                );
+                                return Ok(ExitCode::from(2));
+                            }
+                        }
+                    }
+                };
+                let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+                cmd::plugins::new(&name, &dir, &api)?;
+                Ok(ExitCode::SUCCESS)
             }
             None => {
                 let runtime = Runtime::load(runtime_config(&args.global))?;

@@ -24,6 +24,45 @@ fn stderr(o: &Output) -> String {
 }
 
 #[test]
+fn a_dynamic_plugins_panic_is_one_log_line_with_its_name_and_no_backtrace() {
+    let plugins = util::plugin_dir(&["devext-fixture-panic"]);
+    let dir = tempfile::tempdir().unwrap();
+    let org = dir.path().join("org.json");
+    std::fs::write(&org, "{}").unwrap();
+    let device = dir.path().join("device.json");
+    std::fs::write(&device, "{}").unwrap();
+    for op in ["panic_now", "panic_later"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_devext"))
+            .args(["invoke", "fixture_panic", op, "--plugins"])
+            .arg(plugins.path())
+            .arg("--org")
+            .arg(&org)
+            .arg("--device")
+            .arg(&device)
+            .env("RUST_BACKTRACE", "1")
+            .env("DEVEXT_LOG", "error")
+            .env_remove("DEVEXT_PLUGINS")
+            .output()
+            .expect("run devext");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(!err.contains("stack backtrace"), "{err}");
+        assert!(!err.contains("thread '"), "the panic hook printed: {err}");
+        let reports: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("panicked while"))
+            .collect();
+        // One log line (the plugin's name, the message, where) and the command's error line.
+        let logged: Vec<&&str> = reports.iter().filter(|l| l.contains("ERROR")).collect();
+        assert_eq!(logged.len(), 1, "{err}");
+        assert!(logged[0].contains("fixture_panic"), "{err}");
+        assert!(logged[0].contains("fixture panic"), "{err}");
+        assert!(logged[0].contains("src/lib.rs:"), "{err}");
+        assert!(err.contains("error: internal:"), "{err}");
+    }
+}
+
+#[test]
 fn plugins_lists_loaded_and_refused_files() {
     let dir = util::plugin_dir(&["devext-echo", "devext-fixture-no-root"]);
     let d = dir.path().to_str().unwrap();

@@ -114,6 +114,7 @@ fn dispatch(c: &mut Criterion) {
                 device_config: &device,
                 input: &input,
                 timeout: None,
+                priority: Default::default(),
             };
             group.bench_function(format!("{name}_{suffix}"), |b| {
                 b.iter(|| tokio.block_on(rt.invoke(black_box(req))).unwrap())

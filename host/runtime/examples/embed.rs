@@ -67,6 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     device_config: &device,
                     input: &input,
                     timeout: None,
+                    priority: Default::default(),
                 })
                 .await
         }

@@ -1,21 +1,25 @@
-//! The capability object lent to a plugin for one call: HTTP, timers, clock and logging.
+//! The capability object lent to a plugin for one call: HTTP, timers, clock, logging and the
+//! limiter of upstream accounts.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RArc, RResult, RStr, RString};
 use async_ffi::{FfiFuture, FutureExt as _};
 use devext_plugin_api::abi::{AbiResult, HostCaps, HostCaps_TO, HostCapsBox};
 use devext_plugin_api::host::{
-    CAP_CLOCK, CAP_HTTP, CAP_LOG, CAP_SLEEP, ClockNow, HttpRequest, LogLevel, LogRecord,
-    SleepRequest,
+    BackoffReport, CAP_CLOCK, CAP_HTTP, CAP_LIMIT_ACQUIRE, CAP_LIMIT_BACKOFF, CAP_LIMIT_RELEASE,
+    CAP_LOG, CAP_SLEEP, ClockNow, HttpRequest, LogLevel, LogRecord, PermitGrant, PermitRelease,
+    PermitRequest, Priority, SleepRequest,
 };
 use devext_plugin_api::{ErrorKind, PluginError};
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::clock::HostClock;
 use crate::egress::HttpCapability;
+use crate::limiter::{Limiter, MAX_BACKOFF, PermitAsk};
 use crate::runtime::CallId;
 
 /// What one call may use; cloned into every async capability future.
@@ -26,6 +30,17 @@ pub(crate) struct CallCaps {
     endpoint: Option<Arc<str>>,
     deadline: Instant,
     http: Arc<HttpCapability>,
+    clock: HostClock,
+    account_key: Arc<str>,
+    priority: Priority,
+    limiter: Arc<dyn Limiter>,
+}
+
+/// What the limiter capability needs of a call.
+pub(crate) struct CallLimits {
+    pub(crate) account_key: Arc<str>,
+    pub(crate) priority: Priority,
+    pub(crate) limiter: Arc<dyn Limiter>,
 }
 
 impl CallCaps {
@@ -35,6 +50,8 @@ impl CallCaps {
         endpoint: Option<Arc<str>>,
         deadline: Instant,
         http: Arc<HttpCapability>,
+        clock: HostClock,
+        limits: CallLimits,
     ) -> Self {
         CallCaps {
             plugin,
@@ -42,6 +59,18 @@ impl CallCaps {
             endpoint,
             deadline,
             http,
+            clock,
+            account_key: limits.account_key,
+            priority: limits.priority,
+            limiter: limits.limiter,
+        }
+    }
+
+    fn account<'a>(&'a self, named: &'a str) -> &'a str {
+        if named.is_empty() {
+            &self.account_key
+        } else {
+            named
         }
     }
 
@@ -78,7 +107,7 @@ fn parse<T: serde::de::DeserializeOwned>(
 impl HostCaps for CallCaps {
     fn call(&self, capability: RStr<'_>, request: RStr<'_>) -> AbiResult {
         match capability.as_str() {
-            CAP_CLOCK => ok(&ClockNow::new(crate::runtime::unix_ms(SystemTime::now()))),
+            CAP_CLOCK => ok(&ClockNow::new(self.clock.now_unix_ms())),
             CAP_LOG => match parse::<LogRecord>(CAP_LOG, request.as_str()) {
                 Ok(record) => {
                     let plugin = &*self.plugin;
@@ -96,6 +125,36 @@ impl HostCaps for CallCaps {
                 }
                 Err(e) => err(e),
             },
+            CAP_LIMIT_RELEASE => {
+                match parse::<PermitRelease>(CAP_LIMIT_RELEASE, request.as_str()) {
+                    Ok(r) => {
+                        self.limiter.release(&r.permit);
+                        ok(&serde_json::json!({}))
+                    }
+                    Err(e) => err(e),
+                }
+            }
+            CAP_LIMIT_BACKOFF => {
+                match parse::<BackoffReport>(CAP_LIMIT_BACKOFF, request.as_str()) {
+                    Ok(r) => {
+                        let account = self.account(&r.account_key);
+                        if account.is_empty() {
+                            return err(no_account());
+                        }
+                        let pause = Duration::from_millis(r.pause_ms).min(MAX_BACKOFF);
+                        tracing::info!(
+                            plugin = &*self.plugin,
+                            call = tracing::field::display(self.call_id),
+                            pause_ms = pause.as_millis() as u64,
+                            reason = r.reason.as_str(),
+                            "upstream account paused"
+                        );
+                        self.limiter.back_off(account, pause);
+                        ok(&serde_json::json!({}))
+                    }
+                    Err(e) => err(e),
+                }
+            }
             other => err(unsupported(other, "synchronous")),
         }
     }
@@ -136,6 +195,37 @@ impl HostCaps for CallCaps {
                 ok(&serde_json::json!({}))
             }
             .into_ffi(),
+            CAP_LIMIT_ACQUIRE => async move {
+                let req: PermitRequest = match parse(CAP_LIMIT_ACQUIRE, &request) {
+                    Ok(r) => r,
+                    Err(e) => return err(e),
+                };
+                let account = caps.account(&req.account_key);
+                if account.is_empty() {
+                    return err(no_account());
+                }
+                let asked = Instant::now();
+                let wait_until = match req.max_wait_ms {
+                    Some(ms) => (asked + Duration::from_millis(ms)).min(caps.deadline),
+                    None => caps.deadline,
+                };
+                let mut ask = PermitAsk::new(
+                    account,
+                    req.rate_per_second,
+                    req.max_in_flight,
+                    req.priority.unwrap_or(caps.priority),
+                    wait_until,
+                );
+                ask.call_deadline = caps.deadline;
+                match caps.limiter.acquire(ask).await {
+                    Ok(permit) => {
+                        let waited = u64::try_from(asked.elapsed().as_millis()).unwrap_or(u64::MAX);
+                        ok(&PermitGrant::new(permit, waited))
+                    }
+                    Err(e) => err(e),
+                }
+            }
+            .into_ffi(),
             other => {
                 let e = unsupported(other, "asynchronous");
                 async move { err(e) }.into_ffi()
@@ -144,9 +234,88 @@ impl HostCaps for CallCaps {
     }
 }
 
+fn no_account() -> PluginError {
+    PluginError::new(
+        ErrorKind::InvalidInput,
+        "a limiter request needs an account: this call has no account key (the manifest declares \
+         no account fields), so name one in account_key",
+    )
+}
+
 fn unsupported(capability: &str, kind: &str) -> PluginError {
     PluginError::new(
         ErrorKind::Unsupported,
         format!("this host has no {kind} capability {capability:?}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::egress::EgressConfig;
+    use crate::limiter::LocalLimiter;
+    use devext_plugin_api::Host;
+    use devext_plugin_api::host::BackoffReport;
+
+    fn host(limiter: &Arc<LocalLimiter>, deadline: Duration, priority: Priority) -> Host {
+        let caps = CallCaps::new(
+            "p".into(),
+            CallId::for_tests(),
+            None,
+            Instant::now() + deadline,
+            Arc::new(HttpCapability::new(EgressConfig::default())),
+            HostClock::system(),
+            CallLimits {
+                account_key: "acct".into(),
+                priority,
+                limiter: Arc::clone(limiter) as Arc<dyn Limiter>,
+            },
+        );
+        Host::from_caps(caps.into_abi())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn plugins_reach_the_limiter_through_the_capability() {
+        let limiter = Arc::new(LocalLimiter::new());
+        let host = host(&limiter, Duration::from_secs(5), Priority::Interactive);
+        let permit = host
+            .acquire_permit(&PermitRequest::new(5, 1))
+            .await
+            .unwrap();
+        assert_eq!(limiter.held("acct"), 1, "the call's account key is used");
+        // The only slot is held: a second caller gives up at its wait limit, with the reason.
+        let e = host
+            .acquire_permit(&PermitRequest::new(5, 1).max_wait_ms(100))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::RateLimited);
+        assert_eq!(e.details["limit"], "in_flight");
+        permit.release();
+        assert_eq!(limiter.held("acct"), 0);
+        // Dropping a permit releases it too.
+        drop(
+            host.acquire_permit(&PermitRequest::new(5, 1))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(limiter.held("acct"), 0);
+        // Another account, named by the plugin.
+        let other = host
+            .acquire_permit(&PermitRequest::new(5, 1).account_key("other"))
+            .await
+            .unwrap();
+        assert_eq!(limiter.held("other"), 1);
+        drop(other);
+        // A back-off pauses the account for every caller, here another call's.
+        host.report_backoff(&BackoffReport::new(1500, "HTTP 429"))
+            .unwrap();
+        let later = self::host(&limiter, Duration::from_secs(5), Priority::Bulk);
+        let t0 = Instant::now();
+        let p = later
+            .acquire_permit(&PermitRequest::new(5, 1))
+            .await
+            .unwrap();
+        assert!(t0.elapsed() >= Duration::from_millis(1500));
+        assert!(p.waited_ms() >= 1500);
+    }
 }

@@ -18,12 +18,25 @@ use tokio::time::Instant;
 use url::Url;
 
 /// Operator settings of the HTTP capability.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EgressConfig {
     /// Allow `http://` to loopback addresses (and loopback addresses at all).
     pub allow_loopback_http: bool,
     /// Largest response body accepted, in bytes.
     pub max_response_bytes: usize,
+    /// Replaces the network (a test kit's scripted upstream): requests that pass the egress
+    /// rules go to it instead of the HTTP client; names are not resolved. `None` in production.
+    pub transport: Option<Arc<dyn Transport>>,
+}
+
+impl std::fmt::Debug for EgressConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EgressConfig")
+            .field("allow_loopback_http", &self.allow_loopback_http)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("transport", &self.transport.as_ref().map(|_| "custom"))
+            .finish()
+    }
 }
 
 impl Default for EgressConfig {
@@ -31,8 +44,24 @@ impl Default for EgressConfig {
         EgressConfig {
             allow_loopback_http: false,
             max_response_bytes: 4 * 1024 * 1024,
+            transport: None,
         }
     }
+}
+
+/// The answer of a [`Transport`].
+pub type TransportFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<HttpResponse, PluginError>> + Send + 'static>,
+>;
+
+/// What carries a plugin's HTTP requests once the egress rules allowed them, instead of the
+/// network: a scripted upstream in a plugin's tests. The host bounds the answer by the call's
+/// deadline (and the request's `timeout_ms`) and the response size cap, as for the network.
+pub trait Transport: Send + Sync {
+    /// Answers `request` of `plugin` (its URL already checked against the egress rules). An
+    /// error is what the plugin receives, as from a failed connection (give it a
+    /// `details.stage`).
+    fn send(&self, plugin: &str, request: HttpRequest) -> TransportFuture;
 }
 
 /// The host's HTTP client, shared by every call.
@@ -217,6 +246,28 @@ impl HttpCapability {
                 "connect",
                 "no time left before the call's deadline".into(),
             ));
+        }
+        if let Some(transport) = &self.config.transport {
+            let answer = tokio::time::timeout(remaining, transport.send(plugin, request)).await;
+            let response = answer.map_err(|_| {
+                http_error(
+                    ErrorKind::Timeout,
+                    "response",
+                    format!("{} did not answer before the deadline", origin_text(&url)),
+                )
+            })??;
+            let max = self.config.max_response_bytes;
+            if response.body.len() > max {
+                return Err(http_error(
+                    ErrorKind::Upstream,
+                    "response",
+                    format!(
+                        "{} answered with more than {max} bytes; refused",
+                        origin_text(&url)
+                    ),
+                ));
+            }
+            return Ok(response);
         }
         let mut builder = self
             .client()?
@@ -459,6 +510,7 @@ mod tests {
         HttpCapability::new(EgressConfig {
             allow_loopback_http,
             max_response_bytes: 1024,
+            transport: None,
         })
     }
 

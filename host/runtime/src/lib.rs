@@ -11,6 +11,7 @@
 
 pub mod egress;
 pub mod hints;
+pub mod limiter;
 pub mod loader;
 pub mod metrics;
 pub mod runtime;
@@ -23,7 +24,10 @@ pub mod validate;
 mod account;
 mod cache;
 mod caps;
+pub mod clock;
 
+pub use clock::HostClock;
+pub use devext_plugin_api::Priority;
 pub use devext_plugin_api::{ErrorKind, Manifest, OpKind, OpScope, Operation, PluginError};
 pub use hints::{HintProblem, HintWarning};
 pub use loader::{
@@ -31,6 +35,6 @@ pub use loader::{
 };
 pub use metrics::OpStats;
 pub use runtime::{
-    CallRequest, ConfigError, ConfigWarning, EndpointRefused, Runtime, RuntimeConfig,
+    CallRequest, ConfigError, ConfigWarning, EndpointRefused, Runtime, RuntimeConfig, SharedLimiter,
 };
 pub use schema::{SchemaError, Violation};

@@ -367,6 +367,12 @@ impl LoadedPlugin {
         &self.manifest
     }
 
+    /// Checks `input` against the input schema of operation `op`, as a call would (`None`: no
+    /// such operation).
+    pub fn validate_input(&self, op: &str, input: &Value) -> Option<Result<(), Vec<Violation>>> {
+        self.schemas.ops.get(op).map(|o| o.input.check(input, ""))
+    }
+
     /// The plugin's name (the key in a device's extension configuration).
     pub fn name(&self) -> &str {
         &self.manifest.name

@@ -14,11 +14,13 @@ use tokio::sync::{Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
 use crate::cache::{DeviceKey, ViewCache};
-use crate::caps::CallCaps;
+use crate::caps::{CallCaps, CallLimits};
 use crate::egress::{EgressConfig, HttpCapability};
+use crate::limiter::{Limiter, LocalLimiter};
 use crate::loader::{self, LoadedPlugin, PluginSource, Refusal, RefusalReason, RefusedSource};
 use crate::metrics::OpStats;
 use crate::schema::{Violation, pointer_token};
+use devext_plugin_api::host::Priority;
 
 /// Settings of a [`Runtime`].
 #[derive(Debug, Clone)]
@@ -39,6 +41,22 @@ pub struct RuntimeConfig {
     /// Check org config, device config and input before each call, and the output after it.
     /// Turn off only for callers that validated everything already (and for benchmarks).
     pub check_schemas: bool,
+    /// The time of day lent to plugins and used for call deadlines (the system clock unless a
+    /// test kit follows tokio's paused clock).
+    pub clock: crate::clock::HostClock,
+    /// The limiter of upstream accounts lent to plugins (`limit.*`); `None` is an in-process
+    /// [`crate::limiter::LocalLimiter`]. Replicas that share upstream accounts share one.
+    pub limiter: Option<SharedLimiter>,
+}
+
+/// A [`Limiter`] handed to [`RuntimeConfig::limiter`].
+#[derive(Clone)]
+pub struct SharedLimiter(pub Arc<dyn Limiter>);
+
+impl std::fmt::Debug for SharedLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedLimiter")
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -51,6 +69,8 @@ impl Default for RuntimeConfig {
             egress: EgressConfig::default(),
             view_cache_entries: 10_000,
             check_schemas: true,
+            clock: crate::clock::HostClock::system(),
+            limiter: None,
         }
     }
 }
@@ -90,6 +110,7 @@ struct Inner {
     http: Arc<HttpCapability>,
     next_call: AtomicU64,
     views: ViewCache,
+    limiter: Arc<dyn Limiter>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -115,6 +136,8 @@ pub struct CallRequest<'a> {
     pub input: &'a Value,
     /// Overrides the runtime's call timeout.
     pub timeout: Option<Duration>,
+    /// Whose call it is (the plugin sees it; the limiter serves interactive callers first).
+    pub priority: Priority,
 }
 
 /// The device configuration of an organisation-scope call: there is none.
@@ -136,7 +159,14 @@ impl<'a> CallRequest<'a> {
             device_config,
             input,
             timeout: None,
+            priority: Priority::Interactive,
         }
+    }
+
+    /// Sets the call's priority (a background job: [`Priority::Bulk`]).
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
     }
 
     /// A call of an organisation-scope operation (`scope: org`): the org's settings only, no
@@ -296,6 +326,10 @@ impl Runtime {
         }
 
         let views = ViewCache::new(config.view_cache_entries, config.call_timeout);
+        let limiter: Arc<dyn Limiter> = match &config.limiter {
+            Some(shared) => Arc::clone(&shared.0),
+            None => Arc::new(LocalLimiter::new()),
+        };
         Ok(Runtime {
             inner: Arc::new(Inner {
                 views,
@@ -306,6 +340,7 @@ impl Runtime {
                 config,
                 http,
                 next_call: AtomicU64::new(1),
+                limiter,
             }),
         })
     }
@@ -668,7 +703,12 @@ impl Runtime {
     ) -> Result<Value, PluginError> {
         let timeout = req.timeout.unwrap_or(self.inner.config.call_timeout);
         let deadline = started + timeout;
-        let deadline_unix_ms = unix_ms(SystemTime::now() + timeout);
+        let deadline_unix_ms = self
+            .inner
+            .config
+            .clock
+            .now_unix_ms()
+            .saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
         let call_id = CallId {
             deadline_unix_ms,
             seq: self.inner.next_call.fetch_add(1, Ordering::Relaxed),
@@ -681,13 +721,19 @@ impl Runtime {
             .and_then(Value::as_str)
             .map(Arc::from);
         let account_key = slot.accounts.key(manifest, req.org_config);
-        let context = call_context_json(call_id, deadline_unix_ms, &account_key)?;
+        let context = call_context_json(call_id, deadline_unix_ms, &account_key, req.priority)?;
         let caps = CallCaps::new(
             slot.name.clone(),
             call_id,
             endpoint,
             deadline,
             self.inner.http.clone(),
+            self.inner.config.clock,
+            CallLimits {
+                account_key,
+                priority: req.priority,
+                limiter: Arc::clone(&self.inner.limiter),
+            },
         );
         let invoke = slot.plugin.module.invoke();
         let plugin_call = async {
@@ -782,7 +828,9 @@ impl Runtime {
             obj.insert(
                 "as_of".into(),
                 Value::String(
-                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    chrono::DateTime::from_timestamp_millis(self.inner.config.clock.now_unix_ms())
+                        .unwrap_or_default()
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 ),
             );
         }
@@ -847,6 +895,7 @@ fn call_context_json(
     call_id: CallId,
     deadline_unix_ms: i64,
     account_key: &str,
+    priority: Priority,
 ) -> Result<String, PluginError> {
     // Numbers go through `itoa` (as serde_json writes them): `fmt` machinery costs more than
     // the rest of this.
@@ -871,6 +920,12 @@ fn call_context_json(
         let key = serde_json::to_string(account_key)
             .map_err(|e| PluginError::internal(format!("cannot encode the call context: {e}")))?;
         text.push_str(&key);
+    }
+    if priority != Priority::Interactive {
+        // The default is left out.
+        text.push_str(",\"priority\":\"");
+        text.push_str(priority.as_str());
+        text.push('"');
     }
     text.push('}');
     Ok(text)
@@ -901,6 +956,14 @@ pub(crate) struct CallId {
 }
 
 impl CallId {
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> CallId {
+        CallId {
+            deadline_unix_ms: 0,
+            seq: 0,
+        }
+    }
+
     fn push_to(self, text: &mut String) {
         // As `{:x}` prints an `i64`: two's complement (deadlines are never negative anyway).
         push_hex(text, self.deadline_unix_ms as u64);
@@ -988,7 +1051,7 @@ mod tests {
                 deadline_unix_ms: deadline,
                 seq,
             };
-            let text = call_context_json(id, deadline, key).unwrap();
+            let text = call_context_json(id, deadline, key, Priority::Interactive).unwrap();
             let context: devext_plugin_api::CallContext = serde_json::from_str(&text).unwrap();
             assert_eq!(
                 context,
@@ -1004,9 +1067,11 @@ mod tests {
             },
             1,
             "a\"b",
+            Priority::Bulk,
         )
         .unwrap();
         let context: devext_plugin_api::CallContext = serde_json::from_str(&text).unwrap();
         assert_eq!(context.account_key, "a\"b");
+        assert_eq!(context.priority, Priority::Bulk);
     }
 }

@@ -44,6 +44,7 @@ async fn contract(rt: &Runtime) {
                 device_config: &json!({"id": device}),
                 input: &input,
                 timeout: Some(Duration::from_secs(5)),
+                priority: Default::default(),
             })
             .await
         }

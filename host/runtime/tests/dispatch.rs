@@ -43,6 +43,7 @@ async fn call(
         device_config: &json!({"id": "dev-1"}),
         input: &input,
         timeout: Some(Duration::from_secs(5)),
+        priority: Default::default(),
     })
     .await
 }
@@ -88,6 +89,7 @@ async fn hang(rt: &Runtime, op: &str, ms: u64) -> PluginError {
         device_config: &json!({}),
         input: &json!({}),
         timeout: Some(Duration::from_millis(ms)),
+        priority: Default::default(),
     })
     .await
     .unwrap_err()
@@ -190,6 +192,7 @@ async fn arguments_are_validated_before_the_plugin_runs() {
             device_config: &json!({"id": "has space"}),
             input: &json!({"message": "x"}),
             timeout: None,
+            priority: Default::default(),
         })
         .await
         .unwrap_err();
@@ -239,6 +242,7 @@ fn loopback_runtime(allow: bool, max_response_bytes: usize) -> (Runtime, tempfil
         egress: EgressConfig {
             allow_loopback_http: allow,
             max_response_bytes,
+            transport: None,
         },
         ..RuntimeConfig::default()
     })
@@ -350,6 +354,7 @@ async fn the_deadline_cancels_in_flight_http() {
             device_config: &json!({}),
             input: &json!({"url": format!("{base}/slow")}),
             timeout: Some(Duration::from_millis(300)),
+            priority: Default::default(),
         })
         .await
         .unwrap_err();

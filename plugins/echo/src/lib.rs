@@ -3,14 +3,17 @@
 //! It has two device views (`echo`, which returns what it was given, and `counter`, which reads a
 //! per-device counter kept in memory and shows how a view declares that its result may be
 //! cached), one action (`count`, which increments the counter) and one organisation-scope view
-//! (`ping`, which needs no device and answers with the org's greeting). To start a new plugin:
+//! (`ping`, which needs no device and answers with the org's greeting). To start a new plugin,
+//! run `devext plugins new NAME` (a standalone crate that builds outside this workspace, with a
+//! test on the test kit; see `docs/plugin-authoring.md`), or by hand:
 //!
 //! 1. copy this crate, rename the package (`devext-<name>`) and the plugin `name` in the manifest;
 //! 2. describe the org-level settings and the per-device configuration as JSON Schemas (mark
 //!    secrets with `"writeOnly": true`; name the endpoint property in `endpoint_field` if the
 //!    plugin talks to a service, so the host can allow exactly that origin);
 //! 3. declare each operation with input and output schemas, then implement it in `invoke`;
-//! 4. `cargo build --release` and drop `target/release/lib<crate>.so` into a `--plugins`
+//! 4. test it through the real host with `devext-plugin-test` (as `tests/echo.rs` does);
+//! 5. `cargo build --release` and drop `target/release/lib<crate>.so` into a `--plugins`
 //!    directory, or check it first with `devext plugins check <file>`.
 //!
 //! The host has validated every argument against the schemas before `invoke` runs, and validates

@@ -161,6 +161,7 @@ pub(crate) async fn call_with(
         device_config: device,
         input: &input,
         timeout,
+        priority: Default::default(),
     })
     .await
 }

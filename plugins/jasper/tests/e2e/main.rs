@@ -1,5 +1,7 @@
-//! End-to-end tests of the Jasper plugin over a fake host (canned HTTP answers, virtual time):
-//! every operation over both APIs, the manifest's schemas, limits, retries and single-flight.
+//! End-to-end tests of the Jasper plugin through the real host runtime, with the plugin test kit
+//! (canned HTTP answers behind the host's egress rules, the host's timers on virtual time, the
+//! host's schema checks): every operation over both APIs, the manifest's schemas, limits,
+//! retries and single-flight.
 //!
 //! One test binary (`cargo test -p devext-jasper --test e2e`), one module per concern.
 

@@ -1,38 +1,51 @@
-//! The manifest's schemas accept and refuse what the issue says.
+//! The manifest's schemas accept and refuse what the issue says, checked by the host as it
+//! checks them in production (the loader's meta-schema and compilation checks, its formats).
 
 use devext_plugin_api::{OpKind, OpScope, Value, json};
+use devext_plugin_test::Harness;
 
 use crate::support::*;
 
-fn meta_valid(schema: &Value) {
-    let errors: Vec<String> = jsonschema::meta::validator_for(schema)
-        .expect("a known draft")
-        .iter_errors(schema)
-        .map(|e| e.to_string())
-        .collect();
-    assert_eq!(errors, Vec::<String>::new());
+/// Checks one kind of document against the host's compiled schema.
+struct Check(Box<dyn Fn(&Value) -> bool>);
+
+impl Check {
+    fn is_valid(&self, v: &Value) -> bool {
+        (self.0)(v)
+    }
+}
+
+fn org_check() -> Check {
+    let h = Harness::new("jasper");
+    Check(Box::new(move |v| h.check_org(v).is_empty()))
+}
+
+fn device_check() -> Check {
+    let h = Harness::new("jasper");
+    Check(Box::new(move |v| h.check_device(v.clone()).is_empty()))
+}
+
+fn input_check(op: &'static str) -> Check {
+    let h = Harness::new("jasper");
+    Check(Box::new(move |v| h.check_input(op, v).is_empty()))
 }
 
 #[test]
-fn every_schema_is_valid_draft_2020_12() {
-    let m = manifest();
-    meta_valid(&m.org_config_schema);
-    meta_valid(&m.device_config_schema);
+fn the_host_loads_every_schema_without_a_hint_warning() {
+    // The loader refuses a manifest whose schemas are not valid draft 2020-12 or do not compile.
+    let h = Harness::new("jasper");
+    assert_eq!(h.hint_warnings(), Vec::<String>::new());
+    let m = h.manifest();
     for op in &m.operations {
-        meta_valid(&op.input_schema);
-        meta_valid(&op.output_schema);
         assert!(op.input_schema.get("title").is_some(), "{}", op.name);
         assert!(op.output_schema.get("title").is_some(), "{}", op.name);
-    }
-    for w in &m.warnings {
-        meta_valid(&w.schema);
     }
     assert_eq!(m.name, "jasper");
     assert_eq!(m.endpoint_field.as_deref(), Some("endpoint"));
 }
 
 #[test]
-fn operations_are_the_five_of_the_issue_and_the_org_view_of_rate_plans() {
+fn operations_are_the_five_of_the_issue_the_org_views_and_the_usage_history() {
     let m = manifest();
     let ops: Vec<(&str, OpKind, OpScope, bool, Option<u64>)> = m
         .operations
@@ -57,6 +70,8 @@ fn operations_are_the_five_of_the_issue_and_the_org_view_of_rate_plans() {
             ("send_sms", OpKind::Action, Device, false, None),
             ("set_rate_plan", OpKind::Action, Device, false, None),
             ("rate_plans", OpKind::View, Org, false, None),
+            ("usage_history", OpKind::View, Device, false, Some(60)),
+            ("test_connection", OpKind::View, Org, false, None),
         ]
     );
 }
@@ -64,7 +79,7 @@ fn operations_are_the_five_of_the_issue_and_the_org_view_of_rate_plans() {
 #[test]
 fn org_config_may_list_rate_plans() {
     let schema = manifest().org_config_schema;
-    let v = validator(&schema);
+    let v = org_check();
     let with = |plans: Value| {
         let mut org = rest_org("https://restapi3.jasper.com");
         org["rate_plans"] = plans;
@@ -100,7 +115,7 @@ fn org_config_may_list_rate_plans() {
 #[test]
 fn org_config_requires_the_secrets_of_its_api() {
     let schema = manifest().org_config_schema;
-    let v = validator(&schema);
+    let v = org_check();
     assert!(v.is_valid(&soap_org("https://api.jasper.com")));
     assert!(v.is_valid(&rest_org("http://127.0.0.1:8080/")));
     let mut tuned = rest_org("https://restapi3.jasper.com");
@@ -170,7 +185,7 @@ fn org_config_requires_the_secrets_of_its_api() {
 #[test]
 fn device_config_and_the_luhn_warning() {
     let m = manifest();
-    let v = validator(&m.device_config_schema);
+    let v = device_check();
     // 19 digits, check digit wrong (as Jasper often stores them), and 20 digits.
     assert!(v.is_valid(&json!({"iccid": "8988216716970004975"})));
     assert!(v.is_valid(&json!({"iccid": "89882167169700049759"})));
@@ -191,13 +206,16 @@ fn device_config_and_the_luhn_warning() {
         warning.schema,
         json!({"properties": {"iccid": {"format": "luhn"}}})
     );
-    let w = validator(&warning.schema);
-    assert!(
-        !w.is_valid(&json!({"iccid": "8988216716970004975"})),
+    // The host evaluates the warning with its own `luhn` format, as `devext validate` does.
+    let h = Harness::new("jasper");
+    assert_eq!(
+        h.device_warnings(json!({"iccid": "8988216716970004975"})),
+        ["iccid_check_digit"],
         "fails Luhn: warned"
     );
-    assert!(
-        w.is_valid(&json!({"iccid": "89882167169700049759"})),
+    assert_eq!(
+        h.device_warnings(json!({"iccid": "89882167169700049759"})),
+        Vec::<String>::new(),
         "passes Luhn"
     );
 }
@@ -205,7 +223,7 @@ fn device_config_and_the_luhn_warning() {
 #[test]
 fn inputs_are_checked_by_their_schemas() {
     let m = manifest();
-    let input = |op: &str| validator(&m.operation(op).unwrap().input_schema);
+    let input = input_check;
     let s = input("set_status");
     for id in [
         "inventory",

@@ -13,9 +13,12 @@ const WSSE: &str =
 async fn overview_reads_get_terminal_details() {
     let fake = FakeHost::new(|_, _| Reply::ok(terminal_details(ICCID, "ACTIVATION_READY_NAME")));
     let plugin = Jasper::default();
-    let out = invoke(&plugin, &fake, &soap_org(EP), ICCID, "overview", json!({}))
+    let mut out = invoke(&plugin, &fake, &soap_org(EP), ICCID, "overview", json!({}))
         .await
         .unwrap();
+    // The host stamps the view (it declares `fresh_for_secs`) when its answer came.
+    assert_eq!(out["as_of"], "2023-11-14T22:13:20.020Z");
+    out.as_object_mut().unwrap().remove("as_of");
     assert_eq!(
         out,
         json!({

@@ -1,21 +1,25 @@
-//! A fake host for end-to-end tests of the plugin without a real host or simulator: canned HTTP
-//! answers, a virtual clock (tokio's paused time) and a record of every request.
+//! The Jasper plugin through the real host runtime with the plugin test kit
+//! (`devext-plugin-test`): canned HTTP answers from a handler behind the host's egress rules,
+//! the host's timers on tokio's paused clock, the host's schema checks of every argument and
+//! output. The helpers keep the shape the tests were written in (`FakeHost::new(handler)`,
+//! `invoke(..)`), each a thin layer over the kit.
+//!
+//! Each `FakeHost` is its own host runtime, and its own upstream account: the plugin (one
+//! instance per process, as in a host) keys its per-account state on the host's account key,
+//! which depends on the endpoint, so each `FakeHost` gives the endpoints of the orgs it serves
+//! a port of its own (and shows the requests with the endpoint as the test wrote it).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RArc, RResult, RStr, RString};
-use async_ffi::{FfiFuture, FutureExt as _};
+use devext_host::CallRequest;
 use devext_jasper::Jasper;
-use devext_plugin_api::abi::{AbiResult, HostCaps, HostCaps_TO};
-use devext_plugin_api::{
-    Call, CallContext, Host, HttpRequest, HttpResponse, Manifest, Plugin, PluginError, Value, json,
-};
+use devext_plugin_api::{Call, HttpRequest, HttpResponse, Manifest, PluginError, Value, json};
+use devext_plugin_test::{Harness, Upstream};
 
-/// 2023-11-14T22:13:20Z: the fake clock's start.
-pub const BASE_MS: i64 = 1_700_000_000_000;
+/// 2023-11-14T22:13:20Z: the host clock's start (the kit's).
+pub const BASE_MS: i64 = devext_plugin_test::START_UNIX_MS;
 
 pub const ICCID: &str = "8988216716970004975";
 
@@ -37,6 +41,7 @@ impl Reply {
         Reply::status(200, body)
     }
 
+    /// The host's HTTP capability fails with `e`.
     pub fn host_error(e: PluginError) -> Reply {
         Reply {
             delay_ms: 5,
@@ -48,137 +53,121 @@ impl Reply {
         self.delay_ms = ms;
         self
     }
+
+    fn into_kit(self) -> devext_plugin_test::Reply {
+        let reply = match self.result {
+            Ok(resp) => {
+                let mut r = devext_plugin_test::Reply::status(resp.status, resp.body);
+                for (n, v) in &resp.headers {
+                    r = r.header(n, v);
+                }
+                r
+            }
+            Err(e) => devext_plugin_test::Reply::error(e),
+        };
+        reply.delay(Duration::from_millis(self.delay_ms))
+    }
 }
 
-pub type Handler = Arc<dyn Fn(&HttpRequest, usize) -> Reply + Send + Sync>;
-
-/// A request as the fake host saw it, with the virtual time it started.
+/// A request as the upstream saw it, with the host clock's time when it arrived.
 #[derive(Clone, Debug)]
 pub struct Seen {
     pub at_ms: i64,
     pub req: HttpRequest,
 }
 
-pub struct Inner {
-    start: tokio::time::Instant,
-    handler: Handler,
-    pub seen: Mutex<Vec<Seen>>,
-    pub logs: Mutex<Vec<String>>,
-    in_flight: AtomicUsize,
-    pub peak_in_flight: AtomicUsize,
-}
+/// Origins as the tests wrote them, by the origins the host was given.
+type Origins = Arc<Mutex<Vec<(String, String)>>>;
 
 #[derive(Clone)]
 pub struct FakeHost {
-    pub inner: Arc<Inner>,
+    upstream: Upstream,
+    port: u16,
+    origins: Origins,
+    checked: Harness,
+    unchecked: Harness,
+}
+
+fn restore(origins: &Origins, url: &str) -> String {
+    for (given, written) in origins.lock().unwrap().iter() {
+        if let Some(rest) = url.strip_prefix(given.as_str()) {
+            return format!("{written}{rest}");
+        }
+    }
+    url.to_owned()
 }
 
 impl FakeHost {
     pub fn new(handler: impl Fn(&HttpRequest, usize) -> Reply + Send + Sync + 'static) -> FakeHost {
+        static NEXT_PORT: AtomicU16 = AtomicU16::new(20_000);
+        let origins: Origins = Arc::default();
+        let seen_origins = origins.clone();
+        let upstream = Upstream::handler(move |req, n| {
+            let mut req = req.clone();
+            req.url = restore(&seen_origins, &req.url);
+            handler(&req, n).into_kit()
+        });
+        let build = |checks: bool| {
+            let b = Harness::builder("jasper")
+                .upstream(&upstream)
+                .clock_at(BASE_MS);
+            let b = if checks { b } else { b.without_schema_checks() };
+            b.build().unwrap_or_else(|e| panic!("{e}"))
+        };
         FakeHost {
-            inner: Arc::new(Inner {
-                start: tokio::time::Instant::now(),
-                handler: Arc::new(handler),
-                seen: Mutex::new(Vec::new()),
-                logs: Mutex::new(Vec::new()),
-                in_flight: AtomicUsize::new(0),
-                peak_in_flight: AtomicUsize::new(0),
-            }),
+            checked: build(true),
+            unchecked: build(false),
+            upstream,
+            port: NEXT_PORT.fetch_add(1, Ordering::Relaxed),
+            origins,
         }
     }
 
     pub fn now_ms(&self) -> i64 {
-        BASE_MS + self.inner.start.elapsed().as_millis() as i64
-    }
-
-    pub fn host(&self) -> Host {
-        Host::from_caps(HostCaps_TO::from_ptr(RArc::new(self.clone()), TD_Opaque))
+        self.checked.now_unix_ms()
     }
 
     pub fn seen(&self) -> Vec<Seen> {
-        self.inner.seen.lock().unwrap().clone()
+        self.upstream
+            .requests()
+            .into_iter()
+            .map(|s| {
+                let mut req = s.request;
+                req.url = restore(&self.origins, &req.url);
+                Seen {
+                    at_ms: s.at_unix_ms,
+                    req,
+                }
+            })
+            .collect()
     }
 
     pub fn requests(&self) -> usize {
-        self.inner.seen.lock().unwrap().len()
+        self.upstream.requests().len()
     }
 
     pub fn peak(&self) -> usize {
-        self.inner.peak_in_flight.load(Ordering::SeqCst)
+        self.upstream.peak_in_flight()
     }
 
-    pub fn logs(&self) -> Vec<String> {
-        self.inner.logs.lock().unwrap().clone()
-    }
-}
-
-fn abi_err(e: PluginError) -> AbiResult {
-    RResult::RErr(e.to_abi())
-}
-
-impl HostCaps for FakeHost {
-    fn call(&self, capability: RStr<'_>, request: RStr<'_>) -> AbiResult {
-        match capability.as_str() {
-            "clock.now" => RResult::ROk(json!({"unix_ms": self.now_ms()}).to_string().into()),
-            "log" => {
-                self.inner
-                    .logs
-                    .lock()
-                    .unwrap()
-                    .push(request.as_str().to_owned());
-                RResult::ROk("{}".into())
-            }
-            other => abi_err(PluginError::new(
-                devext_plugin_api::ErrorKind::Unsupported,
-                format!("no capability {other}"),
-            )),
+    /// `org` with its endpoint on this host's own port.
+    fn org(&self, org: &Value) -> Value {
+        let mut org = org.clone();
+        let Some(endpoint) = org["endpoint"].as_str() else {
+            return org;
+        };
+        let (scheme, rest) = endpoint.split_once("://").expect("an endpoint URL");
+        let end = rest.find('/').unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(end);
+        let host = authority.split(':').next().unwrap_or(authority);
+        let written = format!("{scheme}://{authority}");
+        let given = format!("{scheme}://{host}:{}", self.port);
+        org["endpoint"] = json!(format!("{given}{path}"));
+        let mut origins = self.origins.lock().unwrap();
+        if !origins.iter().any(|(g, _)| *g == given) {
+            origins.push((given, written));
         }
-    }
-
-    fn call_async(&self, capability: RStr<'_>, request: RString) -> FfiFuture<AbiResult> {
-        match capability.as_str() {
-            "http.request" => {
-                let req: HttpRequest = serde_json::from_str(&request).expect("an HttpRequest");
-                let index = {
-                    let mut seen = self.inner.seen.lock().unwrap();
-                    seen.push(Seen {
-                        at_ms: self.now_ms(),
-                        req: req.clone(),
-                    });
-                    seen.len() - 1
-                };
-                let now = self.inner.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-                self.inner.peak_in_flight.fetch_max(now, Ordering::SeqCst);
-                let reply = (self.inner.handler)(&req, index);
-                let inner = Arc::clone(&self.inner);
-                async move {
-                    tokio::time::sleep(Duration::from_millis(reply.delay_ms)).await;
-                    inner.in_flight.fetch_sub(1, Ordering::SeqCst);
-                    match reply.result {
-                        Ok(resp) => RResult::ROk(serde_json::to_string(&resp).unwrap().into()),
-                        Err(e) => abi_err(e),
-                    }
-                }
-                .into_ffi()
-            }
-            "time.sleep" => {
-                let ms = serde_json::from_str::<Value>(&request).unwrap()["ms"]
-                    .as_u64()
-                    .unwrap();
-                async move {
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                    RResult::ROk("{}".into())
-                }
-                .into_ffi()
-            }
-            other => {
-                let e = abi_err(PluginError::new(
-                    devext_plugin_api::ErrorKind::Unsupported,
-                    format!("no capability {other}"),
-                ));
-                async move { e }.into_ffi()
-            }
-        }
+        org
     }
 }
 
@@ -196,49 +185,13 @@ pub fn rest_org(endpoint: &str) -> Value {
     json!({"api": "rest", "endpoint": endpoint, "username": "alice", "api_key": "api-key-1"})
 }
 
-pub fn validator(schema: &Value) -> jsonschema::Validator {
-    jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft202012)
-        .should_validate_formats(true)
-        .with_format("luhn", luhn)
-        .build(schema)
-        .expect("a valid schema")
-}
-
-pub fn luhn(s: &str) -> bool {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
-    }
-    let sum: u32 = s
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(i, b)| {
-            let d = u32::from(b - b'0');
-            if i % 2 == 1 {
-                let x = d * 2;
-                if x > 9 { x - 9 } else { x }
-            } else {
-                d
-            }
-        })
-        .sum();
-    sum.is_multiple_of(10)
-}
-
-pub fn errors_of(schema: &Value, instance: &Value) -> Vec<String> {
-    validator(schema)
-        .iter_errors(instance)
-        .map(|e| e.to_string())
-        .collect()
-}
-
+/// The manifest, as the host read it.
 pub fn manifest() -> Manifest {
-    Jasper::default().manifest()
+    Harness::new("jasper").manifest().clone()
 }
 
-/// Calls `op` like the host would: checks the configurations and the input against the
-/// manifest's schemas first, and the output against the output schema after.
+/// Calls device-scope `op` through the host: the configurations and the input are checked
+/// against the manifest's schemas first, the output after.
 pub async fn invoke(
     plugin: &Jasper,
     host: &FakeHost,
@@ -250,32 +203,9 @@ pub async fn invoke(
     invoke_with_deadline(plugin, host, org, iccid, op, input, 30_000).await
 }
 
-/// Like [`invoke`], with the given account key in the call's context instead of the one the
-/// host would derive.
-pub async fn invoke_as(
-    plugin: &Jasper,
-    host: &FakeHost,
-    org: &Value,
-    account_key: &str,
-    iccid: &str,
-    op: &str,
-    input: Value,
-) -> Result<Value, PluginError> {
-    invoke_checked(
-        plugin,
-        host,
-        org,
-        Some(account_key.to_owned()),
-        iccid,
-        op,
-        input,
-        30_000,
-    )
-    .await
-}
-
+/// [`invoke`] with the call's deadline `deadline_in_ms` from now.
 pub async fn invoke_with_deadline(
-    plugin: &Jasper,
+    _plugin: &Jasper,
     host: &FakeHost,
     org: &Value,
     iccid: &str,
@@ -283,124 +213,53 @@ pub async fn invoke_with_deadline(
     input: Value,
     deadline_in_ms: i64,
 ) -> Result<Value, PluginError> {
-    invoke_checked(plugin, host, org, None, iccid, op, input, deadline_in_ms).await
+    host.checked
+        .clone()
+        .with_org(host.org(org))
+        .call_within(
+            Duration::from_millis(deadline_in_ms as u64),
+            op,
+            json!({ "iccid": iccid }),
+            input,
+        )
+        .await
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn invoke_checked(
-    plugin: &Jasper,
-    host: &FakeHost,
-    org: &Value,
-    account_key: Option<String>,
-    iccid: &str,
-    op: &str,
-    input: Value,
-    deadline_in_ms: i64,
-) -> Result<Value, PluginError> {
-    let m = manifest();
-    let device = json!({ "iccid": iccid });
-    assert_eq!(
-        errors_of(&m.org_config_schema, org),
-        Vec::<String>::new(),
-        "org config"
-    );
-    assert_eq!(
-        errors_of(&m.device_config_schema, &device),
-        Vec::<String>::new(),
-        "device"
-    );
-    let operation = m.operation(op).expect("a declared operation");
-    assert_eq!(
-        errors_of(&operation.input_schema, &input),
-        Vec::<String>::new(),
-        "input of {op}"
-    );
-    let context = CallContext::new("call-1", host.now_ms() + deadline_in_ms)
-        .account_key(account_key.unwrap_or_else(|| host_account_key(org)));
-    let call = Call::new(context, op, org.clone(), device, input);
-    let out = invoke_raw(plugin, host, call).await;
-    if let Ok(v) = &out {
-        assert_eq!(
-            errors_of(&operation.output_schema, v),
-            Vec::<String>::new(),
-            "output of {op}: {v:#}"
-        );
-    }
-    if let Err(e) = &out {
-        // Never leak a credential.
-        let text = format!("{} {}", e.message, e.details);
-        for secret in ["s3cret", "LIC-KEY-1", "api-key-1"] {
-            assert!(!text.contains(secret), "{text}");
-        }
-    }
-    out
-}
-
-/// Calls an organisation-scope `op` like the host would: no device (`device_config` is
-/// `null`), the org config and input checked first, the output after.
+/// Calls an organisation-scope `op` through the host (no device).
 pub async fn invoke_org(
-    plugin: &Jasper,
+    _plugin: &Jasper,
     host: &FakeHost,
     org: &Value,
     op: &str,
     input: Value,
 ) -> Result<Value, PluginError> {
-    let m = manifest();
-    assert_eq!(
-        errors_of(&m.org_config_schema, org),
-        Vec::<String>::new(),
-        "org config"
-    );
-    let operation = m.operation(op).expect("a declared operation");
-    assert_eq!(operation.scope, devext_plugin_api::OpScope::Org, "{op}");
-    assert_eq!(
-        errors_of(&operation.input_schema, &input),
-        Vec::<String>::new(),
-        "input of {op}"
-    );
-    let context =
-        CallContext::new("call-org", host.now_ms() + 30_000).account_key(host_account_key(org));
-    let call = Call::new(context, op, org.clone(), Value::Null, input);
-    let out = invoke_raw(plugin, host, call).await;
-    if let Ok(v) = &out {
-        assert_eq!(
-            errors_of(&operation.output_schema, v),
-            Vec::<String>::new(),
-            "output of {op}: {v:#}"
-        );
-    }
-    out
+    host.checked
+        .clone()
+        .with_org(host.org(org))
+        .call_org(op, input)
+        .await
 }
 
-/// Calls the plugin directly, without any schema check (to reach the plugin's own checks).
+/// Calls the plugin through a host that checks no schema (to reach the plugin's own checks).
 pub async fn invoke_raw(
-    plugin: &Jasper,
+    _plugin: &Jasper,
     host: &FakeHost,
     call: Call,
 ) -> Result<Value, PluginError> {
-    plugin.invoke(host.host(), call).await
+    let org = host.org(&call.org_config);
+    let timeout = (call.context.deadline_unix_ms - host.now_ms()).max(1) as u64;
+    let req = CallRequest::new("jasper", &call.op, &org, &call.device_config, &call.input)
+        .timeout(Duration::from_millis(timeout));
+    host.unchecked.runtime().invoke(req).await
 }
 
 pub fn call(host: &FakeHost, org: &Value, op: &str, input: Value) -> Call {
     Call::new(
-        CallContext::new("call-raw", host.now_ms() + 30_000),
+        devext_plugin_api::CallContext::new("call-raw", host.now_ms() + 30_000),
         op,
         org.clone(),
         json!({ "iccid": ICCID }),
         input,
-    )
-}
-
-/// The account key a host would send for `org`: it depends on the endpoint and the manifest's
-/// account fields (`api`, `username`) only, never on the credentials (the real derivation, a
-/// SHA-256 digest, is the host's; the plugin only compares keys).
-pub fn host_account_key(org: &Value) -> String {
-    let endpoint = org["endpoint"].as_str().unwrap_or("");
-    format!(
-        "account:{}|{}|{}",
-        endpoint.trim_end_matches('/').to_ascii_lowercase(),
-        org["api"],
-        org["username"]
     )
 }
 
