@@ -1029,3 +1029,13 @@ async fn the_audit_log_says_what_happened_and_who_did_it() {
     );
     assert!(items.iter().all(|e| e["request_id"].is_string()), "{log}");
 }
+
+#[tokio::test]
+async fn the_suite_runs_on_the_store_its_binary_names() {
+    let env = Env::new().await;
+    let expected = match crate::BACKEND {
+        devext_service::testing::Backend::Sqlite => "sqlite",
+        devext_service::testing::Backend::Postgres => "postgres",
+    };
+    assert_eq!(env.app.store.backend(), expected);
+}

@@ -4,6 +4,10 @@
 // defined here).
 use devext_echo as _;
 
+/// The store this binary runs the suite on (`tests/postgres.rs` runs it on PostgreSQL).
+pub(crate) const BACKEND: devext_service::testing::Backend =
+    devext_service::testing::Backend::Sqlite;
+
 mod api;
 mod api_env;
 mod lookup;

@@ -8,7 +8,27 @@ use devext_host::Runtime;
 use crate::lookup::LookupFields;
 use crate::memo::Memo;
 use crate::metrics::HttpMetrics;
-use crate::store::{Device, ExtensionSettings, Principal, Reindexed, Store, StoreError};
+use crate::store::{
+    Device, ExtensionSettings, Principal, Reindexed, Store, StoreChange, StoreError,
+};
+
+/// Applies the store's announcements of other replicas' writes to `app`'s memos, while `app`
+/// lives.
+async fn forget_changed<S: Store>(
+    app: std::sync::Weak<App<S>>,
+    mut changes: tokio::sync::broadcast::Receiver<StoreChange>,
+) {
+    loop {
+        let change = match changes.recv().await {
+            Ok(change) => change,
+            // Some were dropped: assume anything changed.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => StoreChange::All,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        let Some(app) = app.upgrade() else { return };
+        app.forget(&change);
+    }
+}
 
 /// The service's shared state.
 pub struct App<S> {
@@ -36,7 +56,8 @@ const DEVICE_MEMO_ENTRIES: usize = 1_000;
 impl<S: Store> App<S> {
     /// Shared state over `runtime` and `store`.
     pub fn new(runtime: Runtime, store: S) -> Arc<Self> {
-        Arc::new(App {
+        let changes = store.changes();
+        let app = Arc::new(App {
             lookup: LookupFields::of(&runtime),
             runtime,
             store,
@@ -47,7 +68,27 @@ impl<S: Store> App<S> {
             // Enough for the devices someone is looking at right now; a scan over many devices
             // (each read once) must not fill memory with memos nobody reads again.
             devices: Memo::with_capacity(DEVICE_MEMO_ENTRIES),
-        })
+        });
+        if let (Some(changes), Ok(handle)) = (changes, tokio::runtime::Handle::try_current()) {
+            handle.spawn(forget_changed(Arc::downgrade(&app), changes));
+        }
+        app
+    }
+
+    /// Drops the memos a change another replica announced makes stale.
+    pub fn forget(&self, change: &StoreChange) {
+        match change {
+            StoreChange::Keys => self.keys.clear(),
+            StoreChange::Extension { org_id, plugin } => {
+                self.settings.forget(&(*org_id, plugin.clone()));
+            }
+            StoreChange::Device { org_id, id } => self.devices.forget(&(*org_id, id.clone())),
+            StoreChange::All => {
+                self.keys.clear();
+                self.settings.clear();
+                self.devices.clear();
+            }
+        }
     }
 
     /// Brings the store's device lookup index up to the loaded plugins' lookup fields: a no-op

@@ -2,10 +2,11 @@
 //! audit log and idempotency records.
 //!
 //! [`Store`] is the seam: the service only talks to it. [`SqliteStore`] is the embedded backend
-//! (sqlx; versioned migrations in `host/service/migrations/`). Its SQL is SQLite's (`?`
-//! placeholders, `instr`, SQLite's type affinity); a PostgreSQL backend would implement the same
-//! trait with its own SQL and migrations. Every write is one transaction: a failure leaves the
-//! previous state.
+//! (sqlx; versioned migrations in `host/service/migrations/`; SQLite's SQL: `?` placeholders,
+//! `instr`, SQLite's type affinity). [`PgStore`] is the backend for several replicas on one
+//! PostgreSQL (its own SQL and migrations in `host/service/migrations/postgres/`). [`AnyStore`]
+//! is the one the service runs on: an enum over both, chosen by the database's name
+//! ([`AnyStore::open`]). Every write is one transaction: a failure leaves the previous state.
 //!
 //! The store knows nothing of plugins: the lookup index entries of a device come from the caller
 //! (the service derives them from the plugins' manifests, see [`crate::lookup`]).
@@ -17,11 +18,16 @@ use serde_json::Value;
 
 use crate::crypto::CryptoError;
 
+mod any;
 mod inline;
 mod model;
+pub mod pg_limiter;
+pub mod postgres;
 mod sqlite;
 
+pub use any::AnyStore;
 pub use model::*;
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// A failed store operation.
@@ -41,6 +47,13 @@ pub enum StoreError {
     /// A reference to something that does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// A PostgreSQL store needs its secret key given (there is no key file beside it).
+    #[error(
+        "storage failure: a PostgreSQL store needs its secret key: set {} (64 hex digits) or \
+         pass --secret-key-file PATH; every replica needs the same key",
+        crate::crypto::SECRET_KEY_ENV
+    )]
+    KeyRequired,
     /// The store exists but its secret key is nowhere to be found.
     #[error(
         "storage failure: the store {} exists but its secret key is missing (expected {} or {})",
@@ -185,6 +198,11 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
         fingerprint: &str,
     ) -> impl Future<Output = Result<IdempotencyClaim>> + Send;
+    /// Writes other processes made, as they are announced (`None`: this store does not announce
+    /// them; memos then rely on their time limit).
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<StoreChange>> {
+        None
+    }
     /// Records the result of the request that claimed `key`.
     fn complete_idempotency(
         &self,
