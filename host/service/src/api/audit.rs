@@ -18,8 +18,14 @@ use crate::store::{NewAudit, Store};
 /// request's failure.
 pub(super) async fn audit<S: Store>(app: &App<S>, caller: &Caller, entry: NewAudit<'_>) {
     let request_id = super::request_id::current();
+    // A signed-in user, or a key: whoever acted.
+    let (key_id, user_id) = match &caller.0.user_id {
+        Some(user) => (None, Some(user.as_str())),
+        None => (Some(caller.0.key_id.as_str()), None),
+    };
     let entry = NewAudit {
-        key_id: Some(&caller.0.key_id),
+        key_id,
+        user_id,
         request_id: request_id.as_deref(),
         ..entry
     };

@@ -191,6 +191,78 @@ pub trait Store: Send + Sync + 'static {
         before: Option<i64>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<AuditEntry>>> + Send;
+    /// Creates a user of the org with a password hash (PHC string); `email` is kept lower-case
+    /// and trimmed; `Conflict` if a user (of any org) has it, `NotFound` if there is no such org.
+    fn create_user(
+        &self,
+        org_id: i64,
+        email: &str,
+        role: Role,
+        password_hash: &str,
+    ) -> impl Future<Output = Result<User>> + Send;
+    /// The user with this email (any case), with their password hash, disabled or not.
+    fn user_credentials(
+        &self,
+        email: &str,
+    ) -> impl Future<Output = Result<Option<UserCredentials>>> + Send;
+    /// A user of the org.
+    fn user(&self, org_id: i64, user_id: &str)
+    -> impl Future<Output = Result<Option<User>>> + Send;
+    /// The org's users, by email.
+    fn users(&self, org_id: i64) -> impl Future<Output = Result<Vec<User>>> + Send;
+    /// Disables (and ends every session of) or enables a user of the org; `false` if there is
+    /// no such user. One transaction.
+    fn set_user_disabled(
+        &self,
+        org_id: i64,
+        user_id: &str,
+        disabled: bool,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Replaces a user's password hash and ends their sessions, except the one whose token hash
+    /// is `keep` (a user changing their own password stays signed in); `false` if there is no
+    /// such user. One transaction.
+    fn set_password(
+        &self,
+        org_id: i64,
+        user_id: &str,
+        password_hash: &str,
+        keep: Option<&[u8]>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Records a new session of a user, by the SHA-256 of its token.
+    fn create_session(
+        &self,
+        user_id: &str,
+        token_hash: &[u8],
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The live session with this token hash: its user enabled, used within `limits.idle` and
+    /// begun within `limits.absolute` (an expired one is deleted). Records the use (to within
+    /// a few seconds).
+    fn session(
+        &self,
+        token_hash: &[u8],
+        limits: SessionLimits,
+    ) -> impl Future<Output = Result<Option<Session>>> + Send;
+    /// Ends one session; `false` if there was none.
+    fn delete_session(&self, token_hash: &[u8]) -> impl Future<Output = Result<bool>> + Send;
+    /// Ends every session of a user; how many there were.
+    fn delete_sessions(&self, user_id: &str) -> impl Future<Output = Result<u64>> + Send;
+    /// Counts one failed sign-in under `key` (e.g. `account:<email>` or `address:<ip>`) in a
+    /// fixed window of `window` that starts at the first failure; returns the failures of the
+    /// current window, this one included.
+    fn record_login_failure(
+        &self,
+        key: &str,
+        window: std::time::Duration,
+    ) -> impl Future<Output = Result<u32>> + Send;
+    /// The failures counted under `key` in its current window (0 once `window` has passed
+    /// since its first failure).
+    fn login_failures(
+        &self,
+        key: &str,
+        window: std::time::Duration,
+    ) -> impl Future<Output = Result<u32>> + Send;
+    /// Forgets the failures under `key` (after a successful sign-in).
+    fn clear_login_failures(&self, key: &str) -> impl Future<Output = Result<()>> + Send;
     /// Claims an idempotency key for a request (identified by `fingerprint`).
     fn claim_idempotency(
         &self,

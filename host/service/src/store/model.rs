@@ -90,15 +90,84 @@ pub struct ApiKeyInfo {
     pub last_used_at: Option<String>,
 }
 
-/// Who is calling: the org and role of a valid key.
+/// Who is calling: the org and role of a valid key, or of a signed-in user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// The key's org.
+    /// The key's (or user's) org.
     pub org_id: i64,
-    /// The key's public id.
+    /// The key's public id; empty for a user's session (see `user_id`).
     pub key_id: String,
-    /// The key's role.
+    /// The key's (or user's) role.
     pub role: Role,
+    /// The signed-in user (`usr_...`) when the caller is a dashboard session, not a key.
+    pub user_id: Option<String>,
+}
+
+impl Principal {
+    /// The principal of a signed-in user.
+    pub fn of_user(user: &User) -> Principal {
+        Principal {
+            org_id: user.org_id,
+            key_id: String::new(),
+            role: user.role,
+            user_id: Some(user.id.clone()),
+        }
+    }
+}
+
+/// A person who signs in to the dashboard (never the password hash: see [`UserCredentials`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    /// Public id (`usr_...`).
+    pub id: String,
+    /// The user's organisation.
+    #[serde(skip)]
+    pub org_id: i64,
+    /// Unique across the store, lower-case.
+    pub email: String,
+    /// Role (the same roles as keys).
+    pub role: Role,
+    /// Disabled users cannot sign in and have no sessions.
+    pub disabled: bool,
+    /// Creation time.
+    pub created_at: String,
+}
+
+/// A user with the stored hash of their password (a PHC string), for signing in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserCredentials {
+    /// The user.
+    pub user: User,
+    /// The password's hash (argon2id, PHC string format).
+    pub password_hash: String,
+}
+
+/// How long a session lives: without use (`idle`) and at all (`absolute`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Ends after this long without a request.
+    pub idle: std::time::Duration,
+    /// Ends this long after sign-in, however used.
+    pub absolute: std::time::Duration,
+}
+
+impl Default for SessionLimits {
+    /// 30 minutes idle, 12 hours at most.
+    fn default() -> Self {
+        SessionLimits {
+            idle: std::time::Duration::from_secs(30 * 60),
+            absolute: std::time::Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+/// A live session: its user and when it began.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The signed-in user (enabled).
+    pub user: User,
+    /// Sign-in time (RFC 3339).
+    pub created_at: String,
 }
 
 /// An org's settings for one extension; `secrets` are decrypted.
@@ -148,8 +217,12 @@ pub struct AuditEntry {
     pub id: i64,
     /// When.
     pub at: String,
-    /// Which key (public id).
+    /// Which key (public id), if a key acted.
     pub key_id: Option<String>,
+    /// Which user (public id), if a signed-in user acted.
+    pub user_id: Option<String>,
+    /// That user's email, as it is now.
+    pub user_email: Option<String>,
     /// `operation`, `settings`, `key`, `device`, `org`.
     pub action: String,
     /// The device, for operations and device changes.
@@ -173,7 +246,9 @@ pub struct AuditEntry {
 pub struct NewAudit<'a> {
     /// Which key.
     pub key_id: Option<&'a str>,
-    /// `operation`, `settings`, `key`, `device`.
+    /// Which user (when a signed-in user acted, not a key).
+    pub user_id: Option<&'a str>,
+    /// `operation`, `settings`, `key`, `device`, `user`.
     pub action: &'a str,
     /// The device.
     pub device_id: Option<&'a str>,

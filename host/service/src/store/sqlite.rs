@@ -11,12 +11,50 @@ use sqlx::{ConnectOptions as _, Row, SqlSafeStr};
 use super::inline::{Inline, InlineReads};
 use super::{
     ApiKeyInfo, AuditEntry, Device, DeviceQuery, ExtensionSettings, IdempotencyClaim, LookupEntry,
-    NewAudit, Org, OrgSummary, Principal, Reindexed, Result, Role, Store, StoreError,
+    NewAudit, Org, OrgSummary, Principal, Reindexed, Result, Role, Session, SessionLimits, Store,
+    StoreError, User, UserCredentials,
 };
 use crate::crypto::{self, SecretKey};
 
 fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    time_text(chrono::Utc::now())
+}
+
+/// A time as the store writes it: RFC 3339, UTC, milliseconds (so that text order is time order).
+fn time_text(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The time `ago` before now, as the store writes times.
+fn before_now(ago: std::time::Duration) -> String {
+    let ago = chrono::Duration::from_std(ago).unwrap_or(chrono::Duration::MAX);
+    time_text(
+        chrono::Utc::now()
+            .checked_sub_signed(ago)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC),
+    )
+}
+
+/// How often a session's `last_seen_at` is written: its idle expiry is this coarse.
+const SESSION_TOUCH_SECS: i64 = 15;
+
+fn row_to_user(row: &sqlx::sqlite::SqliteRow) -> Result<User> {
+    let role: String = row.get("role");
+    Ok(User {
+        id: row.get("id"),
+        org_id: row.get("org_id"),
+        email: row.get("email"),
+        role: role
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("stored user: {e}")))?,
+        disabled: row.get::<Option<String>, _>("disabled_at").is_some(),
+        created_at: row.get("created_at"),
+    })
+}
+
+/// An email as stored: trimmed, lower-case.
+fn normal_email(email: &str) -> String {
+    email.trim().to_lowercase()
 }
 
 fn migrator() -> Migrator {
@@ -40,6 +78,11 @@ fn migrator() -> Migrator {
             3,
             "audit_request_id",
             include_str!("../../migrations/0003_audit_request_id.sql"),
+        ),
+        migration(
+            4,
+            "users_sessions",
+            include_str!("../../migrations/0004_users_sessions.sql"),
         ),
     ])
 }
@@ -451,6 +494,7 @@ impl Store for SqliteStore {
             role: role
                 .parse()
                 .map_err(|e| StoreError::Corrupt(format!("stored key: {e}")))?,
+            user_id: None,
         };
         let last: Option<String> = row.get("last_used_at");
         let stale = last
@@ -734,12 +778,14 @@ impl Store for SqliteStore {
     async fn audit(&self, org_id: i64, e: NewAudit<'_>) -> Result<()> {
         sqlx::query(
             "INSERT INTO audit \
-             (org_id, at, key_id, action, device_id, plugin, op, outcome, detail, request_id) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             (org_id, at, key_id, user_id, action, device_id, plugin, op, outcome, detail, \
+              request_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(org_id)
         .bind(now())
         .bind(e.key_id)
+        .bind(e.user_id)
         .bind(e.action)
         .bind(e.device_id)
         .bind(e.plugin)
@@ -759,8 +805,9 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<AuditEntry>> {
         let rows = sqlx::query(
-            "SELECT a.*, k.name AS key_name FROM audit a \
+            "SELECT a.*, k.name AS key_name, u.email AS user_email FROM audit a \
                  LEFT JOIN api_keys k ON k.id = a.key_id \
+                 LEFT JOIN users u ON u.id = a.user_id \
                  WHERE a.org_id = ? AND a.id < ? ORDER BY a.id DESC LIMIT ?",
         )
         .bind(org_id)
@@ -774,6 +821,8 @@ impl Store for SqliteStore {
                 id: r.get("id"),
                 at: r.get("at"),
                 key_id: r.get("key_id"),
+                user_id: r.get("user_id"),
+                user_email: r.get("user_email"),
                 action: r.get("action"),
                 device_id: r.get("device_id"),
                 plugin: r.get("plugin"),
@@ -784,6 +833,228 @@ impl Store for SqliteStore {
                 key_name: r.get("key_name"),
             })
             .collect())
+    }
+
+    async fn create_user(
+        &self,
+        org_id: i64,
+        email: &str,
+        role: Role,
+        password_hash: &str,
+    ) -> Result<User> {
+        let user = User {
+            id: random_id("usr")?,
+            org_id,
+            email: normal_email(email),
+            role,
+            disabled: false,
+            created_at: now(),
+        };
+        let result = sqlx::query(
+            "INSERT INTO users (id, org_id, email, role, password_hash, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&user.id)
+        .bind(org_id)
+        .bind(&user.email)
+        .bind(role.as_str())
+        .bind(password_hash)
+        .bind(&user.created_at)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(user),
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                Err(StoreError::NotFound("no such organisation".into()))
+            }
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
+                format!("a user with the email {:?} exists already", user.email),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn user_credentials(&self, email: &str) -> Result<Option<UserCredentials>> {
+        let row = sqlx::query("SELECT * FROM users WHERE email = ?")
+            .bind(normal_email(email))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(UserCredentials {
+                user: row_to_user(&r)?,
+                password_hash: r.get("password_hash"),
+            })
+        })
+        .transpose()
+    }
+
+    async fn user(&self, org_id: i64, user_id: &str) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE org_id = ? AND id = ?")
+            .bind(org_id)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(row_to_user).transpose()
+    }
+
+    async fn users(&self, org_id: i64) -> Result<Vec<User>> {
+        let rows = sqlx::query("SELECT * FROM users WHERE org_id = ? ORDER BY email")
+            .bind(org_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(row_to_user).collect()
+    }
+
+    async fn set_user_disabled(&self, org_id: i64, user_id: &str, disabled: bool) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE users SET disabled_at = CASE WHEN ? THEN COALESCE(disabled_at, ?) END \
+             WHERE org_id = ? AND id = ?",
+        )
+        .bind(disabled)
+        .bind(now())
+        .bind(org_id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if disabled {
+            sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn set_password(
+        &self,
+        org_id: i64,
+        user_id: &str,
+        password_hash: &str,
+        keep: Option<&[u8]>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE users SET password_hash = ? WHERE org_id = ? AND id = ?")
+            .bind(password_hash)
+            .bind(org_id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM sessions WHERE user_id = ? AND (? IS NULL OR hash != ?)")
+            .bind(user_id)
+            .bind(keep)
+            .bind(keep)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn create_session(&self, user_id: &str, token_hash: &[u8]) -> Result<()> {
+        let at = now();
+        sqlx::query(
+            "INSERT INTO sessions (hash, user_id, created_at, last_seen_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(&at)
+        .bind(&at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn session(&self, token_hash: &[u8], limits: SessionLimits) -> Result<Option<Session>> {
+        let row = sqlx::query(
+            "SELECT u.*, s.created_at AS session_created_at, s.last_seen_at \
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.hash = ?",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let created_at: String = row.get("session_created_at");
+        let last_seen: String = row.get("last_seen_at");
+        let user = row_to_user(&row)?;
+        if user.disabled
+            || last_seen < before_now(limits.idle)
+            || created_at < before_now(limits.absolute)
+        {
+            self.delete_session(token_hash).await?;
+            return Ok(None);
+        }
+        if last_seen < before_now(std::time::Duration::from_secs(SESSION_TOUCH_SECS as u64)) {
+            sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE hash = ?")
+                .bind(now())
+                .bind(token_hash)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(Some(Session { user, created_at }))
+    }
+
+    async fn delete_session(&self, token_hash: &[u8]) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM sessions WHERE hash = ?")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_sessions(&self, user_id: &str) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn record_login_failure(&self, key: &str, window: std::time::Duration) -> Result<u32> {
+        // One statement: a window that has passed starts again at 1; concurrent failures
+        // (here or in another replica) are each counted.
+        let failures: i64 = sqlx::query_scalar(
+            "INSERT INTO login_failures (key, failures, window_start) VALUES (?, 1, ?) \
+             ON CONFLICT (key) DO UPDATE SET \
+               failures = CASE WHEN window_start < ? THEN 1 ELSE failures + 1 END, \
+               window_start = CASE WHEN window_start < ? THEN excluded.window_start \
+                              ELSE window_start END \
+             RETURNING failures",
+        )
+        .bind(key)
+        .bind(now())
+        .bind(before_now(window))
+        .bind(before_now(window))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u32::try_from(failures).unwrap_or(u32::MAX))
+    }
+
+    async fn login_failures(&self, key: &str, window: std::time::Duration) -> Result<u32> {
+        let failures: Option<i64> = sqlx::query_scalar(
+            "SELECT failures FROM login_failures WHERE key = ? AND window_start >= ?",
+        )
+        .bind(key)
+        .bind(before_now(window))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(failures.map_or(0, |f| u32::try_from(f).unwrap_or(u32::MAX)))
+    }
+
+    async fn clear_login_failures(&self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM login_failures WHERE key = ?")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn claim_idempotency(
@@ -1138,6 +1409,181 @@ mod tests {
         let done = s.reindex_lookups("", |_: &Value| Vec::new()).await.unwrap();
         assert_eq!(done.map(|d| (d.devices, d.entries)), Some((3, 0)));
         assert!(s.devices(a.id, &q).await.unwrap().0.is_empty());
+    }
+
+    #[tokio::test]
+    async fn users_have_unique_emails_and_roles() {
+        let (s, _dir) = store().await;
+        let a = s.create_org("a").await.unwrap();
+        let b = s.create_org("b").await.unwrap();
+        let u = s
+            .create_user(a.id, " Ann@Example.COM ", Role::Operator, "$argon2id$x")
+            .await
+            .unwrap();
+        assert_eq!(
+            (u.email.as_str(), u.role, u.disabled),
+            ("ann@example.com", Role::Operator, false)
+        );
+        // Unique across the store, whatever the case or org.
+        let e = s
+            .create_user(b.id, "ANN@example.com", Role::Viewer, "h")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Conflict(_)), "{e:?}");
+        let e = s
+            .create_user(999, "x@example.com", Role::Viewer, "h")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::NotFound(_)), "{e:?}");
+        let c = s
+            .user_credentials("ann@EXAMPLE.com")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.user, c.password_hash.as_str()),
+            (u.clone(), "$argon2id$x")
+        );
+        assert!(
+            s.user_credentials("bob@example.com")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(s.users(a.id).await.unwrap(), vec![u.clone()]);
+        assert!(s.users(b.id).await.unwrap().is_empty());
+        assert!(s.user(b.id, &u.id).await.unwrap().is_none(), "org scoped");
+        assert_eq!(s.user(a.id, &u.id).await.unwrap(), Some(u));
+    }
+
+    #[tokio::test]
+    async fn sessions_end_on_sign_out_disable_password_change_and_expiry() {
+        let (s, _dir) = store().await;
+        let a = s.create_org("a").await.unwrap();
+        let u = s
+            .create_user(a.id, "ann@example.com", Role::Admin, "h1")
+            .await
+            .unwrap();
+        let limits = SessionLimits::default();
+        for token in [b"t1", b"t2", b"t3"] {
+            s.create_session(&u.id, token).await.unwrap();
+        }
+        let live = s.session(b"t1", limits).await.unwrap().unwrap();
+        assert_eq!(live.user, u);
+        assert!(s.session(b"nope", limits).await.unwrap().is_none());
+        // Sign-out ends one session.
+        assert!(s.delete_session(b"t1").await.unwrap());
+        assert!(s.session(b"t1", limits).await.unwrap().is_none());
+        // A password change keeps the session that made it and ends the others.
+        assert!(
+            s.set_password(a.id, &u.id, "h2", Some(b"t2"))
+                .await
+                .unwrap()
+        );
+        assert!(s.session(b"t2", limits).await.unwrap().is_some());
+        assert!(s.session(b"t3", limits).await.unwrap().is_none());
+        assert_eq!(
+            s.user_credentials("ann@example.com")
+                .await
+                .unwrap()
+                .unwrap()
+                .password_hash,
+            "h2"
+        );
+        assert!(!s.set_password(a.id, "usr_none", "h", None).await.unwrap());
+        // Disabling ends them all, and a disabled user has none.
+        assert!(s.set_user_disabled(a.id, &u.id, true).await.unwrap());
+        assert!(s.session(b"t2", limits).await.unwrap().is_none());
+        s.create_session(&u.id, b"t4").await.unwrap();
+        assert!(s.session(b"t4", limits).await.unwrap().is_none());
+        assert!(s.user(a.id, &u.id).await.unwrap().unwrap().disabled);
+        assert!(s.set_user_disabled(a.id, &u.id, false).await.unwrap());
+        s.create_session(&u.id, b"t5").await.unwrap();
+        assert!(s.session(b"t5", limits).await.unwrap().is_some());
+        assert_eq!(s.delete_sessions(&u.id).await.unwrap(), 1);
+        // Expiry: idle and absolute.
+        s.create_session(&u.id, b"t6").await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let idle = SessionLimits {
+            idle: std::time::Duration::from_millis(5),
+            ..limits
+        };
+        assert!(s.session(b"t6", idle).await.unwrap().is_none());
+        s.create_session(&u.id, b"t7").await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let absolute = SessionLimits {
+            absolute: std::time::Duration::from_millis(5),
+            ..limits
+        };
+        assert!(s.session(b"t7", absolute).await.unwrap().is_none());
+        // An expired session is gone, even under longer limits.
+        assert!(s.session(b"t7", limits).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn login_failures_are_counted_per_key_in_a_window() {
+        let (s, dir) = store().await;
+        let window = std::time::Duration::from_secs(600);
+        assert_eq!(s.login_failures("account:a", window).await.unwrap(), 0);
+        for n in 1..=3 {
+            assert_eq!(
+                s.record_login_failure("account:a", window).await.unwrap(),
+                n
+            );
+        }
+        assert_eq!(
+            s.record_login_failure("address:1.2.3.4", window)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(s.login_failures("account:a", window).await.unwrap(), 3);
+        // Another store over the same database (a replica) counts on from there.
+        let replica = SqliteStore::open(&dir.path().join("t.db"), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            replica
+                .record_login_failure("account:a", window)
+                .await
+                .unwrap(),
+            4
+        );
+        assert_eq!(s.login_failures("account:a", window).await.unwrap(), 4);
+        s.clear_login_failures("account:a").await.unwrap();
+        assert_eq!(s.login_failures("account:a", window).await.unwrap(), 0);
+        assert_eq!(
+            s.login_failures("address:1.2.3.4", window).await.unwrap(),
+            1
+        );
+        // A window that has passed starts again.
+        let short = std::time::Duration::from_millis(5);
+        s.record_login_failure("account:b", short).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(s.login_failures("account:b", short).await.unwrap(), 0);
+        assert_eq!(s.record_login_failure("account:b", short).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_audit_names_the_user_who_acted() {
+        let (s, _dir) = store().await;
+        let a = s.create_org("a").await.unwrap();
+        let u = s
+            .create_user(a.id, "ann@example.com", Role::Admin, "h")
+            .await
+            .unwrap();
+        let entry = NewAudit {
+            user_id: Some(&u.id),
+            action: "device",
+            op: Some("create"),
+            outcome: "ok",
+            ..Default::default()
+        };
+        s.audit(a.id, entry).await.unwrap();
+        let log = s.audit_log(a.id, None, 10).await.unwrap();
+        assert_eq!(log[0].user_id.as_deref(), Some(u.id.as_str()));
+        assert_eq!(log[0].user_email.as_deref(), Some("ann@example.com"));
+        assert_eq!(log[0].key_id, None);
     }
 
     #[tokio::test]
