@@ -10,6 +10,7 @@ pub(crate) const BACKEND: devext_service::testing::Backend =
 
 mod api;
 mod api_env;
+mod backends;
 mod lookup;
 mod meter;
 mod route_table;

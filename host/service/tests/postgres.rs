@@ -13,9 +13,12 @@ pub(crate) const BACKEND: devext_service::testing::Backend =
 mod api;
 #[path = "api_env.rs"]
 mod api_env;
+#[path = "backends.rs"]
+mod backends;
 #[path = "lookup.rs"]
 mod lookup;
 #[path = "meter.rs"]
 mod meter;
+mod replicas;
 #[path = "route_table.rs"]
 mod route_table;

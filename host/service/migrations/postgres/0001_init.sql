@@ -1,4 +1,4 @@
--- devext store on PostgreSQL, version 1: the SQLite store's tables (migrations 0001-0003 of the
+-- devext store on PostgreSQL, version 1: the SQLite store's tables (migrations 0001-0004 of the
 -- SQLite store) plus what several replicas share: the upstream limiter's accounts and leases,
 -- and the claimant of an idempotency record. Times of records are RFC 3339 UTC text, as in
 -- SQLite (the API shows them as stored); JSON documents are text (kept as written).
@@ -72,9 +72,37 @@ CREATE TABLE audit (
     op         TEXT,
     outcome    TEXT NOT NULL,
     detail     TEXT NOT NULL DEFAULT '',
-    request_id TEXT
+    request_id TEXT,
+    user_id    TEXT
 );
 CREATE INDEX audit_org ON audit(org_id, id);
+
+-- Dashboard users, their sessions (token hashes) and login-failure counters (see the SQLite
+-- store's migration 0004).
+CREATE TABLE users (
+    id            TEXT PRIMARY KEY,
+    org_id        BIGINT NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+    email         TEXT NOT NULL UNIQUE,
+    role          TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
+    password_hash TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    disabled_at   TEXT
+);
+CREATE INDEX users_org ON users(org_id);
+
+CREATE TABLE sessions (
+    hash         BYTEA PRIMARY KEY,
+    user_id      TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at   TEXT NOT NULL,
+    last_seen_at TEXT NOT NULL
+);
+CREATE INDEX sessions_user ON sessions(user_id);
+
+CREATE TABLE login_failures (
+    key          TEXT PRIMARY KEY,
+    failures     INTEGER NOT NULL,
+    window_start TEXT NOT NULL
+);
 
 CREATE TABLE idempotency (
     org_id     BIGINT NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
@@ -134,7 +162,7 @@ BEGIN
     t := clock_timestamp();
     IF acc.paused_until > t THEN
         RETURN QUERY SELECT NULL::BIGINT, 0::float8,
-            extract(epoch FROM acc.paused_until - t) * 1000, 'backoff'::TEXT;
+            (extract(epoch FROM acc.paused_until - t) * 1000)::float8, 'backoff'::TEXT;
         RETURN;
     END IF;
     IF NOT p_interactive AND acc.interactive_wait_until > t THEN
@@ -152,16 +180,16 @@ BEGIN
         RETURN;
     END IF;
     first_start := GREATEST(acc.tat, t);
-    IF extract(epoch FROM first_start - t) * 1000 > p_max_wait_ms THEN
+    IF (extract(epoch FROM first_start - t) * 1000)::float8 > p_max_wait_ms THEN
         RETURN QUERY SELECT NULL::BIGINT, 0::float8,
-            extract(epoch FROM first_start - t) * 1000, 'rate'::TEXT;
+            (extract(epoch FROM first_start - t) * 1000)::float8, 'rate'::TEXT;
         RETURN;
     END IF;
     UPDATE limiter_accounts SET tat = first_start + spacing WHERE key = p_key;
     INSERT INTO limiter_leases (key, owner, expires_at)
         VALUES (p_key, p_owner, first_start + p_lease_ms * INTERVAL '1 millisecond')
         RETURNING id INTO lease;
-    RETURN QUERY SELECT lease, extract(epoch FROM first_start - t) * 1000, 0::float8,
+    RETURN QUERY SELECT lease, (extract(epoch FROM first_start - t) * 1000)::float8, 0::float8,
         'granted'::TEXT;
 END
 $$;

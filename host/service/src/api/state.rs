@@ -83,6 +83,8 @@ impl<S: Store> App<S> {
                 self.settings.forget(&(*org_id, plugin.clone()));
             }
             StoreChange::Device { org_id, id } => self.devices.forget(&(*org_id, id.clone())),
+            // Sessions are read from the store on every request: nothing memoised.
+            StoreChange::User { .. } => {}
             StoreChange::All => {
                 self.keys.clear();
                 self.settings.clear();

@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use super::{
     ApiKeyInfo, AuditEntry, Device, DeviceQuery, ExtensionSettings, IdempotencyClaim, LookupEntry,
-    NewAudit, Org, OrgSummary, PgStore, Principal, Reindexed, Result, Role, SqliteStore, Store,
-    StoreChange, StoreError,
+    NewAudit, Org, OrgSummary, PgStore, Principal, Reindexed, Result, Role, Session, SessionLimits,
+    SqliteStore, Store, StoreChange, StoreError, User, UserCredentials,
 };
 use crate::crypto::SecretKey;
 
@@ -170,6 +170,57 @@ impl Store for AnyStore {
     }
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<StoreChange>> {
         each!(self, s => s.changes())
+    }
+    async fn create_user(
+        &self,
+        org_id: i64,
+        email: &str,
+        role: Role,
+        password_hash: &str,
+    ) -> Result<User> {
+        each!(self, s => s.create_user(org_id, email, role, password_hash).await)
+    }
+    async fn user_credentials(&self, email: &str) -> Result<Option<UserCredentials>> {
+        each!(self, s => s.user_credentials(email).await)
+    }
+    async fn user(&self, org_id: i64, user_id: &str) -> Result<Option<User>> {
+        each!(self, s => s.user(org_id, user_id).await)
+    }
+    async fn users(&self, org_id: i64) -> Result<Vec<User>> {
+        each!(self, s => s.users(org_id).await)
+    }
+    async fn set_user_disabled(&self, org_id: i64, user_id: &str, disabled: bool) -> Result<bool> {
+        each!(self, s => s.set_user_disabled(org_id, user_id, disabled).await)
+    }
+    async fn set_password(
+        &self,
+        org_id: i64,
+        user_id: &str,
+        password_hash: &str,
+        keep: Option<&[u8]>,
+    ) -> Result<bool> {
+        each!(self, s => s.set_password(org_id, user_id, password_hash, keep).await)
+    }
+    async fn create_session(&self, user_id: &str, token_hash: &[u8]) -> Result<()> {
+        each!(self, s => s.create_session(user_id, token_hash).await)
+    }
+    async fn session(&self, token_hash: &[u8], limits: SessionLimits) -> Result<Option<Session>> {
+        each!(self, s => s.session(token_hash, limits).await)
+    }
+    async fn delete_session(&self, token_hash: &[u8]) -> Result<bool> {
+        each!(self, s => s.delete_session(token_hash).await)
+    }
+    async fn delete_sessions(&self, user_id: &str) -> Result<u64> {
+        each!(self, s => s.delete_sessions(user_id).await)
+    }
+    async fn record_login_failure(&self, key: &str, window: std::time::Duration) -> Result<u32> {
+        each!(self, s => s.record_login_failure(key, window).await)
+    }
+    async fn login_failures(&self, key: &str, window: std::time::Duration) -> Result<u32> {
+        each!(self, s => s.login_failures(key, window).await)
+    }
+    async fn clear_login_failures(&self, key: &str) -> Result<()> {
+        each!(self, s => s.clear_login_failures(key).await)
     }
     async fn complete_idempotency(
         &self,

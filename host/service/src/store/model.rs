@@ -355,6 +355,13 @@ pub enum StoreChange {
         /// The plugin.
         plugin: String,
     },
+    /// A user was disabled or their password changed (their sessions may have ended).
+    User {
+        /// The org.
+        org_id: i64,
+        /// The user.
+        id: String,
+    },
     /// A device changed or was deleted.
     Device {
         /// The org.
@@ -377,6 +384,13 @@ impl StoreChange {
                 Ok(org_id) => StoreChange::Extension {
                     org_id,
                     plugin: plugin.to_owned(),
+                },
+                Err(_) => StoreChange::All,
+            },
+            (Some("user"), Some(org), Some(id)) => match org.parse() {
+                Ok(org_id) => StoreChange::User {
+                    org_id,
+                    id: id.to_owned(),
                 },
                 Err(_) => StoreChange::All,
             },

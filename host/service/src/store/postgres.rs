@@ -20,12 +20,50 @@ use sqlx::{ConnectOptions as _, Row, SqlSafeStr};
 
 use super::{
     ApiKeyInfo, AuditEntry, Device, DeviceQuery, ExtensionSettings, IdempotencyClaim, LookupEntry,
-    NewAudit, Org, OrgSummary, Principal, Reindexed, Result, Role, Store, StoreChange, StoreError,
+    NewAudit, Org, OrgSummary, Principal, Reindexed, Result, Role, Session, SessionLimits, Store,
+    StoreChange, StoreError, User, UserCredentials,
 };
 use crate::crypto::{self, SecretKey};
 
 fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    time_text(chrono::Utc::now())
+}
+
+/// A time as the store writes it: RFC 3339, UTC, milliseconds (text order is time order).
+fn time_text(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The time `ago` before now, as the store writes times.
+fn before_now(ago: Duration) -> String {
+    let ago = chrono::Duration::from_std(ago).unwrap_or(chrono::Duration::MAX);
+    time_text(
+        chrono::Utc::now()
+            .checked_sub_signed(ago)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC),
+    )
+}
+
+/// How often a session's `last_seen_at` is written: its idle expiry is this coarse.
+const SESSION_TOUCH: Duration = Duration::from_secs(15);
+
+fn row_to_user(row: &PgRow) -> Result<User> {
+    let role: String = row.get("role");
+    Ok(User {
+        id: row.get("id"),
+        org_id: row.get("org_id"),
+        email: row.get("email"),
+        role: role
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("stored user: {e}")))?,
+        disabled: row.get::<Option<String>, _>("disabled_at").is_some(),
+        created_at: row.get("created_at"),
+    })
+}
+
+/// An email as stored: trimmed, lower-case.
+fn normal_email(email: &str) -> String {
+    email.trim().to_lowercase()
 }
 
 /// The schema versions this binary knows, in order.
@@ -55,7 +93,7 @@ pub fn schema_version() -> i64 {
 pub const CHANGES_CHANNEL: &str = "devext_changes";
 
 /// How long a replica's idempotency claim lasts without renewal.
-pub const CLAIM_LEASE: Duration = Duration::from_secs(10);
+pub const CLAIM_LEASE: Duration = Duration::from_secs(4);
 
 const KEY_CHECK: &[u8] = b"devext secret key check";
 
@@ -87,6 +125,8 @@ pub struct PgStore {
     replica: std::sync::Arc<str>,
     /// Announcements of the other replicas' writes.
     changes: tokio::sync::broadcast::Sender<StoreChange>,
+    /// The background tasks (claim renewal) stop once every clone of the store is dropped.
+    alive: std::sync::Arc<()>,
 }
 
 impl PgStore {
@@ -115,15 +155,20 @@ impl PgStore {
             key,
             replica: replica.into(),
             changes,
+            alive: std::sync::Arc::new(()),
         };
         store.check_key().await?;
         store.listen().await?;
-        let renewing = store.clone();
+        let alive = std::sync::Arc::downgrade(&store.alive);
+        let (pool, replica) = (store.pool.clone(), std::sync::Arc::clone(&store.replica));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(CLAIM_LEASE / 4);
             loop {
                 tick.tick().await;
-                if let Err(e) = renewing.renew_claims().await {
+                if alive.upgrade().is_none() {
+                    return;
+                }
+                if let Err(e) = renew_claims(&pool, &replica).await {
                     tracing::warn!(error = %e, "cannot renew this replica's idempotency claims");
                 }
             }
@@ -269,20 +314,20 @@ impl PgStore {
             .await?;
         Ok(())
     }
+}
 
-    /// Renews this replica's running idempotency claims (called by the service every few
-    /// seconds while it runs).
-    pub async fn renew_claims(&self) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE idempotency SET claim_until = clock_timestamp() + $1 * interval '1 millisecond' \
-             WHERE claimant = $2 AND status = 0",
-        )
-        .bind(CLAIM_LEASE.as_millis() as f64)
-        .bind(&*self.replica)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
-    }
+/// Renews `replica`'s running idempotency claims (every [`CLAIM_LEASE`] / 4 while the store
+/// lives).
+async fn renew_claims(pool: &PgPool, replica: &str) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE idempotency SET claim_until = clock_timestamp() + $1 * interval '1 millisecond' \
+         WHERE claimant = $2 AND status = 0",
+    )
+    .bind(CLAIM_LEASE.as_millis() as f64)
+    .bind(replica)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 fn row_to_device(row: &PgRow) -> Result<Device> {
@@ -530,6 +575,7 @@ impl Store for PgStore {
             role: role
                 .parse()
                 .map_err(|e| StoreError::Corrupt(format!("stored key: {e}")))?,
+            user_id: None,
         };
         let last: Option<String> = row.get("last_used_at");
         let stale = last
@@ -840,8 +886,9 @@ impl Store for PgStore {
     async fn audit(&self, org_id: i64, e: NewAudit<'_>) -> Result<()> {
         sqlx::query(
             "INSERT INTO audit \
-             (org_id, at, key_id, action, device_id, plugin, op, outcome, detail, request_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             (org_id, at, key_id, action, device_id, plugin, op, outcome, detail, request_id, \
+              user_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(org_id)
         .bind(now())
@@ -853,6 +900,7 @@ impl Store for PgStore {
         .bind(e.outcome)
         .bind(e.detail)
         .bind(e.request_id)
+        .bind(e.user_id)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -865,8 +913,9 @@ impl Store for PgStore {
         limit: u32,
     ) -> Result<Vec<AuditEntry>> {
         let rows = sqlx::query(
-            "SELECT a.*, k.name AS key_name FROM audit a \
+            "SELECT a.*, k.name AS key_name, u.email AS user_email FROM audit a \
                  LEFT JOIN api_keys k ON k.id = a.key_id \
+                 LEFT JOIN users u ON u.id = a.user_id \
                  WHERE a.org_id = $1 AND a.id < $2 ORDER BY a.id DESC LIMIT $3",
         )
         .bind(org_id)
@@ -888,6 +937,8 @@ impl Store for PgStore {
                 detail: r.get("detail"),
                 request_id: r.get("request_id"),
                 key_name: r.get("key_name"),
+                user_id: r.get("user_id"),
+                user_email: r.get("user_email"),
             })
             .collect())
     }
@@ -953,6 +1004,231 @@ impl Store for PgStore {
 
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<StoreChange>> {
         Some(self.changes.subscribe())
+    }
+
+    async fn create_user(
+        &self,
+        org_id: i64,
+        email: &str,
+        role: Role,
+        password_hash: &str,
+    ) -> Result<User> {
+        let user = User {
+            id: random_id("usr")?,
+            org_id,
+            email: normal_email(email),
+            role,
+            disabled: false,
+            created_at: now(),
+        };
+        let result = sqlx::query(
+            "INSERT INTO users (id, org_id, email, role, password_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&user.id)
+        .bind(org_id)
+        .bind(&user.email)
+        .bind(role.as_str())
+        .bind(password_hash)
+        .bind(&user.created_at)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(user),
+            Err(e) if is_foreign_key_violation(&e) => {
+                Err(StoreError::NotFound("no such organisation".into()))
+            }
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "a user with the email {:?} exists already",
+                user.email
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn user_credentials(&self, email: &str) -> Result<Option<UserCredentials>> {
+        let row = sqlx::query("SELECT * FROM users WHERE email = $1")
+            .bind(normal_email(email))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(UserCredentials {
+                user: row_to_user(&r)?,
+                password_hash: r.get("password_hash"),
+            })
+        })
+        .transpose()
+    }
+
+    async fn user(&self, org_id: i64, user_id: &str) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE org_id = $1 AND id = $2")
+            .bind(org_id)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(row_to_user).transpose()
+    }
+
+    async fn users(&self, org_id: i64) -> Result<Vec<User>> {
+        let rows = sqlx::query("SELECT * FROM users WHERE org_id = $1 ORDER BY email")
+            .bind(org_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(row_to_user).collect()
+    }
+
+    async fn set_user_disabled(&self, org_id: i64, user_id: &str, disabled: bool) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE users SET disabled_at = CASE WHEN $1 THEN COALESCE(disabled_at, $2) END \
+             WHERE org_id = $3 AND id = $4",
+        )
+        .bind(disabled)
+        .bind(now())
+        .bind(org_id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if disabled {
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Self::announce(&mut tx, &format!("user {org_id} {user_id}")).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn set_password(
+        &self,
+        org_id: i64,
+        user_id: &str,
+        password_hash: &str,
+        keep: Option<&[u8]>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE org_id = $2 AND id = $3")
+            .bind(password_hash)
+            .bind(org_id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "DELETE FROM sessions WHERE user_id = $1 AND ($2::bytea IS NULL OR hash <> $2)",
+        )
+        .bind(user_id)
+        .bind(keep)
+        .execute(&mut *tx)
+        .await?;
+        Self::announce(&mut tx, &format!("user {org_id} {user_id}")).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn create_session(&self, user_id: &str, token_hash: &[u8]) -> Result<()> {
+        let at = now();
+        sqlx::query(
+            "INSERT INTO sessions (hash, user_id, created_at, last_seen_at) \
+             VALUES ($1, $2, $3, $3)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(&at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn session(&self, token_hash: &[u8], limits: SessionLimits) -> Result<Option<Session>> {
+        let row = sqlx::query(
+            "SELECT u.*, s.created_at AS session_created_at, s.last_seen_at \
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let created_at: String = row.get("session_created_at");
+        let last_seen: String = row.get("last_seen_at");
+        let user = row_to_user(&row)?;
+        if user.disabled
+            || last_seen < before_now(limits.idle)
+            || created_at < before_now(limits.absolute)
+        {
+            self.delete_session(token_hash).await?;
+            return Ok(None);
+        }
+        if last_seen < before_now(SESSION_TOUCH) {
+            sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE hash = $2")
+                .bind(now())
+                .bind(token_hash)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(Some(Session { user, created_at }))
+    }
+
+    async fn delete_session(&self, token_hash: &[u8]) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM sessions WHERE hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_sessions(&self, user_id: &str) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn record_login_failure(&self, key: &str, window: Duration) -> Result<u32> {
+        // One statement, atomic under concurrent failures from any replica.
+        let failures: i32 = sqlx::query_scalar(
+            "INSERT INTO login_failures (key, failures, window_start) VALUES ($1, 1, $2) \
+             ON CONFLICT (key) DO UPDATE SET \
+               failures = CASE WHEN login_failures.window_start < $3 THEN 1 \
+                          ELSE login_failures.failures + 1 END, \
+               window_start = CASE WHEN login_failures.window_start < $3 \
+                              THEN excluded.window_start ELSE login_failures.window_start END \
+             RETURNING failures",
+        )
+        .bind(key)
+        .bind(now())
+        .bind(before_now(window))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u32::try_from(failures).unwrap_or(u32::MAX))
+    }
+
+    async fn login_failures(&self, key: &str, window: Duration) -> Result<u32> {
+        let failures: Option<i32> = sqlx::query_scalar(
+            "SELECT failures FROM login_failures WHERE key = $1 AND window_start >= $2",
+        )
+        .bind(key)
+        .bind(before_now(window))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(failures.map_or(0, |f| u32::try_from(f).unwrap_or(u32::MAX)))
+    }
+
+    async fn clear_login_failures(&self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM login_failures WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn complete_idempotency(
