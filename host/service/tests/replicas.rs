@@ -217,3 +217,148 @@ async fn the_shared_limiter_holds_across_replicas_and_frees_a_dead_ones_slot() {
     );
     lb.release(&p);
 }
+
+#[tokio::test]
+async fn a_copy_from_sqlite_holds_the_same_contents_and_refuses_a_non_empty_target() {
+    use devext_service::store::{
+        DeviceQuery, ExtensionSettings, LookupEntry, NewAudit, SqliteStore,
+    };
+    use serde_json::json;
+    let Some(url) = pg_only("copy").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("src.db");
+    let src = SqliteStore::open(&db, None).await.unwrap();
+    let key = SecretKey::read(&SqliteStore::key_file_for(&db)).unwrap();
+    let mut keys = Vec::new();
+    for name in ["acme", "globex"] {
+        let org = src.create_org(name).await.unwrap();
+        let (_, k) = src.create_key(org.id, Role::Admin, "admin").await.unwrap();
+        let (revoked, _) = src.create_key(org.id, Role::Viewer, "old").await.unwrap();
+        src.revoke_key(org.id, &revoked.id).await.unwrap();
+        keys.push(k);
+        let mut settings = ExtensionSettings {
+            plugin: "echo".into(),
+            enabled: true,
+            config: serde_json::Map::new(),
+            secrets: serde_json::Map::new(),
+        };
+        settings
+            .config
+            .insert("greeting".into(), json!(format!("hi {name}")));
+        settings
+            .secrets
+            .insert("token".into(), json!(format!("secret-{name}")));
+        src.put_extension(org.id, &settings).await.unwrap();
+        for i in 0..3 {
+            let ext = json!({"echo": {"id": format!("{name}-{i}")}});
+            let lookup = [LookupEntry {
+                plugin: "echo".into(),
+                field: "id".into(),
+                value: format!("{name}-{i}"),
+            }];
+            src.create_device(org.id, &format!("d{i}"), Some("t"), &ext, &lookup)
+                .await
+                .unwrap();
+        }
+        src.audit(
+            org.id,
+            NewAudit {
+                action: "device",
+                outcome: "ok",
+                detail: "created",
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        src.claim_idempotency(org.id, "done", "f").await.unwrap();
+        src.complete_idempotency(org.id, "done", 200, "{\"ok\":true}")
+            .await
+            .unwrap();
+        src.claim_idempotency(org.id, "running", "f").await.unwrap();
+        let user = src
+            .create_user(org.id, &format!("ann@{name}.example"), Role::Operator, "$h")
+            .await
+            .unwrap();
+        src.create_session(&user.id, name.as_bytes()).await.unwrap();
+    }
+
+    let dst = PgStore::open(&url, key.clone()).await.unwrap();
+    let done = devext_service::store::copy::copy(&src, &dst).await.unwrap();
+    assert!(done.to_string().contains("6 devices"), "{done}");
+
+    assert_eq!(dst.orgs().await.unwrap(), src.orgs().await.unwrap());
+    for (name, k) in ["acme", "globex"].iter().zip(&keys) {
+        let org = src.org_by_name(name).await.unwrap().unwrap();
+        assert_eq!(dst.org_by_name(name).await.unwrap(), Some(org.clone()));
+        assert_eq!(
+            dst.list_keys(org.id).await.unwrap(),
+            src.list_keys(org.id).await.unwrap()
+        );
+        // Keys and secrets work on the copy (the same secret key opens them).
+        assert_eq!(
+            dst.authenticate(k)
+                .await
+                .unwrap()
+                .map(|p| (p.org_id, p.role)),
+            Some((org.id, Role::Admin))
+        );
+        assert_eq!(
+            dst.extensions(org.id).await.unwrap(),
+            src.extensions(org.id).await.unwrap()
+        );
+        let q = DeviceQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        assert_eq!(
+            dst.devices(org.id, &q).await.unwrap(),
+            src.devices(org.id, &q).await.unwrap()
+        );
+        let by_lookup = DeviceQuery {
+            limit: 100,
+            lookup: vec![LookupEntry {
+                plugin: "echo".into(),
+                field: "id".into(),
+                value: format!("{name}-1"),
+            }],
+            ..Default::default()
+        };
+        assert_eq!(dst.devices(org.id, &by_lookup).await.unwrap().0.len(), 1);
+        assert_eq!(
+            dst.audit_log(org.id, None, 100).await.unwrap(),
+            src.audit_log(org.id, None, 100).await.unwrap()
+        );
+        assert_eq!(
+            dst.users(org.id).await.unwrap(),
+            src.users(org.id).await.unwrap()
+        );
+        assert!(
+            dst.session(name.as_bytes(), Default::default())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            dst.claim_idempotency(org.id, "done", "f").await.unwrap(),
+            IdempotencyClaim::Done {
+                status: 200,
+                body: "{\"ok\":true}".into()
+            }
+        );
+        assert!(matches!(
+            dst.claim_idempotency(org.id, "running", "f").await.unwrap(),
+            IdempotencyClaim::Unknown { .. }
+        ));
+    }
+    // New rows continue after the copied ones.
+    let new = dst.create_org("initech").await.unwrap();
+    assert!(new.id > 2, "{new:?}");
+    // A second copy finds the target in use.
+    let e = devext_service::store::copy::copy(&src, &dst)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not empty"), "{e}");
+}

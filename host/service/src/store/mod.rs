@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::crypto::CryptoError;
 
 mod any;
+pub mod copy;
 mod inline;
 mod model;
 pub mod pg_limiter;

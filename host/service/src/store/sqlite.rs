@@ -171,6 +171,11 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// The pool (for copying the store).
+    pub(super) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Verifies (or, on a new store, records) that the key is this store's.
     async fn check_key(&self) -> Result<()> {
         let row = sqlx::query("SELECT value FROM meta WHERE key = 'key_check'")
