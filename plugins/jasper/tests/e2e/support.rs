@@ -66,6 +66,10 @@ pub struct Inner {
     pub logs: Mutex<Vec<String>>,
     in_flight: AtomicUsize,
     pub peak_in_flight: AtomicUsize,
+    /// The host's in-process limiter, as the runtime lends it.
+    pub limiter: Arc<devext_host::limiter::LocalLimiter>,
+    /// Back-offs the plugin reported: (account, pause ms).
+    pub backoffs: Mutex<Vec<(String, u64)>>,
 }
 
 #[derive(Clone)]
@@ -83,6 +87,8 @@ impl FakeHost {
                 logs: Mutex::new(Vec::new()),
                 in_flight: AtomicUsize::new(0),
                 peak_in_flight: AtomicUsize::new(0),
+                limiter: Arc::new(devext_host::limiter::LocalLimiter::new()),
+                backoffs: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -128,6 +134,25 @@ impl HostCaps for FakeHost {
                     .push(request.as_str().to_owned());
                 RResult::ROk("{}".into())
             }
+            "limit.release" => {
+                use devext_host::limiter::Limiter as _;
+                let r: Value = serde_json::from_str(request.as_str()).unwrap();
+                self.inner.limiter.release(r["permit"].as_str().unwrap());
+                RResult::ROk("{}".into())
+            }
+            "limit.backoff" => {
+                use devext_host::limiter::Limiter as _;
+                let r: Value = serde_json::from_str(request.as_str()).unwrap();
+                let (account, ms) = (
+                    r["account_key"].as_str().unwrap().to_owned(),
+                    r["pause_ms"].as_u64().unwrap(),
+                );
+                self.inner
+                    .limiter
+                    .back_off(&account, Duration::from_millis(ms));
+                self.inner.backoffs.lock().unwrap().push((account, ms));
+                RResult::ROk("{}".into())
+            }
             other => abi_err(PluginError::new(
                 devext_plugin_api::ErrorKind::Unsupported,
                 format!("no capability {other}"),
@@ -156,6 +181,26 @@ impl HostCaps for FakeHost {
                     inner.in_flight.fetch_sub(1, Ordering::SeqCst);
                     match reply.result {
                         Ok(resp) => RResult::ROk(serde_json::to_string(&resp).unwrap().into()),
+                        Err(e) => abi_err(e),
+                    }
+                }
+                .into_ffi()
+            }
+            "limit.acquire" => {
+                use devext_host::limiter::Limiter as _;
+                let r: Value = serde_json::from_str(&request).unwrap();
+                let wait = Duration::from_millis(r["max_wait_ms"].as_u64().unwrap_or(30_000));
+                let ask = devext_host::limiter::PermitAsk::new(
+                    r["account_key"].as_str().unwrap(),
+                    r["rate_per_second"].as_u64().unwrap() as u32,
+                    r["max_in_flight"].as_u64().unwrap() as u32,
+                    devext_host::Priority::Interactive,
+                    tokio::time::Instant::now() + wait,
+                );
+                let limiter = Arc::clone(&self.inner.limiter);
+                async move {
+                    match limiter.acquire(ask).await {
+                        Ok(permit) => RResult::ROk(json!({"permit": permit}).to_string().into()),
                         Err(e) => abi_err(e),
                     }
                 }
