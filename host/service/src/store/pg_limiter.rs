@@ -23,6 +23,8 @@ use tokio::time::Instant;
 
 /// How long a permit's lease lasts without renewal.
 pub const LEASE: Duration = Duration::from_secs(3);
+/// A start later than planned by more than this pushes the account's next starts back.
+const LATE: Duration = Duration::from_millis(20);
 /// How often a replica renews the leases it holds.
 pub const RENEW_EVERY: Duration = Duration::from_millis(750);
 
@@ -99,6 +101,24 @@ impl PgLimiter {
         })
     }
 
+    fn push_back(&self, account_key: &str, late: Duration) {
+        let inner = Arc::clone(&self.inner);
+        let key = account_key.to_owned();
+        tokio::spawn(async move {
+            let done = sqlx::query(
+                "UPDATE limiter_accounts SET tat = tat + $2 * interval '1 millisecond' \
+                 WHERE key = $1",
+            )
+            .bind(&key)
+            .bind(late.as_secs_f64() * 1000.0)
+            .execute(&inner.pool)
+            .await;
+            if let Err(e) = done {
+                tracing::warn!(error = %e, "cannot record a late start in the shared limiter");
+            }
+        });
+    }
+
     fn release_id(&self, id: i64) {
         let inner = Arc::clone(&self.inner);
         tokio::spawn(async move {
@@ -117,8 +137,8 @@ impl PgLimiter {
 
     async fn acquire_shared(&self, ask: PermitAsk) -> Result<String, PluginError> {
         loop {
-            let now = Instant::now();
-            let max_wait = ask.wait_until.saturating_duration_since(now);
+            let asked = Instant::now();
+            let max_wait = ask.wait_until.saturating_duration_since(asked);
             match self.attempt(&ask, max_wait).await? {
                 Attempt::Granted(id, delay) => {
                     self.inner.held.fetch_add(1, Ordering::Relaxed);
@@ -130,6 +150,13 @@ impl PgLimiter {
                         tokio::time::sleep(delay).await;
                     }
                     guard.id = None;
+                    // Started later than planned (a slow answer, a busy machine): the next
+                    // starts keep their spacing from this one's real start, so that lateness
+                    // never squeezes more starts into a rolling second.
+                    let late = asked.elapsed().saturating_sub(delay);
+                    if late > LATE {
+                        self.push_back(&ask.account_key, late);
+                    }
                     return Ok(id.to_string());
                 }
                 Attempt::Wait(reason, retry) => {
