@@ -105,8 +105,16 @@ impl Store for AnyStore {
     async fn extensions(&self, org_id: i64) -> Result<Vec<ExtensionSettings>> {
         each!(self, s => s.extensions(org_id).await)
     }
-    async fn put_extension(&self, org_id: i64, settings: &ExtensionSettings) -> Result<()> {
-        each!(self, s => s.put_extension(org_id, settings).await)
+    async fn put_extension_if(
+        &self,
+        org_id: i64,
+        settings: &ExtensionSettings,
+        if_match: Option<&str>,
+    ) -> Result<()> {
+        each!(self, s => s.put_extension_if(org_id, settings, if_match).await)
+    }
+    async fn extension_etag(&self, org_id: i64, plugin: &str) -> Result<Option<String>> {
+        each!(self, s => s.extension_etag(org_id, plugin).await)
     }
     async fn create_device(
         &self,
@@ -128,7 +136,7 @@ impl Store for AnyStore {
     ) -> Result<(Vec<Device>, Option<i64>)> {
         each!(self, s => s.devices(org_id, query).await)
     }
-    async fn update_device(
+    async fn update_device_if(
         &self,
         org_id: i64,
         id: &str,
@@ -136,8 +144,9 @@ impl Store for AnyStore {
         device_type: Option<&str>,
         extensions: &Value,
         lookup: &[LookupEntry],
+        if_match: Option<&str>,
     ) -> Result<Option<Device>> {
-        each!(self, s => s.update_device(org_id, id, name, device_type, extensions, lookup).await)
+        each!(self, s => s.update_device_if(org_id, id, name, device_type, extensions, lookup, if_match).await)
     }
     async fn reindex_lookups(
         &self,

@@ -405,3 +405,22 @@ impl StoreChange {
         }
     }
 }
+
+/// The entity tag of a device as stored: a digest of everything its representation shows, so
+/// any change (from any replica) gives another tag.
+pub fn device_etag(device: &Device) -> String {
+    let text = serde_json::to_string(device).unwrap_or_default();
+    etag_of(&[text.as_bytes()])
+}
+
+/// An entity tag from the parts of a stored record (`"` + 32 hex digits + `"`).
+pub fn etag_of(parts: &[&[u8]]) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    let digest = h.finalize();
+    format!("\"{}\"", crate::crypto::hex(&digest[..16]))
+}

@@ -23,6 +23,7 @@ use super::{
     NewAudit, Org, OrgSummary, Principal, Reindexed, Result, Role, Session, SessionLimits, Store,
     StoreChange, StoreError, User, UserCredentials,
 };
+use super::{check_extension_etag, device_etag, etag_matches};
 use crate::crypto::{self, SecretKey};
 
 fn now() -> String {
@@ -367,6 +368,35 @@ fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation())
 }
 
+/// The entity tag of stored settings, read in `conn`'s transaction.
+async fn extension_etag_in(
+    conn: &mut sqlx::PgConnection,
+    org_id: i64,
+    plugin: &str,
+) -> Result<Option<String>> {
+    let row = sqlx::query(
+        "SELECT enabled, config, secrets, updated_at FROM extensions \
+         WHERE org_id = $1 AND plugin = $2",
+    )
+    .bind(org_id)
+    .bind(plugin)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|r| {
+        let enabled: bool = r.get("enabled");
+        let config: String = r.get("config");
+        let sealed: Option<Vec<u8>> = r.get("secrets");
+        let at: String = r.get("updated_at");
+        super::etag_of(&[
+            plugin.as_bytes(),
+            &[u8::from(enabled)],
+            config.as_bytes(),
+            sealed.as_deref().unwrap_or_default(),
+            at.as_bytes(),
+        ])
+    }))
+}
+
 async fn write_lookup(
     conn: &mut sqlx::PgConnection,
     org_id: i64,
@@ -645,7 +675,12 @@ impl Store for PgStore {
             .collect()
     }
 
-    async fn put_extension(&self, org_id: i64, s: &ExtensionSettings) -> Result<()> {
+    async fn put_extension_if(
+        &self,
+        org_id: i64,
+        s: &ExtensionSettings,
+        if_match: Option<&str>,
+    ) -> Result<()> {
         let sealed = if s.secrets.is_empty() {
             None
         } else {
@@ -657,6 +692,15 @@ impl Store for PgStore {
             )
         };
         let mut tx = self.pool.begin().await?;
+        if let Some(expected) = if_match {
+            // The org's row serialises its settings' writes (the settings' row may not exist).
+            sqlx::query("SELECT id FROM orgs WHERE id = $1 FOR UPDATE")
+                .bind(org_id)
+                .execute(&mut *tx)
+                .await?;
+            let current = extension_etag_in(&mut tx, org_id, &s.plugin).await?;
+            check_extension_etag(&s.plugin, expected, current.as_deref())?;
+        }
         sqlx::query(
             "INSERT INTO extensions (org_id, plugin, enabled, config, secrets, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6) \
@@ -674,6 +718,11 @@ impl Store for PgStore {
         Self::announce(&mut tx, &format!("extension {org_id} {}", s.plugin)).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn extension_etag(&self, org_id: i64, plugin: &str) -> Result<Option<String>> {
+        let mut conn = self.pool.acquire().await?;
+        extension_etag_in(&mut conn, org_id, plugin).await
     }
 
     async fn create_device(
@@ -772,7 +821,7 @@ impl Store for PgStore {
         Ok((page.iter().map(row_to_device).collect::<Result<_>>()?, next))
     }
 
-    async fn update_device(
+    async fn update_device_if(
         &self,
         org_id: i64,
         id: &str,
@@ -780,8 +829,27 @@ impl Store for PgStore {
         device_type: Option<&str>,
         extensions: &Value,
         lookup: &[LookupEntry],
+        if_match: Option<&str>,
     ) -> Result<Option<Device>> {
         let mut tx = self.pool.begin().await?;
+        if let Some(expected) = if_match {
+            // The row is locked (SQLite: the write lock) before it is compared.
+            let row = sqlx::query("SELECT * FROM devices WHERE org_id = $1 AND id = $2 FOR UPDATE")
+                .bind(org_id)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let current = device_etag(&row_to_device(&row)?);
+            if !etag_matches(expected, &current) {
+                return Err(StoreError::PreconditionFailed(format!(
+                    "device {id} was changed by someone else since it was read (its ETag is now \
+                     {current}): reload it and make the change again"
+                )));
+            }
+        }
         let row = sqlx::query(
             "UPDATE devices SET name = $1, type = $2, extensions = $3, updated_at = $4 \
              WHERE org_id = $5 AND id = $6 RETURNING *",
