@@ -211,6 +211,10 @@ impl Limiter for PgLimiter {
         }
     }
 
+    fn started_late(&self, account_key: &str, late: Duration) {
+        self.push_back(account_key, late);
+    }
+
     fn back_off(&self, account_key: &str, pause: Duration) {
         let inner = Arc::clone(&self.inner);
         let key = account_key.to_owned();
