@@ -1235,7 +1235,9 @@ impl Store for PgStore {
             self.delete_session(token_hash).await?;
             return Ok(None);
         }
-        if last_seen < before_now(SESSION_TOUCH) {
+        // Written at most every few seconds (a fraction of the idle limit when that is short),
+        // as the SQLite store does.
+        if last_seen < before_now(SESSION_TOUCH.min(limits.idle / 4)) {
             sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE hash = $2")
                 .bind(now())
                 .bind(token_hash)
