@@ -362,3 +362,55 @@ async fn a_copy_from_sqlite_holds_the_same_contents_and_refuses_a_non_empty_targ
         .unwrap_err();
     assert!(e.to_string().contains("not empty"), "{e}");
 }
+
+#[tokio::test]
+async fn on_the_shared_limiter_a_waiting_person_goes_before_bulk_jobs() {
+    let Some(url) = pg_only("priority").await else {
+        return;
+    };
+    let key = SecretKey::generate().unwrap();
+    let a = PgStore::open(&url, key.clone()).await.unwrap();
+    let b = PgStore::open(&url, key).await.unwrap();
+    let la = std::sync::Arc::new(PgLimiter::new(a.pool().clone(), a.replica()));
+    let lb = std::sync::Arc::new(PgLimiter::new(b.pool().clone(), b.replica()));
+    let ask = |priority| {
+        PermitAsk::new(
+            "acct",
+            1000,
+            1,
+            priority,
+            tokio::time::Instant::now() + Duration::from_secs(10),
+        )
+    };
+    for _ in 0..3 {
+        let held = la.acquire(ask(Priority::Interactive)).await.unwrap();
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        // Bulk jobs on both replicas wait first...
+        for (i, l) in [&la, &lb, &la].into_iter().enumerate() {
+            let (l, order) = (std::sync::Arc::clone(l), std::sync::Arc::clone(&order));
+            tasks.push(tokio::spawn(async move {
+                let p = l.acquire(ask(Priority::Bulk)).await.unwrap();
+                order.lock().unwrap().push(format!("bulk{i}"));
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                l.release(&p);
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // ...then a person's call arrives on the other replica.
+        let (l, o) = (std::sync::Arc::clone(&lb), std::sync::Arc::clone(&order));
+        tasks.push(tokio::spawn(async move {
+            let p = l.acquire(ask(Priority::Interactive)).await.unwrap();
+            o.lock().unwrap().push("person".to_owned());
+            l.release(&p);
+        }));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        la.release(&held);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        assert_eq!(order[0], "person", "{order:?}");
+        assert_eq!(order.len(), 4);
+    }
+}
