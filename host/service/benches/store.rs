@@ -33,7 +33,7 @@ fn pct(sorted: &[Duration], p: usize) -> Duration {
 }
 
 fn us(d: Duration) -> String {
-    format!("{:.0}", d.as_secs_f64() * 1e6)
+    format!("{:.1}", d.as_secs_f64() * 1e6)
 }
 
 /// `n` timed calls of `op` (after 20 untimed ones), sorted.
