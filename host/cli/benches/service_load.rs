@@ -20,6 +20,11 @@
 //! It runs with one Jasper account (one simulator, one org) and with 32 (as many simulators and
 //! orgs, the devices interleaved over them).
 //!
+//! On PostgreSQL (`LOAD_STORE=postgres`: a throw-away cluster, or `DEVEXT_TEST_DATABASE_URL`),
+//! `LOAD_REPLICAS` (default `1`, e.g. `1,2,3`) `devext serve` replicas share the database and the
+//! client sends consecutive requests to consecutive replicas; the service CPU and RSS columns
+//! are then the replicas' sums.
+//!
 //! Run with `cargo bench -p devext --bench service_load` (release). Environment:
 //! `LOAD_LEVELS` (default `1,8,64`), `LOAD_ACCOUNTS` (default `1,32`), `LOAD_REQUESTS` (per level
 //! and path, default 4000, at most 10000, and at most 500 per unit of concurrency),
@@ -34,7 +39,7 @@ use std::time::{Duration, Instant};
 use devext_host::{Runtime, RuntimeConfig};
 use devext_jasper_sim::{FaultSettings, LimitSettings, RunningSim, SimConfig};
 use devext_service::lookup::LookupFields;
-use devext_service::store::{ExtensionSettings, Role, SqliteStore, Store};
+use devext_service::store::{AnyStore, ExtensionSettings, Role, Store};
 use serde_json::{Map, Value, json};
 use tokio::runtime::Handle;
 
@@ -87,9 +92,10 @@ struct Device {
 /// What both paths need.
 struct Target {
     client: reqwest::Client,
-    service_base: String,
-    /// The service's process id, as `/proc` names it.
-    service_pid: String,
+    /// The replicas' base URLs (one, except on PostgreSQL with `LOAD_REPLICAS`).
+    service_bases: Vec<String>,
+    /// The replicas' process ids, as `/proc` names them.
+    service_pids: Vec<String>,
     /// The accounts interleaved: consecutive devices belong to different accounts.
     devices: Vec<Device>,
 }
@@ -120,11 +126,9 @@ impl Target {
         Ok(())
     }
 
-    async fn devext(&self, d: &Device) -> Result<(), String> {
-        let url = format!(
-            "{}/api/v1/devices/{}/extensions/jasper/overview",
-            self.service_base, d.id
-        );
+    async fn devext(&self, d: &Device, i: usize) -> Result<(), String> {
+        let base = &self.service_bases[i % self.service_bases.len()];
+        let url = format!("{base}/api/v1/devices/{}/extensions/jasper/overview", d.id);
         read_json(
             self.client
                 .post(&url)
@@ -140,7 +144,7 @@ impl Target {
         let device = &self.devices[i];
         match path {
             Path::Direct => self.direct(device).await,
-            Path::Devext => self.devext(device).await,
+            Path::Devext => self.devext(device, i).await,
         }
     }
 }
@@ -208,7 +212,8 @@ async fn run(
         s.reset_stats();
     }
     let next = Arc::new(AtomicUsize::new(0));
-    let cpu_start = (cpu_ns("self"), cpu_ns(&target.service_pid));
+    let service_cpu = || target.service_pids.iter().map(|p| cpu_ns(p)).sum::<u64>();
+    let cpu_start = (cpu_ns("self"), service_cpu());
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency {
@@ -242,7 +247,7 @@ async fn run(
     }
     into.elapsed += started.elapsed();
     into.local_cpu_ns += cpu_ns("self").saturating_sub(cpu_start.0);
-    into.service_cpu_ns += cpu_ns(&target.service_pid).saturating_sub(cpu_start.1);
+    into.service_cpu_ns += service_cpu().saturating_sub(cpu_start.1);
     for s in sims.iter().map(RunningSim::stats) {
         into.upstream_requests += s.requests;
         into.upstream_refusals += s.faults_injected + s.rate_limited;
@@ -299,37 +304,52 @@ struct AccountSpec {
 
 /// The devext service: a `devext serve` child process over a store prepared here.
 struct Service {
-    child: std::process::Child,
-    base: String,
+    children: Vec<std::process::Child>,
+    bases: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
 impl Service {
-    fn pid(&self) -> String {
-        self.child.id().to_string()
+    fn pids(&self) -> Vec<String> {
+        self.children.iter().map(|c| c.id().to_string()).collect()
     }
 
-    /// Stops the service as an operator would (SIGTERM: graceful shutdown) and waits for it.
+    /// Stops the replicas as an operator would (SIGTERM: graceful shutdown) and waits for them.
     fn stop(mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        for pid in self.pids() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status();
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in &mut self.children {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
+}
+
+/// The store of a run: an SQLite file, or a fresh PostgreSQL database and its secret key.
+#[derive(Clone)]
+enum StoreKind {
+    Sqlite,
+    Postgres { url: String, key_hex: String },
 }
 
 /// A store with one org per account (Jasper switched on against that account's simulator,
 /// limits at the schema's maxima, one device per SIM), then `devext serve` over it. Returns the
 /// running service and the devices per account.
-async fn start_service(accounts: Vec<AccountSpec>) -> (Service, Vec<Vec<Device>>) {
+async fn start_service(
+    accounts: Vec<AccountSpec>,
+    kind: &StoreKind,
+    replicas: usize,
+) -> (Service, Vec<Vec<Device>>) {
     let runtime = tokio::task::spawn_blocking(|| Runtime::load(RuntimeConfig::default()))
         .await
         .expect("load")
@@ -344,8 +364,22 @@ async fn start_service(accounts: Vec<AccountSpec>) -> (Service, Vec<Vec<Device>>
     eprintln!("org limits: rate_per_second={max_rate}, max_in_flight={max_in_flight}");
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = dir.path().join("load.db");
-    let store = SqliteStore::open(&db, None).await.expect("store");
+    let db = match kind {
+        StoreKind::Sqlite => dir
+            .path()
+            .join("load.db")
+            .to_str()
+            .expect("utf-8")
+            .to_owned(),
+        StoreKind::Postgres { url, .. } => url.clone(),
+    };
+    let key = match kind {
+        StoreKind::Sqlite => None,
+        StoreKind::Postgres { key_hex, .. } => {
+            Some(devext_service::crypto::SecretKey::from_hex(key_hex).expect("a key"))
+        }
+    };
+    let store = AnyStore::open(&db, key).await.expect("store");
     let lookup = LookupFields::of(&runtime);
     let mut per_account = Vec::new();
     for (a, account) in accounts.into_iter().enumerate() {
@@ -402,41 +436,49 @@ async fn start_service(accounts: Vec<AccountSpec>) -> (Service, Vec<Vec<Device>>
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\ndb = {:?}\nallow_loopback_http = true\nview_cache_entries = 0\n",
-            db.to_str().expect("utf-8 path")
+            "listen = \"127.0.0.1:0\"\ndb = {db:?}\nallow_loopback_http = true\nview_cache_entries = 0\n"
         ),
     )
     .expect("config");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_devext"))
-        .arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .env_remove("DEVEXT_LISTEN")
-        .env_remove("DEVEXT_DB")
-        .env_remove("DEVEXT_PLUGINS")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("devext serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
-            .expect("banner");
-        line
-    })
-    .await
-    .expect("banner task");
-    // "devext serving on http://ADDR (store ...)"
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
+    let mut children = Vec::new();
+    let mut bases = Vec::new();
+    for _ in 0..replicas {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_devext"));
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env_remove("DEVEXT_LISTEN")
+            .env_remove("DEVEXT_DB")
+            .env_remove("DEVEXT_PLUGINS")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped());
+        if let StoreKind::Postgres { key_hex, .. } = kind {
+            command.env("DEVEXT_SECRET_KEY", key_hex);
+        }
+        let mut child = command.spawn().expect("devext serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+                .expect("banner");
+            line
+        })
+        .await
+        .expect("banner task");
+        // "devext serving on http://ADDR (store ...)"
+        let base = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_owned();
+        children.push(child);
+        bases.push(base);
+    }
     (
         Service {
-            child,
-            base,
+            children,
+            bases,
             _dir: dir,
         },
         per_account,
@@ -444,7 +486,14 @@ async fn start_service(accounts: Vec<AccountSpec>) -> (Service, Vec<Vec<Device>>
 }
 
 /// Runs every level against a fresh service over `accounts` accounts; prints one table.
-async fn measure(levels: &[usize], latency_ms: u64, accounts: usize, sims_rt: &Handle) {
+async fn measure(
+    levels: &[usize],
+    latency_ms: u64,
+    accounts: usize,
+    sims_rt: &Handle,
+    kind: &StoreKind,
+    replicas: usize,
+) {
     let n = env_or("LOAD_REQUESTS", 4000).clamp(1, 10_000);
     let rounds = env_or("LOAD_ROUNDS", 8).clamp(1, n);
     let first_warm_up = 64;
@@ -462,7 +511,7 @@ async fn measure(levels: &[usize], latency_ms: u64, accounts: usize, sims_rt: &H
             iccids: sim.sims().into_iter().map(|s| s.iccid).collect(),
         })
         .collect();
-    let (service, per_account) = start_service(specs).await;
+    let (service, per_account) = start_service(specs, kind, replicas).await;
     // Interleaved: consecutive requests go to different accounts.
     let mut per_account: Vec<_> = per_account.into_iter().map(Vec::into_iter).collect();
     let mut devices = Vec::new();
@@ -485,8 +534,8 @@ async fn measure(levels: &[usize], latency_ms: u64, accounts: usize, sims_rt: &H
         .expect("client");
     let target = Arc::new(Target {
         client,
-        service_base: service.base.clone(),
-        service_pid: service.pid(),
+        service_bases: service.bases.clone(),
+        service_pids: service.pids(),
         devices,
     });
 
@@ -499,12 +548,16 @@ async fn measure(levels: &[usize], latency_ms: u64, accounts: usize, sims_rt: &H
         assert_eq!(w.errors, 0, "warm-up: {:?}", w.first_error);
     }
     offset += first_warm_up;
-    let service_rss = || rss_kib(&target.service_pid);
+    let service_rss = || target.service_pids.iter().map(|p| rss_kib(p)).sum::<u64>();
     let rss_start = service_rss();
     println!();
+    let store_name = match kind {
+        StoreKind::Sqlite => "SQLite".to_owned(),
+        StoreKind::Postgres { .. } => format!("PostgreSQL, {replicas} replica(s)"),
+    };
     println!(
-        "{accounts} Jasper account(s), {latency_ms} ms simulator latency, up to {n} requests per \
-         path and level (at most 500 per unit of concurrency) in {rounds} rounds:"
+        "{store_name}; {accounts} Jasper account(s), {latency_ms} ms simulator latency, up to {n} \
+         requests per path and level (at most 500 per unit of concurrency) in {rounds} rounds:"
     );
     println!();
     println!(
@@ -605,14 +658,33 @@ fn main() {
     let levels = list("LOAD_LEVELS", "1,8,64");
     let accounts = list("LOAD_ACCOUNTS", "1,32");
     let latency_ms: u64 = env_or("LATENCY_MS", 20);
+    let replicas = list("LOAD_REPLICAS", "1");
     let client_rt = tokio_runtime("load-client");
     let sims_rt = tokio_runtime("jasper-sim");
+    let postgres = std::env::var("LOAD_STORE").as_deref() == Ok("postgres");
     for a in accounts {
-        client_rt.block_on(measure(
-            &levels,
-            latency_ms,
-            a.clamp(1, 100),
-            sims_rt.handle(),
-        ));
+        for &r in &replicas {
+            let kind = if postgres {
+                let url = client_rt
+                    .block_on(devext_service::testing::fresh_postgres_database("load"))
+                    .expect("PostgreSQL for LOAD_STORE=postgres (initdb on PATH or in /usr/lib/postgresql, or DEVEXT_TEST_DATABASE_URL)");
+                let key_hex: String = (0..32).map(|i| format!("{:02x}", i * 7 + 3)).collect();
+                StoreKind::Postgres { url, key_hex }
+            } else {
+                StoreKind::Sqlite
+            };
+            let r = if postgres { r.clamp(1, 8) } else { 1 };
+            client_rt.block_on(measure(
+                &levels,
+                latency_ms,
+                a.clamp(1, 100),
+                sims_rt.handle(),
+                &kind,
+                r,
+            ));
+            if !postgres {
+                break;
+            }
+        }
     }
 }

@@ -22,6 +22,15 @@ use devext_jasper as _;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// File holding the store's secret key (64 hex digits): required with PostgreSQL unless
+    /// DEVEXT_SECRET_KEY is set; every replica needs the same key
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "DEVEXT_SECRET_KEY_FILE"
+    )]
+    secret_key_file: Option<PathBuf>,
 }
 
 /// The plugin and egress flags, on the commands that load plugins (not `orgs` or `keys`).
@@ -68,6 +77,17 @@ enum Command {
     /// Manage the people who sign in to the dashboard
     #[command(subcommand)]
     Users(cmd::users::UsersCommand),
+    /// Store maintenance: copying an installation to another store
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copies every organisation, key, setting (secrets stay encrypted under the same key),
+    /// device, user, audit entry and idempotency record from an SQLite store to an empty
+    /// PostgreSQL one
+    Copy(cmd::serve::StoreCopyArgs),
 }
 
 #[derive(Subcommand)]
@@ -153,6 +173,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let cli = Cli::parse();
+    cmd::serve::set_secret_key_file(cli.secret_key_file.clone());
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -244,5 +265,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Orgs(OrgsCommand::List(args)) => cmd::serve::orgs_list(&args),
         Command::Keys(KeysCommand::Create(args)) => cmd::serve::keys_create(&args),
         Command::Users(command) => cmd::users::run(&command),
+        Command::Store(StoreCommand::Copy(args)) => cmd::serve::store_copy(&args),
     }
 }

@@ -21,6 +21,7 @@ fn devext() -> Command {
         "DEVEXT_PLUGINS",
         "DEVEXT_ALLOW_LOOPBACK_HTTP",
         "DEVEXT_SECRET_KEY",
+        "DEVEXT_SECRET_KEY_FILE",
         "DEVEXT_LOG",
     ] {
         cmd.env_remove(var);
@@ -907,5 +908,65 @@ fn users_made_on_the_command_line_sign_in_and_lose_their_sessions_when_disabled(
     assert!(
         !stderr.contains("long password"),
         "a password was logged: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn an_sqlite_installation_moves_to_postgres_with_store_copy() {
+    let Some(url) = devext_service::testing::fresh_postgres_database("cli_copy").await else {
+        println!("skipped: PostgreSQL not installed (store copy)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    let db = db.to_str().unwrap();
+    let out = run(devext().args(["orgs", "create", "acme", "--db", db]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let key_file = format!("{db}.key");
+
+    // Without the key, PostgreSQL refuses to open.
+    let out = run(devext().args(["orgs", "list", "--db", &url]));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("DEVEXT_SECRET_KEY"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = run(devext().args(["store", "copy", "--from", db, "--to", &url]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("1 organisations"),
+        "{}",
+        text(&out.stdout)
+    );
+    // The copy opens with the SQLite store's key, and holds its organisation.
+    let out = run(devext().args([
+        "orgs",
+        "list",
+        "--json",
+        "--db",
+        &url,
+        "--secret-key-file",
+        &key_file,
+    ]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["items"][0]["name"], "acme");
+    assert_eq!(listed["items"][0]["active_keys"], 1);
+    // A second copy finds the target in use; the password never shows in messages.
+    let out = run(devext().args(["store", "copy", "--from", db, "--to", &url]));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not empty"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(devext().args(["store", "copy", "--from", db, "--to", "/tmp/x.db"]));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("PostgreSQL URL"),
+        "{}",
+        text(&out.stderr)
     );
 }

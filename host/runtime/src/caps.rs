@@ -34,6 +34,9 @@ pub(crate) struct CallCaps {
     account_key: Arc<str>,
     priority: Priority,
     limiter: Arc<dyn Limiter>,
+    /// The latest permit granted in this call (its account and when), until the call's next
+    /// HTTP request starts: how late that start was goes back to the limiter.
+    granted: Arc<std::sync::Mutex<Option<(String, Instant)>>>,
 }
 
 /// What the limiter capability needs of a call.
@@ -63,6 +66,22 @@ impl CallCaps {
             account_key: limits.account_key,
             priority: limits.priority,
             limiter: limits.limiter,
+            granted: Arc::default(),
+        }
+    }
+
+    /// Reports the lateness of the first request after a grant.
+    fn request_starts(&self) {
+        let granted = self
+            .granted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some((account, at)) = granted {
+            let late = at.elapsed();
+            if late > crate::limiter::LATE_START {
+                self.limiter.started_late(&account, late);
+            }
         }
     }
 
@@ -167,6 +186,7 @@ impl HostCaps for CallCaps {
                     Ok(r) => r,
                     Err(e) => return err(e),
                 };
+                caps.request_starts();
                 match caps
                     .http
                     .send(&caps.plugin, caps.endpoint.as_deref(), req, caps.deadline)
@@ -217,8 +237,11 @@ impl HostCaps for CallCaps {
                     wait_until,
                 );
                 ask.call_deadline = caps.deadline;
+                let account = ask.account_key.clone();
                 match caps.limiter.acquire(ask).await {
                     Ok(permit) => {
+                        *caps.granted.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some((account, Instant::now()));
                         let waited = u64::try_from(asked.elapsed().as_millis()).unwrap_or(u64::MAX);
                         ok(&PermitGrant::new(permit, waited))
                     }

@@ -82,7 +82,14 @@ pub trait Limiter: Send + Sync + 'static {
     fn release(&self, permit: &str);
     /// Pauses the account for `pause`: no permit is granted until it is over.
     fn back_off(&self, account_key: &str, pause: Duration);
+    /// The request a permit of the account was granted for left `late` after the grant (the
+    /// plugin's work, a busy machine): a backend whose spacing is planned ahead (the shared
+    /// one) spaces the next starts from the real one. The in-process limiter ignores it.
+    fn started_late(&self, _account_key: &str, _late: Duration) {}
 }
+
+/// A start later than its grant by more than this is reported ([`Limiter::started_late`]).
+pub const LATE_START: Duration = Duration::from_millis(20);
 
 /// Longest back-off a plugin may ask for.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);

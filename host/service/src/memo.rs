@@ -3,7 +3,9 @@
 //! (see [`crate::api::App`]). A write made through this process's API drops the entries it
 //! affects at once (a revoked key clears the key memo, since it is keyed by key hashes); a
 //! change made by another process sharing the store, or written to the store directly, is seen
-//! once the entry is older than [`MEMO_TTL`].
+//! once the entry is older than [`MEMO_TTL`]. On PostgreSQL the other replicas' writes are
+//! announced (`LISTEN/NOTIFY`, see [`crate::store::StoreChange`]) and drop the entries within
+//! milliseconds; the time limit remains the fallback (SQLite keeps only the time limit).
 
 use std::collections::HashMap;
 use std::hash::Hash;

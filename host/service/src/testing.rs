@@ -14,13 +14,63 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use crate::api::{App, router};
-use crate::store::{Role, SqliteStore, Store};
+use crate::crypto::SecretKey;
+use crate::store::{AnyStore, PgStore, Role, SqliteStore, Store};
 
-/// The service over a fresh SQLite store (in a temporary directory, removed on drop) and the
-/// plugins a runtime with `config` loads, with one organisation, `acme`, and an admin key of it.
+/// Which store a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A fresh SQLite file.
+    Sqlite,
+    /// A fresh database on the test PostgreSQL server (`devext_test_support::postgres`).
+    Postgres,
+}
+
+/// A fresh, empty PostgreSQL database for one test: its URL, or `None` when PostgreSQL is not
+/// installed (and `CI` is not set; see `devext_test_support::postgres::server`).
+///
+/// # Panics
+/// When the server does not answer (a test failure).
+pub async fn fresh_postgres_database(name: &str) -> Option<String> {
+    use sqlx::Connection as _;
+    let server = devext_test_support::postgres::server()?;
+    let db = devext_test_support::postgres::unique_database_name(name);
+    let mut admin = sqlx::PgConnection::connect(&server.admin_url)
+        .await
+        .expect("the test PostgreSQL server answers");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{db}\"")))
+        .execute(&mut admin)
+        .await
+        .expect("a test database");
+    Some(server.database_url(&db))
+}
+
+/// A fresh store of `backend` (SQLite in `dir`); `None` when it is PostgreSQL and PostgreSQL is
+/// not installed.
+///
+/// # Panics
+/// If the store cannot be created (a test failure).
+pub async fn fresh_store(backend: Backend, dir: &std::path::Path, name: &str) -> Option<AnyStore> {
+    Some(match backend {
+        Backend::Sqlite => AnyStore::Sqlite(
+            SqliteStore::open(&dir.join(format!("{name}.db")), None)
+                .await
+                .expect("a new store"),
+        ),
+        Backend::Postgres => {
+            let url = fresh_postgres_database(name).await?;
+            let key = SecretKey::generate().expect("a key");
+            AnyStore::Postgres(PgStore::open(&url, key).await.expect("a new store"))
+        }
+    })
+}
+
+/// The service over a fresh store (SQLite in a temporary directory, removed on drop, or a fresh
+/// PostgreSQL database) and the plugins a runtime with `config` loads, with one organisation,
+/// `acme`, and an admin key of it.
 pub struct TestService {
     /// The shared state.
-    pub app: Arc<App<SqliteStore>>,
+    pub app: Arc<App<AnyStore>>,
     /// The router over `app`.
     pub router: Router,
     /// A client of `router`.
@@ -36,10 +86,23 @@ impl TestService {
     /// # Panics
     /// If the store cannot be created or the runtime does not load (test failures).
     pub async fn start(config: RuntimeConfig) -> TestService {
+        Self::start_on(Backend::Sqlite, config).await
+    }
+
+    /// Starts one on `backend`. On PostgreSQL when it is not installed (and `CI` is not set),
+    /// the test process ends here, successfully, after "skipped: PostgreSQL not installed":
+    /// a whole suite run on PostgreSQL is skipped, not half of it.
+    ///
+    /// # Panics
+    /// If the store cannot be created or the runtime does not load (test failures).
+    pub async fn start_on(backend: Backend, config: RuntimeConfig) -> TestService {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let store = SqliteStore::open(&dir.path().join("api.db"), None)
-            .await
-            .expect("a new store");
+        let Some(store) = fresh_store(backend, dir.path(), "api").await else {
+            println!(
+                "skipped: PostgreSQL not installed (the suite needs it: DEVEXT_TEST_STORE=postgres)"
+            );
+            std::process::exit(0);
+        };
         let org = store.create_org("acme").await.expect("an org");
         let (_, admin) = store
             .create_key(org.id, Role::Admin, "admin")

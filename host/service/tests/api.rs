@@ -1030,3 +1030,124 @@ async fn the_audit_log_says_what_happened_and_who_did_it() {
     );
     assert!(items.iter().all(|e| e["request_id"].is_string()), "{log}");
 }
+
+#[tokio::test]
+async fn the_suite_runs_on_the_store_its_binary_names() {
+    let env = Env::new().await;
+    let expected = match crate::BACKEND {
+        devext_service::testing::Backend::Sqlite => "sqlite",
+        devext_service::testing::Backend::Postgres => "postgres",
+    };
+    assert_eq!(env.app.store.backend(), expected);
+}
+
+#[tokio::test]
+async fn stale_writes_of_devices_and_settings_get_412_not_a_silent_overwrite() {
+    let env = Env::new().await;
+    let id = env.echo_device(&env.admin).await;
+    let path = format!("/api/v1/devices/{id}");
+    let read = env
+        .client
+        .send("GET", &path, Some(&env.admin), None, &[])
+        .await;
+    let tag = read.headers["etag"].to_str().unwrap().to_owned();
+    let ext = read.body["extensions"].clone();
+    // Tab 1 saves with the tag it read; tab 2, which read the same version, is refused.
+    let first = env
+        .client
+        .send(
+            "PUT",
+            &path,
+            Some(&env.admin),
+            Some(json!({"name": "renamed", "extensions": ext})),
+            &[("if-match", &tag)],
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    let new_tag = first.headers["etag"].to_str().unwrap().to_owned();
+    assert_ne!(new_tag, tag);
+    let second = env
+        .client
+        .send(
+            "PUT",
+            &path,
+            Some(&env.admin),
+            Some(json!({"name": "other", "extensions": ext})),
+            &[("if-match", &tag)],
+        )
+        .await;
+    assert_eq!(
+        second.status,
+        StatusCode::PRECONDITION_FAILED,
+        "{}",
+        second.text
+    );
+    assert_eq!(second.body["error"]["kind"], "precondition_failed");
+    assert!(error_message(&second.body).contains("changed by someone else"));
+    let (_, now) = env.get(&path, &env.admin).await;
+    assert_eq!(now["name"], "renamed", "the refused write changed nothing");
+    // The current tag works; no If-Match is an unconditional write.
+    let third = env
+        .client
+        .send(
+            "PUT",
+            &path,
+            Some(&env.admin),
+            Some(json!({"name": "third", "extensions": ext})),
+            &[("if-match", &new_tag)],
+        )
+        .await;
+    assert_eq!(third.status, StatusCode::OK, "{}", third.text);
+    let (s, _) = env
+        .put(
+            &path,
+            &env.admin,
+            json!({"name": "fourth", "extensions": ext}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Settings, the same way.
+    let read = env
+        .client
+        .send(
+            "GET",
+            "/api/v1/extensions/echo",
+            Some(&env.admin),
+            None,
+            &[],
+        )
+        .await;
+    let tag = read.headers["etag"].to_str().unwrap().to_owned();
+    let body = json!({"enabled": true, "config": {"greeting": "hello", "token": "tok-2"}});
+    let ok = env
+        .client
+        .send(
+            "PUT",
+            "/api/v1/extensions/echo",
+            Some(&env.admin),
+            Some(body.clone()),
+            &[("if-match", &tag)],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    assert_ne!(ok.headers["etag"].to_str().unwrap(), tag);
+    let stale = env
+        .client
+        .send(
+            "PUT",
+            "/api/v1/extensions/echo",
+            Some(&env.admin),
+            Some(json!({"enabled": false})),
+            &[("if-match", &tag)],
+        )
+        .await;
+    assert_eq!(
+        stale.status,
+        StatusCode::PRECONDITION_FAILED,
+        "{}",
+        stale.text
+    );
+    let (_, now) = env.get("/api/v1/extensions/echo", &env.admin).await;
+    assert_eq!(now["enabled"], true);
+}

@@ -54,7 +54,7 @@ impl Env {
     /// Like [`Env::new`] with other runtime settings.
     pub(crate) async fn with_runtime(config: RuntimeConfig) -> Env {
         Env {
-            service: TestService::start(config).await,
+            service: TestService::start_on(crate::BACKEND, config).await,
         }
     }
 

@@ -4,9 +4,14 @@
 // defined here).
 use devext_echo as _;
 
+/// The store this binary runs the suite on (`tests/postgres.rs` runs it on PostgreSQL).
+pub(crate) const BACKEND: devext_service::testing::Backend =
+    devext_service::testing::Backend::Sqlite;
+
 mod api;
 mod api_env;
 mod dashboard;
+mod backends;
 mod lookup;
 mod meter;
 mod route_table;

@@ -8,6 +8,10 @@ use serde_json::json;
 // The echo plugin (which has a `writeOnly` setting, `token`) as a static plugin.
 use devext_echo as _;
 
+/// The store of this binary's suite.
+pub(crate) const BACKEND: devext_service::testing::Backend =
+    devext_service::testing::Backend::Sqlite;
+
 #[path = "api_env.rs"]
 mod api_env;
 

@@ -14,7 +14,7 @@
 //! - [`xml`]: the namespace-aware XML tree the SOAP parser reads.
 //! - [`dates`]: the lenient date parser.
 //! - [`errors`]: Jasper's error tables and what each failure means for a retry.
-//! - [`limits`]: per-account semaphore and rate window, retry policy, single-flight.
+//! - [`limits`]: the account's limits (through the host's limiter), retry policy, single-flight.
 //! - this file: the [`Plugin`] impl, and the one place that does I/O (through the [`Host`]).
 //!
 //! Architecture invariant: all I/O (HTTP, clock, timers, logs) goes through [`Host`]; the
@@ -31,10 +31,8 @@ pub mod schemas;
 pub mod soap;
 pub mod xml;
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use devext_plugin_api::{
@@ -46,14 +44,12 @@ use crate::config::{Api, OrgConfig};
 use crate::connection::CycleRow;
 use crate::dates::Date;
 use crate::errors::{Failure, OpHint, RetryClass};
-use crate::limits::{AccountLimits, Either, SingleFlight};
+use crate::limits::{AccountLimits, SingleFlight};
 use crate::model::{Change, SimStatus, SmsSent};
 
 /// The plugin. One instance serves every call, concurrently.
 #[derive(Default)]
 pub struct Jasper {
-    /// Per-account limits, by the host's account key (a digest of endpoint, api and username).
-    accounts: Mutex<HashMap<String, Arc<AccountLimits>>>,
     /// Concurrent identical reads share one upstream call.
     flights: SingleFlight<Result<Value, PluginError>>,
     /// Feeds SOAP message ids and backoff jitter.
@@ -67,7 +63,7 @@ struct Ctx<'a> {
     cfg: &'a OrgConfig,
     iccid: &'a str,
     deadline_ms: i64,
-    limits: Arc<AccountLimits>,
+    limits: AccountLimits,
 }
 
 impl Ctx<'_> {
@@ -106,28 +102,6 @@ fn optional_date(input: &Value, key: &str) -> Result<Option<Date>, PluginError> 
 }
 
 impl Jasper {
-    /// The limits of the account of `cfg` (created on first use, replaced when its settings
-    /// change).
-    fn limits_for(&self, key: &str, cfg: &OrgConfig) -> Arc<AccountLimits> {
-        let mut accounts = self
-            .accounts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match accounts.get(key) {
-            Some(l)
-                if l.rate_per_second == cfg.rate_per_second
-                    && l.max_in_flight == cfg.max_in_flight =>
-            {
-                Arc::clone(l)
-            }
-            _ => {
-                let l = Arc::new(AccountLimits::new(cfg.rate_per_second, cfg.max_in_flight));
-                accounts.insert(key.to_owned(), Arc::clone(&l));
-                l
-            }
-        }
-    }
-
     fn next_seed(&self) -> u64 {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         self.ids.hash_one(n)
@@ -155,50 +129,15 @@ impl Jasper {
         let mut failures = 0u32;
         loop {
             let now = host.now_unix_ms()?;
-            let left = deadline - now - limits::MIN_ATTEMPT_MS;
-            if left < 0 {
+            if deadline - now - limits::MIN_ATTEMPT_MS < 0 {
                 return Err(PluginError::new(
                     ErrorKind::Timeout,
                     format!("no time left before the call's deadline to call Jasper ({what})"),
                 ));
             }
-            // 1. A turn among the account's calls in flight.
-            let permit = match limits::race(
-                ctx.limits.in_flight.acquire(),
-                host.sleep(Duration::from_millis(left as u64)),
-            )
-            .await
-            {
-                Either::Left(permit) => permit,
-                Either::Right(slept) => {
-                    slept?;
-                    return Err(PluginError::new(
-                        ErrorKind::RateLimited,
-                        format!(
-                            "rate limit: other calls to this Jasper account kept it busy until \
-                             the deadline (at most {} at a time); try again shortly",
-                            ctx.limits.max_in_flight
-                        ),
-                    ));
-                }
-            };
-            // 2. A start time within the per-second limit.
-            let now = host.now_unix_ms()?;
-            let start = ctx.limits.reserve_start(now);
-            if start > now {
-                if !limits::fits_before_deadline(now, start - now, deadline) {
-                    return Err(PluginError::new(
-                        ErrorKind::RateLimited,
-                        format!(
-                            "rate limit: this Jasper account's limit of {} calls per second \
-                             leaves no time before the deadline; try again shortly",
-                            ctx.limits.rate_per_second
-                        ),
-                    ));
-                }
-                host.sleep(Duration::from_millis((start - now) as u64))
-                    .await?;
-            }
+            // 1. A permit of the account: a turn among its calls in flight, and a start within
+            // its per-second limit (the host's limiter, shared by its replicas).
+            let permit = ctx.limits.acquire(host, now, deadline).await?;
             // 3. The request.
             let now = host.now_unix_ms()?;
             let mut req = build(&self.message_id(now))?;
@@ -223,6 +162,12 @@ impl Jasper {
             failures += 1;
             // 4. Retry?
             let now = host.now_unix_ms()?;
+            if failure.error.kind == ErrorKind::RateLimited {
+                // Jasper refused for its rate: every caller of the account waits, not just us.
+                let pause = limits::backoff_ms(1, failure.retry_after_ms, 0);
+                ctx.limits
+                    .back_off(host, pause, &format!("jasper {what}: rate limit refusal"));
+            }
             if failures < limits::MAX_ATTEMPTS && limits::may_retry(write, failure.class) {
                 let wait = limits::backoff_ms(failures, failure.retry_after_ms, self.next_seed());
                 if limits::fits_before_deadline(now, wait as i64, deadline) {
@@ -801,7 +746,11 @@ impl Plugin for Jasper {
             cfg: &cfg,
             iccid: &iccid,
             deadline_ms: call.context.deadline_unix_ms,
-            limits: self.limits_for(&account, &cfg),
+            limits: AccountLimits {
+                account: account.clone(),
+                rate_per_second: cfg.rate_per_second,
+                max_in_flight: cfg.max_in_flight,
+            },
         };
 
         // The connection test keeps a margin before the host's deadline, so that a slow

@@ -1,19 +1,23 @@
 //! Jasper's per-account limits, retries and single-flight, without any async runtime: plain
 //! `std::sync::Mutex` + `Waker` lists, and the host's timers for waiting.
 //!
-//! - [`Semaphore`]: a FIFO async semaphore (`max_in_flight` calls at once).
-//! - [`RateWindow`]: a sliding one-second window (`rate_per_second` call starts in any second).
+//! - [`AccountLimits`]: `max_in_flight` calls at once and `rate_per_second` starts in any
+//!   rolling second, through the host's limiter capability (shared by every replica of a host
+//!   that runs several); a refusal from Jasper pauses every caller of the account.
 //! - [`may_retry`] / [`backoff_ms`]: the retry policy (writes only when provably not processed).
 //! - [`SingleFlight`]: concurrent identical reads share one upstream call.
 //!
 //! No lock is ever held across an `.await`, and no function panics (a poisoned lock is used as
 //! it is: the state it protects stays consistent at every step).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
-use std::pin::{Pin, pin};
+
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Poll, Waker};
+
+use devext_plugin_api::host::{BackoffReport, PermitRequest};
+use devext_plugin_api::{ErrorKind, Host, LogLevel, Permit, PluginError};
 
 use crate::errors::RetryClass;
 
@@ -22,235 +26,75 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Semaphore
+// The account's limits: the host's limiter
 
-/// A FIFO async semaphore.
-pub struct Semaphore {
-    state: Mutex<SemState>,
-}
-
-struct SemState {
-    available: usize,
-    queue: VecDeque<Arc<Waiter>>,
-}
-
-#[derive(Default)]
-struct Waiter {
-    state: Mutex<WaiterState>,
-}
-
-#[derive(Default)]
-struct WaiterState {
-    granted: bool,
-    waker: Option<Waker>,
-}
-
-impl Semaphore {
-    pub fn new(permits: usize) -> Arc<Semaphore> {
-        Arc::new(Semaphore {
-            state: Mutex::new(SemState {
-                available: permits,
-                queue: VecDeque::new(),
-            }),
-        })
-    }
-
-    /// Waits for a permit, first come first served. Dropping the future gives up its place (or
-    /// passes on a permit it was granted but never saw).
-    pub fn acquire(self: &Arc<Self>) -> Acquire {
-        Acquire {
-            sem: Arc::clone(self),
-            waiter: None,
-            done: false,
-        }
-    }
-
-    /// Permits free right now.
-    pub fn available(&self) -> usize {
-        lock(&self.state).available
-    }
-
-    fn release(&self) {
-        let mut state = lock(&self.state);
-        if let Some(next) = state.queue.pop_front() {
-            let waker = {
-                let mut w = lock(&next.state);
-                w.granted = true;
-                w.waker.take()
-            };
-            drop(state);
-            if let Some(waker) = waker {
-                waker.wake();
-            }
-        } else {
-            state.available += 1;
-        }
-    }
-}
-
-/// A held permit; released when dropped.
-pub struct Permit {
-    sem: Arc<Semaphore>,
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        self.sem.release();
-    }
-}
-
-/// The future of [`Semaphore::acquire`].
-pub struct Acquire {
-    sem: Arc<Semaphore>,
-    waiter: Option<Arc<Waiter>>,
-    done: bool,
-}
-
-impl Future for Acquire {
-    type Output = Permit;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Permit> {
-        if self.done {
-            // Polled after completion: behave like a fresh acquire would not; stay pending.
-            return Poll::Pending;
-        }
-        match &self.waiter {
-            None => {
-                let mut state = lock(&self.sem.state);
-                if state.available > 0 && state.queue.is_empty() {
-                    state.available -= 1;
-                    drop(state);
-                    self.done = true;
-                    return Poll::Ready(Permit {
-                        sem: Arc::clone(&self.sem),
-                    });
-                }
-                let waiter = Arc::new(Waiter::default());
-                lock(&waiter.state).waker = Some(cx.waker().clone());
-                state.queue.push_back(Arc::clone(&waiter));
-                drop(state);
-                self.waiter = Some(waiter);
-                Poll::Pending
-            }
-            Some(waiter) => {
-                let mut w = lock(&waiter.state);
-                if w.granted {
-                    drop(w);
-                    self.done = true;
-                    return Poll::Ready(Permit {
-                        sem: Arc::clone(&self.sem),
-                    });
-                }
-                if !w
-                    .waker
-                    .as_ref()
-                    .is_some_and(|old| old.will_wake(cx.waker()))
-                {
-                    w.waker = Some(cx.waker().clone());
-                }
-                Poll::Pending
-            }
-        }
-    }
-}
-
-impl Drop for Acquire {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        let Some(waiter) = self.waiter.take() else {
-            return;
-        };
-        let mut state = lock(&self.sem.state);
-        let granted = lock(&waiter.state).granted;
-        if granted {
-            // Granted but never observed: pass the permit on.
-            drop(state);
-            self.sem.release();
-        } else {
-            state.queue.retain(|w| !Arc::ptr_eq(w, &waiter));
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Rate window
-
-/// A sliding window: at most `per_second` call starts in any window of 1000 ms (a start at `t`
-/// and one at `t + 1000` are in different windows), the way Jasper counts calls per second.
-pub struct RateWindow {
-    per_second: usize,
-    /// The latest starts (granted or reserved), non-decreasing, at most `per_second` of them,
-    /// none a whole window older than the latest reservation.
-    starts: VecDeque<i64>,
-}
-
-impl RateWindow {
-    pub fn new(per_second: u32) -> RateWindow {
-        RateWindow {
-            per_second: (per_second as usize).max(1),
-            starts: VecDeque::new(),
-        }
-    }
-
-    /// Reserves the earliest start time at or after `now_ms` that keeps the limit, and returns
-    /// it. Start times are handed out in order, so callers just wait until theirs.
-    ///
-    /// The window is one second plus [`WINDOW_MARGIN_MS`]: Jasper counts arrivals in any rolling
-    /// second, and a request arrives some milliseconds after its planned start (timer and
-    /// network jitter), so pacing at exactly one second lets a sixth request in now and then.
-    ///
-    /// Starts a whole window before `now_ms` constrain nothing any more and are dropped, so the
-    /// memory follows the calls actually made, not the limit (which may be thousands). The
-    /// start reserved now is never dropped by this call, so even a clock that steps back later
-    /// cannot hand out an earlier start than the ones already given.
-    pub fn reserve(&mut self, now_ms: i64) -> i64 {
-        let window = 1000 + WINDOW_MARGIN_MS;
-        while self
-            .starts
-            .front()
-            .is_some_and(|&s| s.saturating_add(window) <= now_ms)
-        {
-            self.starts.pop_front();
-        }
-        let mut t = now_ms.max(self.starts.back().copied().unwrap_or(i64::MIN));
-        if self.starts.len() >= self.per_second {
-            let nth_latest = self.starts[self.starts.len() - self.per_second];
-            t = t.max(nth_latest.saturating_add(window));
-        }
-        self.starts.push_back(t);
-        while self.starts.len() > self.per_second {
-            self.starts.pop_front();
-        }
-        t
-    }
-}
-
-/// Slack added to the one-second rate window (see [`RateWindow::reserve`]).
-pub const WINDOW_MARGIN_MS: i64 = 100;
-
-/// The limits of one Jasper account.
+/// The limits of one Jasper account, enforced by the host's limiter (`limit.*`): in-process for
+/// one host, shared by every replica of a host on PostgreSQL. Keyed on the host's account key, so
+/// every org and replica reaching one account counts against the same limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountLimits {
+    pub account: String,
     pub rate_per_second: u32,
     pub max_in_flight: u32,
-    pub in_flight: Arc<Semaphore>,
-    pub window: Mutex<RateWindow>,
 }
 
 impl AccountLimits {
-    pub fn new(rate_per_second: u32, max_in_flight: u32) -> AccountLimits {
-        AccountLimits {
-            rate_per_second,
-            max_in_flight,
-            in_flight: Semaphore::new(max_in_flight.max(1) as usize),
-            window: Mutex::new(RateWindow::new(rate_per_second)),
+    /// Waits for a permit to start one request, leaving at least [`MIN_ATTEMPT_MS`] before
+    /// `deadline_ms` for the request itself. A wait that cannot end in time is a `rate_limited`
+    /// error naming the limit that held it.
+    pub async fn acquire(
+        &self,
+        host: &Host,
+        now_ms: i64,
+        deadline_ms: i64,
+    ) -> Result<Permit, PluginError> {
+        let left = deadline_ms - now_ms - MIN_ATTEMPT_MS;
+        if left < 0 {
+            return Err(PluginError::new(
+                ErrorKind::Timeout,
+                "no time left before the call's deadline to call Jasper",
+            ));
+        }
+        let request = PermitRequest::new(self.rate_per_second, self.max_in_flight)
+            .account_key(self.account.as_str())
+            .max_wait_ms(left as u64);
+        match host.acquire_permit(&request).await {
+            Ok(permit) => Ok(permit),
+            Err(e) if e.kind == ErrorKind::RateLimited => Err(self.refusal(&e)),
+            Err(e) => Err(e),
         }
     }
 
-    /// Reserves a start time (see [`RateWindow::reserve`]).
-    pub fn reserve_start(&self, now_ms: i64) -> i64 {
-        lock(&self.window).reserve(now_ms)
+    /// The host's refusal, said in Jasper's terms.
+    fn refusal(&self, e: &PluginError) -> PluginError {
+        let message = match e.details.get("limit").and_then(|l| l.as_str()) {
+            Some("in_flight") => format!(
+                "rate limit: other calls to this Jasper account kept it busy until the deadline \
+                 (at most {} at a time); try again shortly",
+                self.max_in_flight
+            ),
+            Some("backoff") => "rate limit: Jasper asked this account's callers to slow down, \
+                 past the call's deadline; try again shortly"
+                .to_owned(),
+            _ => format!(
+                "rate limit: this Jasper account's limit of {} calls per second leaves no time \
+                 before the deadline; try again shortly",
+                self.rate_per_second
+            ),
+        };
+        PluginError::new(ErrorKind::RateLimited, message).with_details(e.details.clone())
+    }
+
+    /// Jasper refused a call for its rate (HTTP 429, 40000029, 400101): no caller of the
+    /// account, in any replica, starts one for `pause_ms`.
+    pub fn back_off(&self, host: &Host, pause_ms: u64, reason: &str) {
+        let report = BackoffReport::new(pause_ms, reason).account_key(self.account.as_str());
+        if let Err(e) = host.report_backoff(&report) {
+            host.log(
+                LogLevel::Warn,
+                format!("cannot pause the Jasper account's callers: {}", e.message),
+            );
+        }
     }
 }
 
@@ -301,31 +145,6 @@ pub fn fits_before_deadline(now_ms: i64, wait_ms: i64, deadline_ms: i64) -> bool
         .checked_add(wait_ms)
         .and_then(|t| t.checked_add(MIN_ATTEMPT_MS))
         .is_some_and(|t| t <= deadline_ms)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Racing two futures (for deadlines)
-
-/// Which of two raced futures finished first.
-pub enum Either<A, B> {
-    Left(A),
-    Right(B),
-}
-
-/// Polls both futures (`a` first) until one is ready; the other is dropped.
-pub async fn race<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Output> {
-    let mut a = pin!(a);
-    let mut b = pin!(b);
-    std::future::poll_fn(move |cx| {
-        if let Poll::Ready(v) = a.as_mut().poll(cx) {
-            return Poll::Ready(Either::Left(v));
-        }
-        if let Poll::Ready(v) = b.as_mut().poll(cx) {
-            return Poll::Ready(Either::Right(v));
-        }
-        Poll::Pending
-    })
-    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -475,48 +294,6 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn window_never_allows_more_than_n_starts_per_second() {
-        for n in [1u32, 2, 5, 7] {
-            let mut w = RateWindow::new(n);
-            let mut starts = Vec::new();
-            // Bursty arrivals, including a clock that goes backwards.
-            let arrivals = [
-                0i64, 0, 0, 0, 0, 0, 0, 0, 10, 10, 999, 1000, 1001, 500, 2500, 2500, 9000, 9000,
-                // The clock steps back after old starts were dropped.
-                100, 100, 100, 9001, 20_000, 20_000, 19_000, 19_000, 19_000,
-            ];
-            for now in arrivals {
-                let t = w.reserve(now);
-                assert!(t >= now);
-                starts.push(t);
-            }
-            assert!(starts.windows(2).all(|p| p[0] <= p[1]), "ordered");
-            for (i, &s) in starts.iter().enumerate() {
-                // Even with every request arriving up to the margin late.
-                let window = 1000 + WINDOW_MARGIN_MS;
-                let in_window = starts[..=i].iter().filter(|&&x| x > s - window).count();
-                assert!(in_window <= n as usize, "n={n}: {starts:?}");
-            }
-            // And no needless waiting: the first n go at once.
-            assert_eq!(starts[..n as usize], vec![0; n as usize][..]);
-        }
-    }
-
-    #[test]
-    fn window_memory_follows_the_calls_made_not_the_limit() {
-        let mut w = RateWindow::new(10_000);
-        // 100 calls a second for 10 seconds.
-        for i in 0..1000i64 {
-            w.reserve(i * 10);
-        }
-        assert!(
-            w.starts.len() <= 111,
-            "{} starts kept for a 1.1 s window at 100/s",
-            w.starts.len()
-        );
-    }
-
-    #[test]
     fn retry_policy_protects_writes() {
         assert!(may_retry(false, RetryClass::NotProcessed));
         assert!(may_retry(true, RetryClass::NotProcessed));
@@ -542,71 +319,6 @@ mod tests {
         assert!(fits_before_deadline(0, 500, 1500));
         assert!(!fits_before_deadline(0, 501, 1500));
         assert!(!fits_before_deadline(i64::MAX, 1, i64::MAX));
-    }
-
-    /// A tiny single-threaded executor for the runtime-agnostic primitives.
-    fn block_on<F: Future>(f: F) -> F::Output {
-        let mut f = pin!(f);
-        let waker = Waker::noop();
-        let mut cx = Context::from_waker(waker);
-        loop {
-            if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-                return v;
-            }
-        }
-    }
-
-    #[test]
-    fn semaphore_is_fifo_and_cancellation_safe() {
-        let sem = Semaphore::new(1);
-        let waker = Waker::noop();
-        let mut cx = Context::from_waker(waker);
-        let first = block_on(sem.acquire());
-        let mut a = Box::pin(sem.acquire());
-        let mut b = Box::pin(sem.acquire());
-        let mut c = Box::pin(sem.acquire());
-        assert!(a.as_mut().poll(&mut cx).is_pending());
-        assert!(b.as_mut().poll(&mut cx).is_pending());
-        assert!(c.as_mut().poll(&mut cx).is_pending());
-        // b gives up its place.
-        drop(b);
-        drop(first);
-        // a was first in line.
-        let Poll::Ready(pa) = a.as_mut().poll(&mut cx) else {
-            panic!("a should have the permit")
-        };
-        assert!(c.as_mut().poll(&mut cx).is_pending());
-        // c is granted when a releases, but is dropped before it looks: the permit comes back.
-        drop(pa);
-        drop(c);
-        assert_eq!(sem.available(), 1);
-        let again = block_on(sem.acquire());
-        assert_eq!(sem.available(), 0);
-        drop(again);
-        assert_eq!(sem.available(), 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn semaphore_bounds_concurrency_under_load() {
-        let sem = Semaphore::new(2);
-        let current = Arc::new(AtomicUsize::new(0));
-        let peak = Arc::new(AtomicUsize::new(0));
-        let mut tasks = Vec::new();
-        for i in 0..20u64 {
-            let (sem, current, peak) = (Arc::clone(&sem), Arc::clone(&current), Arc::clone(&peak));
-            tasks.push(tokio::spawn(async move {
-                let _p = sem.acquire().await;
-                let now = current.fetch_add(1, Ordering::SeqCst) + 1;
-                peak.fetch_max(now, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(10 + i % 3)).await;
-                current.fetch_sub(1, Ordering::SeqCst);
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-        assert_eq!(peak.load(Ordering::SeqCst), 2);
-        assert_eq!(sem.available(), 2);
     }
 
     #[tokio::test(start_paused = true)]

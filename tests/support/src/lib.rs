@@ -5,6 +5,8 @@
 //! per set of packages and per test process) into the profile directory the test itself was
 //! built in; `cargo test --workspace` then works on a clean clone.
 
+pub mod postgres;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -10,7 +10,9 @@ use clap::Args;
 use devext_host::{Runtime, RuntimeConfig};
 use devext_service::crypto::{SECRET_KEY_ENV, SecretKey};
 use devext_service::lookup::LookupFields;
-use devext_service::store::{ExtensionSettings, NewAudit, Role, SqliteStore, Store};
+use devext_service::store::pg_limiter::PgLimiter;
+use devext_service::store::postgres::{is_postgres_url, redacted};
+use devext_service::store::{AnyStore, ExtensionSettings, NewAudit, Role, SqliteStore, Store};
 use devext_service::{self as service, App};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -26,7 +28,8 @@ pub(crate) struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080]
     #[arg(long, env = "DEVEXT_LISTEN")]
     listen: Option<SocketAddr>,
-    /// SQLite database (created and migrated on start) [default: ./devext.db]
+    /// SQLite database file (created and migrated on start), or a postgres:// URL (several
+    /// replicas share one; needs the secret key) [default: ./devext.db]
     #[arg(long, env = "DEVEXT_DB")]
     db: Option<PathBuf>,
     /// TOML file with `listen`, `db`, `plugins`, `allow_loopback_http`, `call_timeout_secs`,
@@ -68,19 +71,42 @@ fn read_config(path: &Path) -> Result<FileConfig> {
     toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
+static SECRET_KEY_FILE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
+/// Records `--secret-key-file` (a global flag) for the commands that open the store.
+pub(crate) fn set_secret_key_file(path: Option<PathBuf>) {
+    let _ = SECRET_KEY_FILE.set(path);
+}
+
+/// The secret key given: `DEVEXT_SECRET_KEY`, else `--secret-key-file`; `None` for neither (an
+/// SQLite store then uses its key file).
 fn store_key() -> Result<Option<SecretKey>> {
-    match std::env::var(SECRET_KEY_ENV) {
-        Ok(hex) => Ok(Some(
+    if let Ok(hex) = std::env::var(SECRET_KEY_ENV) {
+        return Ok(Some(
             SecretKey::from_hex(&hex).map_err(|e| anyhow!("{SECRET_KEY_ENV}: {e}"))?,
-        )),
-        Err(_) => Ok(None),
+        ));
+    }
+    match SECRET_KEY_FILE.get().and_then(Option::as_ref) {
+        Some(path) => {
+            Ok(Some(SecretKey::read(path).map_err(|e| {
+                anyhow!("--secret-key-file {}: {e}", path.display())
+            })?))
+        }
+        None => Ok(None),
     }
 }
 
-pub(crate) async fn open_store(db: &Path) -> Result<SqliteStore> {
-    SqliteStore::open(db, store_key()?)
+/// How a store is named in messages (a URL without its password).
+fn store_name(db: &Path) -> String {
+    redacted(&db.to_string_lossy())
+}
+
+/// Opens the store `db` names: a `postgres://` URL or an SQLite file.
+pub(crate) async fn open_store(db: &Path) -> Result<AnyStore> {
+    let name = db.to_string_lossy();
+    AnyStore::open(&name, store_key()?)
         .await
-        .map_err(|e| anyhow!("{}: {e}", db.display()))
+        .map_err(|e| anyhow!("{}: {e}", store_name(db)))
 }
 
 pub(crate) fn tokio() -> Result<tokio::runtime::Runtime> {
@@ -126,7 +152,6 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<ExitCode> {
     if let Some(entries) = file.view_cache_entries {
         config.view_cache_entries = entries;
     }
-    let runtime = load_runtime(config)?;
     let mut web = service::WebConfig {
         secure_cookies: args.secure_cookies,
         trust_forwarded_for: args.trust_forwarded_for,
@@ -140,9 +165,26 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<ExitCode> {
     }
     tokio()?.block_on(async move {
         let store = open_store(&db).await?;
+        if let Some(pg) = store.postgres() {
+            // Replicas share the upstream accounts' limits through the database.
+            let limiter = PgLimiter::new(pg.pool().clone(), pg.replica());
+            config.limiter = Some(devext_host::SharedLimiter(std::sync::Arc::new(limiter)));
+        }
+        // Loading runs plugin code: off the async workers.
+        let runtime = tokio::task::spawn_blocking(move || load_runtime(config))
+            .await
+            .context("loading the plugins")??;
         let listener = service::bind(listen).await?;
         let addr = listener.local_addr()?;
-        println!("devext serving on http://{addr} (store {})", db.display());
+        println!(
+            "devext serving on http://{addr} (store {}{})",
+            store_name(&db),
+            if store.postgres().is_some() {
+                ", PostgreSQL"
+            } else {
+                ""
+            }
+        );
         service::serve(
             listener,
             App::with_web(runtime, store, web),
@@ -158,7 +200,7 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<ExitCode> {
 pub(crate) struct OrgsCreateArgs {
     /// The organisation's name
     name: String,
-    /// SQLite database
+    /// SQLite database file, or a postgres:// URL
     #[arg(long, env = "DEVEXT_DB", default_value = "devext.db")]
     db: PathBuf,
     /// Also create the first admin user with this email (password from a prompt or stdin)
@@ -228,7 +270,7 @@ pub(crate) fn orgs_create(args: &OrgsCreateArgs) -> Result<ExitCode> {
 /// `devext keys create --org NAME --role ROLE --db PATH`.
 /// An audit entry for a change made on the command line (no key, no request: `detail` says so).
 pub(crate) async fn audit_cli(
-    store: &SqliteStore,
+    store: &AnyStore,
     org_id: i64,
     action: &str,
     what: &str,
@@ -252,7 +294,7 @@ pub(crate) async fn audit_cli(
 
 #[derive(Args)]
 pub(crate) struct OrgsListArgs {
-    /// SQLite database
+    /// SQLite database file, or a postgres:// URL
     #[arg(long, env = "DEVEXT_DB", default_value = "devext.db")]
     db: PathBuf,
     /// Print JSON instead of text
@@ -261,7 +303,7 @@ pub(crate) struct OrgsListArgs {
 }
 
 pub(crate) fn orgs_list(args: &OrgsListArgs) -> Result<ExitCode> {
-    if !args.db.exists() {
+    if !is_postgres_url(&args.db.to_string_lossy()) && !args.db.exists() {
         // Opening would create an empty store (and its key) where the user mistyped a path.
         return Err(anyhow!("no store at {}", args.db.display()));
     }
@@ -277,7 +319,7 @@ pub(crate) fn orgs_list(args: &OrgsListArgs) -> Result<ExitCode> {
         if orgs.is_empty() {
             println!(
                 "no organisations in {} (devext orgs create NAME)",
-                args.db.display()
+                store_name(&args.db)
             );
         }
         for o in &orgs {
@@ -306,7 +348,7 @@ pub(crate) struct KeysCreateArgs {
     /// A label for the key
     #[arg(long, default_value = "")]
     name: String,
-    /// SQLite database
+    /// SQLite database file, or a postgres:// URL
     #[arg(long, env = "DEVEXT_DB", default_value = "devext.db")]
     db: PathBuf,
 }
@@ -441,6 +483,58 @@ pub(crate) fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
         .await?;
         sim.shutdown().await;
         drop(dir);
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `devext store copy --from SQLITE --to postgres://...`.
+#[derive(Args)]
+pub(crate) struct StoreCopyArgs {
+    /// The SQLite store to copy (its key: its key file, DEVEXT_SECRET_KEY or --secret-key-file)
+    #[arg(long, value_name = "SQLITE")]
+    from: PathBuf,
+    /// The empty PostgreSQL database to copy it to (postgres://...)
+    #[arg(long, value_name = "URL")]
+    to: String,
+}
+
+pub(crate) fn store_copy(args: &StoreCopyArgs) -> Result<ExitCode> {
+    if !is_postgres_url(&args.to) {
+        return Err(anyhow!(
+            "--to {}: the target must be a PostgreSQL URL (postgres://...)",
+            args.to
+        ));
+    }
+    if !args.from.exists() {
+        return Err(anyhow!("--from {}: no store there", args.from.display()));
+    }
+    tokio()?.block_on(async {
+        let key = match store_key()? {
+            Some(k) => k,
+            None => SecretKey::read(&SqliteStore::key_file_for(&args.from))
+                .map_err(|e| anyhow!("--from {}: its secret key: {e}", args.from.display()))?,
+        };
+        let from = SqliteStore::open(&args.from, Some(key.clone()))
+            .await
+            .map_err(|e| anyhow!("--from {}: {e}", args.from.display()))?;
+        let to = devext_service::store::PgStore::open(&args.to, key)
+            .await
+            .map_err(|e| anyhow!("--to {}: {e}", redacted(&args.to)))?;
+        let done = devext_service::store::copy::copy(&from, &to)
+            .await
+            .map_err(|e| anyhow!("--to {}: {e}", redacted(&args.to)))?;
+        println!(
+            "copied {} to {}: {done}",
+            args.from.display(),
+            redacted(&args.to)
+        );
+        println!(
+            "start every replica with --db {} and the same secret key (DEVEXT_SECRET_KEY or \
+             --secret-key-file; the key of {} is in {})",
+            redacted(&args.to),
+            args.from.display(),
+            SqliteStore::key_file_for(&args.from).display()
+        );
         Ok(ExitCode::SUCCESS)
     })
 }

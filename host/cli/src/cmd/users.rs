@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, Subcommand};
-use devext_service::store::{Org, Role, SqliteStore, Store, User};
+use devext_service::store::{AnyStore, Org, Role, Store, User};
 use devext_service::users;
 
 use super::serve::{audit_cli, open_store, tokio};
@@ -90,14 +90,14 @@ pub(crate) fn read_password(what: &str) -> Result<String> {
     Ok(password)
 }
 
-async fn org_named(store: &SqliteStore, name: &str) -> Result<Org> {
+async fn org_named(store: &AnyStore, name: &str) -> Result<Org> {
     store
         .org_by_name(name)
         .await?
         .ok_or_else(|| anyhow!("no organisation named {name:?}"))
 }
 
-async fn user_by_email(store: &SqliteStore, email: &str) -> Result<User> {
+async fn user_by_email(store: &AnyStore, email: &str) -> Result<User> {
     Ok(store
         .user_credentials(email)
         .await?

@@ -19,7 +19,28 @@ use super::error::{ApiError, ApiResult};
 use super::page;
 use super::state::App;
 use crate::lookup::{FILTER_PREFIX, LookupFields};
-use crate::store::{Device, DeviceQuery, LookupEntry, NewAudit, Store};
+use crate::store::{Device, DeviceQuery, LookupEntry, NewAudit, Store, device_etag};
+
+/// The `If-Match` of a request, if any (visible ASCII, else 400).
+pub(super) fn if_match(headers: &axum::http::HeaderMap) -> ApiResult<Option<String>> {
+    headers
+        .get(axum::http::header::IF_MATCH)
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::bad_request("If-Match must be visible ASCII"))
+        })
+        .transpose()
+}
+
+/// `body` as JSON with an `ETag` header.
+pub(super) fn with_etag(status: StatusCode, etag: Option<&str>, body: Value) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    if let Some(tag) = etag.and_then(|t| axum::http::HeaderValue::from_str(t).ok()) {
+        response.headers_mut().insert(axum::http::header::ETAG, tag);
+    }
+    response
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -192,7 +213,8 @@ pub(crate) async fn create_device<S: Store>(
         )
         .await?;
     audit_change(&app, &caller, &device.id, "create").await;
-    Ok((StatusCode::CREATED, Json(device)).into_response())
+    let etag = device_etag(&device);
+    Ok(with_etag(StatusCode::CREATED, Some(&etag), json!(device)))
 }
 
 /// The 404 of a device that is not the org's.
@@ -227,17 +249,23 @@ pub(crate) async fn get_device<S: Store>(
     State(app): State<Arc<App<S>>>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<Json<Device>> {
-    Ok(Json(device_or_404(&app, &caller, &id).await?))
+) -> ApiResult<Response> {
+    let device = device_or_404(&app, &caller, &id).await?;
+    let etag = device_etag(&device);
+    Ok(with_etag(StatusCode::OK, Some(&etag), json!(device)))
 }
 
 pub(crate) async fn update_device<S: Store>(
     State(app): State<Arc<App<S>>>,
     caller: Caller,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     body: Result<Json<DeviceBody>, JsonRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let Json(body) = body?;
+    // With `If-Match` (the ETag of the device as read), a device changed since is not
+    // overwritten: 412.
+    let if_match = if_match(&headers)?;
     // The stored configuration matters only for parts of plugins this service does not load:
     // read it only then.
     let names_unloaded = body
@@ -257,24 +285,26 @@ pub(crate) async fn update_device<S: Store>(
     } = body.check(&app.runtime, stored.as_ref())?;
     let device = app
         .store
-        .update_device(
+        .update_device_if(
             caller.0.org_id,
             &id,
             &body.name,
             body.device_type.as_deref(),
             &extensions,
             &app.lookup.entries(&extensions),
+            if_match.as_deref(),
         )
         .await?
         .ok_or_else(|| no_device(&id))?;
     app.devices.forget(&(caller.0.org_id, id.clone()));
     audit_change(&app, &caller, &id, "update").await;
+    let etag = device_etag(&device);
     let mut answer = json!(device);
     if !unchecked.is_empty() {
         // Kept as stored, for plugins this service does not load: say so.
         answer["unchecked_extensions"] = json!(unchecked);
     }
-    Ok(Json(answer))
+    Ok(with_etag(StatusCode::OK, Some(&etag), answer))
 }
 
 pub(crate) async fn delete_device<S: Store>(

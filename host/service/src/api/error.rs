@@ -159,6 +159,9 @@ impl From<StoreError> for ApiError {
                 ApiError::conflict(e.to_string()).details(details)
             }
             StoreError::NotFound(m) => ApiError::not_found(m),
+            StoreError::PreconditionFailed(m) => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", m)
+            }
             // The database, the key or stored data: the operator's to fix, never the caller's.
             e => {
                 tracing::error!(error = %e, "store failure");

@@ -363,6 +363,14 @@ async fn execute<S: Store>(
                 };
                 return Err(ApiError::conflict(message));
             }
+            IdempotencyClaim::Unknown { since } => {
+                return Err(ApiError::conflict(format!(
+                    "the request with this Idempotency-Key (started {since}) was interrupted \
+                     (the replica running it stopped) and its outcome is unknown: check the \
+                     device, then use a new key"
+                ))
+                .details(json!({"outcome": "unknown"})));
+            }
             IdempotencyClaim::Mismatch => {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,

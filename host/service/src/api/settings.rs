@@ -69,10 +69,15 @@ pub(crate) async fn get_extension<S: Store>(
     State(app): State<Arc<App<S>>>,
     caller: Caller,
     Path(plugin): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<axum::response::Response> {
     plugin_or_404(&app.runtime, &plugin)?;
     let stored = app.store.extension(caller.0.org_id, &plugin).await?;
-    Ok(Json(settings_view(&plugin, stored.as_ref())))
+    let etag = app.store.extension_etag(caller.0.org_id, &plugin).await?;
+    Ok(super::devices::with_etag(
+        axum::http::StatusCode::OK,
+        etag.as_deref(),
+        settings_view(&plugin, stored.as_ref()),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -93,9 +98,13 @@ pub(crate) async fn put_extension<S: Store>(
     State(app): State<Arc<App<S>>>,
     caller: Caller,
     Path(plugin): Path<String>,
+    headers: axum::http::HeaderMap,
     body: Result<Json<SettingsBody>, JsonRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<axum::response::Response> {
     let Json(body) = body?;
+    // With `If-Match` (the ETag of the settings as read), settings changed since are not
+    // overwritten: 412.
+    let if_match = super::devices::if_match(&headers)?;
     let loaded = plugin_or_404(&app.runtime, &plugin)?;
     let secret_names = secret_fields(&loaded.manifest().org_config_schema);
     let stored = app.store.extension(caller.0.org_id, &plugin).await?;
@@ -150,7 +159,9 @@ pub(crate) async fn put_extension<S: Store>(
             violations,
         ));
     }
-    app.store.put_extension(caller.0.org_id, &settings).await?;
+    app.store
+        .put_extension_if(caller.0.org_id, &settings, if_match.as_deref())
+        .await?;
     app.settings.forget(&(caller.0.org_id, plugin.clone()));
     let changed = format!(
         "enabled={}; secrets changed: {}",
@@ -158,7 +169,12 @@ pub(crate) async fn put_extension<S: Store>(
         changed_secrets(&secrets_before, &settings.secrets)
     );
     audit_update(&app, &caller, &plugin, "ok", &changed).await;
-    Ok(Json(settings_view(&plugin, Some(&settings))))
+    let etag = app.store.extension_etag(caller.0.org_id, &plugin).await?;
+    Ok(super::devices::with_etag(
+        axum::http::StatusCode::OK,
+        etag.as_deref(),
+        settings_view(&plugin, Some(&settings)),
+    ))
 }
 
 /// The non-secret config of `given`, which replaces the stored one; its secrets (named in

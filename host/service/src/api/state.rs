@@ -9,7 +9,7 @@ use crate::lookup::LookupFields;
 use crate::memo::Memo;
 use crate::metrics::HttpMetrics;
 use crate::store::{
-    Device, ExtensionSettings, Principal, Reindexed, SessionLimits, Store, StoreError,
+    Device, ExtensionSettings, Principal, Reindexed, SessionLimits, Store, StoreChange, StoreError,
 };
 
 /// The dashboard's settings: how long sessions live and how their cookie is sent.
@@ -23,6 +23,24 @@ pub struct WebConfig {
     /// Behind a proxy that sets `X-Forwarded-For`: sign-in throttling counts its first address
     /// as the client's (without a proxy the header is anyone's to forge, so it is ignored).
     pub trust_forwarded_for: bool,
+}
+
+/// Applies the store's announcements of other replicas' writes to `app`'s memos, while `app`
+/// lives.
+async fn forget_changed<S: Store>(
+    app: std::sync::Weak<App<S>>,
+    mut changes: tokio::sync::broadcast::Receiver<StoreChange>,
+) {
+    loop {
+        let change = match changes.recv().await {
+            Ok(change) => change,
+            // Some were dropped: assume anything changed.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => StoreChange::All,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        let Some(app) = app.upgrade() else { return };
+        app.forget(&change);
+    }
 }
 
 /// The service's shared state.
@@ -58,7 +76,8 @@ impl<S: Store> App<S> {
 
     /// Shared state over `runtime` and `store`, with the dashboard's settings `web`.
     pub fn with_web(runtime: Runtime, store: S, web: WebConfig) -> Arc<Self> {
-        Arc::new(App {
+        let changes = store.changes();
+        let app = Arc::new(App {
             web,
             lookup: LookupFields::of(&runtime),
             runtime,
@@ -70,7 +89,29 @@ impl<S: Store> App<S> {
             // Enough for the devices someone is looking at right now; a scan over many devices
             // (each read once) must not fill memory with memos nobody reads again.
             devices: Memo::with_capacity(DEVICE_MEMO_ENTRIES),
-        })
+        });
+        if let (Some(changes), Ok(handle)) = (changes, tokio::runtime::Handle::try_current()) {
+            handle.spawn(forget_changed(Arc::downgrade(&app), changes));
+        }
+        app
+    }
+
+    /// Drops the memos a change another replica announced makes stale.
+    pub fn forget(&self, change: &StoreChange) {
+        match change {
+            StoreChange::Keys => self.keys.clear(),
+            StoreChange::Extension { org_id, plugin } => {
+                self.settings.forget(&(*org_id, plugin.clone()));
+            }
+            StoreChange::Device { org_id, id } => self.devices.forget(&(*org_id, id.clone())),
+            // Sessions are read from the store on every request: nothing memoised.
+            StoreChange::User { .. } => {}
+            StoreChange::All => {
+                self.keys.clear();
+                self.settings.clear();
+                self.devices.clear();
+            }
+        }
     }
 
     /// Brings the store's device lookup index up to the loaded plugins' lookup fields: a no-op

@@ -23,7 +23,7 @@ use super::layout::{self, notice};
 use super::session::{Posted, Signed, csrf_field};
 use super::{view, words};
 use crate::api::{self, App};
-use crate::store::{Role, Store};
+use crate::store::{Role, Store, device_etag};
 
 /// The status and JSON body of an API handler's answer.
 pub(super) async fn answer(result: Result<Response, api::ApiError>) -> (StatusCode, Value) {
@@ -103,12 +103,13 @@ async fn render<S: Store>(
     extra: Extra,
     status: StatusCode,
 ) -> Response {
-    let device =
-        match api::devices::get_device(State(app.clone()), who.caller(), Path(id.to_owned())).await
-        {
-            Ok(Json(d)) => d,
-            Err(e) => return layout::failure(e.status, e.message()),
-        };
+    // The handler of `GET /api/v1/devices/{id}` reads it this way too.
+    let device = match api::devices::device_or_404(app, &who.caller(), id).await {
+        Ok(d) => d,
+        Err(e) => return layout::failure(e.status, e.message()),
+    };
+    // The form carries the version it shows: a save over someone else's change is refused.
+    let etag = device_etag(&device);
     let Ok(query) = serde_json::from_value(json!({"include": "views"})) else {
         return layout::failure(StatusCode::INTERNAL_SERVER_ERROR, "the drilldown query");
     };
@@ -146,6 +147,7 @@ async fn render<S: Store>(
             h2 #device-title { "Device" }
             form #device-form method="post" action=(format!("/devices/{id}")) {
                 (csrf_field(who))
+                input type="hidden" name="etag" value=(etag);
                 div.field {
                     label for="name" { "Name" abbr.req title="required" { "*" } }
                     input #name type="text" name="name" value=(name) required maxlength="200" disabled[!admin];
@@ -415,7 +417,8 @@ pub(super) async fn save<S: Store>(
     let f = &posted.fields;
     let (name, device_type) = (f.text("name").to_owned(), f.text("type").to_owned());
     let text = f.text("extensions").to_owned();
-    confirm(&app, &posted.who, &id, name, device_type, text).await
+    let etag = Some(f.text("etag").to_owned()).filter(|t| !t.is_empty());
+    confirm(&app, &posted.who, &id, name, device_type, text, etag).await
 }
 
 /// `POST /devices/{id}/form/{plugin}`: one extension's part from the form generated from its
@@ -429,13 +432,10 @@ pub(super) async fn save_form<S: Store>(
     let Some(loaded) = app.runtime.plugin(&plugin) else {
         return layout::failure(StatusCode::NOT_FOUND, "No such extension.");
     };
-    let device =
-        match api::devices::get_device(State(app.clone()), posted.who.caller(), Path(id.clone()))
-            .await
-        {
-            Ok(Json(d)) => d,
-            Err(e) => return layout::failure(e.status, e.message()),
-        };
+    let device = match api::devices::device_or_404(&app, &posted.who.caller(), &id).await {
+        Ok(d) => d,
+        Err(e) => return layout::failure(e.status, e.message()),
+    };
     let mut extensions = device.extensions.as_object().cloned().unwrap_or_default();
     if posted.fields.checked("remove") {
         extensions.remove(&plugin);
@@ -466,8 +466,10 @@ pub(super) async fn save_form<S: Store>(
         }
     }
     let text = serde_json::to_string_pretty(&Value::Object(extensions)).unwrap_or_default();
+    // Merged into the device as just read: its version is the one to overwrite.
+    let etag = Some(device_etag(&device));
     let device_type = device.device_type.unwrap_or_default();
-    confirm(&app, &posted.who, &id, device.name, device_type, text).await
+    confirm(&app, &posted.who, &id, device.name, device_type, text, etag).await
 }
 
 /// "Confirm changes": the JSON text is checked as `devext validate` checks a file
@@ -480,6 +482,7 @@ async fn confirm<S: Store>(
     name: String,
     device_type: String,
     text: String,
+    etag: Option<String>,
 ) -> Response {
     let editor = |diagnostics: Vec<Diagnostic>, message: Option<String>| Editor {
         name: name.clone(),
@@ -512,17 +515,28 @@ async fn confirm<S: Store>(
         Ok(b) => b,
         Err(e) => return layout::failure(StatusCode::BAD_REQUEST, &e.to_string()),
     };
+    let mut headers = axum::http::HeaderMap::new();
+    if let Some(tag) = etag.and_then(|t| axum::http::HeaderValue::from_str(&t).ok()) {
+        headers.insert(axum::http::header::IF_MATCH, tag);
+    }
     match api::devices::update_device(
         State(app.clone()),
         who.caller(),
         Path(id.to_owned()),
+        headers,
         Ok(Json(body)),
     )
     .await
     {
         Ok(_) => Redirect::to(&format!("/devices/{id}?saved=1")).into_response(),
         Err(e) => {
-            let mut message = format!("Not saved: {}", e.message());
+            let mut message = if e.status == StatusCode::PRECONDITION_FAILED {
+                "Not saved: the device was changed by someone else since you opened it. \
+                 Reload the page to see the current version (your text is kept below)."
+                    .to_owned()
+            } else {
+                format!("Not saved: {}", e.message())
+            };
             if let Some(p) = e.detail_value()["pointer"].as_str() {
                 message.push_str(&format!(" (at {p})"));
             }

@@ -60,13 +60,29 @@ async fn render<S: Store>(
         Err(e) => return layout::failure(e.status, e.message()),
     };
     let admin = who.user.role.allows(Role::Admin);
+    // Each form carries the version of the settings it shows (the API's `ETag`): a save over
+    // someone else's change is refused with 412.
+    let mut etags = std::collections::HashMap::new();
+    for item in listed["items"].as_array().into_iter().flatten() {
+        let name = item["plugin"].as_str().unwrap_or("");
+        match app.store.extension_etag(who.user.org_id, name).await {
+            Ok(Some(tag)) => {
+                etags.insert(name.to_owned(), tag);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let e = api::ApiError::from(e);
+                return layout::failure(e.status, e.message());
+            }
+        }
+    }
     let body = html! {
         h1 { "Settings → Extensions" }
         @if !admin { (notice("info", "Only an admin can change these settings.")) }
         @for item in listed["items"].as_array().into_iter().flatten() {
             @let name = item["plugin"].as_str().unwrap_or("");
             @let mine = outcome.as_ref().filter(|o| o.plugin == name);
-            (section(app, who, item, mine, admin))
+            (section(app, who, item, mine, admin, etags.get(name).map(String::as_str)))
         }
     };
     (
@@ -82,6 +98,7 @@ fn section<S: Store>(
     item: &Value,
     outcome: Option<&Outcome>,
     admin: bool,
+    etag: Option<&str>,
 ) -> Markup {
     let name = item["plugin"].as_str().unwrap_or("");
     let Some(loaded) = app.runtime.plugin(name) else {
@@ -116,6 +133,7 @@ fn section<S: Store>(
             }
             form method="post" action=(format!("/settings/extensions/{name}")) novalidate {
                 (csrf_field(who))
+                @if let Some(tag) = etag { input type="hidden" name="etag" value=(tag); }
                 div.field.switch {
                     label.inline for=(format!("{id}-enabled")) {
                         input id=(format!("{id}-enabled")) type="checkbox" name="enabled" value="on"
@@ -183,10 +201,19 @@ pub(super) async fn save<S: Store>(
         Ok(b) => b,
         Err(e) => return layout::failure(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
+    let mut headers = axum::http::HeaderMap::new();
+    if let Some(tag) = posted
+        .fields
+        .get("etag")
+        .and_then(|t| axum::http::HeaderValue::from_str(t).ok())
+    {
+        headers.insert(axum::http::header::IF_MATCH, tag);
+    }
     let result = api::settings::put_extension(
         State(app.clone()),
         posted.who.caller(),
         Path(plugin.clone()),
+        headers,
         Ok(Json(body)),
     )
     .await;
@@ -198,7 +225,14 @@ pub(super) async fn save<S: Store>(
         .into_response(),
         Err(e) => {
             let (errors, general) = form::violations_by_field(e.detail_value(), "/config", &schema);
-            let mut notices = vec![("error", format!("Not saved: {}", e.message()))];
+            let first = if e.status == StatusCode::PRECONDITION_FAILED {
+                "Not saved: these settings were changed by someone else since you opened the \
+                 page. Reload it to see the current settings."
+                    .to_owned()
+            } else {
+                format!("Not saved: {}", e.message())
+            };
+            let mut notices = vec![("error", first)];
             notices.extend(general.into_iter().map(|g| ("error", g)));
             // Secrets are never shown again, even as typed.
             let mut shown = config;

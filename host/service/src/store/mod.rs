@@ -2,10 +2,11 @@
 //! audit log and idempotency records.
 //!
 //! [`Store`] is the seam: the service only talks to it. [`SqliteStore`] is the embedded backend
-//! (sqlx; versioned migrations in `host/service/migrations/`). Its SQL is SQLite's (`?`
-//! placeholders, `instr`, SQLite's type affinity); a PostgreSQL backend would implement the same
-//! trait with its own SQL and migrations. Every write is one transaction: a failure leaves the
-//! previous state.
+//! (sqlx; versioned migrations in `host/service/migrations/`; SQLite's SQL: `?` placeholders,
+//! `instr`, SQLite's type affinity). [`PgStore`] is the backend for several replicas on one
+//! PostgreSQL (its own SQL and migrations in `host/service/migrations/postgres/`). [`AnyStore`]
+//! is the one the service runs on: an enum over both, chosen by the database's name
+//! ([`AnyStore::open`]). Every write is one transaction: a failure leaves the previous state.
 //!
 //! The store knows nothing of plugins: the lookup index entries of a device come from the caller
 //! (the service derives them from the plugins' manifests, see [`crate::lookup`]).
@@ -17,11 +18,17 @@ use serde_json::Value;
 
 use crate::crypto::CryptoError;
 
+mod any;
+pub mod copy;
 mod inline;
 mod model;
+pub mod pg_limiter;
+pub mod postgres;
 mod sqlite;
 
+pub use any::AnyStore;
 pub use model::*;
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// A failed store operation.
@@ -38,9 +45,19 @@ pub enum StoreError {
         /// The device that has it.
         owner: String,
     },
+    /// A write conditioned on an entity tag (`If-Match`) found the record changed since.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// A reference to something that does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// A PostgreSQL store needs its secret key given (there is no key file beside it).
+    #[error(
+        "storage failure: a PostgreSQL store needs its secret key: set {} (64 hex digits) or \
+         pass --secret-key-file PATH; every replica needs the same key",
+        crate::crypto::SECRET_KEY_ENV
+    )]
+    KeyRequired,
     /// The store exists but its secret key is nowhere to be found.
     #[error(
         "storage failure: the store {} exists but its secret key is missing (expected {} or {})",
@@ -75,6 +92,32 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         StoreError::Database(e.to_string())
+    }
+}
+
+/// Whether an `If-Match` value (one tag, a list, or `*`) matches `current`.
+pub fn etag_matches(if_match: &str, current: &str) -> bool {
+    if_match
+        .split(',')
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == current)
+}
+
+/// The precondition of a settings write: `current` (`None`: none stored) must match.
+pub(crate) fn check_extension_etag(
+    plugin: &str,
+    if_match: &str,
+    current: Option<&str>,
+) -> Result<()> {
+    match current {
+        Some(c) if etag_matches(if_match, c) => Ok(()),
+        Some(c) => Err(StoreError::PreconditionFailed(format!(
+            "the settings for {plugin} were changed by someone else since they were read (their \
+             ETag is now {c}): reload them and make the change again"
+        ))),
+        None => Err(StoreError::PreconditionFailed(format!(
+            "the settings for {plugin} were deleted or never stored: reload them"
+        ))),
     }
 }
 
@@ -128,7 +171,25 @@ pub trait Store: Send + Sync + 'static {
         &self,
         org_id: i64,
         settings: &ExtensionSettings,
+    ) -> impl Future<Output = Result<()>> + Send {
+        self.put_extension_if(org_id, settings, None)
+    }
+    /// [`Store::put_extension`], only if the stored settings' entity tag
+    /// ([`Store::extension_etag`]; `None`: no settings stored) is `if_match` (checked in the
+    /// writing transaction): else [`StoreError::PreconditionFailed`].
+    fn put_extension_if(
+        &self,
+        org_id: i64,
+        settings: &ExtensionSettings,
+        if_match: Option<&str>,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// The entity tag of the org's stored settings for `plugin` (a digest of the stored row,
+    /// secrets as ciphertext), `None` when there are none.
+    fn extension_etag(
+        &self,
+        org_id: i64,
+        plugin: &str,
+    ) -> impl Future<Output = Result<Option<String>>> + Send;
     /// Creates a device with its lookup index `lookup` (in the same transaction);
     /// [`StoreError::LookupTaken`] if another device of the org has one of the values.
     fn create_device(
@@ -158,6 +219,21 @@ pub trait Store: Send + Sync + 'static {
         device_type: Option<&str>,
         extensions: &Value,
         lookup: &[LookupEntry],
+    ) -> impl Future<Output = Result<Option<Device>>> + Send {
+        self.update_device_if(org_id, id, name, device_type, extensions, lookup, None)
+    }
+    /// [`Store::update_device`], only if the stored device's [`device_etag`] is `if_match`
+    /// (checked in the writing transaction): else [`StoreError::PreconditionFailed`].
+    #[allow(clippy::too_many_arguments)] // a device's fields and the condition
+    fn update_device_if(
+        &self,
+        org_id: i64,
+        id: &str,
+        name: &str,
+        device_type: Option<&str>,
+        extensions: &Value,
+        lookup: &[LookupEntry],
+        if_match: Option<&str>,
     ) -> impl Future<Output = Result<Option<Device>>> + Send;
     /// Rebuilds the lookup index of every device from its extension configuration with `index`,
     /// unless the index was last built for the same `signature` (what `index` computes: e.g. the
@@ -257,6 +333,11 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
         fingerprint: &str,
     ) -> impl Future<Output = Result<IdempotencyClaim>> + Send;
+    /// Writes other processes made, as they are announced (`None`: this store does not announce
+    /// them; memos then rely on their time limit).
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<StoreChange>> {
+        None
+    }
     /// Records the result of the request that claimed `key`.
     fn complete_idempotency(
         &self,

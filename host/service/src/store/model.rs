@@ -334,4 +334,93 @@ pub enum IdempotencyClaim {
     },
     /// The key was used for a different request.
     Mismatch,
+    /// The first request with this key has no recorded result and the replica running it
+    /// stopped renewing its claim (it died): its outcome is unknown, and it is never run again.
+    Unknown {
+        /// When the key was claimed (RFC 3339).
+        since: String,
+    },
+}
+
+/// A write another process made, announced by the store (PostgreSQL: `LISTEN/NOTIFY`) so that
+/// this process drops what it memoised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChange {
+    /// A key was revoked (key memos are keyed by hash: all of them go).
+    Keys,
+    /// An org's settings for a plugin changed.
+    Extension {
+        /// The org.
+        org_id: i64,
+        /// The plugin.
+        plugin: String,
+    },
+    /// A user was disabled or their password changed (their sessions may have ended).
+    User {
+        /// The org.
+        org_id: i64,
+        /// The user.
+        id: String,
+    },
+    /// A device changed or was deleted.
+    Device {
+        /// The org.
+        org_id: i64,
+        /// The device.
+        id: String,
+    },
+    /// Announcements may have been missed (the listening connection was lost): drop everything.
+    All,
+}
+
+impl StoreChange {
+    /// Reads an announcement's payload (`keys`, `extension ORG PLUGIN`, `device ORG ID`);
+    /// anything else is [`StoreChange::All`].
+    pub fn parse(payload: &str) -> StoreChange {
+        let mut parts = payload.splitn(3, ' ');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some("keys"), None, None) => StoreChange::Keys,
+            (Some("extension"), Some(org), Some(plugin)) => match org.parse() {
+                Ok(org_id) => StoreChange::Extension {
+                    org_id,
+                    plugin: plugin.to_owned(),
+                },
+                Err(_) => StoreChange::All,
+            },
+            (Some("user"), Some(org), Some(id)) => match org.parse() {
+                Ok(org_id) => StoreChange::User {
+                    org_id,
+                    id: id.to_owned(),
+                },
+                Err(_) => StoreChange::All,
+            },
+            (Some("device"), Some(org), Some(id)) => match org.parse() {
+                Ok(org_id) => StoreChange::Device {
+                    org_id,
+                    id: id.to_owned(),
+                },
+                Err(_) => StoreChange::All,
+            },
+            _ => StoreChange::All,
+        }
+    }
+}
+
+/// The entity tag of a device as stored: a digest of everything its representation shows, so
+/// any change (from any replica) gives another tag.
+pub fn device_etag(device: &Device) -> String {
+    let text = serde_json::to_string(device).unwrap_or_default();
+    etag_of(&[text.as_bytes()])
+}
+
+/// An entity tag from the parts of a stored record (`"` + 32 hex digits + `"`).
+pub fn etag_of(parts: &[&[u8]]) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    let digest = h.finalize();
+    format!("\"{}\"", crate::crypto::hex(&digest[..16]))
 }

@@ -14,6 +14,7 @@ use super::{
     NewAudit, Org, OrgSummary, Principal, Reindexed, Result, Role, Session, SessionLimits, Store,
     StoreError, User, UserCredentials,
 };
+use super::{check_extension_etag, device_etag, etag_matches};
 use crate::crypto::{self, SecretKey};
 
 fn now() -> String {
@@ -171,6 +172,11 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// The pool (for copying the store).
+    pub(super) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Verifies (or, on a new store, records) that the key is this store's.
     async fn check_key(&self) -> Result<()> {
         let row = sqlx::query("SELECT value FROM meta WHERE key = 'key_check'")
@@ -281,6 +287,35 @@ fn random_id(prefix: &str) -> Result<String> {
         "{prefix}_{}",
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
     ))
+}
+
+/// The entity tag of stored settings, read in `conn`'s transaction.
+async fn extension_etag_in(
+    conn: &mut sqlx::SqliteConnection,
+    org_id: i64,
+    plugin: &str,
+) -> Result<Option<String>> {
+    let row = sqlx::query(
+        "SELECT enabled, config, secrets, updated_at FROM extensions \
+         WHERE org_id = ? AND plugin = ?",
+    )
+    .bind(org_id)
+    .bind(plugin)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|r| {
+        let enabled = r.get::<i64, _>("enabled") != 0;
+        let config: String = r.get("config");
+        let sealed: Option<Vec<u8>> = r.get("secrets");
+        let at: String = r.get("updated_at");
+        super::etag_of(&[
+            plugin.as_bytes(),
+            &[u8::from(enabled)],
+            config.as_bytes(),
+            sealed.as_deref().unwrap_or_default(),
+            at.as_bytes(),
+        ])
+    }))
 }
 
 /// Replaces the lookup index of the device `device_id` with `lookup`, in `conn`'s transaction.
@@ -556,7 +591,12 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn put_extension(&self, org_id: i64, s: &ExtensionSettings) -> Result<()> {
+    async fn put_extension_if(
+        &self,
+        org_id: i64,
+        s: &ExtensionSettings,
+        if_match: Option<&str>,
+    ) -> Result<()> {
         let sealed = if s.secrets.is_empty() {
             None
         } else {
@@ -567,6 +607,17 @@ impl Store for SqliteStore {
                     .seal(&Self::secrets_context(org_id, &s.plugin), &plain)?,
             )
         };
+        let mut tx = self.pool.begin().await?;
+        if let Some(expected) = if_match {
+            // Take the write lock before comparing.
+            sqlx::query("UPDATE extensions SET plugin = plugin WHERE org_id = ? AND plugin = ?")
+                .bind(org_id)
+                .bind(&s.plugin)
+                .execute(&mut *tx)
+                .await?;
+            let current = extension_etag_in(&mut tx, org_id, &s.plugin).await?;
+            check_extension_etag(&s.plugin, expected, current.as_deref())?;
+        }
         sqlx::query(
             "INSERT INTO extensions (org_id, plugin, enabled, config, secrets, updated_at) \
              VALUES (?, ?, ?, ?, ?, ?) \
@@ -579,9 +630,15 @@ impl Store for SqliteStore {
         .bind(Value::Object(s.config.clone()).to_string())
         .bind(sealed)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    async fn extension_etag(&self, org_id: i64, plugin: &str) -> Result<Option<String>> {
+        let mut conn = self.pool.acquire().await?;
+        extension_etag_in(&mut conn, org_id, plugin).await
     }
 
     async fn create_device(
@@ -673,7 +730,7 @@ impl Store for SqliteStore {
         Ok((page.iter().map(row_to_device).collect::<Result<_>>()?, next))
     }
 
-    async fn update_device(
+    async fn update_device_if(
         &self,
         org_id: i64,
         id: &str,
@@ -681,8 +738,32 @@ impl Store for SqliteStore {
         device_type: Option<&str>,
         extensions: &Value,
         lookup: &[LookupEntry],
+        if_match: Option<&str>,
     ) -> Result<Option<Device>> {
         let mut tx = self.pool.begin().await?;
+        if let Some(expected) = if_match {
+            // The row is locked (SQLite: the write lock) before it is compared.
+            sqlx::query("UPDATE devices SET id = id WHERE org_id = ? AND id = ?")
+                .bind(org_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let row = sqlx::query("SELECT * FROM devices WHERE org_id = ? AND id = ?")
+                .bind(org_id)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let current = device_etag(&row_to_device(&row)?);
+            if !etag_matches(expected, &current) {
+                return Err(StoreError::PreconditionFailed(format!(
+                    "device {id} was changed by someone else since it was read (its ETag is now \
+                     {current}): reload it and make the change again"
+                )));
+            }
+        }
         let row = sqlx::query(
             "UPDATE devices SET name = ?, type = ?, extensions = ?, updated_at = ? \
              WHERE org_id = ? AND id = ? RETURNING *",

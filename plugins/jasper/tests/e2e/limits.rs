@@ -704,3 +704,38 @@ async fn a_follower_outlives_a_leader_that_timed_out() {
     assert_eq!(follower.await.unwrap().unwrap()["status"], "activated");
     assert_eq!(fake.requests(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_limit_refusal_pauses_every_caller_of_the_account() {
+    // The first request is refused for the account's rate, with Retry-After: 2; the others
+    // (other SIMs, other calls) must not start before the pause is over.
+    let fake = FakeHost::new(|req, i| {
+        if i == 0 {
+            let mut r = soap_fault("400101", "");
+            if let Ok(resp) = &mut r.result {
+                resp.headers.push(("retry-after".into(), "2".into()));
+            }
+            return r;
+        }
+        let iccid = soap_op(req)
+            .child(JASPER_NS, "iccids")
+            .and_then(|i| i.child_text(JASPER_NS, "iccid"))
+            .unwrap()
+            .to_owned();
+        Reply::ok(terminal_details(&iccid, "ACTIVATED_NAME"))
+    });
+    let plugin = Arc::new(Jasper::default());
+    let mut org = soap_org(EP);
+    org["max_in_flight"] = json!(5);
+    let first = spawn(&plugin, &fake, &org, &iccid(0), "overview", json!({}));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let others: Vec<_> = (1..4)
+        .map(|i| spawn(&plugin, &fake, &org, &iccid(i), "overview", json!({})))
+        .collect();
+    first.await.unwrap().unwrap();
+    for t in others {
+        t.await.unwrap().unwrap();
+    }
+    let s = starts(&fake);
+    assert!(s[1..].iter().all(|&t| t - s[0] >= 2000), "{s:?}");
+}
