@@ -937,3 +937,151 @@ async fn the_cookie_is_secure_when_served_over_https() {
         );
     }
 }
+
+/// The value of the hidden `etag` field of the form posting to `action` in `page`.
+fn form_etag(page: &str, action: &str) -> String {
+    let form = page
+        .split(&format!(r#"action="{action}""#))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no form posting to {action}: {page}"));
+    let form = form.split("</form>").next().unwrap();
+    form.split(r#"name="etag" value=""#)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no etag in the form posting to {action}: {form}"))
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&quot;", "\"")
+}
+
+#[tokio::test]
+async fn a_form_saved_over_someone_elses_change_is_refused_and_says_reload() {
+    let env = Env::new().await;
+    let (token, csrf) = signed_in(&env, "ann@example.com", Role::Admin).await;
+    let org = env.app.store.org_by_name("acme").await.unwrap().unwrap();
+
+    // The device: opened in one tab, then changed elsewhere before that tab saves.
+    let page = send(
+        &env,
+        "POST",
+        "/devices",
+        Some(&token),
+        Some(&[("name", "pump"), ("csrf", &csrf)]),
+        SAME,
+    )
+    .await;
+    let path = page.location().split('?').next().unwrap().to_owned();
+    let id = path.trim_start_matches("/devices/").to_owned();
+    let opened = send(&env, "GET", &path, Some(&token), None, None).await;
+    let etag = form_etag(&opened.text, &path);
+    let saved = send(
+        &env,
+        "POST",
+        &path,
+        Some(&token),
+        Some(&[
+            ("name", "pump-renamed"),
+            ("extensions", "{}"),
+            ("etag", &etag),
+            ("csrf", &csrf),
+        ]),
+        SAME,
+    )
+    .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.text);
+    // The first tab still holds the old version: refused, nothing overwritten.
+    let stale = send(
+        &env,
+        "POST",
+        &path,
+        Some(&token),
+        Some(&[
+            ("name", "pump-old-tab"),
+            ("extensions", "{}"),
+            ("etag", &etag),
+            ("csrf", &csrf),
+        ]),
+        SAME,
+    )
+    .await;
+    assert_eq!(
+        stale.status,
+        StatusCode::PRECONDITION_FAILED,
+        "{}",
+        stale.text
+    );
+    assert!(
+        stale.text.contains("changed by someone else"),
+        "{}",
+        stale.text
+    );
+    let device = env.app.store.device(org.id, &id).await.unwrap().unwrap();
+    assert_eq!(device.name, "pump-renamed");
+
+    // The settings: the same rule.
+    let action = "/settings/extensions/echo";
+    let opened = send(
+        &env,
+        "GET",
+        "/settings/extensions",
+        Some(&token),
+        None,
+        None,
+    )
+    .await;
+    let fields = |greeting: &'static str, etag: Option<String>| {
+        let mut f = vec![
+            ("enabled".to_owned(), "on".to_owned()),
+            ("f.greeting".to_owned(), greeting.to_owned()),
+            ("csrf".to_owned(), csrf.clone()),
+        ];
+        if let Some(e) = etag {
+            f.push(("etag".to_owned(), e));
+        }
+        f
+    };
+    // Never saved yet: the first save has no version to compare.
+    assert!(opened.text.contains(action), "{}", opened.text);
+    let post = |f: Vec<(String, String)>| {
+        let env = &env;
+        let token = token.clone();
+        async move {
+            let f: Vec<(&str, &str)> = f.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            send(env, "POST", action, Some(&token), Some(&f), SAME).await
+        }
+    };
+    let first = post(fields("hello", None)).await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.text);
+    let opened = send(
+        &env,
+        "GET",
+        "/settings/extensions",
+        Some(&token),
+        None,
+        None,
+    )
+    .await;
+    let etag = form_etag(&opened.text, action);
+    let second = post(fields("hi there", Some(etag.clone()))).await;
+    assert_eq!(second.status, StatusCode::SEE_OTHER, "{}", second.text);
+    let stale = post(fields("from the old tab", Some(etag))).await;
+    assert_eq!(
+        stale.status,
+        StatusCode::PRECONDITION_FAILED,
+        "{}",
+        stale.text
+    );
+    assert!(
+        stale.text.contains("changed by someone else"),
+        "{}",
+        stale.text
+    );
+    let stored = env
+        .app
+        .store
+        .extension(org.id, "echo")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.config["greeting"], "hi there");
+}

@@ -10,8 +10,8 @@ pub(crate) const BACKEND: devext_service::testing::Backend =
 
 mod api;
 mod api_env;
-mod dashboard;
 mod backends;
+mod dashboard;
 mod lookup;
 mod meter;
 mod route_table;

@@ -15,6 +15,8 @@ mod api;
 mod api_env;
 #[path = "backends.rs"]
 mod backends;
+#[path = "dashboard.rs"]
+mod dashboard;
 #[path = "lookup.rs"]
 mod lookup;
 #[path = "meter.rs"]
