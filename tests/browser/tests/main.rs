@@ -430,3 +430,100 @@ async fn an_expired_session_goes_back_to_sign_in() -> R {
     browser.client.clone().close().await?;
     Ok(())
 }
+
+/// A second service plugin, loaded as a `.so` the dashboard has never seen (1NCE, against its
+/// own simulator): its settings form, Test connection, its device form, its panel with the
+/// usage chart, and one action checked in the simulator, with no dashboard change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_service_plugin_shows_its_forms_panel_chart_and_actions() -> R {
+    let Some((chrome, driver)) = chromium() else {
+        return Ok(());
+    };
+    let sim = devext_onence_sim::start(devext_onence_sim::SimConfig::default()).await?;
+    let plugins = devext_test_support::plugin_dir(&["devext-onence"]);
+    let server = Server::start(&["--plugins", plugins.path().to_str().unwrap()]);
+    let browser = Browser::start(&chrome, &driver, 1280, 1000).await;
+    let c = &browser.client;
+    let base = &server.base;
+    sign_in(c, base, "admin@example.com").await;
+
+    // Settings: the form generated from 1NCE's org-config schema.
+    c.goto(&format!("{base}/settings/extensions")).await?;
+    let text = main_text(c).await;
+    assert!(text.contains("1NCE") && text.contains("API user"), "{text}");
+    let on = c.find(css("#ext-onence-enabled")).await?;
+    if on.prop("checked").await?.as_deref() != Some("true") {
+        on.click().await?;
+    }
+    let (user, password) = sim.credentials();
+    fill(c, "#ext-onence-endpoint", &sim.endpoint()).await;
+    fill(c, "#ext-onence-username", &user).await;
+    fill(c, "#ext-onence-password", &format!("{password}-wrong")).await;
+    click(c, "#ext-onence form button[type=submit]").await;
+    wait_text(c, "Saved.").await;
+    click(c, "#ext-onence form[action$='/test'] button").await;
+    let result = wait_text(c, "Connection test").await;
+    assert!(result.contains("Connection test failed"), "{result}");
+    fill(c, "#ext-onence-password", &password).await;
+    click(c, "#ext-onence form button[type=submit]").await;
+    wait_text(c, "Saved.").await;
+    click(c, "#ext-onence form[action$='/test'] button").await;
+    let result = wait_text(c, "Connection test").await;
+    assert!(result.contains("Connection test passed"), "{result}");
+    assert!(
+        !c.source().await?.contains(&password),
+        "a secret in the page"
+    );
+
+    // A device, configured through 1NCE's device form (the alternative to typing JSON).
+    let device = create_device(c, base, "onence tracker").await;
+    let iccid = sim.iccids()[0].clone();
+    c.execute(
+        "document.querySelectorAll('details.devform').forEach(d => d.open = true);",
+        vec![],
+    )
+    .await?;
+    let form = c
+        .find(css(&format!("form[action='{device}/form/onence']")))
+        .await?;
+    let field = form.find(css("input[name='f.iccid']")).await?;
+    field.send_keys(&iccid).await?;
+    form.find(css("button[type=submit]")).await?.click().await?;
+    wait_text(c, "Changes confirmed").await;
+
+    // The panel: its overview and its usage chart.
+    let text = wait_text(c, "Extensions").await;
+    assert!(text.contains("1NCE") && text.contains(&iccid[..19]), "{text}");
+    let chart = c.find(css("#view-usage-history svg")).await?;
+    assert!(
+        !chart.attr("aria-label").await?.unwrap_or_default().is_empty(),
+        "the chart is labelled"
+    );
+    // One action, checked in the simulator: disable the SIM.
+    c.find(css("#op-onence-set-status-status"))
+        .await?
+        .select_by_value("Disabled")
+        .await?;
+    if let Ok(confirm) = c
+        .find(css("#op-onence-set-status input[name=confirm]"))
+        .await
+    {
+        confirm.click().await?;
+    }
+    click_confirming(c, "#op-onence-set-status button[type=submit]").await;
+    wait_text(c, "done.").await;
+    let stored = sim
+        .sim(&iccid[..19])
+        .or_else(|| sim.sim(&iccid))
+        .expect("the SIM");
+    assert_eq!(stored.status, "Disabled");
+    c.execute(
+        "document.getElementById('extensions-section').scrollIntoView();",
+        vec![],
+    )
+    .await?;
+    screenshot(c, "onence-extensions").await;
+    browser.client.clone().close().await?;
+    sim.shutdown().await;
+    Ok(())
+}
