@@ -94,7 +94,8 @@ struct PluginsArgs {
 
 #[derive(Subcommand)]
 enum PluginsCommand {
-    /// Load one plugin file and check its ABI and manifest (exit 1 if unusable)
+    /// Load one plugin file and check its ABI and manifest (exit 1 if unusable). Loading runs
+    /// the library's initialisers: check only files you would run
     Check {
         /// The shared library (lib<name>.so)
         file: PathBuf,
@@ -102,6 +103,9 @@ enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Pin the SHA-256 of every *.so in a plugin directory in DIR/plugins.lock; from then on a
+    /// library that is not pinned, or differs, is refused at load
+    Lock(cmd::plugins_lock::LockArgs),
 }
 
 #[derive(Args)]
@@ -181,6 +185,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Some(PluginsCommand::Check { file, json }) => {
                 Ok(cmd::plugins::check(&file, json || args.json))
             }
+            Some(PluginsCommand::Lock(lock)) => Ok(cmd::plugins_lock::lock(&lock)),
             None => {
                 let runtime = Runtime::load(runtime_config(&args.global))?;
                 cmd::plugins::list(&runtime, args.json);

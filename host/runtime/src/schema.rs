@@ -73,7 +73,10 @@ impl Schema {
     pub fn violations(&self, instance: &Value, prefix: &str) -> Vec<Violation> {
         self.validator
             .iter_errors(instance)
-            .map(|e| self.violation(&e, prefix, None))
+            .map(|e| {
+                let pointer = format!("{prefix}{}", e.instance_path().as_str());
+                self.violation(&e, pointer, None)
+            })
             .collect()
     }
 
@@ -110,7 +113,7 @@ impl Schema {
                     K::AdditionalItems { .. } | K::UnevaluatedItems { .. }
                 );
                 let written = if echoes { echo(&pointer) } else { None };
-                (self.violation(&e, prefix, written), unexpected)
+                (self.violation(&e, pointer, written), unexpected)
             })
             .collect()
     }
@@ -126,26 +129,33 @@ impl Schema {
 }
 
 impl Schema {
-    /// `e` as a violation; `written` is the offending instance as the document writes it, to
-    /// show instead of serde_json's rendering of the parsed value.
+    /// `e` as a violation at `pointer` (the prefix and the error's instance path); `written` is
+    /// the offending instance as the document writes it, to show instead of serde_json's
+    /// rendering of the parsed value.
     fn violation(
         &self,
         e: &jsonschema::ValidationError<'_>,
-        prefix: &str,
+        pointer: String,
         written: Option<String>,
     ) -> Violation {
+        use std::fmt::Write as _;
         let shown = || written.clone().unwrap_or_else(|| e.instance().to_string());
         let message = match self.one_of_constants(e) {
             // "not valid under any of the schemas listed in the 'oneOf' keyword" says nothing
             // to a person when each choice is one value: name them.
             Some(allowed) => format!("{} is not one of {allowed}", shown()),
-            None => match &written {
-                Some(text) => e.masked_with(text).to_string(),
-                None => e.to_string(),
-            },
+            None => {
+                // Sized once: messages are short, but `to_string` would grow them in steps.
+                let mut message = String::with_capacity(128);
+                let _ = match &written {
+                    Some(text) => write!(message, "{}", e.masked_with(text)),
+                    None => write!(message, "{e}"),
+                };
+                message
+            }
         };
         Violation {
-            pointer: format!("{prefix}{}", e.instance_path().as_str()),
+            pointer,
             keyword: e.kind().keyword().to_owned(),
             message,
         }

@@ -150,6 +150,11 @@ impl<W: Write> Reporter for Cli<W> {
     fn progress(&mut self, p: Progress<'_>) {
         self.progress.update(p);
     }
+
+    fn wants(&self, kind: Kind) -> bool {
+        // The warnings `report` drops: not built at all.
+        !(kind == Kind::Warning && self.quiet && !self.strict)
+    }
 }
 
 impl<W: Write> Cli<W> {
