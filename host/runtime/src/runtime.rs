@@ -423,10 +423,10 @@ impl Runtime {
     /// in the message). `echo` gives the text of the offending instance at a pointer as it is
     /// written in the document, for the messages (see `Schema::violations_with_unexpected`).
     #[cfg(feature = "bulk-validate")]
-    pub(crate) fn device_extension_violations_with_unexpected(
+    pub(crate) fn device_extension_violations_with_unexpected<'t>(
         &self,
         doc: &Value,
-        echo: &dyn Fn(&str) -> Option<String>,
+        echo: &dyn Fn(&str) -> Option<std::borrow::Cow<'t, str>>,
     ) -> Vec<(Violation, Vec<String>)> {
         self.device_extension_violations(
             doc,

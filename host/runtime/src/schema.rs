@@ -3,6 +3,7 @@
 //! Every schema a plugin declares is compiled once, when the plugin is loaded, with formats
 //! asserted (draft 2020-12 only annotates them by default) and the host's own formats (`luhn`).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use jsonschema::{Draft, Validator};
@@ -89,11 +90,11 @@ impl Schema {
     /// the document. `None` keeps the rendering. Which violations there are, and the rest of
     /// each message, do not depend on it.
     #[cfg(feature = "bulk-validate")]
-    pub(crate) fn violations_with_unexpected(
+    pub(crate) fn violations_with_unexpected<'t>(
         &self,
         instance: &Value,
         prefix: &str,
-        echo: &dyn Fn(&str) -> Option<String>,
+        echo: &dyn Fn(&str) -> Option<Cow<'t, str>>,
     ) -> Vec<(Violation, Vec<String>)> {
         use jsonschema::error::ValidationErrorKind as K;
         self.validator
@@ -113,7 +114,7 @@ impl Schema {
                     K::AdditionalItems { .. } | K::UnevaluatedItems { .. }
                 );
                 let written = if echoes { echo(&pointer) } else { None };
-                (self.violation(&e, pointer, written), unexpected)
+                (self.violation(&e, pointer, written.as_deref()), unexpected)
             })
             .collect()
     }
@@ -136,10 +137,10 @@ impl Schema {
         &self,
         e: &jsonschema::ValidationError<'_>,
         pointer: String,
-        written: Option<String>,
+        written: Option<&str>,
     ) -> Violation {
         use std::fmt::Write as _;
-        let shown = || written.clone().unwrap_or_else(|| e.instance().to_string());
+        let shown = || written.map_or_else(|| e.instance().to_string(), str::to_owned);
         let message = match self.one_of_constants(e) {
             // "not valid under any of the schemas listed in the 'oneOf' keyword" says nothing
             // to a person when each choice is one value: name them.
@@ -147,7 +148,7 @@ impl Schema {
             None => {
                 // Sized once: messages are short, but `to_string` would grow them in steps.
                 let mut message = String::with_capacity(128);
-                let _ = match &written {
+                let _ = match written {
                     Some(text) => write!(message, "{}", e.masked_with(text)),
                     None => write!(message, "{e}"),
                 };
@@ -326,7 +327,7 @@ mod tests {
         let plain = s.violations_with_unexpected(&doc, "/p", &|_| None);
         assert_eq!(plain.len(), 2, "{plain:?}");
         let echoed = s.violations_with_unexpected(&doc, "/p", &|pointer| {
-            Some(format!("<{pointer} as written>"))
+            Some(format!("<{pointer} as written>").into())
         });
         let message = |found: &[(Violation, Vec<String>)], keyword: &str| {
             let (v, _) = found

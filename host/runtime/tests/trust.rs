@@ -53,7 +53,7 @@ fn a_world_writable_library_is_refused_with_the_chmod_that_fixes_it() {
     assert_eq!(source, &RefusedSource::File(lib.clone()));
     assert!(
         matches!(
-            &problems[..],
+            problems,
             [TrustProblem::WorldWritable { is_dir: false, .. }]
         ),
         "{problems:?}"
@@ -83,7 +83,7 @@ fn a_world_writable_directory_loads_nothing() {
     let (source, problems) = only_problems(&rt);
     assert_eq!(source, &RefusedSource::Directory(dir.path().to_owned()));
     assert!(matches!(
-        &problems[..],
+        problems,
         [TrustProblem::WorldWritable { is_dir: true, .. }]
     ));
     let line = rt.refused()[0].reason.to_string();
@@ -115,7 +115,7 @@ fn a_library_owned_by_another_user_is_refused_with_the_chown_that_fixes_it() {
     let (_, problems) = only_problems(&rt);
     assert!(
         matches!(
-            &problems[..],
+            problems,
             [TrustProblem::ForeignOwner {
                 owner: 4242,
                 service_user: 0,
@@ -187,7 +187,7 @@ fn a_lock_file_round_trips_and_refuses_changed_or_unpinned_libraries() {
     let (source, problems) = only_problems(&rt);
     assert_eq!(source, &RefusedSource::File(dir.path().join("libother.so")));
     assert!(
-        matches!(&problems[..], [TrustProblem::NotLocked { .. }]),
+        matches!(problems, [TrustProblem::NotLocked { .. }]),
         "{problems:?}"
     );
 
@@ -215,7 +215,7 @@ fn a_malformed_or_world_writable_lock_file_refuses_the_directory() {
     let (source, problems) = only_problems(&rt);
     assert_eq!(source, &RefusedSource::Directory(dir.path().to_owned()));
     assert!(
-        matches!(&problems[..], [TrustProblem::BadLock { line: Some(1), .. }]),
+        matches!(problems, [TrustProblem::BadLock { line: Some(1), .. }]),
         "{problems:?}"
     );
 
@@ -224,7 +224,7 @@ fn a_malformed_or_world_writable_lock_file_refuses_the_directory() {
     let rt = load(dir.path());
     let (_, problems) = only_problems(&rt);
     assert!(
-        matches!(&problems[..], [TrustProblem::WorldWritable { .. }]),
+        matches!(problems, [TrustProblem::WorldWritable { .. }]),
         "{problems:?}"
     );
 }

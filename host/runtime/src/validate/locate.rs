@@ -76,14 +76,19 @@ pub(crate) fn value_offset(text: &[u8], pointer: &str) -> Option<usize> {
 /// serde_json's compact rendering does.
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn value_text(text: &[u8], pointer: &str) -> Option<String> {
-    value_text_at(text, value_offset(text, pointer)?)
+    value_text_at(text, value_offset(text, pointer)?).map(Cow::into_owned)
 }
 
-/// [`value_text`] of the value at byte offset `start` (from [`value_offset`]).
-pub(crate) fn value_text_at(text: &[u8], start: usize) -> Option<String> {
+/// [`value_text`] of the value at byte offset `start` (from [`value_offset`]), borrowed from
+/// the text when it has no whitespace to remove (a string, a number, a literal).
+pub(crate) fn value_text_at(text: &[u8], start: usize) -> Option<Cow<'_, str>> {
     let mut scan = Scan { s: text, i: start };
     scan.skip_value()?;
     let raw = text.get(start..scan.i)?;
+    if !matches!(raw.first(), Some(b'{' | b'[')) {
+        // Nothing but whitespace inside strings, which stays.
+        return std::str::from_utf8(raw).ok().map(Cow::Borrowed);
+    }
     let mut out = Vec::with_capacity(raw.len());
     let (mut in_string, mut escaped) = (false, false);
     for &b in raw {
@@ -102,7 +107,7 @@ pub(crate) fn value_text_at(text: &[u8], start: usize) -> Option<String> {
         }
         out.push(b);
     }
-    String::from_utf8(out).ok()
+    String::from_utf8(out).ok().map(Cow::Owned)
 }
 
 /// The byte offset of the key `key` (its opening quote) in the object at `object`.

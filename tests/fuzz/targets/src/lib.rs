@@ -13,8 +13,11 @@ use devext_jasper::errors::OpHint;
 use devext_jasper::{rest, soap, xml};
 use devext_plugin_api::host::HttpResponse;
 
+/// A fuzz target: any bytes in, a panic for a bug.
+pub type Target = fn(&[u8]);
+
 /// Every target: its name (the corpus directory and the cargo-fuzz binary) and its function.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("jasper_soap", jasper_soap),
     ("jasper_rest", jasper_rest),
     ("jasper_dates", jasper_dates),
@@ -93,17 +96,17 @@ pub fn jasper_rest(data: &[u8]) {
 pub fn jasper_dates(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let _ = Date::parse_iso(&text);
-    if let Some(ms) = dates::parse_timestamp_ms(&text) {
-        if let Some(out) = dates::format_rfc3339(ms) {
-            assert_eq!(
-                dates::parse_timestamp_ms(&out),
-                Some(ms),
-                "{text:?} -> {out}"
-            );
-            assert_eq!(dates::normalize(&out).as_deref(), Some(out.as_str()));
-            let day = dates::date_of_ms(ms).expect("a formatted time has a date");
-            assert_eq!(day.to_string(), out[..10]);
-        }
+    if let Some(ms) = dates::parse_timestamp_ms(&text)
+        && let Some(out) = dates::format_rfc3339(ms)
+    {
+        assert_eq!(
+            dates::parse_timestamp_ms(&out),
+            Some(ms),
+            "{text:?} -> {out}"
+        );
+        assert_eq!(dates::normalize(&out).as_deref(), Some(out.as_str()));
+        let day = dates::date_of_ms(ms).expect("a formatted time has a date");
+        assert_eq!(day.to_string(), out[..10]);
     }
 }
 
