@@ -3,7 +3,6 @@
 //! Every schema a plugin declares is compiled once, when the plugin is loaded, with formats
 //! asserted (draft 2020-12 only annotates them by default) and the host's own formats (`luhn`).
 
-use std::borrow::Cow;
 use std::fmt;
 
 use jsonschema::{Draft, Validator};
@@ -94,7 +93,7 @@ impl Schema {
         &self,
         instance: &Value,
         prefix: &str,
-        echo: &dyn Fn(&str) -> Option<Cow<'t, str>>,
+        echo: &dyn Fn(&str) -> Option<std::borrow::Cow<'t, str>>,
     ) -> Vec<(Violation, Vec<String>)> {
         use jsonschema::error::ValidationErrorKind as K;
         self.validator
