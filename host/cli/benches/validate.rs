@@ -4,8 +4,9 @@
 //! bench profile). Generates its data in a temporary directory:
 //!
 //! - 10,000 small configuration files in one directory, 5% invalid;
-//! - 1,000,000 configurations as one JSON Lines file (5% invalid), and 4,000,000 to show that
-//!   memory stays flat;
+//! - 1,000,000 configurations as one JSON Lines file: all valid, all invalid, all raising the
+//!   check-digit warning (the cost of a document with an error or a warning against a valid
+//!   one), and 5% invalid; then 4,000,000 (5% invalid) to show that memory stays flat;
 //! - one empty configuration, for the start-up cost (loading and compiling the plugins'
 //!   schemas).
 //!
@@ -42,23 +43,75 @@ fn main() {
     }
     report("10,000 files, 5% invalid", 10_000, &files, runs);
 
-    for n in [1_000_000u64, 4_000_000] {
-        let path = d.join(format!("{n}.jsonl"));
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
-        for i in 0..n {
-            out.write_all(config(i, false).as_bytes()).expect("write");
-            out.write_all(b"\n").expect("write");
-        }
-        out.flush().expect("flush");
-        drop(out);
-        report(
-            &format!("{n} lines of JSON Lines, 5% invalid"),
+    // The cost of a document with an error or a warning against a valid one: 1,000,000 lines
+    // each, all valid, all invalid, all with the check-digit warning, then the usual mix.
+    let mut per_doc = Vec::new();
+    for (mix, name) in [
+        (Mix::Valid, "all valid"),
+        (Mix::Invalid, "all invalid"),
+        (Mix::Warning, "all warned (check digit)"),
+        (Mix::FivePercentInvalid, "5% invalid"),
+    ] {
+        let n = 1_000_000u64;
+        let path = d.join("lines.jsonl");
+        write_lines(&path, n, mix);
+        let median = report(
+            &format!("{n} lines of JSON Lines, {name}"),
             n,
             &path,
             runs.min(5),
         );
+        per_doc.push((name, median.as_secs_f64() / n as f64));
         std::fs::remove_file(&path).expect("remove");
     }
+    let valid = per_doc[0].1;
+    for (name, t) in &per_doc[1..] {
+        println!(
+            "  per document, {name:<26} {:>6.3} us wall = {:.2}x a valid one ({:.3} us)",
+            t * 1e6,
+            t / valid,
+            valid * 1e6
+        );
+    }
+
+    let n = 4_000_000u64;
+    let path = d.join(format!("{n}.jsonl"));
+    write_lines(&path, n, Mix::FivePercentInvalid);
+    report(
+        &format!("{n} lines of JSON Lines, 5% invalid"),
+        n,
+        &path,
+        runs.min(5),
+    );
+    std::fs::remove_file(&path).expect("remove");
+}
+
+/// Which documents a JSON Lines file holds.
+#[derive(Clone, Copy)]
+enum Mix {
+    Valid,
+    Invalid,
+    Warning,
+    FivePercentInvalid,
+}
+
+fn write_lines(path: &Path, n: u64, mix: Mix) {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    for i in 0..n {
+        let line = match mix {
+            Mix::FivePercentInvalid => config(i, false),
+            Mix::Valid => config(if i % 20 == 7 { i + 1 } else { i }, false),
+            Mix::Invalid => format!("{{\"jasper\": {{\"iccid\": \"{i}\"}}}}"),
+            Mix::Warning => {
+                let body = format!("89882167{:011}", i);
+                let wrong = (luhn_digit(&body) + 1) % 10;
+                format!("{{\"jasper\": {{\"iccid\": \"{body}{wrong}\"}}}}")
+            }
+        };
+        out.write_all(line.as_bytes()).expect("write");
+        out.write_all(b"\n").expect("write");
+    }
+    out.flush().expect("flush");
 }
 
 /// Configuration number `i`: one in twenty invalid; valid ones carry an ICCID with a correct
@@ -87,7 +140,7 @@ fn luhn_digit(body: &str) -> u32 {
         .expect("one digit in ten is the check digit")
 }
 
-fn report(name: &str, documents: u64, input: &Path, runs: usize) {
+fn report(name: &str, documents: u64, input: &Path, runs: usize) -> Duration {
     // Warm the page cache and check the run is what we think.
     let out = Command::new(DEVEXT)
         .args(["validate", "--quiet"])
@@ -126,6 +179,7 @@ fn report(name: &str, documents: u64, input: &Path, runs: usize) {
         times[times.len() - 1].as_secs_f64() * 1e3,
         rate / 1e6,
     );
+    median
 }
 
 /// Peak resident set of one run, from GNU time.

@@ -118,7 +118,8 @@ struct PluginsArgs {
 
 #[derive(Subcommand)]
 enum PluginsCommand {
-    /// Load one plugin file and check its ABI and manifest (exit 1 if unusable)
+    /// Load one plugin file and check its ABI and manifest (exit 1 if unusable). Loading runs
+    /// the library's initialisers: check only files you would run
     Check {
         /// The shared library (lib<name>.so)
         file: PathBuf,
@@ -141,6 +142,9 @@ enum PluginsCommand {
         #[arg(long)]
         api_git: Option<String>,
     },
+    /// Pin the SHA-256 of every *.so in a plugin directory in DIR/plugins.lock; from then on a
+    /// library that is not pinned, or differs, is refused at load
+    Lock(cmd::plugins_lock::LockArgs),
 }
 
 #[derive(Args)]
@@ -250,6 +254,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 cmd::plugins::new(&name, &dir, &api)?;
                 Ok(ExitCode::SUCCESS)
             }
+            Some(PluginsCommand::Lock(lock)) => Ok(cmd::plugins_lock::lock(&lock)),
             None => {
                 let runtime = Runtime::load(runtime_config(&args.global))?;
                 cmd::plugins::list(&runtime, args.json);

@@ -157,6 +157,65 @@ fn plugins_check_is_a_ci_gate() {
     let out = devext(&["plugins", "check", "/nonexistent.so"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("is not a file"));
+    assert!(
+        stderr(&out).contains("runs the library's initialisers"),
+        "checking says it runs the library's code: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn plugins_lock_pins_each_library_and_a_changed_one_is_refused() {
+    let dir = util::plugin_dir(&["devext-echo"]);
+    let d = dir.path().to_str().unwrap();
+    let out = devext(&["plugins", "lock", d]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lock = std::fs::read_to_string(dir.path().join("plugins.lock")).unwrap();
+    let (digest, name) = lock.trim_end().split_once("  ").unwrap();
+    assert_eq!(name, "libdevext_echo.so");
+    assert_eq!(digest.len(), 64);
+    assert!(
+        stdout(&out).contains(&format!("{digest}  libdevext_echo.so")),
+        "{}",
+        stdout(&out)
+    );
+    let listed = devext(&["plugins", "--plugins", d]);
+    assert!(
+        stdout(&listed).contains("echo 0.1.0 ("),
+        "{}",
+        stdout(&listed)
+    );
+
+    // Another library in its place (a new file, as an upgrade writes it): refused.
+    let lib = dir.path().join("libdevext_echo.so");
+    let mut bytes = std::fs::read(&lib).unwrap();
+    bytes.extend_from_slice(b"tampered");
+    let tmp = dir.path().join("new.tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, &lib).unwrap();
+    let listed = devext(&["plugins", "--plugins", d]);
+    let text = stdout(&listed);
+    assert!(!text.contains("echo 0.1.0 ("), "{text}");
+    assert!(
+        text.contains(&format!("but the lock file {d}/plugins.lock pins {digest}")),
+        "{text}"
+    );
+
+    // A world-writable directory: nothing written, the fix named.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = devext(&["plugins", "lock", d]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("fix: chmod o-w {d}")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("plugins.lock")).unwrap(),
+        lock
+    );
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
 }
 
 #[test]

@@ -10,6 +10,9 @@
 //! (schema export, drift check and breaking-change diff); both off by default.
 
 pub mod egress;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod hints;
 pub mod limiter;
 pub mod loader;

@@ -15,6 +15,9 @@ use serde_json::Value;
 
 use crate::schema::{Schema, SchemaError, Violation, meta_check};
 
+pub mod trust;
+pub use trust::TrustProblem;
+
 /// Where a plugin came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", content = "path", rename_all = "snake_case")]
@@ -172,6 +175,14 @@ pub enum RefusalReason {
         /// Every problem found.
         problems: Vec<ManifestProblem>,
     },
+    /// The plugin directory or library could have been replaced by someone else (its owner or
+    /// mode), or is not the one the directory's lock file pins; see [`trust`]. Every problem
+    /// is listed, each with the command that fixes it.
+    #[error("not trusted: {}", join_trust(problems))]
+    Untrusted {
+        /// Every problem found.
+        problems: Vec<TrustProblem>,
+    },
     /// Two static plugins have the same name.
     #[error("a static plugin named {name} is already registered")]
     DuplicateStatic {
@@ -196,6 +207,14 @@ impl RefusalReason {
             _ => &[],
         }
     }
+}
+
+fn join_trust(problems: &[TrustProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn join(problems: &[ManifestProblem]) -> String {
@@ -572,7 +591,7 @@ pub(crate) fn describe(
 /// The `as_of` property the host adds to the output of views it may serve from its cache
 /// (`fresh_for_secs`), declared in their output schemas so that the published schemas describe
 /// what callers receive. A plugin that declares it itself keeps its own declaration.
-fn declare_as_of(manifest: &mut Manifest) {
+pub(crate) fn declare_as_of(manifest: &mut Manifest) {
     for op in &mut manifest.operations {
         if op.kind != devext_plugin_api::OpKind::View || op.fresh_for_secs.unwrap_or(0) == 0 {
             continue;

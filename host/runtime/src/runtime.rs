@@ -265,7 +265,19 @@ impl Runtime {
             }
         }
 
+        let service_user = loader::trust::service_user();
         for dir in &config.plugin_dirs {
+            // Owner and mode of the directory (and its lock file) before anything in it is read.
+            let trusted = match loader::trust::check_directory(dir, service_user) {
+                Ok(trusted) => trusted,
+                Err(problems) => {
+                    refused.push(Refusal {
+                        source: RefusedSource::Directory(dir.clone()),
+                        reason: RefusalReason::Untrusted { problems },
+                    });
+                    continue;
+                }
+            };
             let files = match loader::library_files(dir) {
                 Ok(files) => files,
                 Err(reason) => {
@@ -276,6 +288,11 @@ impl Runtime {
                     continue;
                 }
             };
+            for missing in trusted.missing(&files) {
+                let notice = format!("{missing}, pinned in the lock file, is missing");
+                tracing::info!("{notice}");
+                notices.push(notice);
+            }
             if files.is_empty() {
                 // A mistyped or unbuilt directory loads nothing: say so rather than nothing.
                 let notice = format!("no plugins found in {} (no *.so file)", dir.display());
@@ -283,7 +300,9 @@ impl Runtime {
                 notices.push(notice);
             }
             for path in files {
-                let loaded = loader::open_library(&path)
+                let loaded = loader::trust::check_library(&path, &trusted, service_user)
+                    .map_err(|problems| RefusalReason::Untrusted { problems })
+                    .and_then(|()| loader::open_library(&path))
                     .and_then(|m| loader::describe(m, PluginSource::File(path.clone())));
                 let plugin = match loaded {
                     Ok(p) => p,
@@ -439,10 +458,10 @@ impl Runtime {
     /// in the message). `echo` gives the text of the offending instance at a pointer as it is
     /// written in the document, for the messages (see `Schema::violations_with_unexpected`).
     #[cfg(feature = "bulk-validate")]
-    pub(crate) fn device_extension_violations_with_unexpected(
+    pub(crate) fn device_extension_violations_with_unexpected<'t>(
         &self,
         doc: &Value,
-        echo: &dyn Fn(&str) -> Option<String>,
+        echo: &dyn Fn(&str) -> Option<std::borrow::Cow<'t, str>>,
     ) -> Vec<(Violation, Vec<String>)> {
         self.device_extension_violations(
             doc,
@@ -470,7 +489,7 @@ impl Runtime {
         };
         let mut out = Vec::new();
         for (key, value) in map {
-            let prefix = format!("/{}", pointer_token(key));
+            let prefix = key_pointer(key);
             match self.slot(key) {
                 Some(slot) => {
                     if !slot.plugin.schemas.device.is_valid(value) {
@@ -521,6 +540,23 @@ impl Runtime {
             }
         }
         out
+    }
+
+    /// How many warnings [`Runtime::device_warnings`] would return, without building them.
+    #[cfg(feature = "bulk-validate")]
+    pub(crate) fn device_warning_count(&self, doc: &Value) -> usize {
+        let Some(map) = doc.as_object() else {
+            return 0;
+        };
+        map.iter()
+            .filter_map(|(key, value)| Some((self.slot(key)?, value)))
+            .map(|(slot, value)| {
+                let declared = slot.plugin.manifest().warnings.len();
+                (slot.plugin.schemas.warnings.iter().take(declared))
+                    .filter(|schema| !schema.is_valid(value))
+                    .count()
+            })
+            .sum()
     }
 
     /// One JSON Schema (draft 2020-12) for whole extension configurations: each loaded plugin's
@@ -932,6 +968,18 @@ fn call_context_json(
 }
 
 /// Appends `n` in lower-case hex, as `{:x}` prints it.
+/// The JSON pointer of a top-level key (`/` and the escaped key), in one allocation.
+fn key_pointer(key: &str) -> String {
+    let mut pointer = String::with_capacity(key.len() + 1);
+    pointer.push('/');
+    if key.contains(['~', '/']) {
+        pointer.push_str(&pointer_token(key));
+    } else {
+        pointer.push_str(key);
+    }
+    pointer
+}
+
 fn push_hex(text: &mut String, mut n: u64) {
     let mut digits = [b'0'; 16];
     let mut i = digits.len();

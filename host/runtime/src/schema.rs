@@ -73,7 +73,10 @@ impl Schema {
     pub fn violations(&self, instance: &Value, prefix: &str) -> Vec<Violation> {
         self.validator
             .iter_errors(instance)
-            .map(|e| self.violation(&e, prefix, None))
+            .map(|e| {
+                let pointer = format!("{prefix}{}", e.instance_path().as_str());
+                self.violation(&e, pointer, None)
+            })
             .collect()
     }
 
@@ -86,11 +89,11 @@ impl Schema {
     /// the document. `None` keeps the rendering. Which violations there are, and the rest of
     /// each message, do not depend on it.
     #[cfg(feature = "bulk-validate")]
-    pub(crate) fn violations_with_unexpected(
+    pub(crate) fn violations_with_unexpected<'t>(
         &self,
         instance: &Value,
         prefix: &str,
-        echo: &dyn Fn(&str) -> Option<String>,
+        echo: &dyn Fn(&str) -> Option<std::borrow::Cow<'t, str>>,
     ) -> Vec<(Violation, Vec<String>)> {
         use jsonschema::error::ValidationErrorKind as K;
         self.validator
@@ -110,7 +113,7 @@ impl Schema {
                     K::AdditionalItems { .. } | K::UnevaluatedItems { .. }
                 );
                 let written = if echoes { echo(&pointer) } else { None };
-                (self.violation(&e, prefix, written), unexpected)
+                (self.violation(&e, pointer, written.as_deref()), unexpected)
             })
             .collect()
     }
@@ -126,26 +129,33 @@ impl Schema {
 }
 
 impl Schema {
-    /// `e` as a violation; `written` is the offending instance as the document writes it, to
-    /// show instead of serde_json's rendering of the parsed value.
+    /// `e` as a violation at `pointer` (the prefix and the error's instance path); `written` is
+    /// the offending instance as the document writes it, to show instead of serde_json's
+    /// rendering of the parsed value.
     fn violation(
         &self,
         e: &jsonschema::ValidationError<'_>,
-        prefix: &str,
-        written: Option<String>,
+        pointer: String,
+        written: Option<&str>,
     ) -> Violation {
-        let shown = || written.clone().unwrap_or_else(|| e.instance().to_string());
+        use std::fmt::Write as _;
+        let shown = || written.map_or_else(|| e.instance().to_string(), str::to_owned);
         let message = match self.one_of_constants(e) {
             // "not valid under any of the schemas listed in the 'oneOf' keyword" says nothing
             // to a person when each choice is one value: name them.
             Some(allowed) => format!("{} is not one of {allowed}", shown()),
-            None => match &written {
-                Some(text) => e.masked_with(text).to_string(),
-                None => e.to_string(),
-            },
+            None => {
+                // Sized once: messages are short, but `to_string` would grow them in steps.
+                let mut message = String::with_capacity(128);
+                let _ = match written {
+                    Some(text) => write!(message, "{}", e.masked_with(text)),
+                    None => write!(message, "{e}"),
+                };
+                message
+            }
         };
         Violation {
-            pointer: format!("{prefix}{}", e.instance_path().as_str()),
+            pointer,
             keyword: e.kind().keyword().to_owned(),
             message,
         }
@@ -316,7 +326,7 @@ mod tests {
         let plain = s.violations_with_unexpected(&doc, "/p", &|_| None);
         assert_eq!(plain.len(), 2, "{plain:?}");
         let echoed = s.violations_with_unexpected(&doc, "/p", &|pointer| {
-            Some(format!("<{pointer} as written>"))
+            Some(format!("<{pointer} as written>").into())
         });
         let message = |found: &[(Violation, Vec<String>)], keyword: &str| {
             let (v, _) = found

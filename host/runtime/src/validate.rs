@@ -12,6 +12,7 @@
 //! validate, and the calling thread hands the results to a [`Reporter`] in input order. A fixed
 //! number of block buffers circulates between them, which bounds memory whatever the input size.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read};
@@ -25,7 +26,7 @@ use serde_json::Value;
 
 use crate::Runtime;
 
-mod locate;
+pub(crate) mod locate;
 
 /// Bytes of JSON Lines per job (a block ends at a line end, so a longer line makes it longer).
 const BLOCK: usize = 256 * 1024;
@@ -201,6 +202,13 @@ pub trait Reporter {
 
     /// Called after each job; cheap to ignore.
     fn progress(&mut self, _progress: Progress<'_>) {}
+
+    /// Whether diagnostics of `kind` are wanted at all, asked once before the run. A kind not
+    /// wanted is still counted in the [`Summary`], but its diagnostics are never built (a
+    /// quiet run drops warnings; building them is most of what a warned document costs).
+    fn wants(&self, _kind: Kind) -> bool {
+        true
+    }
 }
 
 /// Validates every document of `inputs` with `runtime`'s loaded plugins, and reports each
@@ -218,6 +226,10 @@ pub fn run(
         n => n,
     };
     let credits = workers * 4;
+    let detail = Detail {
+        strict: options.strict,
+        warnings: reporter.wants(Kind::Warning),
+    };
 
     std::thread::scope(|scope| {
         let (job_tx, job_rx) = sync_channel::<Job>(credits);
@@ -233,12 +245,21 @@ pub fn run(
         for _ in 0..workers {
             let job_rx = Arc::clone(&job_rx);
             let done_tx = done_tx.clone();
-            scope.spawn(move || work(runtime, sources, options.strict, &job_rx, &done_tx));
+            scope.spawn(move || work(runtime, sources, detail, &job_rx, &done_tx));
         }
         drop(done_tx);
         let empty = (!options.allow_empty).then_some(&spans[..]);
         collect(sources, empty, done_rx, credit_tx, reporter)
     })
+}
+
+/// What the workers build beside the counts.
+#[derive(Debug, Clone, Copy)]
+struct Detail {
+    /// A declared warning makes its document invalid.
+    strict: bool,
+    /// Warning diagnostics are built (else only counted).
+    warnings: bool,
 }
 
 /// One file (or standard input) to read, or an input that failed before reading.
@@ -676,7 +697,7 @@ fn strip_bom(text: &[u8]) -> &[u8] {
 fn work(
     runtime: &Runtime,
     sources: &[Source],
-    strict: bool,
+    detail: Detail,
     jobs: &Mutex<Receiver<Job>>,
     done: &std::sync::mpsc::Sender<Done>,
 ) {
@@ -691,7 +712,7 @@ fn work(
         };
         let mut out = Output {
             runtime,
-            strict,
+            detail,
             summary: Summary {
                 files: job.files,
                 ..Summary::default()
@@ -781,20 +802,38 @@ fn read_file(path: &Path, buf: &mut Vec<u8>) -> io::Result<usize> {
 /// whole file (not JSON, violations, declared warnings; each with line, column and pointer):
 /// for a caller that holds one document, such as an editor that checks before saving.
 pub fn document_diagnostics(runtime: &Runtime, text: &[u8]) -> Vec<Diagnostic> {
+    let (_, diagnostics) = validate_one(runtime, strip_bom(text), false);
+    diagnostics
+}
+
+/// Validates one document that is a whole file (`text`, any bytes) as [`run`] does, without
+/// threads: its counts and diagnostics. For the dashboard's editor, the fuzz targets and
+/// benchmarks.
+pub(crate) fn validate_one(
+    runtime: &Runtime,
+    text: &[u8],
+    strict: bool,
+) -> (Summary, Vec<Diagnostic>) {
     let mut out = Output {
         runtime,
-        strict: false,
+        detail: Detail {
+            strict,
+            warnings: true,
+        },
         summary: Summary::default(),
         diagnostics: Vec::new(),
     };
-    out.document(0, strip_bom(text), None);
-    out.diagnostics.into_iter().map(|(_, d)| d).collect()
+    out.document(0, text, None);
+    (
+        out.summary,
+        out.diagnostics.into_iter().map(|(_, d)| d).collect(),
+    )
 }
 
 /// The results of one job being built.
 struct Output<'r> {
     runtime: &'r Runtime,
-    strict: bool,
+    detail: Detail,
     summary: Summary,
     diagnostics: Vec<(usize, Diagnostic)>,
 }
@@ -852,13 +891,29 @@ impl Output<'_> {
         if !self.runtime.is_valid_device_extensions(&doc) {
             self.summary.invalid += 1;
             // Messages show the offending value as written (`doc` has lost the digits of an
-            // integer beyond 64 bits, for one).
-            let echo = |pointer: &str| locate::value_text(text, pointer);
-            for (v, unexpected) in self
+            // integer beyond 64 bits, for one). Each pointer is located once: the offsets found
+            // for the echoes are the violations' positions too.
+            let located: RefCell<Vec<(String, Option<usize>)>> = RefCell::new(Vec::new());
+            let echo = |pointer: &str| {
+                let at = locate::value_offset(text, pointer);
+                located.borrow_mut().push((pointer.to_owned(), at));
+                locate::value_text_at(text, at?)
+            };
+            let violations = self
                 .runtime
-                .device_extension_violations_with_unexpected(&doc, &echo)
-            {
-                let offset = violation_offset(text, &v.pointer, &unexpected);
+                .device_extension_violations_with_unexpected(&doc, &echo);
+            let located = located.into_inner();
+            // The echoes were asked in the violations' order (not for every violation).
+            let mut next = 0;
+            for (v, unexpected) in violations {
+                let at = match located.get(next) {
+                    Some((p, at)) if *p == v.pointer => {
+                        next += 1;
+                        *at
+                    }
+                    _ => locate::value_offset(text, &v.pointer),
+                };
+                let offset = violation_offset(text, at, &unexpected);
                 let (l, c) = position(offset);
                 self.diagnostics.push((
                     source,
@@ -874,19 +929,38 @@ impl Output<'_> {
             }
             return;
         }
+        if !self.detail.warnings {
+            let raised = self.runtime.device_warning_count(&doc) as u64;
+            self.summary.warnings += raised;
+            if raised > 0 && self.detail.strict {
+                self.summary.invalid += 1;
+            } else {
+                self.summary.valid += 1;
+            }
+            return;
+        }
         let warnings = self.runtime.device_warnings(&doc);
         if warnings.is_empty() {
             self.summary.valid += 1;
             return;
         }
-        if self.strict {
+        if self.detail.strict {
             self.summary.invalid += 1;
         } else {
             self.summary.valid += 1;
         }
         self.summary.warnings += warnings.len() as u64;
+        let mut last: Option<(String, usize)> = None;
         for w in warnings {
-            let offset = locate::value_offset(text, &w.pointer).unwrap_or(0);
+            // Warnings of one plugin share their pointer: located once.
+            let offset = match &last {
+                Some((p, at)) if *p == w.pointer => *at,
+                _ => {
+                    let at = locate::value_offset(text, &w.pointer).unwrap_or(0);
+                    last = Some((w.pointer.clone(), at));
+                    at
+                }
+            };
             let (l, c) = position(offset);
             self.diagnostics.push((
                 source,
@@ -906,8 +980,9 @@ impl Output<'_> {
 /// Where a violation is: the value its pointer names, or for a refused property (an
 /// `additionalProperties`/`unevaluatedProperties` violation, `unexpected` non-empty) the first
 /// refused property's key.
-fn violation_offset(text: &[u8], pointer: &str, unexpected: &[String]) -> usize {
-    let Some(at) = locate::value_offset(text, pointer) else {
+/// `at` is where the pointer's value is, if it was found.
+fn violation_offset(text: &[u8], at: Option<usize>, unexpected: &[String]) -> usize {
+    let Some(at) = at else {
         return locate::value_offset(text, "").unwrap_or(0);
     };
     unexpected
@@ -942,6 +1017,7 @@ fn collect(
     let mut waiting: BTreeMap<u64, Done> = BTreeMap::new();
     let mut inputs_done = 0;
     let inputs_total = sources.len() as u64;
+    let mut shown: Option<(usize, String)> = None;
     let mut empties = Empties {
         spans: empty.unwrap_or_default(),
         next: 0,
@@ -953,7 +1029,12 @@ fn collect(
         while let Some(d) = waiting.remove(&next) {
             next += 1;
             for (source, diagnostic) in &d.diagnostics {
-                reporter.report(&sources[*source].display(), diagnostic)?;
+                // A source's diagnostics come together: its name is made once.
+                if shown.as_ref().is_none_or(|(s, _)| s != source) {
+                    shown = Some((*source, sources[*source].display()));
+                }
+                let name = shown.as_ref().map_or("", |(_, name)| name.as_str());
+                reporter.report(name, diagnostic)?;
             }
             summary.add(&d.summary);
             // Each source of a job of several (JSON files, failed inputs) holds one document or
@@ -1091,12 +1172,13 @@ mod tests {
     #[test]
     fn unexpected_properties_point_at_their_key() {
         let text = b"{\"acme\": {\"serial\": \"1\",\n \"colour\": 1}}";
-        let at = violation_offset(text, "/acme", &["colour".to_owned()]);
+        let acme = locate::value_offset(text, "/acme");
+        let at = violation_offset(text, acme, &["colour".to_owned()]);
         assert_eq!(locate::line_col(text, at), (2, 2));
         // Without a refused name, the value the pointer names.
-        let at = violation_offset(text, "/acme", &[]);
+        let at = violation_offset(text, acme, &[]);
         assert_eq!(locate::line_col(text, at), (1, 10));
-        let at = violation_offset(text, "/nope", &[]);
+        let at = violation_offset(text, locate::value_offset(text, "/nope"), &[]);
         assert_eq!(at, 0);
     }
 }

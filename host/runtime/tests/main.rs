@@ -6,5 +6,6 @@ use devext_echo as _;
 mod contract;
 mod dispatch;
 mod loading;
+mod trust;
 mod util;
 mod validation;

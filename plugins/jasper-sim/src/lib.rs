@@ -25,6 +25,9 @@ mod account;
 mod control;
 mod dates;
 mod faults;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod limits;
 mod rest;
 mod rng;

@@ -70,6 +70,7 @@ pub(crate) fn list(runtime: &Runtime, as_json: bool) {
 }
 
 pub(crate) fn check(file: &Path, as_json: bool) -> ExitCode {
+    eprintln!("{}", crate::cmd::plugins_lock::CHECK_RUNS_CODE);
     match devext_host::loader::load_file(file) {
         Ok(p) => {
             if as_json {

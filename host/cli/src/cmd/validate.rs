@@ -150,6 +150,11 @@ impl<W: Write> Reporter for Cli<W> {
     fn progress(&mut self, p: Progress<'_>) {
         self.progress.update(p);
     }
+
+    fn wants(&self, kind: Kind) -> bool {
+        // The warnings `report` drops: not built at all.
+        !(kind == Kind::Warning && self.quiet && !self.strict)
+    }
 }
 
 impl<W: Write> Cli<W> {
@@ -192,28 +197,39 @@ fn pointer_or_root(d: &Diagnostic) -> &str {
 
 /// `path:line:col: /pointer: message (keyword)`.
 fn human(out: &mut impl Write, path: &str, d: &Diagnostic, strict: bool) -> io::Result<()> {
-    write!(out, "{path}:")?;
+    // Pieces written as they are (one line per problem: the formatting machinery is most of
+    // the cost of a line).
+    out.write_all(path.as_bytes())?;
+    out.write_all(b":")?;
     if let Some(line) = d.line {
         write!(out, "{line}:{}:", d.column.unwrap_or(1))?;
     }
-    match d.kind {
-        Kind::Invalid => writeln!(
-            out,
-            " {}: {} ({})",
+    let keyword = d.keyword.as_deref().unwrap_or_default();
+    let parts: &[&str] = match d.kind {
+        Kind::Invalid => &[
+            " ",
             pointer_or_root(d),
-            d.message,
-            d.keyword.as_deref().unwrap_or_default()
-        ),
-        Kind::Warning => writeln!(
-            out,
-            " {}: {}: {}: {}",
-            if strict { "error" } else { "warning" },
+            ": ",
+            &d.message,
+            " (",
+            keyword,
+            ")\n",
+        ],
+        Kind::Warning => &[
+            if strict { " error: " } else { " warning: " },
             pointer_or_root(d),
-            d.keyword.as_deref().unwrap_or_default(),
-            d.message
-        ),
-        Kind::NotJson | Kind::Unreadable | Kind::Empty => writeln!(out, " {}", d.message),
+            ": ",
+            keyword,
+            ": ",
+            &d.message,
+            "\n",
+        ],
+        Kind::NotJson | Kind::Unreadable | Kind::Empty => &[" ", &d.message, "\n"],
+    };
+    for part in parts {
+        out.write_all(part.as_bytes())?;
     }
+    Ok(())
 }
 
 /// A GitHub Actions workflow command, so the problem shows on the pull request's diff.

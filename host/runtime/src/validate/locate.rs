@@ -74,11 +74,21 @@ pub(crate) fn value_offset(text: &[u8], pointer: &str) -> Option<usize> {
 /// The value `pointer` names, as written in the JSON `text` (its digits, escapes and member
 /// order kept), with the whitespace between its tokens removed so that it reads on one line as
 /// serde_json's compact rendering does.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn value_text(text: &[u8], pointer: &str) -> Option<String> {
-    let start = value_offset(text, pointer)?;
+    value_text_at(text, value_offset(text, pointer)?).map(Cow::into_owned)
+}
+
+/// [`value_text`] of the value at byte offset `start` (from [`value_offset`]), borrowed from
+/// the text when it has no whitespace to remove (a string, a number, a literal).
+pub(crate) fn value_text_at(text: &[u8], start: usize) -> Option<Cow<'_, str>> {
     let mut scan = Scan { s: text, i: start };
     scan.skip_value()?;
     let raw = text.get(start..scan.i)?;
+    if !matches!(raw.first(), Some(b'{' | b'[')) {
+        // Nothing but whitespace inside strings, which stays.
+        return std::str::from_utf8(raw).ok().map(Cow::Borrowed);
+    }
     let mut out = Vec::with_capacity(raw.len());
     let (mut in_string, mut escaped) = (false, false);
     for &b in raw {
@@ -97,7 +107,7 @@ pub(crate) fn value_text(text: &[u8], pointer: &str) -> Option<String> {
         }
         out.push(b);
     }
-    String::from_utf8(out).ok()
+    String::from_utf8(out).ok().map(Cow::Owned)
 }
 
 /// The byte offset of the key `key` (its opening quote) in the object at `object`.
@@ -125,6 +135,14 @@ fn unescape_token(raw: &str) -> Cow<'_, str> {
     }
 }
 
+/// A string as found in the text.
+enum Key<'a> {
+    /// Without escapes: its bytes.
+    Raw(&'a [u8]),
+    /// With escapes: the offsets after its opening and after its closing quote.
+    Escaped(usize, usize),
+}
+
 struct Scan<'a> {
     s: &'a [u8],
     i: usize,
@@ -137,9 +155,24 @@ struct Members<'s, 'a> {
     done: bool,
 }
 
-impl Members<'_, '_> {
+impl<'a> Members<'_, 'a> {
     /// The next member: offset of its key, the key (unescaped), offset of its value.
-    fn next_member(&mut self) -> Option<(usize, Cow<'_, str>, usize)> {
+    fn next_member(&mut self) -> Option<(usize, Cow<'a, str>, usize)> {
+        let (key_at, key, value_at) = self.next_key_at(|scan| scan.string())?;
+        Some((key_at, key, value_at))
+    }
+
+    /// The next member's key (read by `read`) and the offset of its value.
+    fn next_key<K>(&mut self, read: impl FnOnce(&mut Scan<'a>) -> Option<K>) -> Option<(K, usize)> {
+        self.next_key_at(read)
+            .map(|(_, key, value_at)| (key, value_at))
+    }
+
+    /// The next member: offset of its key, its key read by `read`, offset of its value.
+    fn next_key_at<K>(
+        &mut self,
+        read: impl FnOnce(&mut Scan<'a>) -> Option<K>,
+    ) -> Option<(usize, K, usize)> {
         if self.done {
             return None;
         }
@@ -167,7 +200,7 @@ impl Members<'_, '_> {
             return None;
         }
         let key_at = scan.i;
-        let Some(key) = scan.string() else {
+        let Some(key) = read(scan) else {
             self.done = true;
             return None;
         };
@@ -185,8 +218,14 @@ impl Members<'_, '_> {
     /// duplicate keys, so that is the value that was validated).
     fn find_last(mut self, token: &str) -> Option<usize> {
         let mut found = None;
-        while let Some((_, key, value_at)) = self.next_member() {
-            if key == token {
+        while let Some((key, value_at)) = self.next_key(|scan| scan.key()) {
+            let equal = match key {
+                Key::Raw(raw) => raw == token.as_bytes(),
+                Key::Escaped(start, end) => {
+                    self.scan.unescape(start, end).is_some_and(|k| k == token)
+                }
+            };
+            if equal {
                 found = Some(value_at);
             }
         }
@@ -234,14 +273,29 @@ impl<'a> Scan<'a> {
 
     /// Reads the string at the cursor, unescaped.
     fn string(&mut self) -> Option<Cow<'a, str>> {
+        match self.key()? {
+            Key::Raw(raw) => std::str::from_utf8(raw).ok().map(Cow::Borrowed),
+            Key::Escaped(start, end) => self.unescape(start, end),
+        }
+    }
+
+    /// Reads the string at the cursor: its raw bytes when it has no escape (compared as they
+    /// are: a key equals a token exactly when its bytes do), else where it starts.
+    fn key(&mut self) -> Option<Key<'a>> {
         let start = self.i + 1;
         self.skip_string()?;
         let raw = self.s.get(start..self.i - 1)?;
         if !raw.contains(&b'\\') {
-            return std::str::from_utf8(raw).ok().map(Cow::Borrowed);
+            return Some(Key::Raw(raw));
         }
+        Some(Key::Escaped(start, self.i))
+    }
+
+    /// The string between `start` (after its opening quote) and `end` (after its closing
+    /// quote), unescaped.
+    fn unescape(&self, start: usize, end: usize) -> Option<Cow<'a, str>> {
         // Let serde_json do the unescaping (surrogate pairs included): it is rare.
-        serde_json::from_slice::<String>(self.s.get(start - 1..self.i)?)
+        serde_json::from_slice::<String>(self.s.get(start - 1..end)?)
             .ok()
             .map(Cow::Owned)
     }
