@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+#[allow(dead_code)] // this binary uses part of it
+mod support;
+
 use crate::support::{Api, devext_binary, org, sim};
 
 /// One HTTP/1.1 exchange (`Connection: close`): status and JSON body; `None` when the server is
