@@ -230,6 +230,20 @@ async fn three_replicas_share_one_account_s_limits_and_survive_a_sigkill() {
         devices.push((d["id"].as_str().unwrap().to_owned(), s.iccid.clone()));
     }
 
+    // Each replica's first upstream call sets up its HTTP client (CA roots, connection) after
+    // its permit, late: warm every replica once, as a running fleet is.
+    for (i, &a) in addrs.iter().enumerate() {
+        let path = format!(
+            "/api/v1/devices/{}/extensions/jasper/overview",
+            devices[i].0
+        );
+        let (s, b) = http(a, "POST", &path, &admin, Some(&json!({})), &[])
+            .await
+            .unwrap();
+        assert_eq!(s, 200, "{b}");
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
     // 1. Sixty distinct views (an overview and a usage of 30 SIMs: nothing shared by
     // single-flight), round-robin over the replicas, all at once.
     sim.reset_stats();
