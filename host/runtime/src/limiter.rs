@@ -83,8 +83,7 @@ pub trait Limiter: Send + Sync + 'static {
     /// Pauses the account for `pause`: no permit is granted until it is over.
     fn back_off(&self, account_key: &str, pause: Duration);
     /// The request a permit of the account was granted for left `late` after the grant (the
-    /// plugin's work, a busy machine): a backend whose spacing is planned ahead (the shared
-    /// one) spaces the next starts from the real one. The in-process limiter ignores it.
+    /// plugin's work, a busy machine): the next starts are spaced from the real one.
     fn started_late(&self, _account_key: &str, _late: Duration) {}
 }
 
@@ -335,6 +334,19 @@ impl Limiter for LocalLimiter {
     fn release(&self, permit: &str) {
         if let Ok(id) = permit.parse::<u64>() {
             self.release_id(id);
+        }
+    }
+
+    fn started_late(&self, account_key: &str, _late: Duration) {
+        // The request left now: the latest start counts from now (only ever later), so that a
+        // busy moment cannot squeeze more starts into a rolling second.
+        let account = self.account(account_key);
+        let now = Instant::now();
+        let mut state = lock(&account.state);
+        if let Some(last) = state.starts.back_mut()
+            && *last < now
+        {
+            *last = now;
         }
     }
 

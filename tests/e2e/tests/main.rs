@@ -7,7 +7,6 @@
 //! - `cache`: the host's view cache, and its invalidation by actions.
 //! - `faults`: each fault mode of the simulator; no write applied twice.
 //! - `cli`: `devext invoke` against the simulator.
-//! - `replicas`: three `devext serve` replicas on one PostgreSQL share the account's limits.
 
 mod burst;
 mod cache;
@@ -15,5 +14,4 @@ mod cli;
 mod connection;
 mod contract;
 mod faults;
-mod replicas;
 mod support;

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+#[allow(dead_code)] // this binary uses part of it
+mod support;
+
 use crate::support::{Api, devext_binary, org, sim};
 
 /// One HTTP/1.1 exchange (`Connection: close`): status and JSON body; `None` when the server is
@@ -226,6 +229,20 @@ async fn three_replicas_share_one_account_s_limits_and_survive_a_sigkill() {
         assert_eq!(st, 201, "{d}");
         devices.push((d["id"].as_str().unwrap().to_owned(), s.iccid.clone()));
     }
+
+    // Each replica's first upstream call sets up its HTTP client (CA roots, connection) after
+    // its permit, late: warm every replica once, as a running fleet is.
+    for (i, &a) in addrs.iter().enumerate() {
+        let path = format!(
+            "/api/v1/devices/{}/extensions/jasper/overview",
+            devices[i].0
+        );
+        let (s, b) = http(a, "POST", &path, &admin, Some(&json!({})), &[])
+            .await
+            .unwrap();
+        assert_eq!(s, 200, "{b}");
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
 
     // 1. Sixty distinct views (an overview and a usage of 30 SIMs: nothing shared by
     // single-flight), round-robin over the replicas, all at once.
