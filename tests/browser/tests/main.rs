@@ -493,10 +493,17 @@ async fn a_second_service_plugin_shows_its_forms_panel_chart_and_actions() -> R 
 
     // The panel: its overview and its usage chart.
     let text = wait_text(c, "Extensions").await;
-    assert!(text.contains("1NCE") && text.contains(&iccid[..19]), "{text}");
+    assert!(
+        text.contains("1NCE") && text.contains(&iccid[..19]),
+        "{text}"
+    );
     let chart = c.find(css("#view-usage-history svg")).await?;
     assert!(
-        !chart.attr("aria-label").await?.unwrap_or_default().is_empty(),
+        !chart
+            .attr("aria-label")
+            .await?
+            .unwrap_or_default()
+            .is_empty(),
         "the chart is labelled"
     );
     // One action, checked in the simulator: disable the SIM.
