@@ -72,8 +72,8 @@ impl AccountGate {
 
     /// What [`AccountGate::enter_account`] asks the host's limiter.
     pub fn permit_request(&self, account_key: &str, max_wait_ms: Option<u64>) -> PermitRequest {
-        let request = PermitRequest::new(self.rate_per_second, self.max_in_flight)
-            .account_key(account_key);
+        let request =
+            PermitRequest::new(self.rate_per_second, self.max_in_flight).account_key(account_key);
         match max_wait_ms {
             Some(ms) => request.max_wait_ms(ms),
             None => request,

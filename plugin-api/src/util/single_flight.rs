@@ -207,7 +207,10 @@ mod tests {
         let Poll::Ready((r2, shared2)) = second.as_mut().poll(&mut cx) else {
             panic!("the joiner gets the result")
         };
-        assert_eq!((r1.unwrap(), shared1, r2.unwrap(), shared2), (7, false, 7, true));
+        assert_eq!(
+            (r1.unwrap(), shared1, r2.unwrap(), shared2),
+            (7, false, 7, true)
+        );
         assert_eq!((sf.running(), runs.load(Ordering::SeqCst)), (0, 1));
 
         // The runner is dropped: the joiner runs the read itself, and says so.

@@ -83,7 +83,11 @@ impl Account {
                 "no time left before the call's deadline to call Jasper",
             ));
         }
-        match self.gate.enter_account(host, &self.key, Some(left as u64)).await {
+        match self
+            .gate
+            .enter_account(host, &self.key, Some(left as u64))
+            .await
+        {
             Ok(permit) => Ok(permit),
             Err(e) if e.kind == ErrorKind::RateLimited => Err(self.refusal(&e)),
             Err(e) => Err(e),
@@ -113,7 +117,10 @@ impl Account {
     /// Jasper refused a call for its rate (HTTP 429, 40000029, 400101): no caller of the
     /// account, in any replica, starts one for `pause_ms`.
     pub fn back_off(&self, host: &Host, pause_ms: u64, reason: &str) {
-        if let Err(e) = self.gate.back_off_account(host, &self.key, pause_ms, reason) {
+        if let Err(e) = self
+            .gate
+            .back_off_account(host, &self.key, pause_ms, reason)
+        {
             host.log(
                 LogLevel::Warn,
                 format!("cannot pause the Jasper account's callers: {}", e.message),
