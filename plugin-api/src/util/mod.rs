@@ -21,6 +21,6 @@ mod token;
 
 pub use gate::AccountGate;
 pub use join::join_all;
-pub use retry::{may_have_been_processed, Retry, Safety};
+pub use retry::{may_have_been_processed, Retriable, Retry, Safety};
 pub use single_flight::SingleFlight;
 pub use token::{Token, TokenCache};

@@ -66,6 +66,17 @@ impl<K: Eq + Hash + Clone, V: Clone> SingleFlight<K, V> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, PluginError>>,
     {
+        self.run_shared(key, read).await.0
+    }
+
+    /// [`SingleFlight::run`], also saying whether the result came from another caller's run
+    /// (`true`) rather than this caller's own `read` (`false`): a caller with a longer deadline
+    /// may want to try again when the run it joined timed out.
+    pub async fn run_shared<F, Fut>(&self, key: K, read: F) -> (Result<V, PluginError>, bool)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, PluginError>>,
+    {
         let mut read = Some(read);
         loop {
             let (flight, leader) = {
@@ -93,7 +104,7 @@ impl<K: Eq + Hash + Clone, V: Clone> SingleFlight<K, V> {
                 };
                 let result = read().await;
                 guard.finish(result.clone());
-                return result;
+                return (result, false);
             }
             let outcome = std::future::poll_fn(|cx| {
                 let mut state = lock(&flight.state);
@@ -110,7 +121,7 @@ impl<K: Eq + Hash + Clone, V: Clone> SingleFlight<K, V> {
             })
             .await;
             match outcome {
-                Some(result) => return result,
+                Some(result) => return (result, true),
                 // The runner was cancelled: try again (perhaps as the runner).
                 None => continue,
             }
@@ -156,5 +167,66 @@ impl<K: Eq + Hash, V> Drop for Leader<'_, K, V> {
         if !self.done {
             self.settle(State::Abandoned);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Context;
+
+    /// A read that stays pending until `open` is set.
+    async fn gated(open: &Mutex<bool>, runs: &AtomicUsize) -> Result<u32, PluginError> {
+        runs.fetch_add(1, Ordering::SeqCst);
+        std::future::poll_fn(|_| {
+            if *lock(open) {
+                Poll::Ready(Ok(7))
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    #[test]
+    fn run_shared_tells_the_runner_from_the_joiners_and_a_cancelled_runner_is_replaced() {
+        let sf: SingleFlight<String, u32> = SingleFlight::new();
+        let (open, runs) = (Mutex::new(false), AtomicUsize::new(0));
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut first = pin!(sf.run_shared("k".into(), || gated(&open, &runs)));
+        let mut second = pin!(sf.run_shared("k".into(), || gated(&open, &runs)));
+        assert!(first.as_mut().poll(&mut cx).is_pending());
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+        assert_eq!((sf.running(), runs.load(Ordering::SeqCst)), (1, 1));
+        *lock(&open) = true;
+        let Poll::Ready((r1, shared1)) = first.as_mut().poll(&mut cx) else {
+            panic!("the runner finishes")
+        };
+        let Poll::Ready((r2, shared2)) = second.as_mut().poll(&mut cx) else {
+            panic!("the joiner gets the result")
+        };
+        assert_eq!(
+            (r1.unwrap(), shared1, r2.unwrap(), shared2),
+            (7, false, 7, true)
+        );
+        assert_eq!((sf.running(), runs.load(Ordering::SeqCst)), (0, 1));
+
+        // The runner is dropped: the joiner runs the read itself, and says so.
+        *lock(&open) = false;
+        let mut joiner = pin!(sf.run_shared("k".into(), || gated(&open, &runs)));
+        {
+            let mut runner = Box::pin(sf.run_shared("k".into(), || gated(&open, &runs)));
+            assert!(runner.as_mut().poll(&mut cx).is_pending());
+            assert!(joiner.as_mut().poll(&mut cx).is_pending());
+        }
+        assert!(joiner.as_mut().poll(&mut cx).is_pending());
+        *lock(&open) = true;
+        let Poll::Ready((r, shared)) = joiner.as_mut().poll(&mut cx) else {
+            panic!("the joiner finishes its own run")
+        };
+        assert_eq!((r.unwrap(), shared), (7, false));
+        assert_eq!((sf.running(), runs.load(Ordering::SeqCst)), (0, 3));
     }
 }

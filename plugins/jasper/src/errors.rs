@@ -3,6 +3,9 @@
 //!
 //! Messages say what the user can do and never contain credentials.
 
+use std::time::Duration;
+
+use devext_plugin_api::util::{Retriable, Safety};
 use devext_plugin_api::{ErrorKind, PluginError, Value, json};
 
 /// What a failed attempt means for trying again.
@@ -25,6 +28,26 @@ pub struct Failure {
     pub class: RetryClass,
     /// The server's `Retry-After`, in milliseconds, when it sent one.
     pub retry_after_ms: Option<u64>,
+}
+
+/// Jasper's retry rule, for [`devext_plugin_api::util::Retry`]: a write only when the request
+/// provably was not processed, a read after any transient failure; the server's `Retry-After`.
+impl Retriable for Failure {
+    fn worth_retrying(&self, safety: Safety) -> bool {
+        match self.class {
+            RetryClass::NotProcessed => true,
+            RetryClass::Ambiguous => safety == Safety::Read,
+            RetryClass::Final => false,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        self.retry_after_ms.map(Duration::from_millis)
+    }
+
+    fn summary(&self) -> String {
+        format!("{}: {}", self.error.kind, self.error.message)
+    }
 }
 
 impl Failure {
@@ -552,6 +575,26 @@ mod tests {
     use super::*;
 
     const CREDENTIALS_REJECTED: &str = "credentials rejected";
+
+    #[test]
+    fn retry_policy_protects_writes() {
+        let f = |class| Failure::new(PluginError::upstream("x"), class);
+        let (np, amb, fin) = (
+            f(RetryClass::NotProcessed),
+            f(RetryClass::Ambiguous),
+            f(RetryClass::Final),
+        );
+        assert!(np.worth_retrying(Safety::Read));
+        assert!(np.worth_retrying(Safety::Write));
+        assert!(amb.worth_retrying(Safety::Read));
+        assert!(!amb.worth_retrying(Safety::Write));
+        assert!(!fin.worth_retrying(Safety::Read));
+        assert!(!fin.worth_retrying(Safety::Write));
+        let mut later = f(RetryClass::NotProcessed);
+        later.retry_after_ms = Some(3000);
+        assert_eq!(later.retry_after(), Some(Duration::from_millis(3000)));
+        assert_eq!(np.retry_after(), None);
+    }
 
     fn kind(f: &Failure) -> ErrorKind {
         f.error.kind

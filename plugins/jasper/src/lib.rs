@@ -14,7 +14,8 @@
 //! - [`xml`]: the namespace-aware XML tree the SOAP parser reads.
 //! - [`dates`]: the lenient date parser.
 //! - [`errors`]: Jasper's error tables and what each failure means for a retry.
-//! - [`limits`]: the account's limits (through the host's limiter), retry policy, single-flight.
+//! - [`limits`]: Jasper's limits and retry policy, as configuration of the plugin API's helpers
+//!   (`devext_plugin_api::util`: `Retry`, `AccountGate`, `SingleFlight`).
 //! - this file: the [`Plugin`] impl, and the one place that does I/O (through the [`Host`]).
 //!
 //! Architecture invariant: all I/O (HTTP, clock, timers, logs) goes through [`Host`]; the
@@ -32,27 +33,28 @@ pub mod soap;
 pub mod xml;
 
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
+use devext_plugin_api::util::{AccountGate, Retriable, Safety, SingleFlight};
 use devext_plugin_api::{
-    Call, ErrorKind, Host, HttpRequest, HttpResponse, LogLevel, Manifest, Plugin, PluginError,
-    Value, json,
+    Call, CallContext, ErrorKind, Host, HttpRequest, HttpResponse, LogLevel, Manifest, Plugin,
+    PluginError, Value, json,
 };
 
 use crate::config::{Api, OrgConfig};
 use crate::connection::CycleRow;
 use crate::dates::Date;
 use crate::errors::{Failure, OpHint, RetryClass};
-use crate::limits::{AccountLimits, SingleFlight};
+use crate::limits::Account;
 use crate::model::{Change, SimStatus, SmsSent};
 
 /// The plugin. One instance serves every call, concurrently.
 #[derive(Default)]
 pub struct Jasper {
     /// Concurrent identical reads share one upstream call.
-    flights: SingleFlight<Result<Value, PluginError>>,
-    /// Feeds SOAP message ids and backoff jitter.
+    flights: SingleFlight<String, Value>,
+    /// Feeds SOAP message ids.
     counter: AtomicU64,
     ids: RandomState,
 }
@@ -63,7 +65,44 @@ struct Ctx<'a> {
     cfg: &'a OrgConfig,
     iccid: &'a str,
     deadline_ms: i64,
-    limits: AccountLimits,
+    /// The host's call context, with `deadline_ms` as its deadline (for the retry policy).
+    context: CallContext,
+    account: Account,
+}
+
+/// How one attempt at a request ended, for the retry policy.
+enum Attempt {
+    /// Jasper (or the way to it) failed: retried or not as its [`RetryClass`] says.
+    Failed(Failure),
+    /// Not an answer of Jasper (no permit in time, the host's clock, a request that cannot be
+    /// built): returned as it is, never retried.
+    Stop(PluginError),
+}
+
+impl From<PluginError> for Attempt {
+    fn from(e: PluginError) -> Attempt {
+        Attempt::Stop(e)
+    }
+}
+
+impl Retriable for Attempt {
+    fn worth_retrying(&self, safety: Safety) -> bool {
+        matches!(self, Attempt::Failed(f) if f.worth_retrying(safety))
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Attempt::Failed(f) => f.retry_after(),
+            Attempt::Stop(_) => None,
+        }
+    }
+
+    fn summary(&self) -> String {
+        match self {
+            Attempt::Failed(f) => f.summary(),
+            Attempt::Stop(e) => format!("{}: {}", e.kind, e.message),
+        }
+    }
 }
 
 impl Ctx<'_> {
@@ -102,11 +141,6 @@ fn optional_date(input: &Value, key: &str) -> Result<Option<Date>, PluginError> 
 }
 
 impl Jasper {
-    fn next_seed(&self) -> u64 {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        self.ids.hash_one(n)
-    }
-
     /// A fresh, unique SOAP `messageId`: host clock + process counter + random bits.
     fn message_id(&self, now_ms: i64) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
@@ -124,66 +158,72 @@ impl Jasper {
         build: impl Fn(&str) -> Result<HttpRequest, PluginError>,
         parse: impl Fn(&HttpResponse) -> Result<T, Failure>,
     ) -> Result<T, PluginError> {
+        let safety = if write { Safety::Write } else { Safety::Read };
+        let attempts = AtomicU32::new(0);
+        let (build, parse, attempts_ref) = (&build, &parse, &attempts);
+        let result = limits::retry_policy(what)
+            .run(ctx.host, &ctx.context, safety, move |n| {
+                attempts_ref.store(n, Ordering::Relaxed);
+                self.attempt(ctx, what, n, build, parse)
+            })
+            .await;
+        match result {
+            Ok(v) => Ok(v),
+            Err(Attempt::Stop(e)) => Err(e),
+            Err(Attempt::Failed(failure)) => {
+                Err(final_error(failure, attempts.into_inner(), write, what))
+            }
+        }
+    }
+
+    /// Attempt `n` (1, 2, ...) of a request: a permit of the account, the request, its answer.
+    async fn attempt<T>(
+        &self,
+        ctx: &Ctx<'_>,
+        what: &str,
+        n: u32,
+        build: &impl Fn(&str) -> Result<HttpRequest, PluginError>,
+        parse: &impl Fn(&HttpResponse) -> Result<T, Failure>,
+    ) -> Result<T, Attempt> {
         let host = ctx.host;
         let deadline = ctx.deadline_ms;
-        let mut failures = 0u32;
-        loop {
-            let now = host.now_unix_ms()?;
-            if deadline - now - limits::MIN_ATTEMPT_MS < 0 {
-                return Err(PluginError::new(
-                    ErrorKind::Timeout,
-                    format!("no time left before the call's deadline to call Jasper ({what})"),
-                ));
-            }
-            // 1. A permit of the account: a turn among its calls in flight, and a start within
-            // its per-second limit (the host's limiter, shared by its replicas).
-            let permit = ctx.limits.acquire(host, now, deadline).await?;
-            // 3. The request.
-            let now = host.now_unix_ms()?;
-            let mut req = build(&self.message_id(now))?;
-            req.timeout_ms = Some((deadline - now).max(1) as u64);
-            let answer = host.http(&req).await;
-            drop(permit);
-            let failure = match answer {
-                Ok(resp) => match parse(&resp).map_err(|f| with_retry_after(f, &resp)) {
-                    Ok(v) => {
-                        if failures > 0 {
-                            host.log(
-                                LogLevel::Info,
-                                format!("jasper {what}: succeeded after {failures} retries"),
-                            );
-                        }
-                        return Ok(v);
-                    }
-                    Err(f) => f,
-                },
-                Err(e) => errors::host_http_error(e),
-            };
-            failures += 1;
-            // 4. Retry?
-            let now = host.now_unix_ms()?;
-            if failure.error.kind == ErrorKind::RateLimited {
-                // Jasper refused for its rate: every caller of the account waits, not just us.
-                let pause = limits::backoff_ms(1, failure.retry_after_ms, 0);
-                ctx.limits
-                    .back_off(host, pause, &format!("jasper {what}: rate limit refusal"));
-            }
-            if failures < limits::MAX_ATTEMPTS && limits::may_retry(write, failure.class) {
-                let wait = limits::backoff_ms(failures, failure.retry_after_ms, self.next_seed());
-                if limits::fits_before_deadline(now, wait as i64, deadline) {
-                    host.log(
-                        LogLevel::Warn,
-                        format!(
-                            "jasper {what}: attempt {failures} failed ({}: {}); retrying in {wait} ms",
-                            failure.error.kind, failure.error.message
-                        ),
-                    );
-                    host.sleep(Duration::from_millis(wait)).await?;
-                    continue;
-                }
-            }
-            return Err(final_error(failure, failures, write, what));
+        let now = host.now_unix_ms()?;
+        if !limits::attempt_fits(now, deadline) {
+            return Err(Attempt::Stop(PluginError::new(
+                ErrorKind::Timeout,
+                format!("no time left before the call's deadline to call Jasper ({what})"),
+            )));
         }
+        // A permit of the account: a turn among its calls in flight, and a start within its
+        // per-second limit (the host's limiter, shared by its replicas).
+        let permit = ctx.account.acquire(host, now, deadline).await?;
+        let now = host.now_unix_ms()?;
+        let mut req = build(&self.message_id(now))?;
+        req.timeout_ms = Some((deadline - now).max(1) as u64);
+        let answer = host.http(&req).await;
+        drop(permit);
+        let failure = match answer {
+            Ok(resp) => match parse(&resp).map_err(|f| with_retry_after(f, &resp)) {
+                Ok(v) => {
+                    if n > 1 {
+                        host.log(
+                            LogLevel::Info,
+                            format!("jasper {what}: succeeded after {} retries", n - 1),
+                        );
+                    }
+                    return Ok(v);
+                }
+                Err(f) => f,
+            },
+            Err(e) => errors::host_http_error(e),
+        };
+        if failure.error.kind == ErrorKind::RateLimited {
+            // Jasper refused for its rate: every caller of the account waits, not just us.
+            let pause = limits::rate_limit_pause_ms(failure.retry_after_ms);
+            ctx.account
+                .back_off(host, pause, &format!("jasper {what}: rate limit refusal"));
+        }
+        Err(Attempt::Failed(failure))
     }
 
     async fn overview(&self, ctx: &Ctx<'_>) -> Result<Value, PluginError> {
@@ -572,7 +612,7 @@ impl Jasper {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<Value, PluginError>>,
     {
-        let (result, shared) = self.flights.run(key.clone(), &work).await;
+        let (result, shared) = self.flights.run_shared(key.clone(), &work).await;
         if !shared {
             return result;
         }
@@ -582,10 +622,8 @@ impl Jasper {
         );
         // The call we joined ran out of its own (shorter) deadline: try again with ours.
         let leader_timed_out = matches!(&result, Err(e) if e.kind == ErrorKind::Timeout);
-        if leader_timed_out
-            && limits::fits_before_deadline(ctx.host.now_unix_ms()?, 0, ctx.deadline_ms)
-        {
-            return self.flights.run(key, &work).await.0;
+        if leader_timed_out && limits::attempt_fits(ctx.host.now_unix_ms()?, ctx.deadline_ms) {
+            return self.flights.run(key, &work).await;
         }
         result
     }
@@ -746,10 +784,10 @@ impl Plugin for Jasper {
             cfg: &cfg,
             iccid: &iccid,
             deadline_ms: call.context.deadline_unix_ms,
-            limits: AccountLimits {
-                account: account.clone(),
-                rate_per_second: cfg.rate_per_second,
-                max_in_flight: cfg.max_in_flight,
+            context: call.context.clone(),
+            account: Account {
+                key: account,
+                gate: AccountGate::new(cfg.rate_per_second, cfg.max_in_flight),
             },
         };
 
@@ -757,8 +795,12 @@ impl Plugin for Jasper {
         // endpoint gets the test's own `timeout` answer (with its details.code) rather than the
         // host's cancellation.
         let ctx = if call.op == "test_connection" {
+            let deadline_ms = ctx.deadline_ms - connection::DEADLINE_MARGIN_MS;
+            let mut context = ctx.context.clone();
+            context.deadline_unix_ms = deadline_ms;
             Ctx {
-                deadline_ms: ctx.deadline_ms - connection::DEADLINE_MARGIN_MS,
+                deadline_ms,
+                context,
                 ..ctx
             }
         } else {
