@@ -1151,3 +1151,41 @@ async fn stale_writes_of_devices_and_settings_get_412_not_a_silent_overwrite() {
     let (_, now) = env.get("/api/v1/extensions/echo", &env.admin).await;
     assert_eq!(now["enabled"], true);
 }
+
+#[tokio::test]
+async fn the_audit_log_filters_by_device_in_the_store_across_pages() {
+    let env = Env::new().await;
+    let first = env.echo_device(&env.admin).await;
+    let other = env.echo_device(&env.admin).await;
+    let path = |id: &str| format!("/api/v1/devices/{id}/extensions/echo/count");
+    // Two operations on the first device, then more on the other than one page holds.
+    for _ in 0..2 {
+        let (s, _) = env.post(&path(&first), &env.admin, json!({})).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    for _ in 0..6 {
+        let (s, _) = env.post(&path(&other), &env.admin, json!({})).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    // A page of 3 holds only the other device's entries; the filter still finds the first's.
+    let (_, unfiltered) = env.get("/api/v1/audit?limit=3", &env.admin).await;
+    assert!(
+        unfiltered["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["device_id"] == json!(other))
+    );
+    let (s, mine) = env
+        .get(&format!("/api/v1/audit?limit=3&device={first}"), &env.admin)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{mine}");
+    let items = mine["items"].as_array().unwrap();
+    assert!(!items.is_empty(), "{mine}");
+    assert!(
+        items.iter().all(|e| e["device_id"] == json!(first)),
+        "{mine}"
+    );
+    let ops = items.iter().filter(|e| e["op"] == "count").count();
+    assert_eq!(ops, 2, "{mine}");
+}

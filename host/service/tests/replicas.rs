@@ -328,8 +328,8 @@ async fn a_copy_from_sqlite_holds_the_same_contents_and_refuses_a_non_empty_targ
         };
         assert_eq!(dst.devices(org.id, &by_lookup).await.unwrap().0.len(), 1);
         assert_eq!(
-            dst.audit_log(org.id, None, 100).await.unwrap(),
-            src.audit_log(org.id, None, 100).await.unwrap()
+            dst.audit_log(org.id, None, None, 100).await.unwrap(),
+            src.audit_log(org.id, None, None, 100).await.unwrap()
         );
         assert_eq!(
             dst.users(org.id).await.unwrap(),

@@ -37,6 +37,7 @@ pub(crate) async fn audit<S: Store>(app: &App<S>, caller: &Caller, entry: NewAud
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuditQuery {
+    device: Option<String>,
     before: Option<i64>,
     limit: Option<u32>,
 }
@@ -50,7 +51,12 @@ pub(crate) async fn audit_log<S: Store>(
     let limit = page::limit(q.limit)?;
     let items = app
         .store
-        .audit_log(caller.0.org_id, q.before, limit)
+        .audit_log(
+            caller.0.org_id,
+            q.device.as_deref().filter(|d| !d.is_empty()),
+            q.before,
+            limit,
+        )
         .await?;
     let next = if items.len() == limit as usize {
         items.last().map(|e| e.id)

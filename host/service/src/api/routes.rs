@@ -381,7 +381,15 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
             get(audit::audit_log::<S>),
         )
         .role(Admin)
-        .query(page("before")),
+        .query({
+            let mut q = vec![param(
+                "device",
+                "Only this device's entries (its id)",
+                json!({"type": "string"}),
+            )];
+            q.extend(page("before"));
+            q
+        }),
     ]
 }
 

@@ -164,10 +164,11 @@ impl Store for AnyStore {
     async fn audit_log(
         &self,
         org_id: i64,
+        device: Option<&str>,
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<AuditEntry>> {
-        each!(self, s => s.audit_log(org_id, before, limit).await)
+        each!(self, s => s.audit_log(org_id, device, before, limit).await)
     }
     async fn claim_idempotency(
         &self,

@@ -247,10 +247,12 @@ pub trait Store: Send + Sync + 'static {
     fn delete_device(&self, org_id: i64, id: &str) -> impl Future<Output = Result<bool>> + Send;
     /// Appends to the audit log.
     fn audit(&self, org_id: i64, entry: NewAudit<'_>) -> impl Future<Output = Result<()>> + Send;
-    /// The org's audit log, newest first, before the id `before`.
+    /// The org's audit log, newest first, before the id `before`; only the entries of device
+    /// `device` when given.
     fn audit_log(
         &self,
         org_id: i64,
+        device: Option<&str>,
         before: Option<i64>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<AuditEntry>>> + Send;

@@ -977,6 +977,7 @@ impl Store for PgStore {
     async fn audit_log(
         &self,
         org_id: i64,
+        device: Option<&str>,
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<AuditEntry>> {
@@ -984,11 +985,13 @@ impl Store for PgStore {
             "SELECT a.*, k.name AS key_name, u.email AS user_email FROM audit a \
                  LEFT JOIN api_keys k ON k.id = a.key_id \
                  LEFT JOIN users u ON u.id = a.user_id \
-                 WHERE a.org_id = $1 AND a.id < $2 ORDER BY a.id DESC LIMIT $3",
+                 WHERE a.org_id = $1 AND ($4::text IS NULL OR a.device_id = $4) AND a.id < $2 \
+                 ORDER BY a.id DESC LIMIT $3",
         )
         .bind(org_id)
         .bind(before.unwrap_or(i64::MAX))
         .bind(i64::from(limit.clamp(1, 500)))
+        .bind(device)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows

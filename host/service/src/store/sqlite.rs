@@ -882,6 +882,7 @@ impl Store for SqliteStore {
     async fn audit_log(
         &self,
         org_id: i64,
+        device: Option<&str>,
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<AuditEntry>> {
@@ -889,9 +890,11 @@ impl Store for SqliteStore {
             "SELECT a.*, k.name AS key_name, u.email AS user_email FROM audit a \
                  LEFT JOIN api_keys k ON k.id = a.key_id \
                  LEFT JOIN users u ON u.id = a.user_id \
-                 WHERE a.org_id = ? AND a.id < ? ORDER BY a.id DESC LIMIT ?",
+                 WHERE a.org_id = ? AND (? IS NULL OR a.device_id = ?) AND a.id < ? ORDER BY a.id DESC LIMIT ?",
         )
         .bind(org_id)
+        .bind(device)
+        .bind(device)
         .bind(before.unwrap_or(i64::MAX))
         .bind(i64::from(limit.clamp(1, 500)))
         .fetch_all(&self.pool)
@@ -1663,7 +1666,7 @@ mod tests {
             ..Default::default()
         };
         s.audit(a.id, entry).await.unwrap();
-        let log = s.audit_log(a.id, None, 10).await.unwrap();
+        let log = s.audit_log(a.id, None, None, 10).await.unwrap();
         assert_eq!(log[0].user_id.as_deref(), Some(u.id.as_str()));
         assert_eq!(log[0].user_email.as_deref(), Some("ann@example.com"));
         assert_eq!(log[0].key_id, None);
