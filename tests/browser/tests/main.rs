@@ -239,7 +239,7 @@ async fn flow(api: &str) -> R {
     wait_text(c, "Change rate plan: done.").await;
     assert_eq!(sim.sim(&target.iccid).unwrap().rate_plan, plan);
     // Usage for a cycle (a view with input).
-    let cycle = chrono_like_month_start();
+    let cycle = month_start();
     set_value(c, "op-jasper-usage-cycle-start-date", &cycle).await;
     click(c, "#op-jasper-usage button[type=submit]").await;
     let text = wait_text(c, "Usage for a billing cycle").await;
@@ -294,22 +294,8 @@ async fn flow(api: &str) -> R {
 }
 
 /// The first day of the current month (UTC), YYYY-MM-DD.
-fn chrono_like_month_start() -> String {
-    let days = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        / 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-01")
+fn month_start() -> String {
+    chrono::Utc::now().format("%Y-%m-01").to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
