@@ -214,7 +214,16 @@ pub(crate) async fn create_device<S: Store>(
         .await?;
     audit_change(&app, &caller, &device.id, "create").await;
     let etag = device_etag(&device);
-    Ok(with_etag(StatusCode::CREATED, Some(&etag), json!(device)))
+    let mut response = with_etag(StatusCode::CREATED, Some(&etag), json!(device));
+    // Where the new device is (ids are `dev_` and hex digits: always a valid header).
+    if let Ok(location) =
+        axum::http::HeaderValue::from_str(&format!("/api/v1/devices/{}", device.id))
+    {
+        response
+            .headers_mut()
+            .insert(axum::http::header::LOCATION, location);
+    }
+    Ok(response)
 }
 
 /// The 404 of a device that is not the org's.

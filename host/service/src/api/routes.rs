@@ -13,12 +13,11 @@ use axum::response::Response;
 use axum::routing::{MethodRouter, delete, get, post, put};
 use axum::{Json, Router};
 use devext_host::Runtime;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::state::App;
 use super::{audit, auth, devices, health, keys, ops, page, plugins, request_id, settings};
-use crate::lookup::FILTER_PREFIX;
 use crate::store::{Role, Store};
 
 /// Largest accepted request body (the limit of every route that takes one).
@@ -47,9 +46,50 @@ pub struct Route<S> {
     pub query: Vec<QueryParam>,
     /// Whether the route takes the device lookup filters `ext.<plugin>.<field>=value`.
     pub lookup_filters: bool,
+    /// The success body's media type (`application/json` unless said otherwise).
+    pub content_type: &'static str,
     /// The success status.
     pub ok: u16,
+    /// JSON Schema of the success body (`None`: a JSON body the document does not describe;
+    /// ignored for 204). May `$ref` the document's components (`#/components/schemas/...`,
+    /// see [`super::openapi`]).
+    pub response: Option<Value>,
+    /// Error statuses besides those the entry implies: every route may answer 500; one with
+    /// a role 401 and 403; one with a body 400, 413, 415 and 422; one with query parameters
+    /// 400; one with path parameters 404; one with `If-Match` 412.
+    pub errors: Vec<u16>,
+    /// Request headers that matter (`If-Match`, `Idempotency-Key`, ...).
+    pub headers: Vec<Header>,
+    /// Response headers of the success answer (`ETag`, `Location`, ...).
+    pub response_headers: Vec<Header>,
+    /// The route is also documented once per loaded plugin (and operation), with the
+    /// plugin's own schemas.
+    pub per_plugin: Option<PerPlugin>,
     handler: MethodRouter<Arc<App<S>>>,
+}
+
+/// A documented request or response header.
+#[derive(Debug, Clone)]
+pub struct Header {
+    /// Its name.
+    pub name: &'static str,
+    /// One line.
+    pub description: &'static str,
+    /// JSON Schema of its value.
+    pub schema: Value,
+}
+
+/// How a route with `{plugin}` (and `{op}`) in its path is documented again for each loaded
+/// plugin: the path with the plugin's name (and operation's) in place, and its schemas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PerPlugin {
+    /// `{plugin}`: the plugin's org settings (request: its org schema; answer: the same
+    /// without the secrets).
+    Settings,
+    /// `{plugin}/{op}`: each device-scope operation, its input and output schemas.
+    DeviceOps,
+    /// `{plugin}/{op}`: each organisation-scope operation, its input and output schemas.
+    OrgOps,
 }
 
 /// A documented query parameter.
@@ -89,8 +129,51 @@ fn route<S>(
         body_limit: 0,
         query: Vec::new(),
         lookup_filters: false,
+        content_type: "application/json",
         ok: 200,
+        response: None,
+        errors: Vec::new(),
+        headers: Vec::new(),
+        response_headers: Vec::new(),
+        per_plugin: None,
         handler,
+    }
+}
+
+/// A visible-ASCII header value of at most `max` characters (what `HeaderValue::to_str`
+/// accepts, without surrounding blanks, which HTTP strips).
+fn visible_ascii(max: u32) -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": "^[!-~]([ -~]*[!-~])?$"})
+}
+
+/// `If-Match` of a conditional write.
+fn if_match_header() -> Header {
+    Header {
+        name: "If-Match",
+        description: "The ETag of the record as read: a record changed since is not \
+                      overwritten (412 precondition_failed)",
+        schema: visible_ascii(200),
+    }
+}
+
+/// `ETag` of an answer.
+fn etag_header() -> Header {
+    Header {
+        name: "ETag",
+        description: "A digest of the stored record, for If-Match",
+        schema: json!({"type": "string"}),
+    }
+}
+
+/// `Idempotency-Key` of an action.
+fn idempotency_header() -> Header {
+    Header {
+        name: "Idempotency-Key",
+        description: "Actions only (ignored by views): 1 to 200 visible ASCII characters; a \
+                      request repeated with the same key and body is answered with the first \
+                      answer (`Idempotent-Replay: true`) instead of running again; the same key \
+                      with another body is a 422, one still running a 409",
+        schema: visible_ascii(200),
     }
 }
 
@@ -138,6 +221,48 @@ impl<S> Route<S> {
             ..self
         }
     }
+
+    /// The success body's JSON Schema (may `$ref` `#/components/schemas/...`).
+    fn response(self, schema: Value) -> Self {
+        Route {
+            response: Some(schema),
+            ..self
+        }
+    }
+
+    /// The success body's media type.
+    fn content_type(self, content_type: &'static str) -> Self {
+        Route {
+            content_type,
+            ..self
+        }
+    }
+
+    /// Error statuses besides those the entry implies (see [`Route::errors`]).
+    fn errors(mut self, statuses: &[u16]) -> Self {
+        self.errors.extend_from_slice(statuses);
+        self
+    }
+
+    /// A request header.
+    fn header(mut self, header: Header) -> Self {
+        self.headers.push(header);
+        self
+    }
+
+    /// A response header of the success answer.
+    fn response_header(mut self, header: Header) -> Self {
+        self.response_headers.push(header);
+        self
+    }
+
+    /// Documented again per loaded plugin (and operation).
+    fn per_plugin(self, per_plugin: PerPlugin) -> Self {
+        Route {
+            per_plugin: Some(per_plugin),
+            ..self
+        }
+    }
 }
 
 /// Every route of the service.
@@ -158,7 +283,10 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
         "properties": {
             "name": {"type": "string", "minLength": 1, "maxLength": 200},
             "type": {"type": ["string", "null"], "maxLength": 100},
-            "extensions": {"type": "object", "description": "Extension configuration keyed by plugin name; a plugin's lookup fields are unique within the organisation (409 otherwise)"}
+            "extensions": {
+                "anyOf": [{"$ref": "#/components/schemas/DeviceExtensions"}, {"type": "null"}],
+                "description": "Extension configuration keyed by plugin name (null or left out: none); a plugin's lookup fields are unique within the organisation (409 otherwise)"
+            }
         },
         "required": ["name"],
         "additionalProperties": false
@@ -168,14 +296,25 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
         "properties": {"role": {"enum": ["admin", "operator", "viewer"]}, "name": {"type": "string", "maxLength": 100}},
         "required": ["role"], "additionalProperties": false
     });
-    let op_body =
-        json!({"type": "object", "description": "The operation's input (see its input_schema)"});
+    let op_body = json!({"type": "object", "description": "The operation's input (see its input_schema; the path of each plugin's operation has it). No body: `{}`"});
+    let op_errors = [409, 429, 502, 504];
+    let list = |item: &str| {
+        json!({"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}}},
+               "required": ["items"], "additionalProperties": false})
+    };
+    let page_of = |item: &str| {
+        json!({"type": "object", "properties": {
+                   "items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}},
+                   "next_cursor": {"type": ["integer", "null"], "description": "The cursor of the next page; null on the last"}},
+               "required": ["items", "next_cursor"], "additionalProperties": false})
+    };
+    let schema = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
     let page = |next: &'static str| {
         vec![
             param(
                 next,
                 "Continue after this cursor (`next_cursor` of the previous page)",
-                json!({"type": "integer"}),
+                json!({"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX}),
             ),
             param(
                 "limit",
@@ -192,39 +331,53 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
     )];
     device_query.extend(page("cursor"));
     vec![
-        route(M::GET, "/healthz", "Liveness", get(health::healthz)),
+        route(M::GET, "/healthz", "Liveness", get(health::healthz)).response(json!({
+            "type": "object", "properties": {"status": {"const": "ok"}},
+            "required": ["status"], "additionalProperties": false
+        })),
         route(
             M::GET,
             "/readyz",
             "Readiness (503 while shutting down)",
             get(health::readyz::<S>),
-        ),
+        )
+        .response(json!({
+            "type": "object",
+            "properties": {"status": {"const": "ready"}, "plugins": {"type": "array", "items": {"type": "string"}}},
+            "required": ["status", "plugins"], "additionalProperties": false
+        }))
+        .errors(&[503]),
         route(
             M::GET,
             "/metrics",
             "Prometheus metrics",
             get(health::metrics::<S>),
-        ),
+        )
+        .content_type("text/plain")
+        .response(json!({"type": "string"})),
         route(
             M::GET,
             "/api/v1/openapi.json",
             "This document",
             get(openapi::<S>),
-        ),
+        )
+        .response(json!({"type": "object", "required": ["openapi", "paths"]})),
         route(
             M::GET,
             "/api/v1/plugins",
             "Loaded plugins: manifests and schemas",
             get(plugins::list_plugins::<S>),
         )
-        .role(Viewer),
+        .role(Viewer)
+        .response(list("Plugin")),
         route(
             M::GET,
             "/api/v1/keys",
             "The org's API keys",
             get(keys::list_keys::<S>),
         )
-        .role(Admin),
+        .role(Admin)
+        .response(list("Key")),
         route(
             M::POST,
             "/api/v1/keys",
@@ -233,7 +386,8 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
         )
         .role(Admin)
         .body(key_body, MAX_BODY_BYTES)
-        .ok(201),
+        .ok(201)
+        .response(schema("CreatedKey")),
         route(
             M::DELETE,
             "/api/v1/keys/{id}",
@@ -248,14 +402,18 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
             "The org's settings for every loaded plugin (secrets masked)",
             get(settings::list_extensions::<S>),
         )
-        .role(Viewer),
+        .role(Viewer)
+        .response(list("Settings")),
         route(
             M::GET,
             "/api/v1/extensions/{plugin}",
             "The org's settings for a plugin (secrets masked)",
             get(settings::get_extension::<S>),
         )
-        .role(Viewer),
+        .role(Viewer)
+        .response(schema("Settings"))
+        .response_header(etag_header())
+        .per_plugin(PerPlugin::Settings),
         route(
             M::PUT,
             "/api/v1/extensions/{plugin}",
@@ -263,7 +421,11 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
             put(settings::put_extension::<S>),
         )
         .role(Admin)
-        .body(settings_body, MAX_BODY_BYTES),
+        .body(settings_body, MAX_BODY_BYTES)
+        .header(if_match_header())
+        .response(schema("Settings"))
+        .response_header(etag_header())
+        .per_plugin(PerPlugin::Settings),
         route(
             M::GET,
             "/api/v1/devices",
@@ -276,7 +438,8 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
              plugin declares (`lookup_fields` in its manifest); several filters must all match.",
         )
         .query(device_query)
-        .lookup_filters(),
+        .lookup_filters()
+        .response(page_of("Device")),
         route(
             M::POST,
             "/api/v1/devices",
@@ -285,14 +448,24 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
         )
         .role(Admin)
         .body(device_body.clone(), MAX_BODY_BYTES)
-        .ok(201),
+        .ok(201)
+        .errors(&[409])
+        .response(schema("Device"))
+        .response_header(etag_header())
+        .response_header(Header {
+            name: "Location",
+            description: "The new device's path",
+            schema: json!({"type": "string"}),
+        }),
         route(
             M::GET,
             "/api/v1/devices/{id}",
             "A device",
             get(devices::get_device::<S>),
         )
-        .role(Viewer),
+        .role(Viewer)
+        .response(schema("Device"))
+        .response_header(etag_header()),
         route(
             M::PUT,
             "/api/v1/devices/{id}",
@@ -300,7 +473,11 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
             put(devices::update_device::<S>),
         )
         .role(Admin)
-        .body(device_body, MAX_BODY_BYTES),
+        .body(device_body, MAX_BODY_BYTES)
+        .header(if_match_header())
+        .errors(&[409])
+        .response(schema("Device"))
+        .response_header(etag_header()),
         route(
             M::DELETE,
             "/api/v1/devices/{id}",
@@ -324,7 +501,12 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
         .body(
             json!({"type": "object", "description": "Extension configuration keyed by plugin name"}),
             MAX_BODY_BYTES,
-        ),
+        )
+        .response(json!({
+            "type": "object",
+            "properties": {"valid": {"const": true}, "diagnostics": {"type": "array", "items": {"type": "object"}}},
+            "required": ["valid", "diagnostics"], "additionalProperties": false
+        })),
         route(
             M::GET,
             "/api/v1/devices/{id}/extensions",
@@ -344,7 +526,8 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
              from the view cache while fresh, with `as_of`), under `views` by name: \
              `{\"result\": ...}` or `{\"error\": ...}`",
             json!({"type": "string", "enum": ["views"]}),
-        )]),
+        )])
+        .response(schema("Drilldown")),
         route(
             M::POST,
             "/api/v1/devices/{id}/extensions/{plugin}/{op}",
@@ -358,7 +541,10 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
              (`x-devext-action-role`; the operation's kind is in the drilldown and the plugin's \
              manifest).",
         )
-        .body(op_body.clone(), MAX_BODY_BYTES),
+        .body(op_body.clone(), MAX_BODY_BYTES)
+        .header(idempotency_header())
+        .errors(&op_errors)
+        .per_plugin(PerPlugin::DeviceOps),
         route(
             M::POST,
             "/api/v1/extensions/{plugin}/{op}",
@@ -373,7 +559,10 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
              list of the account's rate plans). The route needs viewer; an `action` needs \
              operator (`x-devext-action-role`).",
         )
-        .body(op_body, MAX_BODY_BYTES),
+        .body(op_body, MAX_BODY_BYTES)
+        .header(idempotency_header())
+        .errors(&op_errors)
+        .per_plugin(PerPlugin::OrgOps),
         route(
             M::GET,
             "/api/v1/audit",
@@ -389,7 +578,8 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
             )];
             q.extend(page("before"));
             q
-        }),
+        })
+        .response(page_of("AuditEntry")),
     ]
 }
 
@@ -482,80 +672,7 @@ async fn openapi<S: Store>(State(app): State<Arc<App<S>>>) -> Json<Value> {
     Json(openapi_document::<S>(&app.runtime))
 }
 
-/// The OpenAPI 3.1 document, generated from [`routes`]; the lookup filters are those of the
-/// plugins `runtime` has loaded.
+/// The OpenAPI 3.1 document (see [`super::openapi::document`]).
 pub fn openapi_document<S: Store>(runtime: &Runtime) -> Value {
-    let lookup = crate::lookup::LookupFields::of(runtime);
-    let mut paths: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
-    for r in routes::<S>() {
-        let mut op = json!({
-            "summary": r.summary,
-            "responses": {
-                r.ok.to_string(): {"description": "success"},
-                "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            }
-        });
-        if let Some(description) = r.description {
-            op["description"] = json!(description);
-        }
-        let mut params: Vec<Value> = r
-            .path
-            .split('/')
-            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
-            .collect();
-        params.extend(r.query.iter().map(|q| {
-            json!({"name": q.name, "in": "query", "required": false,
-                   "description": q.description, "schema": q.schema})
-        }));
-        if r.lookup_filters {
-            params.extend(lookup.iter().map(|(plugin, field)| {
-                json!({
-                    "name": format!("{FILTER_PREFIX}{plugin}.{field}"), "in": "query", "required": false,
-                    "description": format!("The device whose {plugin} configuration has this {field} (a lookup field of the {plugin} plugin)"),
-                    "schema": {"type": "string"}
-                })
-            }));
-        }
-        if !params.is_empty() {
-            op["parameters"] = Value::Array(params);
-        }
-        if let Some(body) = r.body {
-            op["requestBody"] = json!({
-                "required": true,
-                "content": {"application/json": {"schema": body}},
-                "x-devext-max-bytes": r.body_limit,
-            });
-        }
-        match r.role {
-            Some(role) => {
-                op["security"] = json!([{"bearer": []}]);
-                op["x-devext-role"] = json!(role.as_str());
-                if let Some(action) = r.action_role {
-                    op["x-devext-action-role"] = json!(action.as_str());
-                }
-            }
-            None => op["security"] = json!([]),
-        }
-        paths
-            .entry(r.path)
-            .or_default()
-            .insert(r.method.as_str().to_ascii_lowercase(), op);
-    }
-    json!({
-        "openapi": "3.1.0",
-        "info": {"title": "devext", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Extensions for IoT devices: settings, devices, drilldown operations."},
-        "paths": paths,
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "API key dvx_..."}},
-            "schemas": {"Error": {
-                "type": "object",
-                "properties": {"error": {"type": "object", "properties": {
-                    "kind": {"type": "string"}, "message": {"type": "string"}, "details": {}
-                }, "required": ["kind", "message"]}},
-                "required": ["error"]
-            }}
-        }
-    })
+    super::openapi::document(&routes::<S>(), runtime)
 }
