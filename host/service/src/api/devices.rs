@@ -21,14 +21,20 @@ use super::state::App;
 use crate::lookup::{FILTER_PREFIX, LookupFields};
 use crate::store::{Device, DeviceQuery, LookupEntry, NewAudit, Store, device_etag};
 
-/// The `If-Match` of a request, if any (visible ASCII, else 400).
+/// The `If-Match` of a request, if any (visible ASCII, not empty, else 400).
 pub(super) fn if_match(headers: &axum::http::HeaderMap) -> ApiResult<Option<String>> {
     headers
         .get(axum::http::header::IF_MATCH)
         .map(|v| {
             v.to_str()
+                .ok()
+                .filter(|v| !v.trim().is_empty() && v.len() <= 200)
                 .map(str::to_owned)
-                .map_err(|_| ApiError::bad_request("If-Match must be visible ASCII"))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "If-Match must be an ETag: 1 to 200 visible ASCII characters",
+                    )
+                })
         })
         .transpose()
 }

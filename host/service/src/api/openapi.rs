@@ -160,8 +160,8 @@ impl Variant for OnePlugin<'_> {
     fn fixed(&self) -> (Option<&str>, Option<&str>) {
         (Some(self.plugin), self.op.map(|o| o.name.as_str()))
     }
-    fn body<'a>(&'a self, _route: &'a Option<Value>) -> Option<&'a Value> {
-        self.body.as_ref()
+    fn body<'a>(&'a self, route: &'a Option<Value>) -> Option<&'a Value> {
+        route.as_ref().and(self.body.as_ref())
     }
     fn body_required(&self) -> bool {
         self.body_required

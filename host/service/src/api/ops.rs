@@ -177,9 +177,12 @@ pub(crate) async fn run_op<S: Store>(
              POST /api/v1/extensions/{plugin}/{op}"
         )));
     }
+    // The device exists; what it lacks is the plugin's configuration: a conflict with its
+    // state, which a PUT of the device resolves (not a 404, which would say it is not there).
     let Some(device_config) = device.extensions.get(&plugin).cloned() else {
-        return Err(ApiError::not_found(format!(
-            "device {id} has no {plugin} configuration"
+        return Err(ApiError::conflict(format!(
+            "device {id} has no {plugin} configuration: add one (PUT /api/v1/devices/{id}) to \
+             run its operations"
         )));
     };
     let target = Target::Device {

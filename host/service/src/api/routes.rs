@@ -499,7 +499,7 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
              `details.diagnostics[]` (kind, line, column, pointer, keyword, message).",
         )
         .body(
-            json!({"type": "object", "description": "Extension configuration keyed by plugin name"}),
+            schema("DeviceExtensions"),
             MAX_BODY_BYTES,
         )
         .response(json!({
