@@ -14,4 +14,5 @@ mod backends;
 mod dashboard;
 mod lookup;
 mod meter;
+mod openapi_doc;
 mod route_table;

@@ -297,7 +297,8 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
         "required": ["role"], "additionalProperties": false
     });
     let op_body = json!({"type": "object", "description": "The operation's input (see its input_schema; the path of each plugin's operation has it). No body: `{}`"});
-    let op_errors = [409, 429, 502, 504];
+    // An operation answers as its plugin does: not found, conflicts, rate limits, upstream failures.
+    let op_errors = [404, 409, 429, 502, 504];
     let list = |item: &str| {
         json!({"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}}},
                "required": ["items"], "additionalProperties": false})
