@@ -7,12 +7,12 @@ pub mod dashboard;
 pub mod lookup;
 pub mod memo;
 pub mod metrics;
+pub mod server;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod users;
 
-use axum::serve::ListenerExt as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -20,16 +20,29 @@ use std::sync::atomic::Ordering;
 use tokio::net::TcpListener;
 
 pub use api::{App, WebConfig, router};
+pub use server::ServeLimits;
 pub use store::{SqliteStore, Store};
 
-/// Serves the API on `listener` until `shutdown` completes; then stops accepting, marks the
-/// service not ready, and lets in-flight requests finish (each operation is bounded by its
-/// deadline). First brings the device lookup index up to the loaded plugins
-/// ([`App::reindex_lookups`]), and warns, in the background, about devices that name a plugin
-/// that is not loaded ([`App::warn_unloaded_extensions`]).
+/// Serves the API on `listener` until `shutdown` completes, under the default
+/// [`ServeLimits`] (see [`serve_with`]).
 pub async fn serve<S: Store>(
     listener: TcpListener,
     app: Arc<App<S>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with(listener, app, ServeLimits::default(), shutdown).await
+}
+
+/// Serves the API on `listener` under `limits` (slow clients, connections: see [`server`])
+/// until `shutdown` completes; then stops accepting, marks the service not ready, and lets
+/// in-flight requests finish (each operation is bounded by its deadline). First brings the
+/// device lookup index up to the loaded plugins ([`App::reindex_lookups`]), and warns, in the
+/// background, about devices that name a plugin that is not loaded
+/// ([`App::warn_unloaded_extensions`]).
+pub async fn serve_with<S: Store>(
+    listener: TcpListener,
+    app: Arc<App<S>>,
+    limits: ServeLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     app.reindex_lookups().await.map_err(std::io::Error::other)?;
@@ -46,20 +59,8 @@ pub async fn serve<S: Store>(
         state.ready.store(false, Ordering::Relaxed);
         tracing::info!("shutting down: finishing in-flight requests");
     };
-    // Answers are small and written whole: send them at once rather than let Nagle's
-    // algorithm hold a segment for the peer's (possibly delayed) acknowledgement.
-    let listener = listener.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY on a connection: {e}");
-        }
-    });
-    // The peer's address: sign-in failures are counted per client address.
-    axum::serve(
-        listener,
-        router(app).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(signal)
-    .await
+    // The peer's address (`ConnectInfo`): sign-in failures are counted per client address.
+    server::serve_router(listener, router(app), limits, signal).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

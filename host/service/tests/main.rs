@@ -16,3 +16,4 @@ mod lookup;
 mod meter;
 mod openapi_doc;
 mod route_table;
+mod slow_clients;

@@ -33,7 +33,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "DEVEXT_DB")]
     db: Option<PathBuf>,
     /// TOML file with `listen`, `db`, `plugins`, `allow_loopback_http`, `call_timeout_secs`,
-    /// `view_cache_entries`
+    /// `view_cache_entries`, `header_read_timeout_secs`, `body_read_timeout_secs`,
+    /// `max_connections`
     #[arg(long, env = "DEVEXT_CONFIG")]
     config: Option<PathBuf>,
     /// A dashboard session ends after this many seconds without use [default: 1800]
@@ -49,6 +50,20 @@ pub(crate) struct ServeArgs {
     /// Behind a proxy that sets X-Forwarded-For: sign-in throttling counts its first address
     #[arg(long, env = "DEVEXT_TRUST_FORWARDED_FOR", value_parser = clap::builder::FalseyValueParser::new())]
     trust_forwarded_for: bool,
+    /// A connection whose request headers have not all arrived this many seconds after it
+    /// opened (or after its previous answer) is closed [default: 10]
+    #[arg(long, env = "DEVEXT_HEADER_READ_TIMEOUT_SECS", value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout_secs: Option<u64>,
+    /// A request whose body has not all arrived this many seconds after its headers is refused
+    /// (408) and its connection closed [default: 30]
+    #[arg(long, env = "DEVEXT_BODY_READ_TIMEOUT_SECS", value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    body_read_timeout_secs: Option<u64>,
+    /// Most connections served at once; more wait in the listen queue [default: 1024]
+    #[arg(long, env = "DEVEXT_MAX_CONNECTIONS", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: Option<u64>,
 }
 
 /// The config file of `devext serve`.
@@ -63,6 +78,9 @@ struct FileConfig {
     call_timeout_secs: Option<u64>,
     /// Most view results kept for repeats within their `fresh_for_secs` (0: no view cache).
     view_cache_entries: Option<usize>,
+    header_read_timeout_secs: Option<u64>,
+    body_read_timeout_secs: Option<u64>,
+    max_connections: Option<u64>,
 }
 
 fn read_config(path: &Path) -> Result<FileConfig> {
@@ -163,6 +181,29 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<ExitCode> {
     if let Some(s) = args.session_max_secs {
         web.session.absolute = Duration::from_secs(s.max(1));
     }
+    let defaults = service::ServeLimits::default();
+    let secs = |flag: Option<u64>, file: Option<u64>, default: Duration| {
+        flag.or(file)
+            .map_or(default, |s| Duration::from_secs(s.max(1)))
+    };
+    let limits = service::ServeLimits {
+        header_read_timeout: secs(
+            args.header_read_timeout_secs,
+            file.header_read_timeout_secs,
+            defaults.header_read_timeout,
+        ),
+        body_read_timeout: secs(
+            args.body_read_timeout_secs,
+            file.body_read_timeout_secs,
+            defaults.body_read_timeout,
+        ),
+        max_connections: args
+            .max_connections
+            .or(file.max_connections)
+            .map_or(defaults.max_connections, |n| {
+                usize::try_from(n.max(1)).unwrap_or(usize::MAX)
+            }),
+    };
     tokio()?.block_on(async move {
         let store = open_store(&db).await?;
         if let Some(pg) = store.postgres() {
@@ -185,9 +226,10 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<ExitCode> {
                 ""
             }
         );
-        service::serve(
+        service::serve_with(
             listener,
             App::with_web(runtime, store, web),
+            limits,
             service::shutdown_signal(),
         )
         .await?;

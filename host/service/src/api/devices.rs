@@ -26,17 +26,23 @@ pub(super) fn if_match(headers: &axum::http::HeaderMap) -> ApiResult<Option<Stri
     headers
         .get(axum::http::header::IF_MATCH)
         .map(|v| {
-            v.to_str()
-                .ok()
-                .filter(|v| !v.trim().is_empty() && v.len() <= 200)
-                .map(str::to_owned)
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "If-Match must be an ETag: 1 to 200 visible ASCII characters",
-                    )
-                })
+            visible_ascii(v, 200).ok_or_else(|| {
+                ApiError::bad_request("If-Match must be an ETag: 1 to 200 visible ASCII characters")
+            })
         })
         .transpose()
+}
+
+/// The value of a header that must be 1 to `max` visible ASCII characters (spaces inside,
+/// never a tab or another control character), as the OpenAPI document says.
+pub(super) fn visible_ascii(value: &axum::http::HeaderValue, max: usize) -> Option<String> {
+    let bytes = value.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= max
+        && bytes.iter().all(|b| (0x20..0x7f).contains(b))
+        && bytes.first() != Some(&b' ')
+        && bytes.last() != Some(&b' ');
+    ok.then(|| String::from_utf8_lossy(bytes).into_owned())
 }
 
 /// `body` as JSON with an `ETag` header.
@@ -346,6 +352,9 @@ pub(crate) async fn validate_extensions<S: Store>(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Response> {
     let text = body.map_err(|r| {
+        if let Some(e) = ApiError::body_timeout(&r) {
+            return e;
+        }
         let status = r.status();
         let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
             "too_large"

@@ -171,8 +171,24 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// The 408 of a body that did not arrive within the server's body read timeout.
+    pub(crate) fn body_timeout(rejection: &(dyn std::error::Error + 'static)) -> Option<Self> {
+        crate::server::is_body_timeout(rejection).then(|| {
+            Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body did not arrive in time",
+            )
+        })
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
+        if let Some(e) = ApiError::body_timeout(&r) {
+            return e;
+        }
         let status = r.status();
         let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
             "too_large"

@@ -28,6 +28,7 @@ fn status_text(status: u16) -> &'static str {
         401 => "No valid API key",
         403 => "The key's role is too low",
         404 => "Not found (the error names what)",
+        408 => "The body did not arrive within the server's body read timeout",
         409 => "Conflict (the error says with what)",
         412 => "If-Match does not match the stored record: it changed since it was read",
         413 => "The body is larger than the route's limit",
@@ -281,7 +282,7 @@ fn error_statuses<S>(r: &Route<S>, path: &str, variant: &dyn Variant, has_query:
         statuses.extend([401, 403, 500]);
     }
     if r.body.is_some() {
-        statuses.extend([400, 413, 415, 422]);
+        statuses.extend([400, 408, 413, 415, 422]);
     }
     if has_query {
         statuses.push(400);

@@ -318,17 +318,15 @@ async fn execute<S: Store>(
     };
     let idempotency_key = headers
         .get("idempotency-key")
-        .map(|v| v.to_str().map(str::to_owned))
-        .transpose()
-        .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?;
+        .map(|v| {
+            super::devices::visible_ascii(v, 200).ok_or_else(|| {
+                ApiError::bad_request("Idempotency-Key must have 1 to 200 visible ASCII characters")
+            })
+        })
+        .transpose()?;
     if let Some(key) = &idempotency_key
         && is_action
     {
-        if key.is_empty() || key.len() > 200 {
-            return Err(ApiError::bad_request(
-                "Idempotency-Key must have 1 to 200 characters",
-            ));
-        }
         let fingerprint = json!([device_id, plugin, op, input]).to_string();
         match app
             .store

@@ -55,7 +55,7 @@ pub struct Route<S> {
     /// see [`super::openapi`]).
     pub response: Option<Value>,
     /// Error statuses besides those the entry implies: every route may answer 500; one with
-    /// a role 401 and 403; one with a body 400, 413, 415 and 422; one with query parameters
+    /// a role 401 and 403; one with a body 400, 408, 413, 415 and 422; one with query parameters
     /// 400; one with path parameters 404; one with `If-Match` 412.
     pub errors: Vec<u16>,
     /// Request headers that matter (`If-Match`, `Idempotency-Key`, ...).
