@@ -13,5 +13,6 @@ mod api_env;
 mod backends;
 mod dashboard;
 mod lookup;
+mod maintenance;
 mod meter;
 mod route_table;

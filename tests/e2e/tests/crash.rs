@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use devext_jasper_sim::RunningSim;
 use serde_json::{Value, json};
 
+mod bad_day;
 #[allow(dead_code)] // this binary uses part of it
 mod serve_proc;
 #[allow(dead_code)] // this binary uses part of it

@@ -131,8 +131,13 @@ pub(crate) fn start_serve(db: &str, key_hex: Option<&str>, config: &std::path::P
 
 /// Creates the organisation `acme` in `db` with `devext orgs create`; its first admin key.
 pub(crate) fn create_org(db: &str, key_hex: Option<&str>) -> String {
+    create_org_named(db, key_hex, "acme")
+}
+
+/// Creates the organisation `name` in `db` with `devext orgs create`; its first admin key.
+pub(crate) fn create_org_named(db: &str, key_hex: Option<&str>, name: &str) -> String {
     let out = devext(key_hex)
-        .args(["orgs", "create", "acme", "--db", db])
+        .args(["orgs", "create", name, "--db", db])
         .output()
         .expect("devext orgs create");
     assert!(

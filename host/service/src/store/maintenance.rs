@@ -51,6 +51,15 @@ async fn maybe_pause(done: u64, at: Option<u64>) {
     }
 }
 
+/// Stored secrets this process's key cannot open.
+pub(super) fn unreadable_secrets(plugin: &str) -> StoreError {
+    StoreError::Corrupt(format!(
+        "the secrets of the {plugin} settings cannot be decrypted with this service's key: \
+         either the key was rotated (devext store rotate-key) since the service started \
+         (restart it with the new key), or the stored data was altered"
+    ))
+}
+
 fn reseal(old: &SecretKey, new: &SecretKey, context: &str, sealed: &[u8]) -> Result<Vec<u8>> {
     let plain = old.open(context, sealed).map_err(|_| {
         StoreError::Corrupt(format!(

@@ -304,7 +304,8 @@ impl PgStore {
             Some(sealed) => {
                 let plain = self
                     .key
-                    .open(&Self::secrets_context(org_id, &plugin), &sealed)?;
+                    .open(&Self::secrets_context(org_id, &plugin), &sealed)
+                    .map_err(|_| super::maintenance::unreadable_secrets(&plugin))?;
                 serde_json::from_slice(&plain)
                     .map_err(|e| StoreError::Corrupt(format!("stored secrets unreadable: {e}")))?
             }
