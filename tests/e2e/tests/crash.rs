@@ -347,34 +347,54 @@ async fn check_after_restart(world: &World, sim: &RunningSim, addr: SocketAddr, 
     // Taken out of its lock for the checks (no lock held across a request), put back after.
     let mut ledger = std::mem::take(&mut *world.ledger.lock().unwrap());
     let l = &mut ledger;
-    let ids: Vec<String> = l.devices.keys().cloned().collect();
-    for id in ids {
-        let (s, d) = http(
-            addr,
-            "GET",
-            &format!("/api/v1/devices/{id}"),
-            admin,
-            None,
-            &[],
-        )
-        .await
-        .expect("the restarted service answers");
-        assert_eq!(s, 200, "round {round}: acknowledged device {id} lost: {d}");
-        let rec = l.devices.get_mut(&id).unwrap();
-        let name = d["name"].as_str().unwrap().to_owned();
+    // Every device, page by page.
+    let mut stored: HashMap<String, String> = HashMap::new();
+    let mut cursor: Option<i64> = None;
+    loop {
+        let path = match cursor {
+            Some(c) => format!("/api/v1/devices?limit=500&cursor={c}"),
+            None => "/api/v1/devices?limit=500".to_owned(),
+        };
+        let (s, page) = http(addr, "GET", &path, admin, None, &[])
+            .await
+            .expect("the restarted service answers");
+        assert_eq!(s, 200, "{page}");
+        for d in page["items"].as_array().unwrap() {
+            stored.insert(
+                d["id"].as_str().unwrap().to_owned(),
+                d["name"].as_str().unwrap().to_owned(),
+            );
+        }
+        match page["next_cursor"].as_i64() {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let mut this_round = Vec::new();
+    for (id, rec) in &mut l.devices {
+        let name = stored
+            .get(id)
+            .unwrap_or_else(|| panic!("round {round}: acknowledged device {id} lost"))
+            .clone();
         assert!(
             name == rec.name || rec.pending.as_deref() == Some(name.as_str()),
             "round {round}: device {id} is named {name:?}: acknowledged {:?}, cut off {:?}",
             rec.name,
             rec.pending
         );
+        if name != rec.name || rec.pending.is_some() || rec.name.starts_with(&format!("r{round}-"))
+        {
+            this_round.push((id.clone(), rec.iccid.clone()));
+        }
         rec.name = name;
         rec.pending = None;
-        // Found through the lookup index.
+    }
+    // The devices written in this round are found through the lookup index.
+    for (id, iccid) in this_round {
         let (s, found) = http(
             addr,
             "GET",
-            &format!("/api/v1/devices?ext.jasper.iccid={}", rec.iccid),
+            &format!("/api/v1/devices?ext.jasper.iccid={iccid}"),
             admin,
             None,
             &[],
@@ -383,12 +403,7 @@ async fn check_after_restart(world: &World, sim: &RunningSim, addr: SocketAddr, 
         .unwrap();
         assert_eq!(s, 200, "{found}");
         let items = found["items"].as_array().cloned().unwrap_or_default();
-        assert_eq!(
-            items.len(),
-            1,
-            "round {round}: lookup of {}: {found}",
-            rec.iccid
-        );
+        assert_eq!(items.len(), 1, "round {round}: lookup of {iccid}: {found}");
         assert_eq!(items[0]["id"], json!(id));
     }
     let (s, settings) = http(addr, "GET", "/api/v1/extensions/jasper", admin, None, &[])
@@ -419,8 +434,12 @@ async fn check_after_restart(world: &World, sim: &RunningSim, addr: SocketAddr, 
                 a.key
             );
         }
-        // Repeated with its key: the recorded answer, "still running / interrupted" (409), or,
-        // if it was never claimed, run now; never a second time.
+        // This round's, and every one not answered yet, repeated with its key: the recorded
+        // answer, "still running / interrupted" (409), or, if it was never claimed, run now;
+        // never a second time.
+        if a.acknowledged && !a.key.starts_with(&format!("crash-r{round}-")) {
+            continue;
+        }
         let path = format!("/api/v1/devices/{}/extensions/jasper/send_sms", a.device);
         let (s, b) = http(
             addr,
@@ -523,6 +542,7 @@ async fn crash_rounds(db: &str, key_hex: Option<&str>, backend: &str) {
         next_iccid: AtomicU64::new(0),
     });
 
+    println!("{backend}: set up in {:?}", started.elapsed());
     for round in 1..=ROUNDS {
         let stop = Arc::new(AtomicBool::new(false));
         let writers: Vec<_> = (0..WRITERS)
@@ -543,16 +563,30 @@ async fn crash_rounds(db: &str, key_hex: Option<&str>, backend: &str) {
         tokio::time::sleep(moment).await;
         served.sigkill();
         stop.store(true, Ordering::Relaxed);
+        let killed = Instant::now();
         for w in writers {
             w.await.expect("a writer panicked");
         }
+        let t0 = Instant::now();
+        println!(
+            "{backend} round {round}: writers stopped {:?} after the kill",
+            t0 - killed
+        );
         check_integrity(db).await;
+        let t1 = Instant::now();
         served = start_serve(db, key_hex, &config);
+        let t2 = Instant::now();
         check_after_restart(&world, &sim, served.addr, round).await;
+        let timing = format!(
+            "integrity check {:?}, restart {:?}, checks {:?}",
+            t1 - t0,
+            t2 - t1,
+            t2.elapsed()
+        );
         let l = world.ledger.lock().unwrap();
         println!(
             "{backend} round {round}: killed after {moment:?}; {} writes acknowledged so far, {} \
-             cut off, {} devices, {} actions",
+             cut off, {} devices, {} actions; {timing}",
             l.acknowledged,
             l.cut_off,
             l.devices.len(),
