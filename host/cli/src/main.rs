@@ -77,7 +77,8 @@ enum Command {
     /// Manage the people who sign in to the dashboard
     #[command(subcommand)]
     Users(cmd::users::UsersCommand),
-    /// Store maintenance: copying an installation to another store
+    /// Store maintenance: copying an installation to another store, backups, restores, key
+    /// rotation
     #[command(subcommand)]
     Store(StoreCommand),
 }
@@ -88,6 +89,15 @@ enum StoreCommand {
     /// device, user, audit entry and idempotency record from an SQLite store to an empty
     /// PostgreSQL one
     Copy(cmd::serve::StoreCopyArgs),
+    /// Writes a consistent copy of an SQLite store while it serves (without its secret key:
+    /// keep the key apart); for PostgreSQL, says how to use pg_dump
+    Backup(cmd::store_maint::BackupArgs),
+    /// Restores a backup as an SQLite store (refuses to overwrite one that holds data unless
+    /// --force); it starts with the original secret key only
+    Restore(cmd::store_maint::RestoreArgs),
+    /// Re-encrypts every secret under a new key in one transaction (SQLite or PostgreSQL);
+    /// afterwards the old key is refused: restart every service with the new one
+    RotateKey(cmd::store_maint::RotateKeyArgs),
 }
 
 #[derive(Subcommand)]
@@ -271,5 +281,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys(KeysCommand::Create(args)) => cmd::serve::keys_create(&args),
         Command::Users(command) => cmd::users::run(&command),
         Command::Store(StoreCommand::Copy(args)) => cmd::serve::store_copy(&args),
+        Command::Store(StoreCommand::Backup(args)) => cmd::store_maint::backup(&args),
+        Command::Store(StoreCommand::Restore(args)) => cmd::store_maint::restore(&args),
+        Command::Store(StoreCommand::RotateKey(args)) => cmd::store_maint::rotate_key(&args),
     }
 }

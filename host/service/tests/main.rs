@@ -13,6 +13,7 @@ mod api_env;
 mod backends;
 mod dashboard;
 mod lookup;
+mod maintenance;
 mod meter;
 mod openapi_doc;
 mod route_table;

@@ -19,6 +19,8 @@ mod backends;
 mod dashboard;
 #[path = "lookup.rs"]
 mod lookup;
+#[path = "maintenance.rs"]
+mod maintenance;
 #[path = "meter.rs"]
 mod meter;
 mod replicas;

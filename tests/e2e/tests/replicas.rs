@@ -7,117 +7,21 @@
 //! Needs PostgreSQL (a throw-away cluster, or `DEVEXT_TEST_DATABASE_URL`); without it the test
 //! says "skipped: PostgreSQL not installed" (and fails when `CI` is set).
 
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use serde_json::json;
 
+#[allow(dead_code)] // this binary uses part of it
+mod serve_proc;
 #[allow(dead_code)] // this binary uses part of it
 mod support;
 
-use crate::support::{Api, devext_binary, org, sim};
+use crate::serve_proc::{Served, create_org, devext, http, start_serve};
+use crate::support::{Api, org, sim};
 
-/// One HTTP/1.1 exchange (`Connection: close`): status and JSON body; `None` when the server is
-/// gone (connection refused or reset, no answer).
-async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    key: &str,
-    body: Option<&Value>,
-    extra: &[(&str, &str)],
-) -> Option<(u16, Value)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
-         connection: close\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    if !body.is_empty() {
-        req.push_str("content-type: application/json\r\n");
-    }
-    for (n, v) in extra {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(&body);
-    stream.write_all(req.as_bytes()).await.ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.ok()?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, rest) = text.split_once("\r\n\r\n")?;
-    let status: u16 = head.split(' ').nth(1)?.parse().ok()?;
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase()
-            .starts_with("transfer-encoding: chunked")
-    });
-    let body = if chunked {
-        let mut out = String::new();
-        let mut rest = rest;
-        while let Some((size, tail)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).ok()?;
-            if n == 0 {
-                break;
-            }
-            out.push_str(tail.get(..n)?);
-            rest = tail.get(n + 2..)?;
-        }
-        out
-    } else {
-        rest.to_owned()
-    };
-    Some((
-        status,
-        serde_json::from_str(&body).unwrap_or(Value::String(body)),
-    ))
-}
-
-/// A `devext serve` process.
-struct Replica {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn devext(key_hex: &str) -> Command {
-    let mut c = Command::new(devext_binary());
-    c.env_remove("DEVEXT_PLUGINS")
-        .env_remove("DEVEXT_ALLOW_LOOPBACK_HTTP")
-        .env_remove("DEVEXT_LOG")
-        .env_remove("DEVEXT_DB")
-        .env("DEVEXT_SECRET_KEY", key_hex);
-    c
-}
-
-fn start_replica(url: &str, key_hex: &str, config: &std::path::Path) -> Replica {
-    let mut child = devext(key_hex)
-        .args(["serve", "--db", url, "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("devext serve starts");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    out.read_line(&mut line).expect("a first line");
-    let addr = line
-        .strip_prefix("devext serving on http://")
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    // Keep draining stdout so the replica never blocks on it.
-    std::thread::spawn(move || for _ in out.lines() {});
-    Replica { child, addr }
+fn start_replica(url: &str, key_hex: &str, config: &std::path::Path) -> Served {
+    start_serve(url, Some(key_hex), config)
 }
 
 /// Polls `check` until it holds; how long that took, or `None` after `limit`.
@@ -152,26 +56,15 @@ async fn three_replicas_share_one_account_s_limits_and_survive_a_sigkill() {
     .unwrap();
 
     // The first admin key, from an empty PostgreSQL store (which records the key's check value).
-    let out = devext(&key_hex)
-        .args(["orgs", "create", "acme", "--db", &url])
-        .output()
-        .expect("devext orgs create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let admin = stdout.lines().last().unwrap().trim().to_owned();
-    assert!(admin.starts_with("dvx_"), "{stdout}");
+    let admin = create_org(&url, Some(&key_hex));
 
-    let replicas: Vec<Replica> = (0..3)
+    let replicas: Vec<Served> = (0..3)
         .map(|_| start_replica(&url, &key_hex, &config))
         .collect();
     let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.addr).collect();
     // A replica with another key refuses to start.
     let other_key: String = "ab".repeat(32);
-    let out = devext(&other_key)
+    let out = devext(Some(&other_key))
         .args(["serve", "--db", &url, "--listen", "127.0.0.1:0"])
         .output()
         .unwrap();

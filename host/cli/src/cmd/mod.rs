@@ -10,6 +10,7 @@ pub(crate) mod plugins;
 pub(crate) mod plugins_lock;
 pub(crate) mod schema;
 pub(crate) mod serve;
+pub(crate) mod store_maint;
 pub(crate) mod users;
 pub(crate) mod validate;
 

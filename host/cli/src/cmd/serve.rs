@@ -64,6 +64,14 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "DEVEXT_MAX_CONNECTIONS", value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_connections: Option<u64>,
+    /// Audit entries are deleted (in the background) after this many days; 0: kept for ever
+    /// [default: 90]
+    #[arg(long, env = "DEVEXT_AUDIT_RETENTION_DAYS", value_name = "DAYS")]
+    audit_retention_days: Option<u64>,
+    /// Idempotency-Key records (a repeated key gets the first answer) are deleted after this
+    /// many hours; 0: kept for ever [default: 168]
+    #[arg(long, env = "DEVEXT_IDEMPOTENCY_RETENTION_HOURS", value_name = "HOURS")]
+    idempotency_retention_hours: Option<u64>,
 }
 
 /// The config file of `devext serve`.
@@ -81,6 +89,10 @@ struct FileConfig {
     header_read_timeout_secs: Option<u64>,
     body_read_timeout_secs: Option<u64>,
     max_connections: Option<u64>,
+    /// Days audit entries are kept (0: for ever).
+    audit_retention_days: Option<u64>,
+    /// Hours idempotency records are kept (0: for ever).
+    idempotency_retention_hours: Option<u64>,
 }
 
 fn read_config(path: &Path) -> Result<FileConfig> {
@@ -98,7 +110,7 @@ pub(crate) fn set_secret_key_file(path: Option<PathBuf>) {
 
 /// The secret key given: `DEVEXT_SECRET_KEY`, else `--secret-key-file`; `None` for neither (an
 /// SQLite store then uses its key file).
-fn store_key() -> Result<Option<SecretKey>> {
+pub(crate) fn store_key() -> Result<Option<SecretKey>> {
     if let Ok(hex) = std::env::var(SECRET_KEY_ENV) {
         return Ok(Some(
             SecretKey::from_hex(&hex).map_err(|e| anyhow!("{SECRET_KEY_ENV}: {e}"))?,
@@ -159,6 +171,7 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<ExitCode> {
         .clone()
         .or(file.db)
         .unwrap_or_else(|| PathBuf::from("devext.db"));
+    let retention_file = (file.audit_retention_days, file.idempotency_retention_hours);
     let mut config = runtime_config(global);
     if config.plugin_dirs.is_empty() {
         config.plugin_dirs = file.plugins;
@@ -204,8 +217,11 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<ExitCode> {
                 usize::try_from(n.max(1)).unwrap_or(usize::MAX)
             }),
     };
+    let retention = retention_policy(args, retention_file, web.session);
     tokio()?.block_on(async move {
         let store = open_store(&db).await?;
+        // Old audit entries, idempotency records and expired sessions, pruned in the background.
+        let _retention = devext_service::store::retention::spawn(store.clone(), retention);
         if let Some(pg) = store.postgres() {
             // Replicas share the upstream accounts' limits through the database.
             let limiter = PgLimiter::new(pg.pool().clone(), pg.replica());
@@ -235,6 +251,32 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<ExitCode> {
         .await?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The retention periods: flags, then the config file, then the defaults (0: kept for ever).
+fn retention_policy(
+    args: &ServeArgs,
+    (file_days, file_hours): (Option<u64>, Option<u64>),
+    session: devext_service::store::SessionLimits,
+) -> devext_service::store::retention::RetentionPolicy {
+    use devext_service::store::retention::{
+        DEFAULT_AUDIT_DAYS, DEFAULT_IDEMPOTENCY_HOURS, RetentionPolicy,
+    };
+    let period = |n: u64, unit: u64| (n > 0).then(|| Duration::from_secs(n.saturating_mul(unit)));
+    let days = args
+        .audit_retention_days
+        .or(file_days)
+        .unwrap_or(DEFAULT_AUDIT_DAYS);
+    let hours = args
+        .idempotency_retention_hours
+        .or(file_hours)
+        .unwrap_or(DEFAULT_IDEMPOTENCY_HOURS);
+    RetentionPolicy {
+        audit: period(days, 86_400),
+        idempotency: period(hours, 3_600),
+        sessions: Some(session),
+        ..RetentionPolicy::default()
+    }
 }
 
 /// `devext orgs create NAME --db PATH`.

@@ -21,9 +21,11 @@ use crate::crypto::CryptoError;
 mod any;
 pub mod copy;
 mod inline;
+pub mod maintenance;
 mod model;
 pub mod pg_limiter;
 pub mod postgres;
+pub mod retention;
 mod sqlite;
 
 pub use any::AnyStore;
@@ -78,6 +80,13 @@ pub enum StoreError {
     /// The key opens nothing of this store (its stored check value).
     #[error("storage failure: the secret key does not belong to this store")]
     WrongKey,
+    /// The check value no longer opens under this process's key: the key was rotated (`devext
+    /// store rotate-key`) since the store was opened. Secrets are not written under the old key.
+    #[error(
+        "storage failure: the store's secret key was changed (devext store rotate-key) since this \
+         service started: restart it with the new key; nothing was written"
+    )]
+    KeyChanged,
     /// The secret key, randomness or encryption failed.
     #[error("storage failure: {0}")]
     Crypto(#[from] CryptoError),

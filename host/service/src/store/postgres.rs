@@ -78,11 +78,18 @@ fn migrations() -> Vec<Migration> {
             false,
         )
     };
-    vec![migration(
-        1,
-        "init",
-        include_str!("../../migrations/postgres/0001_init.sql"),
-    )]
+    vec![
+        migration(
+            1,
+            "init",
+            include_str!("../../migrations/postgres/0001_init.sql"),
+        ),
+        migration(
+            3,
+            "retention",
+            include_str!("../../migrations/postgres/0003_retention.sql"),
+        ),
+    ]
 }
 
 /// The newest schema version this binary knows.
@@ -278,7 +285,12 @@ impl PgStore {
         Ok(())
     }
 
-    fn secrets_context(org_id: i64, plugin: &str) -> String {
+    /// The key this store was opened with.
+    pub(super) fn key(&self) -> &SecretKey {
+        &self.key
+    }
+
+    pub(super) fn secrets_context(org_id: i64, plugin: &str) -> String {
         format!("extension/{org_id}/{plugin}")
     }
 
@@ -292,7 +304,8 @@ impl PgStore {
             Some(sealed) => {
                 let plain = self
                     .key
-                    .open(&Self::secrets_context(org_id, &plugin), &sealed)?;
+                    .open(&Self::secrets_context(org_id, &plugin), &sealed)
+                    .map_err(|_| super::maintenance::unreadable_secrets(&plugin))?;
                 serde_json::from_slice(&plain)
                     .map_err(|e| StoreError::Corrupt(format!("stored secrets unreadable: {e}")))?
             }
@@ -700,6 +713,10 @@ impl Store for PgStore {
                 .await?;
             let current = extension_etag_in(&mut tx, org_id, &s.plugin).await?;
             check_extension_etag(&s.plugin, expected, current.as_deref())?;
+        }
+        if sealed.is_some() {
+            // Never secrets under a key the store no longer has (a rotation since start-up).
+            super::maintenance::key_is_current_pg(&mut tx, &self.key).await?;
         }
         sqlx::query(
             "INSERT INTO extensions (org_id, plugin, enabled, config, secrets, updated_at) \

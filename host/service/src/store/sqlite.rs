@@ -85,6 +85,11 @@ fn migrator() -> Migrator {
             "users_sessions",
             include_str!("../../migrations/0004_users_sessions.sql"),
         ),
+        migration(
+            6,
+            "retention",
+            include_str!("../../migrations/0006_retention.sql"),
+        ),
     ])
 }
 
@@ -204,7 +209,12 @@ impl SqliteStore {
         Ok(())
     }
 
-    fn secrets_context(org_id: i64, plugin: &str) -> String {
+    /// The key this store was opened with.
+    pub(super) fn key(&self) -> &SecretKey {
+        &self.key
+    }
+
+    pub(super) fn secrets_context(org_id: i64, plugin: &str) -> String {
         format!("extension/{org_id}/{plugin}")
     }
 
@@ -222,7 +232,8 @@ impl SqliteStore {
             Some(sealed) => {
                 let plain = self
                     .key
-                    .open(&Self::secrets_context(org_id, &plugin), &sealed)?;
+                    .open(&Self::secrets_context(org_id, &plugin), &sealed)
+                    .map_err(|_| super::maintenance::unreadable_secrets(&plugin))?;
                 serde_json::from_slice(&plain)
                     .map_err(|e| StoreError::Corrupt(format!("stored secrets unreadable: {e}")))?
             }
@@ -628,10 +639,14 @@ impl Store for SqliteStore {
         .bind(&s.plugin)
         .bind(i64::from(s.enabled))
         .bind(Value::Object(s.config.clone()).to_string())
-        .bind(sealed)
+        .bind(&sealed)
         .bind(now())
         .execute(&mut *tx)
         .await?;
+        if sealed.is_some() {
+            // Never secrets under a key the store no longer has (a rotation since start-up).
+            super::maintenance::key_is_current_sqlite(&mut tx, &self.key).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
