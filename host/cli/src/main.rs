@@ -7,6 +7,8 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use devext_host::{Runtime, RuntimeConfig, egress::EgressConfig};
 
+#[allow(dead_code)] // until `devext jobs` uses all of it
+mod client;
 mod cmd;
 
 // The plugins that ship inside the binary: mentioning the crate links it, and its `inventory`
