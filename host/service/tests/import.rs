@@ -487,6 +487,35 @@ async fn importing_needs_admin_and_exporting_viewer() {
             .count(),
         1
     );
+    // `org` guards against a key of another organisation.
+    let r = import(
+        &env,
+        &env.admin,
+        "?org=other",
+        "application/x-ndjson",
+        &line("y", "SN-2"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let r = import(
+        &env,
+        &env.admin,
+        "?org=acme",
+        "application/x-ndjson",
+        &line("y", "SN-2"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = send(
+        &env,
+        "GET",
+        "/api/v1/devices/export?org=other",
+        &viewer,
+        &[],
+        String::new(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
     // JSON is neither format: 415.
     let r = import(&env, &env.admin, "", "application/json", &line("x", "SN-1")).await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", r.text);

@@ -116,6 +116,22 @@ pub(crate) struct ImportQuery {
     match_by: Option<String>,
     #[serde(default)]
     partial: Option<bool>,
+    #[serde(default)]
+    org: Option<String>,
+}
+
+/// With `org` given (the CLI's `--org`), the caller's key must be one of that organisation: a
+/// file meant for one organisation is not imported into another by a wrong key.
+async fn check_org<S: Store>(app: &App<S>, caller: &Caller, org: Option<&str>) -> ApiResult<()> {
+    let Some(name) = org else { return Ok(()) };
+    match app.store.org_by_name(name).await? {
+        Some(o) if o.id == caller.0.org_id => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("org={name:?}: this key is not a key of that organisation"),
+        )),
+    }
 }
 
 /// A problem of one record (or of the file, on line 1 for a CSV header).
@@ -835,6 +851,7 @@ pub(crate) async fn import_devices<S: Store>(
     body: Body,
 ) -> ApiResult<Response> {
     let Query(q) = query?;
+    check_org(&app, &caller, q.org.as_deref()).await?;
     let match_by = MatchBy::parse(q.match_by.as_deref().unwrap_or("name"), &app.lookup)?;
     let partial = q.partial.unwrap_or(false);
     let media = headers
@@ -1023,7 +1040,12 @@ pub(crate) async fn export_devices<S: Store>(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let Query(pairs) = query?;
+    let Query(mut pairs) = query?;
+    let org = pairs
+        .iter()
+        .position(|(k, _)| k == "org")
+        .map(|i| pairs.remove(i).1);
+    check_org(&app, &caller, org.as_deref()).await?;
     if let Some((key, _)) = pairs.iter().find(|(k, _)| k == "cursor" || k == "limit") {
         return Err(ApiError::bad_request(format!(
             "an export has every matching device: {key:?} is for the paged list"

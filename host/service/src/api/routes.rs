@@ -331,6 +331,11 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
                 "Write the valid records even if others are bad (each bad one reported)",
                 json!({"type": "boolean", "default": false}),
             ),
+            param(
+                "org",
+                "The organisation the key must be of (403 otherwise): a guard against a wrong key",
+                json!({"type": "string"}),
+            ),
         ]),
         route(
             M::GET,
@@ -344,11 +349,18 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
              list), in the list's order; what `POST /api/v1/devices/import` reads back. CSV \
              has a column per top-level property of each loaded plugin's device schema.",
         )
-        .query(vec![param(
-            "name",
-            "Devices whose name contains this (case-insensitive)",
-            json!({"type": "string"}),
-        )])
+        .query(vec![
+            param(
+                "name",
+                "Devices whose name contains this (case-insensitive)",
+                json!({"type": "string"}),
+            ),
+            param(
+                "org",
+                "The organisation the key must be of (403 otherwise): a guard against a wrong key",
+                json!({"type": "string"}),
+            ),
+        ])
         .lookup_filters(),
         route(
             M::GET,
