@@ -82,6 +82,10 @@ enum Command {
     /// Store maintenance: copying an installation to another store
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Import and export devices through a running service (--url or DEVEXT_URL, the key in
+    /// DEVEXT_KEY)
+    #[command(subcommand)]
+    Devices(cmd::devices::DevicesCommand),
 }
 
 #[derive(Subcommand)]
@@ -273,5 +277,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys(KeysCommand::Create(args)) => cmd::serve::keys_create(&args),
         Command::Users(command) => cmd::users::run(&command),
         Command::Store(StoreCommand::Copy(args)) => cmd::serve::store_copy(&args),
+        Command::Devices(command) => cmd::devices::run(&command),
     }
 }
