@@ -7,6 +7,8 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use devext_host::{Runtime, RuntimeConfig, egress::EgressConfig};
 
+#[allow(dead_code)] // until `devext jobs` uses all of it
+mod client;
 mod cmd;
 
 // The plugins that ship inside the binary: mentioning the crate links it, and its `inventory`
@@ -81,6 +83,10 @@ enum Command {
     /// rotation
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Import and export devices through a running service (--url or DEVEXT_URL, the key in
+    /// DEVEXT_KEY)
+    #[command(subcommand)]
+    Devices(cmd::devices::DevicesCommand),
 }
 
 #[derive(Subcommand)]
@@ -284,5 +290,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Store(StoreCommand::Backup(args)) => cmd::store_maint::backup(&args),
         Command::Store(StoreCommand::Restore(args)) => cmd::store_maint::restore(&args),
         Command::Store(StoreCommand::RotateKey(args)) => cmd::store_maint::rotate_key(&args),
+        Command::Devices(command) => cmd::devices::run(&command),
     }
 }

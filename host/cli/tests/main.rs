@@ -1,6 +1,7 @@
 //! The `devext` binary's tests: each runs the real binary as a child process.
 
 mod cli;
+mod devices_cli;
 mod plugins_new;
 mod serve_cli;
 mod util {

@@ -12,6 +12,7 @@ mod api;
 mod api_env;
 mod backends;
 mod dashboard;
+mod import;
 mod lookup;
 mod maintenance;
 mod meter;

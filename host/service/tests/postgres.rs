@@ -17,6 +17,8 @@ mod api_env;
 mod backends;
 #[path = "dashboard.rs"]
 mod dashboard;
+#[path = "import.rs"]
+mod import;
 #[path = "lookup.rs"]
 mod lookup;
 #[path = "maintenance.rs"]

@@ -5,6 +5,7 @@ use devext_host::Runtime;
 
 use crate::{GlobalArgs, runtime_config};
 
+pub(crate) mod devices;
 pub(crate) mod invoke;
 pub(crate) mod plugins;
 pub(crate) mod plugins_lock;

@@ -76,31 +76,7 @@ impl DeviceBody {
     /// for a plugin that is not loaded is accepted unchecked when it is left as stored (the
     /// plugin may be loaded again later), and refused otherwise, as on creation.
     fn check(&self, runtime: &Runtime, stored: Option<&Value>) -> ApiResult<Checked> {
-        let mut violations = Vec::new();
-        let name_len = self.name.chars().count();
-        if name_len == 0 || name_len > 200 {
-            violations.push(Violation {
-                pointer: "/name".into(),
-                keyword: if name_len == 0 {
-                    "minLength"
-                } else {
-                    "maxLength"
-                }
-                .into(),
-                message: "a device name has 1 to 200 characters".into(),
-            });
-        }
-        if self
-            .device_type
-            .as_ref()
-            .is_some_and(|t| t.chars().count() > 100)
-        {
-            violations.push(Violation {
-                pointer: "/type".into(),
-                keyword: "maxLength".into(),
-                message: "a device type has at most 100 characters".into(),
-            });
-        }
+        let mut violations = field_violations(&self.name, self.device_type.as_deref());
         let extensions = self.extensions.clone().unwrap_or_else(|| json!({}));
         let mut checked = extensions.clone();
         let mut unchecked = Vec::new();
@@ -131,9 +107,38 @@ impl DeviceBody {
     }
 }
 
+/// The problems of a device's name and type: a name has 1 to 200 characters, a type at most 100.
+pub(super) fn field_violations(name: &str, device_type: Option<&str>) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    let name_len = name.chars().count();
+    if name_len == 0 || name_len > 200 {
+        violations.push(Violation {
+            pointer: "/name".into(),
+            keyword: if name_len == 0 {
+                "minLength"
+            } else {
+                "maxLength"
+            }
+            .into(),
+            message: "a device name has 1 to 200 characters".into(),
+        });
+    }
+    if device_type.is_some_and(|t| t.chars().count() > 100) {
+        violations.push(Violation {
+            pointer: "/type".into(),
+            keyword: "maxLength".into(),
+            message: "a device type has at most 100 characters".into(),
+        });
+    }
+    violations
+}
+
 /// The query of a device listing: `name`, `cursor`, `limit` and lookup filters
 /// `ext.<plugin>.<field>=value` (the loaded plugins' lookup fields only).
-fn device_query(pairs: Vec<(String, String)>, lookup: &LookupFields) -> ApiResult<DeviceQuery> {
+pub(super) fn device_query(
+    pairs: Vec<(String, String)>,
+    lookup: &LookupFields,
+) -> ApiResult<DeviceQuery> {
     let mut q = DeviceQuery {
         limit: page::DEFAULT_LIMIT,
         ..DeviceQuery::default()

@@ -396,9 +396,14 @@ fn operation<S>(r: &Route<S>, lookup: &LookupFields, variant: &dyn Variant) -> V
         op["parameters"] = Value::Array(params);
     }
     if let Some(body) = variant.body(&r.body) {
+        let content: serde_json::Map<String, Value> = r
+            .media
+            .iter()
+            .map(|m| ((*m).to_owned(), json!({"schema": body})))
+            .collect();
         op["requestBody"] = json!({
             "required": variant.body_required(),
-            "content": {"application/json": {"schema": body}},
+            "content": content,
             "x-devext-max-bytes": r.body_limit,
         });
     }

@@ -17,11 +17,14 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::state::App;
-use super::{audit, auth, devices, health, keys, ops, page, plugins, request_id, settings};
+use super::{audit, auth, devices, health, import, keys, ops, page, plugins, request_id, settings};
 use crate::store::{Role, Store};
 
 /// Largest accepted request body (the limit of every route that takes one).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Largest device import (JSON Lines or CSV, read as a stream: about two million devices).
+pub const IMPORT_MAX_BYTES: usize = 256 * 1024 * 1024;
 
 /// One documented route.
 pub struct Route<S> {
@@ -42,6 +45,8 @@ pub struct Route<S> {
     pub body: Option<Value>,
     /// Largest accepted body, bytes (0 for routes without a body).
     pub body_limit: usize,
+    /// The media types the body may have (`application/json` unless said).
+    pub media: &'static [&'static str],
     /// Query parameters (besides the lookup filters).
     pub query: Vec<QueryParam>,
     /// Whether the route takes the device lookup filters `ext.<plugin>.<field>=value`.
@@ -127,6 +132,7 @@ fn route<S>(
         action_role: None,
         body: None,
         body_limit: 0,
+        media: &["application/json"],
         query: Vec::new(),
         lookup_filters: false,
         content_type: "application/json",
@@ -198,6 +204,10 @@ impl<S> Route<S> {
             body_limit: limit,
             ..self
         }
+    }
+
+    fn media(self, media: &'static [&'static str]) -> Self {
+        Route { media, ..self }
     }
 
     fn ok(self, ok: u16) -> Self {
@@ -458,6 +468,72 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
             description: "The new device's path",
             schema: json!({"type": "string"}),
         }),
+        route(
+            M::POST,
+            "/api/v1/devices/import",
+            "Import devices from JSON Lines or CSV: create, update or leave each as it is",
+            post(import::import_devices::<S>),
+        )
+        .role(Admin)
+        .description(
+            "The body is JSON Lines (`application/x-ndjson`: one `{\"name\", \"type\", \
+             \"extensions\"}` per line; `id` is read by `match=id`) or CSV (`text/csv`: columns \
+             `name`, `type`, `id` and `<plugin>.<property>`, each cell typed by the plugin's \
+             device schema), read as a stream. Each record is checked as `devext validate` \
+             checks a document and matched to a device of the organisation (`match`); a \
+             record that says what is stored writes nothing. All or nothing: one bad record \
+             and nothing is written (422, the report in `details`), unless `partial=true`. \
+             The answer: counts (`created`, `updated`, `unchanged`, `failed`) and `problems[]` \
+             (line, column or CSV field, pointer, keyword, message).",
+        )
+        .body(
+            json!({"type": "string", "description": "JSON Lines or CSV of devices"}),
+            IMPORT_MAX_BYTES,
+        )
+        .media(&[import::JSON_LINES, import::CSV])
+        .query(vec![
+            param(
+                "match",
+                "How a record finds its device: `name` (the default), `id`, or \
+                 `ext.{plugin}.{field}` (a lookup field)",
+                json!({"type": "string", "default": "name"}),
+            ),
+            param(
+                "partial",
+                "Write the valid records even if others are bad (each bad one reported)",
+                json!({"type": "boolean", "default": false}),
+            ),
+            param(
+                "org",
+                "The organisation the key must be of (403 otherwise): a guard against a wrong key",
+                json!({"type": "string"}),
+            ),
+        ]),
+        route(
+            M::GET,
+            "/api/v1/devices/export",
+            "Export devices as JSON Lines (or CSV with `Accept: text/csv`), streamed",
+            get(import::export_devices::<S>),
+        )
+        .role(Viewer)
+        .description(
+            "Every device the filters select (`name`, `ext.{plugin}.{field}`, as the device \
+             list), in the list's order; what `POST /api/v1/devices/import` reads back. CSV \
+             has a column per top-level property of each loaded plugin's device schema.",
+        )
+        .query(vec![
+            param(
+                "name",
+                "Devices whose name contains this (case-insensitive)",
+                json!({"type": "string"}),
+            ),
+            param(
+                "org",
+                "The organisation the key must be of (403 otherwise): a guard against a wrong key",
+                json!({"type": "string"}),
+            ),
+        ])
+        .lookup_filters(),
         route(
             M::GET,
             "/api/v1/devices/{id}",

@@ -20,6 +20,7 @@ use crate::crypto::CryptoError;
 
 mod any;
 pub mod copy;
+pub mod import;
 mod inline;
 pub mod maintenance;
 mod model;
@@ -29,6 +30,7 @@ pub mod retention;
 mod sqlite;
 
 pub use any::AnyStore;
+pub use import::{ImportStore, ImportTx};
 pub use model::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -134,7 +136,7 @@ pub(crate) fn check_extension_etag(
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// What the service needs from storage.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Send + Sync + 'static + ImportStore {
     /// Creates an org; `Conflict` if the name is taken.
     fn create_org(&self, name: &str) -> impl Future<Output = Result<Org>> + Send;
     /// The org called `name`.
