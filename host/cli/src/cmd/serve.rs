@@ -33,7 +33,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "DEVEXT_DB")]
     db: Option<PathBuf>,
     /// TOML file with `listen`, `db`, `plugins`, `allow_loopback_http`, `call_timeout_secs`,
-    /// `view_cache_entries`
+    /// `view_cache_entries`, `audit_retention_days`, `idempotency_retention_hours`
     #[arg(long, env = "DEVEXT_CONFIG")]
     config: Option<PathBuf>,
     /// A dashboard session ends after this many seconds without use [default: 1800]
