@@ -182,6 +182,12 @@ impl PgStore {
             .bind(new.seal(KEY_CHECK_CONTEXT, KEY_CHECK)?)
             .execute(&mut *tx)
             .await?;
+        // Delivered at commit: the running replicas drop their memos (decrypted settings), so
+        // they stop using the old secrets at once and say why (`unreadable_secrets`).
+        sqlx::query("SELECT pg_notify($1, 'key rotated')")
+            .bind(super::postgres::CHANGES_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Rotated { secrets: done })
     }
