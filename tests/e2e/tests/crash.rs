@@ -603,6 +603,12 @@ async fn crash_rounds(db: &str, key_hex: Option<&str>, backend: &str) {
         l.actions.iter().any(|a| a.acknowledged),
         "no action was acknowledged"
     );
+    // Upstream, the simulator applied one write per message, each message at most once.
+    let log = sim.sms_log();
+    let distinct: std::collections::HashSet<&str> =
+        log.iter().map(|m| m.message.as_str()).collect();
+    assert_eq!(distinct.len(), log.len(), "a message was sent twice");
+    assert_eq!(sim.stats().writes, log.len() as u64, "{:?}", sim.stats());
     drop(l);
     drop(served);
     println!("{backend}: {ROUNDS} rounds in {:?}", started.elapsed());
