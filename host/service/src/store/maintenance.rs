@@ -271,11 +271,11 @@ fn open_existing(path: &Path, flags: rusqlite::OpenFlags) -> Result<rusqlite::Co
     let conn = rusqlite::Connection::open_with_flags(path, flags).map_err(|e| db_error(path, e))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(|e| db_error(path, e))?;
+    // No `meta` table, or no check value in it: not a store of ours.
     let has_check: Option<i64> = conn
         .query_row("SELECT 1 FROM meta WHERE key = 'key_check'", [], |r| {
             r.get(0)
         })
-        .map_err(|e| db_error(path, format!("not a devext store ({e})")))
         .ok();
     if has_check.is_none() {
         return Err(StoreError::Corrupt(format!(
