@@ -82,6 +82,11 @@ struct Ledger {
     /// Acknowledged writes (of every kind), for the summary.
     acknowledged: u64,
     cut_off: u64,
+    /// Repeats after a restart answered 409 (claimed, outcome unknown), ran then (never
+    /// claimed), or replayed (done before the kill, answer lost).
+    repeats_refused: u64,
+    repeats_ran: u64,
+    repeats_replayed: u64,
 }
 
 struct World {
@@ -419,6 +424,7 @@ async fn check_after_restart(world: &World, sim: &RunningSim, addr: SocketAddr, 
     );
     l.rate = rate;
     l.rate_pending = None;
+    let (mut refused, mut ran, mut replayed) = (0, 0, 0);
     for a in &mut l.actions {
         let before = sent(sim, &a.key);
         if a.acknowledged {
@@ -457,9 +463,18 @@ async fn check_after_restart(world: &World, sim: &RunningSim, addr: SocketAddr, 
             409 => assert_eq!(after, before, "round {round}: {}: {b}", a.key),
             _ => panic!("round {round}: repeating {}: {s} {b}", a.key),
         }
+        match (a.acknowledged, s, before) {
+            (true, _, _) => {}
+            (false, 409, _) => refused += 1,
+            (false, _, 0) => ran += 1,
+            (false, _, _) => replayed += 1,
+        }
         assert!(after <= 1);
         a.acknowledged |= s == 200;
     }
+    ledger.repeats_refused += refused;
+    ledger.repeats_ran += ran;
+    ledger.repeats_replayed += replayed;
     *world.ledger.lock().unwrap() = ledger;
 }
 
@@ -594,6 +609,7 @@ async fn crash_rounds(db: &str, key_hex: Option<&str>, backend: &str) {
         );
     }
     let l = world.ledger.lock().unwrap();
+    let repeats = (l.repeats_refused, l.repeats_ran, l.repeats_replayed);
     assert!(
         l.acknowledged >= u64::from(ROUNDS) * 5,
         "too few writes to mean anything: {}",
@@ -611,7 +627,14 @@ async fn crash_rounds(db: &str, key_hex: Option<&str>, backend: &str) {
     assert_eq!(sim.stats().writes, log.len() as u64, "{:?}", sim.stats());
     drop(l);
     drop(served);
-    println!("{backend}: {ROUNDS} rounds in {:?}", started.elapsed());
+    println!(
+        "{backend}: {ROUNDS} rounds in {:?}; actions cut off and repeated: {} answered 409 \
+         (claimed, outcome unknown), {} ran then (never claimed), {} replayed (done, answer lost)",
+        started.elapsed(),
+        repeats.0,
+        repeats.1,
+        repeats.2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
