@@ -461,3 +461,96 @@ async fn rotating_the_key_of_a_postgres_store_survives_a_crash_and_retires_the_o
     let dir = tempfile::tempdir().unwrap();
     rotate_key_scenario(&url, Some(&"3c".repeat(32)), dir.path()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn devext_serve_prunes_old_audit_entries_and_idempotency_records_in_the_background() {
+    let sim = sim().await;
+    lift_limits(&sim);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let db = dir.path().join("devext.db");
+    let db_s = db.to_str().unwrap().to_owned();
+    let admin = create_org(&db_s, None);
+    let served = start_serve(&db_s, None, &config);
+    assert_eq!(put_settings(served.addr, &admin, &sim, 90).await.0, 200);
+    let device = sim_device(served.addr, &admin, &sim, 0).await;
+    let path = format!("/api/v1/devices/{device}/extensions/jasper/send_sms");
+    for key in ["old-1", "old-2", "new-1"] {
+        let (s, b) = http(
+            served.addr,
+            "POST",
+            &path,
+            &admin,
+            Some(&json!({"message": key})),
+            &[("idempotency-key", key)],
+        )
+        .await
+        .unwrap();
+        assert_eq!(s, 200, "{b}");
+    }
+    drop(served);
+    // Long ago: every audit entry but the last (the third SMS), and the first two SMS' records.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let old = "2000-01-01T00:00:00.000Z";
+    let last: i64 = conn
+        .query_row("SELECT max(id) FROM audit", [], |r| r.get(0))
+        .unwrap();
+    let total: i64 = conn
+        .query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
+        .unwrap();
+    assert!(total >= 5, "settings, device, three SMS: {total}");
+    conn.execute(
+        "UPDATE audit SET at = ?1 WHERE id < ?2",
+        rusqlite::params![old, last],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE idempotency SET created_at = ?1 WHERE key LIKE 'old-%'",
+        [old],
+    )
+    .unwrap();
+    drop(conn);
+
+    let mut child = devext(None)
+        .args([
+            "serve",
+            "--db",
+            &db_s,
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&config)
+        .args([
+            "--audit-retention-days",
+            "30",
+            "--idempotency-retention-hours",
+            "24",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let started = std::time::Instant::now();
+    while count("SELECT count(*) FROM audit WHERE at = '2000-01-01T00:00:00.000Z'") > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "old audit entries still there after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // The recent SMS's entry and record stay; the old ones are gone.
+    assert_eq!(count("SELECT count(*) FROM audit"), 1);
+    assert_eq!(count("SELECT max(id) FROM audit"), last);
+    assert_eq!(
+        count("SELECT count(*) FROM idempotency WHERE key LIKE 'old-%'"),
+        0
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM idempotency WHERE key = 'new-1'"),
+        1
+    );
+}

@@ -34,7 +34,7 @@ pub(crate) struct ServeArgs {
     db: Option<PathBuf>,
     /// TOML file with `listen`, `db`, `plugins`, `allow_loopback_http`, `call_timeout_secs`,
     /// `view_cache_entries`, `header_read_timeout_secs`, `body_read_timeout_secs`,
-    /// `max_connections`
+    /// `max_connections`, `audit_retention_days`, `idempotency_retention_hours`
     #[arg(long, env = "DEVEXT_CONFIG")]
     config: Option<PathBuf>,
     /// A dashboard session ends after this many seconds without use [default: 1800]

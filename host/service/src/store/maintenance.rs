@@ -182,6 +182,12 @@ impl PgStore {
             .bind(new.seal(KEY_CHECK_CONTEXT, KEY_CHECK)?)
             .execute(&mut *tx)
             .await?;
+        // Delivered at commit: the running replicas drop their memos (decrypted settings), so
+        // they stop using the old secrets at once and say why (`unreadable_secrets`).
+        sqlx::query("SELECT pg_notify($1, 'key rotated')")
+            .bind(super::postgres::CHANGES_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Rotated { secrets: done })
     }
@@ -265,11 +271,11 @@ fn open_existing(path: &Path, flags: rusqlite::OpenFlags) -> Result<rusqlite::Co
     let conn = rusqlite::Connection::open_with_flags(path, flags).map_err(|e| db_error(path, e))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(|e| db_error(path, e))?;
+    // No `meta` table, or no check value in it: not a store of ours.
     let has_check: Option<i64> = conn
         .query_row("SELECT 1 FROM meta WHERE key = 'key_check'", [], |r| {
             r.get(0)
         })
-        .map_err(|e| db_error(path, format!("not a devext store ({e})")))
         .ok();
     if has_check.is_none() {
         return Err(StoreError::Corrupt(format!(
@@ -436,4 +442,77 @@ pub fn restore_sqlite(
         contents: result?,
         checked: at_hand.is_some(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{ExtensionSettings, Store};
+
+    async fn store_with_secrets(dir: &Path) -> (PathBuf, SecretKey) {
+        let db = dir.join("s.db");
+        let key = SecretKey::generate().unwrap();
+        let s = SqliteStore::open(&db, Some(key.clone())).await.unwrap();
+        let org = s.create_org("a").await.unwrap().id;
+        let mut secrets = serde_json::Map::new();
+        secrets.insert("password".into(), serde_json::json!("hunter2"));
+        s.put_extension(
+            org,
+            &ExtensionSettings {
+                plugin: "p".into(),
+                enabled: true,
+                config: serde_json::Map::new(),
+                secrets,
+            },
+        )
+        .await
+        .unwrap();
+        (db, key)
+    }
+
+    #[tokio::test]
+    async fn a_restore_checks_the_backup_and_replaces_the_old_write_ahead_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, key) = store_with_secrets(dir.path()).await;
+        let backup = dir.path().join("b.db");
+        let got = backup_sqlite(&db, &backup).unwrap();
+        assert_eq!((got.orgs, got.settings), (1, 1));
+        // No partial file is left beside it.
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!names.iter().any(|n| n.contains("partial")), "{names:?}");
+
+        // Not a store: refused, nothing written.
+        let junk = dir.path().join("junk.db");
+        std::fs::write(&junk, "not SQLite").unwrap();
+        let target = dir.path().join("r.db");
+        assert!(restore_sqlite(&junk, &target, false, None).is_err());
+        assert!(!target.exists());
+        // Another key: refused.
+        let other = SecretKey::generate().unwrap();
+        let e = restore_sqlite(&backup, &target, false, Some(&other)).unwrap_err();
+        assert!(matches!(e, StoreError::WrongKey), "{e:?}");
+        assert!(!target.exists());
+
+        // Over a file that holds data, with a stale write-ahead log: only with force, and the
+        // log is gone (it would be replayed onto the restored file).
+        std::fs::write(&target, "old data").unwrap();
+        std::fs::write(dir.path().join("r.db-wal"), "stale").unwrap();
+        let e = restore_sqlite(&backup, &target, false, Some(&key)).unwrap_err();
+        assert!(e.to_string().contains("--force"), "{e}");
+        let done = restore_sqlite(&backup, &target, true, Some(&key)).unwrap();
+        assert!(done.checked);
+        assert_eq!(done.contents.settings, 1);
+        assert!(!dir.path().join("r.db-wal").exists());
+        let restored = SqliteStore::open(&target, Some(key)).await.unwrap();
+        let org = restored.org_by_name("a").await.unwrap().unwrap().id;
+        let s = restored.extension(org, "p").await.unwrap().unwrap();
+        assert_eq!(s.secrets["password"], "hunter2");
+        // Without a key (none given, no key file beside it) it does not open.
+        drop(restored);
+        let e = SqliteStore::open(&target, None).await.unwrap_err();
+        assert!(matches!(e, StoreError::KeyMissing { .. }), "{e:?}");
+    }
 }

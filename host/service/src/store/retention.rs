@@ -178,10 +178,13 @@ pub struct RetentionPolicy {
     pub batch: u32,
     /// Pause between two batches (20 ms).
     pub pause: Duration,
-    /// Time between two runs (10 minutes); the first run starts one `every` after start-up,
-    /// at most a minute.
+    /// Time between two runs (10 minutes); the first run starts [`FIRST_RUN_AFTER`] after
+    /// start-up (or `every`, if shorter).
     pub every: Duration,
 }
+
+/// When the first run starts after start-up: soon, but not while the service starts.
+pub const FIRST_RUN_AFTER: Duration = Duration::from_secs(5);
 
 /// The default audit retention, days.
 pub const DEFAULT_AUDIT_DAYS: u64 = 90;
@@ -264,7 +267,7 @@ pub fn spawn<S: Retention + Clone>(
     policy: RetentionPolicy,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let first = policy.every.min(Duration::from_secs(60));
+        let first = policy.every.min(FIRST_RUN_AFTER);
         tokio::time::sleep(first).await;
         loop {
             match prune(&store, &policy).await {

@@ -36,6 +36,20 @@ fn before_now(ago: std::time::Duration) -> String {
     )
 }
 
+/// This process's name in the idempotency claims it makes (random per process): a running
+/// claim of another name was cut off when its process stopped.
+fn claimant() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let bytes = crypto::random_bytes::<8>().unwrap_or_else(|_| {
+            // No randomness: the process id and the time still differ from the last process.
+            let t = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64;
+            (t ^ u64::from(std::process::id())).to_le_bytes()
+        });
+        format!("p{}", crypto::hex(&bytes))
+    })
+}
+
 /// How often a session's `last_seen_at` is written: its idle expiry is this coarse.
 const SESSION_TOUCH_SECS: u64 = 15;
 
@@ -1166,13 +1180,14 @@ impl Store for SqliteStore {
     ) -> Result<IdempotencyClaim> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO idempotency (org_id, key, request, status, body, created_at) \
-             VALUES (?, ?, ?, 0, '', ?) ON CONFLICT (org_id, key) DO NOTHING",
+            "INSERT INTO idempotency (org_id, key, request, status, body, created_at, claimant) \
+             VALUES (?, ?, ?, 0, '', ?, ?) ON CONFLICT (org_id, key) DO NOTHING",
         )
         .bind(org_id)
         .bind(key)
         .bind(fingerprint)
         .bind(now())
+        .bind(claimant())
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -1181,7 +1196,7 @@ impl Store for SqliteStore {
             IdempotencyClaim::Claimed
         } else {
             let row = sqlx::query(
-                "SELECT request, status, body, created_at FROM idempotency \
+                "SELECT request, status, body, created_at, claimant FROM idempotency \
                  WHERE org_id = ? AND key = ?",
             )
             .bind(org_id)
@@ -1192,6 +1207,14 @@ impl Store for SqliteStore {
             let status: i64 = row.get("status");
             if request != fingerprint {
                 IdempotencyClaim::Mismatch
+            } else if status == 0
+                && row.get::<Option<String>, _>("claimant").as_deref() != Some(claimant())
+            {
+                // Claimed by a process that is gone (one process serves an SQLite store): the
+                // request was cut off by a crash or a restart.
+                IdempotencyClaim::Unknown {
+                    since: row.get("created_at"),
+                }
             } else if status == 0 {
                 IdempotencyClaim::InProgress {
                     since: row.get("created_at"),
