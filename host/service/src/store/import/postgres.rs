@@ -93,20 +93,27 @@ impl PgImport {
                 pre.owners.push((entry, owner));
             }
         }
-        if names.is_empty() && ids.is_empty() {
-            return Ok(pre);
-        }
-        let found = sqlx::query(
-            "SELECT id, name, type, extensions, created_at, updated_at FROM devices \
-             WHERE org_id = $1 AND (name = ANY($2) OR id = ANY($3))",
-        )
-        .bind(self.org_id)
-        .bind(&names)
-        .bind(&ids)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        for r in &found {
-            pre.devices.push(row_device(r)?);
+        // Two queries, each on its index (`devices_org_name`, the primary key).
+        for (column, keys) in [("name", &names), ("id", &ids)] {
+            if keys.is_empty() {
+                continue;
+            }
+            let sql = format!(
+                "SELECT id, name, type, extensions, created_at, updated_at FROM devices \
+                 WHERE org_id = $1 AND {column} = ANY($2)"
+            );
+            // Only fixed column names; every value is bound.
+            let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(self.org_id)
+                .bind(keys)
+                .fetch_all(&mut *self.tx)
+                .await?;
+            for r in &found {
+                let device = row_device(r)?;
+                if !pre.devices.iter().any(|d| d.id == device.id) {
+                    pre.devices.push(device);
+                }
+            }
         }
         Ok(pre)
     }
