@@ -90,16 +90,20 @@ impl SqliteImport {
                 pre.owners.push((entry, owner));
             }
         }
-        // Two queries, each on its index (`devices_org_name`, the primary key).
-        for (column, keys) in [("name", &names), ("id", &ids)] {
+        // Two queries, each on its index: (org_id, name), and the primary key (`+org_id`: the
+        // org's condition a filter there, not the org's index, which reads all its devices).
+        for (condition, keys) in [
+            ("org_id = ? AND name", &names),
+            ("+org_id = ? AND id", &ids),
+        ] {
             if keys.is_empty() {
                 continue;
             }
             let sql = format!(
                 "SELECT id, name, type, extensions, created_at, updated_at FROM devices \
-                 WHERE org_id = ? AND {column} IN (SELECT value FROM json_each(?))"
+                 WHERE {condition} IN (SELECT value FROM json_each(?))"
             );
-            // Only fixed column names; every value is bound.
+            // Only fixed conditions; every value is bound.
             let found = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(self.org_id)
                 .bind(json_list(keys.iter().map(String::as_str)))
