@@ -285,6 +285,34 @@ async fn matched_by_a_lookup_field_devices_are_renamed_not_duplicated() {
 }
 
 #[tokio::test]
+async fn a_lookup_value_a_record_gives_up_is_free_for_the_records_after_it() {
+    let env = Env::new().await;
+    assert_eq!(jsonl(&env, "", &line("a", "SN-5")).await.json["created"], 1);
+    // Line 1 moves `a` from SN-5 to SN-1; line 2 may then take SN-5 (in the same batch).
+    let file = [line("a", "SN-1"), line("c", "SN-5")].join("\n");
+    let r = jsonl(&env, "", &file).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        (&r.json["updated"], &r.json["created"]),
+        (&json!(1), &json!(1))
+    );
+    // In the other order, SN-5 is still a's when line 1 asks for it.
+    let file = [line("d", "SN-1"), line("a", "SN-2")].join("\n");
+    let r = jsonl(&env, "?partial=true", &file).await;
+    assert_eq!(
+        (&r.json["failed"], &r.json["updated"]),
+        (&json!(1), &json!(1)),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.json["problems"][0]["line"], 1);
+    let (_, found) = env
+        .get("/api/v1/devices?ext.meter.serial=SN-5", &env.admin)
+        .await;
+    assert_eq!(names(found["items"].as_array().unwrap()), vec!["c"]);
+}
+
+#[tokio::test]
 async fn matched_by_name_a_file_naming_a_device_twice_updates_it_and_ambiguous_names_fail() {
     let env = Env::new().await;
     // In one file: the second line updates the device the first created.

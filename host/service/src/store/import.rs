@@ -193,7 +193,16 @@ fn plan(
     let stored: HashMap<String, Device> =
         pre.devices.into_iter().map(|d| (d.id.clone(), d)).collect();
     let owners: HashMap<LookupEntry, String> = pre.owners.into_iter().collect();
+    let mut stored_by_name: HashMap<String, Vec<String>> = HashMap::new();
+    for d in stored.values() {
+        stored_by_name
+            .entry(d.name.clone())
+            .or_default()
+            .push(d.id.clone());
+    }
     let mut touched: HashMap<String, Touched> = HashMap::new();
+    // The touched devices by their current name.
+    let mut touched_by_name: HashMap<String, Vec<String>> = HashMap::new();
     // Lookup values held by touched devices (their stored values are theirs no more).
     let mut claims: HashMap<LookupEntry, String> = HashMap::new();
     let mut created_order: Vec<String> = Vec::new();
@@ -215,18 +224,18 @@ fn plan(
         };
         let found: Vec<Device> = match &row.key {
             MatchKey::Name(name) => {
-                let mut found: Vec<Device> = stored
-                    .values()
-                    .filter(|d| !touched.contains_key(&d.id) && &d.name == name)
-                    .cloned()
-                    .collect();
-                found.extend(
-                    touched
-                        .values()
-                        .filter(|t| &t.device.name == name)
-                        .map(|t| t.device.clone()),
-                );
-                found
+                let untouched = stored_by_name
+                    .get(name)
+                    .into_iter()
+                    .flatten()
+                    .filter(|id| !touched.contains_key(id.as_str()))
+                    .filter_map(|id| stored.get(id));
+                let renamed = touched_by_name
+                    .get(name)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| touched.get(id).map(|t| &t.device));
+                untouched.chain(renamed).cloned().collect()
             }
             MatchKey::Lookup(entry) => owner(entry)
                 .and_then(|id| current(&id))
@@ -252,7 +261,14 @@ fn plan(
                     for e in &old.lookup {
                         claims.remove(e);
                     }
+                    if let Some(ids) = touched_by_name.get_mut(&old.device.name) {
+                        ids.retain(|i| i != &id);
+                    }
                 }
+                touched_by_name
+                    .entry(row.name.clone())
+                    .or_default()
+                    .push(id.clone());
                 for e in &row.lookup {
                     claims.insert(e.clone(), id.clone());
                 }
@@ -295,6 +311,10 @@ fn plan(
                         new: true,
                     },
                 );
+                touched_by_name
+                    .entry(row.name.clone())
+                    .or_default()
+                    .push(id.clone());
                 created_order.push(id.clone());
                 counts.created += 1;
                 RowOutcome::Created(id)

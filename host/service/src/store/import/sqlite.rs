@@ -90,28 +90,38 @@ impl SqliteImport {
                 pre.owners.push((entry, owner));
             }
         }
-        if names.is_empty() && ids.is_empty() {
-            return Ok(pre);
-        }
-        let found = sqlx::query(
-            "SELECT id, name, type, extensions, created_at, updated_at FROM devices \
-             WHERE org_id = ? AND (name IN (SELECT value FROM json_each(?)) \
-             OR id IN (SELECT value FROM json_each(?)))",
-        )
-        .bind(self.org_id)
-        .bind(json_list(names.iter().map(String::as_str)))
-        .bind(json_list(ids.iter().map(String::as_str)))
-        .fetch_all(&mut *self.tx)
-        .await?;
-        for r in found {
-            pre.devices.push(device_from_columns(
-                r.get("id"),
-                r.get("name"),
-                r.get("type"),
-                r.get("extensions"),
-                r.get("created_at"),
-                r.get("updated_at"),
-            )?);
+        // Two queries, each on its index: (org_id, name), and the primary key (`+org_id`: the
+        // org's condition a filter there, not the org's index, which reads all its devices).
+        for (condition, keys) in [
+            ("org_id = ? AND name", &names),
+            ("+org_id = ? AND id", &ids),
+        ] {
+            if keys.is_empty() {
+                continue;
+            }
+            let sql = format!(
+                "SELECT id, name, type, extensions, created_at, updated_at FROM devices \
+                 WHERE {condition} IN (SELECT value FROM json_each(?))"
+            );
+            // Only fixed conditions; every value is bound.
+            let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(self.org_id)
+                .bind(json_list(keys.iter().map(String::as_str)))
+                .fetch_all(&mut *self.tx)
+                .await?;
+            for r in found {
+                let device = device_from_columns(
+                    r.get("id"),
+                    r.get("name"),
+                    r.get("type"),
+                    r.get("extensions"),
+                    r.get("created_at"),
+                    r.get("updated_at"),
+                )?;
+                if !pre.devices.iter().any(|d| d.id == device.id) {
+                    pre.devices.push(device);
+                }
+            }
         }
         Ok(pre)
     }
