@@ -4,6 +4,7 @@ pub mod api;
 pub mod chart;
 pub mod crypto;
 pub mod dashboard;
+pub mod jobs;
 pub mod lookup;
 pub mod memo;
 pub mod metrics;
@@ -53,6 +54,8 @@ pub async fn serve_with<S: Store>(
             tracing::warn!(error = %e, "cannot check the devices for plugins that are not loaded");
         }
     });
+    // Bulk jobs run beside the requests, from the store (also those a previous run left).
+    let runner = jobs::runner::start(&app);
     let state = app.clone();
     let signal = async move {
         shutdown.await;
@@ -60,7 +63,11 @@ pub async fn serve_with<S: Store>(
         tracing::info!("shutting down: finishing in-flight requests");
     };
     // The peer's address (`ConnectInfo`): sign-in failures are counted per client address.
-    server::serve_router(listener, router(app), limits, signal).await
+    let served = server::serve_router(listener, router(app), limits, signal).await;
+    // The items in flight finish (each bounded by its call's deadline); the rest wait in the
+    // store for the next run or another replica.
+    runner.stop().await;
+    served
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -13,6 +13,7 @@ mod api_env;
 mod backends;
 mod dashboard;
 mod import;
+mod jobs;
 mod lookup;
 mod maintenance;
 mod meter;

@@ -19,6 +19,8 @@ mod backends;
 mod dashboard;
 #[path = "import.rs"]
 mod import;
+#[path = "jobs.rs"]
+mod jobs;
 #[path = "lookup.rs"]
 mod lookup;
 #[path = "maintenance.rs"]

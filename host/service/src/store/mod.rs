@@ -22,6 +22,7 @@ mod any;
 pub mod copy;
 pub mod import;
 mod inline;
+pub mod jobs;
 pub mod maintenance;
 mod model;
 pub mod pg_limiter;
@@ -136,7 +137,8 @@ pub(crate) fn check_extension_etag(
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// What the service needs from storage.
-pub trait Store: Send + Sync + 'static + ImportStore {
+/// (Bulk jobs are stored by every store: [`jobs::JobStore`].)
+pub trait Store: jobs::JobStore + ImportStore + Send + Sync + 'static {
     /// Creates an org; `Conflict` if the name is taken.
     fn create_org(&self, name: &str) -> impl Future<Output = Result<Org>> + Send;
     /// The org called `name`.

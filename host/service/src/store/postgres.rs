@@ -85,6 +85,11 @@ fn migrations() -> Vec<Migration> {
             include_str!("../../migrations/postgres/0001_init.sql"),
         ),
         migration(
+            2,
+            "jobs",
+            include_str!("../../migrations/postgres/0002_jobs.sql"),
+        ),
+        migration(
             3,
             "retention",
             include_str!("../../migrations/postgres/0003_retention.sql"),
