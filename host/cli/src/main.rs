@@ -7,7 +7,6 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use devext_host::{Runtime, RuntimeConfig, egress::EgressConfig};
 
-#[allow(dead_code)] // until `devext jobs` uses all of it
 mod client;
 mod cmd;
 
@@ -82,6 +81,10 @@ enum Command {
     /// Store maintenance: copying an installation to another store
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Bulk jobs on a running service (--url or DEVEXT_URL, the key in DEVEXT_KEY): run one
+    /// and follow its progress, list, show, cancel, download results
+    #[command(subcommand)]
+    Jobs(cmd::jobs::JobsCommand),
 }
 
 #[derive(Subcommand)]
@@ -273,5 +276,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys(KeysCommand::Create(args)) => cmd::serve::keys_create(&args),
         Command::Users(command) => cmd::users::run(&command),
         Command::Store(StoreCommand::Copy(args)) => cmd::serve::store_copy(&args),
+        Command::Jobs(command) => cmd::jobs::run(&command),
     }
 }

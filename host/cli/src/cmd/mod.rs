@@ -6,6 +6,7 @@ use devext_host::Runtime;
 use crate::{GlobalArgs, runtime_config};
 
 pub(crate) mod invoke;
+pub(crate) mod jobs;
 pub(crate) mod plugins;
 pub(crate) mod plugins_lock;
 pub(crate) mod schema;
