@@ -118,7 +118,10 @@ async fn devices_selected_in_the_list_run_as_a_job_followed_to_its_results() -> 
     // The Jobs page lists it.
     c.goto(&format!("{base}/jobs")).await?;
     let text = main_text(c).await;
-    assert!(text.contains(job_path.trim_start_matches("/jobs/")), "{text}");
+    assert!(
+        text.contains(job_path.trim_start_matches("/jobs/")),
+        "{text}"
+    );
     browser.client.clone().close().await?;
     sim.shutdown().await;
     Ok(())

@@ -4,7 +4,6 @@
 //! JSON Lines and CSV, list/show, cancel, and the errors of a wrong key or URL.
 
 use std::io::{BufRead as _, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::{Value, json};
