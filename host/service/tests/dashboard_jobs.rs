@@ -612,3 +612,70 @@ async fn a_viewer_sees_jobs_and_runs_views_but_not_actions() {
     let page = send(&svc, "GET", "/jobs", &token, None).await;
     assert!(page.text.contains(&job_id), "{}", page.text);
 }
+
+#[tokio::test]
+async fn a_waiting_job_refreshes_without_script_and_cancels_from_its_page() {
+    // No runner: the job waits, as behind a long one.
+    let svc = TestService::start(RuntimeConfig::default()).await;
+    let ids = fleet(&svc, 2).await;
+    let (token, csrf) = signed_in(&svc, "ann@example.com", Role::Operator).await;
+    let page = send(
+        &svc,
+        "POST",
+        "/jobs",
+        &token,
+        Some(&[
+            ("csrf", &csrf),
+            ("id", &ids[0]),
+            ("id", &ids[1]),
+            ("plugin", PLUGIN),
+            ("op", "poke"),
+            ("input_json", r#"{"level": "low"}"#),
+            ("idempotency_key", "w1"),
+        ]),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    let job_path = page.location().to_owned();
+    let page = send(&svc, "GET", &job_path, &token, None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.text
+            .contains(r#"<noscript><meta http-equiv="refresh" content="3"></noscript>"#),
+        "{}",
+        page.text
+    );
+    assert!(!page.text.contains("data-finished"), "{}", page.text);
+    assert!(
+        page.text
+            .contains(r#"<progress data-job-progress max="2" value="0">"#),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text
+            .contains(&format!(r#"<a href="{job_path}">Reload</a>"#)),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("Cancel the job"), "{}", page.text);
+    let page = send(
+        &svc,
+        "POST",
+        &format!("{job_path}/cancel"),
+        &token,
+        Some(&[("csrf", &csrf)]),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    assert_eq!(page.location(), job_path);
+    let page = send(&svc, "GET", &job_path, &token, None).await;
+    assert!(page.text.contains(r#"data-finished="1""#), "{}", page.text);
+    assert!(page.text.contains(">cancelled</span>"), "{}", page.text);
+    assert_eq!(
+        page.text.matches("badge-outcome-skipped").count(),
+        2,
+        "{}",
+        page.text
+    );
+}

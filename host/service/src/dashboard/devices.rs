@@ -141,11 +141,11 @@ async fn render<S: Store>(
             }
             div.table-wrap {
                 table #devices {
-                    thead { tr { th scope="col" { span.sr-only { "Select" } } th scope="col" { "Name" } th scope="col" { "Type" } th scope="col" { "Extensions" } th scope="col" { "Updated" } } }
+                    thead { tr { th.select scope="col" { span.sr-only { "Select" } } th scope="col" { "Name" } th scope="col" { "Type" } th scope="col" { "Extensions" } th scope="col" { "Updated" } } }
                     tbody {
                         @for d in &items {
                             tr {
-                                td { input type="checkbox" name="id" value=(d["id"].as_str().unwrap_or("")) aria-label=(format!("Select {}", d["name"].as_str().unwrap_or(""))); }
+                                td.select { input type="checkbox" name="id" value=(d["id"].as_str().unwrap_or("")) aria-label=(format!("Select {}", d["name"].as_str().unwrap_or(""))); }
                                 td { a href=(format!("/devices/{}", d["id"].as_str().unwrap_or(""))) { (d["name"].as_str().unwrap_or("")) } }
                                 td { (d["type"].as_str().unwrap_or("")) }
                                 td { (d["extensions"].as_object().map(|o| o.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
