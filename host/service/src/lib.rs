@@ -4,6 +4,7 @@ pub mod api;
 pub mod chart;
 pub mod crypto;
 pub mod dashboard;
+pub mod jobs;
 pub mod lookup;
 pub mod memo;
 pub mod metrics;
@@ -40,6 +41,8 @@ pub async fn serve<S: Store>(
             tracing::warn!(error = %e, "cannot check the devices for plugins that are not loaded");
         }
     });
+    // Bulk jobs run beside the requests, from the store (also those a previous run left).
+    let runner = jobs::runner::start(&app);
     let state = app.clone();
     let signal = async move {
         shutdown.await;
@@ -54,12 +57,16 @@ pub async fn serve<S: Store>(
         }
     });
     // The peer's address: sign-in failures are counted per client address.
-    axum::serve(
+    let served = axum::serve(
         listener,
         router(app).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(signal)
-    .await
+    .await;
+    // The items in flight finish (each bounded by its call's deadline); the rest wait in the
+    // store for the next run or another replica.
+    runner.stop().await;
+    served
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -12,6 +12,7 @@ mod api;
 mod api_env;
 mod backends;
 mod dashboard;
+mod jobs;
 mod lookup;
 mod meter;
 mod route_table;

@@ -17,6 +17,8 @@ mod api_env;
 mod backends;
 #[path = "dashboard.rs"]
 mod dashboard;
+#[path = "jobs.rs"]
+mod jobs;
 #[path = "lookup.rs"]
 mod lookup;
 #[path = "meter.rs"]

@@ -161,7 +161,11 @@ fn number<T: std::str::FromStr>(key: &str, value: &str) -> ApiResult<T> {
 }
 
 /// The filter `ext.<plugin>.<field>=value`, if `plugin` declares `field` as a lookup field.
-fn lookup_filter(key: &str, value: String, lookup: &LookupFields) -> ApiResult<LookupEntry> {
+pub(crate) fn lookup_filter(
+    key: &str,
+    value: String,
+    lookup: &LookupFields,
+) -> ApiResult<LookupEntry> {
     let known = lookup.filter_names();
     let entry = key[FILTER_PREFIX.len()..]
         .rsplit_once('.')

@@ -18,7 +18,7 @@ pub(crate) mod keys;
 pub(crate) mod ops;
 pub(crate) mod page;
 mod plugins;
-mod request_id;
+pub(crate) mod request_id;
 mod routes;
 pub(crate) mod settings;
 pub(crate) mod state;

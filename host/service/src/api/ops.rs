@@ -224,7 +224,7 @@ const AUDITED_STRING_CHARS: usize = 100;
 /// A top-level property marked `"writeOnly": true` is `"<secret>"`; one annotated
 /// `"x-devext-audit": "length"` (a message body) is its length, `"omit"` leaves it out; any
 /// other string over [`AUDITED_STRING_CHARS`] characters is its length too.
-fn audited_input(input: &Value, schema: &Value) -> String {
+pub(crate) fn audited_input(input: &Value, schema: &Value) -> String {
     let Some(fields) = input.as_object() else {
         return input.to_string();
     };

@@ -13,7 +13,7 @@ pub(super) const MAX_LIMIT: u32 = 500;
 
 /// The page size of a request's `limit` ([`DEFAULT_LIMIT`] if not given); one out of
 /// [`MIN_LIMIT`]..=[`MAX_LIMIT`] is a 400 naming the parameter and its range, never bent into it.
-pub(super) fn limit(requested: Option<u32>) -> ApiResult<u32> {
+pub(crate) fn limit(requested: Option<u32>) -> ApiResult<u32> {
     match requested {
         None => Ok(DEFAULT_LIMIT),
         Some(n) if (MIN_LIMIT..=MAX_LIMIT).contains(&n) => Ok(n),

@@ -375,6 +375,65 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
         )
         .body(op_body, MAX_BODY_BYTES),
         route(
+            M::POST,
+            "/api/v1/jobs",
+            "Create a bulk job: one operation on many devices, run in the background",
+            post(crate::jobs::create_job::<S>),
+        )
+        .role(Viewer)
+        .action_role(ops::ACTION_ROLE)
+        .description(
+            "Answers 202 with the job at once. The operation's role applies (a view: viewer; an \
+             action: operator, `x-devext-action-role`), checked now, as is the input against \
+             the operation's input schema. A destructive operation selecting more than 5 \
+             devices needs `confirm` equal to the selected count (else 409 \
+             `confirmation_required` with `details.total`). Accepts Idempotency-Key.",
+        )
+        .body(crate::jobs::create_body_schema(), MAX_BODY_BYTES)
+        .ok(202),
+        route(
+            M::GET,
+            "/api/v1/jobs",
+            "The org's bulk jobs, newest first, with their progress",
+            get(crate::jobs::list_jobs::<S>),
+        )
+        .role(Viewer)
+        .query(vec![
+            param(
+                "cursor",
+                "Continue after this cursor (`next` of the previous page)",
+                json!({"type": "string"}),
+            ),
+            param(
+                "limit",
+                "Page size: 1 to 500 (another value is a 400); 50 if not given",
+                json!({"type": "integer", "minimum": page::MIN_LIMIT, "maximum": page::MAX_LIMIT,
+                       "default": page::DEFAULT_LIMIT}),
+            ),
+        ]),
+        route(
+            M::GET,
+            "/api/v1/jobs/{id}",
+            "A bulk job and its progress (counts, rate, time left)",
+            get(crate::jobs::get_job::<S>),
+        )
+        .role(Viewer),
+        route(
+            M::GET,
+            "/api/v1/jobs/{id}/results",
+            "A bulk job's results, one record per device in selection order: JSON Lines, or \
+             CSV with `Accept: text/csv`",
+            get(crate::jobs::job_results::<S>),
+        )
+        .role(Viewer),
+        route(
+            M::POST,
+            "/api/v1/jobs/{id}/cancel",
+            "Cancel a bulk job: items in flight finish, the rest are skipped (409 if it ended)",
+            post(crate::jobs::cancel_job::<S>),
+        )
+        .role(Role::Operator),
+        route(
             M::GET,
             "/api/v1/audit",
             "The org's audit log, newest first",

@@ -21,6 +21,7 @@ use crate::crypto::CryptoError;
 mod any;
 pub mod copy;
 mod inline;
+pub mod jobs;
 mod model;
 pub mod pg_limiter;
 pub mod postgres;
@@ -125,7 +126,8 @@ pub(crate) fn check_extension_etag(
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// What the service needs from storage.
-pub trait Store: Send + Sync + 'static {
+/// (Bulk jobs are stored by every store: [`jobs::JobStore`].)
+pub trait Store: jobs::JobStore + Send + Sync + 'static {
     /// Creates an org; `Conflict` if the name is taken.
     fn create_org(&self, name: &str) -> impl Future<Output = Result<Org>> + Send;
     /// The org called `name`.

@@ -78,11 +78,18 @@ fn migrations() -> Vec<Migration> {
             false,
         )
     };
-    vec![migration(
-        1,
-        "init",
-        include_str!("../../migrations/postgres/0001_init.sql"),
-    )]
+    vec![
+        migration(
+            1,
+            "init",
+            include_str!("../../migrations/postgres/0001_init.sql"),
+        ),
+        migration(
+            2,
+            "jobs",
+            include_str!("../../migrations/postgres/0002_jobs.sql"),
+        ),
+    ]
 }
 
 /// The newest schema version this binary knows.

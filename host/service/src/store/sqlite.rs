@@ -85,6 +85,7 @@ fn migrator() -> Migrator {
             "users_sessions",
             include_str!("../../migrations/0004_users_sessions.sql"),
         ),
+        migration(5, "jobs", include_str!("../../migrations/0005_jobs.sql")),
     ])
 }
 
