@@ -1,6 +1,7 @@
 //! `devext jobs` as a client of a running `devext serve` (a child process, SQLite) whose
 //! organisation uses the simulator (run in-process by the test, limits raised): run a job and
-//! follow it (plain progress lines without a terminal, the summary, the exit code), results as
+//! follow it (plain progress lines without a terminal, a bar on one (a pty from util-linux
+//! `script`), the summary, the exit code), results as
 //! JSON Lines and CSV, list/show, cancel, and the errors of a wrong key or URL.
 
 use std::io::{BufRead as _, BufReader};
@@ -27,6 +28,12 @@ impl Drop for Served {
 
 fn devext_command() -> Command {
     let mut c = Command::new(devext_binary());
+    clean_env(&mut c);
+    c
+}
+
+/// Without the caller's devext settings.
+fn clean_env(c: &mut Command) {
     for var in [
         "DEVEXT_PLUGINS",
         "DEVEXT_ALLOW_LOOPBACK_HTTP",
@@ -38,7 +45,6 @@ fn devext_command() -> Command {
     ] {
         c.env_remove(var);
     }
-    c
 }
 
 /// An organisation `acme` in a fresh SQLite store, served on a free port.
@@ -304,6 +310,43 @@ async fn jobs_run_follow_results_cancel_and_clear_errors() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
+    // On a terminal (a pty from `script`): a progress bar, drawn and cleared, then the summary.
+    let two = dir.path().join("two.txt");
+    std::fs::write(&two, format!("{}\n{}\n", ids[0], ids[1])).unwrap();
+    let command = format!(
+        "'{}' jobs run --op jasper.overview --devices '{}'",
+        devext_binary().display(),
+        two.display()
+    );
+    let mut script = Command::new("script");
+    clean_env(&mut script);
+    script
+        .args(["-qefc", &command, "/dev/null"])
+        .env("DEVEXT_URL", &s.url)
+        .env("DEVEXT_KEY", &key)
+        .stdin(Stdio::null());
+    match tokio::task::spawn_blocking(move || script.output())
+        .await
+        .unwrap()
+    {
+        Ok(out) => {
+            let tty = text(&out.stdout);
+            assert_eq!(out.status.code(), Some(0), "{tty:?}");
+            assert!(tty.contains("\u{1b}["), "a bar is drawn: {tty:?}");
+            assert!(tty.contains("/2 done "), "its position and counts: {tty:?}");
+            assert!(
+                tty.contains(" done: 2 done, 0 failed, 0 skipped, 0 unknown of 2 in "),
+                "{tty:?}"
+            );
+        }
+        Err(e) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "`script` (util-linux) not installed, and CI is set: {e}"
+            );
+            println!("skipped: script not installed (the progress bar on a terminal)");
+        }
+    }
     let mut back = vec![
         "run",
         "--op",
