@@ -679,3 +679,49 @@ async fn a_waiting_job_refreshes_without_script_and_cancels_from_its_page() {
         page.text
     );
 }
+
+#[tokio::test]
+async fn a_large_job_s_page_shows_the_first_500_results_and_the_downloads_hold_all() {
+    let svc = TestService::start(RuntimeConfig::default()).await;
+    let _runner = devext_service::jobs::runner::start(&svc.app);
+    let ids = fleet(&svc, 501).await;
+    let (token, csrf) = signed_in(&svc, "ann@example.com", Role::Admin).await;
+    let page = send(
+        &svc,
+        "POST",
+        "/jobs",
+        &token,
+        Some(&[
+            ("csrf", &csrf),
+            ("all", "1"),
+            ("plugin", PLUGIN),
+            ("op", "status"),
+            ("input_json", "{}"),
+            ("idempotency_key", "big"),
+        ]),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    let job_path = page.location().to_owned();
+    let job_id = job_path.strip_prefix("/jobs/").unwrap();
+    let job = finished(&svc, job_id).await;
+    assert_eq!(job["done"], 501, "{job}");
+    let page = send(&svc, "GET", &job_path, &token, None).await;
+    assert_eq!(page.text.matches("badge-outcome-ok").count(), 500);
+    assert!(
+        page.text
+            .contains("The first 500 of 501 devices; the downloads hold them all."),
+        "{}",
+        page.text
+    );
+    let jsonl = send(
+        &svc,
+        "GET",
+        &format!("{job_path}/results.jsonl"),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(jsonl.text.lines().count(), 501);
+    assert!(jsonl.text.contains(&ids[500]));
+}

@@ -721,9 +721,9 @@ async fn render_job<S: Store>(
             p { "Download: " a href=(format!("/jobs/{id}/results.jsonl")) download { "JSON Lines" } " · " a href=(format!("/jobs/{id}/results.csv")) download { "CSV" } }
             @match &results {
                 Err(m) => { (notice("error", m)) }
-                Ok((rows, total)) => {
-                    @if *total > rows.len() {
-                        p.help { "The first " (rows.len()) " of " (total) " devices; the downloads hold them all." }
+                Ok(rows) => {
+                    @if count(&job, "total") > rows.len() as u64 {
+                        p.help { "The first " (rows.len()) " of " (count(&job, "total")) " devices; the downloads hold them all." }
                     }
                     div.table-wrap {
                         table #results {
@@ -771,28 +771,40 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-/// The first [`SHOWN_RESULTS`] result lines and the number of lines.
+/// The first [`SHOWN_RESULTS`] result lines, read from the results handler's stream (the rest is
+/// not read: a large job's page stays cheap).
 async fn read_results<S: Store>(
     app: &Arc<App<S>>,
     who: &Signed,
     id: &str,
-) -> Result<(Vec<Value>, usize), String> {
+) -> Result<Vec<Value>, String> {
+    use futures_util::StreamExt as _;
     let response = job_results(app, who, id, "application/x-ndjson")
         .await
         .map_err(|e| format!("The results cannot be read: {}", e.message()))?;
-    let bytes = axum::body::to_bytes(response.into_body(), 256 * 1024 * 1024)
-        .await
-        .map_err(|e| format!("The results cannot be read: {e}"))?;
-    let text = String::from_utf8_lossy(&bytes);
+    let mut stream = response.into_body().into_data_stream();
     let mut rows = Vec::new();
-    let mut total = 0;
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        total += 1;
-        if rows.len() < SHOWN_RESULTS {
-            rows.push(serde_json::from_str(line).unwrap_or(Value::Null));
+    let mut buf: Vec<u8> = Vec::new();
+    let push = |line: &[u8], rows: &mut Vec<Value>| {
+        if rows.len() < SHOWN_RESULTS && !line.iter().all(u8::is_ascii_whitespace) {
+            rows.push(serde_json::from_slice(line).unwrap_or(Value::Null));
+        }
+    };
+    while rows.len() < SHOWN_RESULTS {
+        match stream.next().await {
+            Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+            Some(Err(e)) => return Err(format!("The results cannot be read: {e}")),
+            None => {
+                push(&buf, &mut rows);
+                break;
+            }
+        }
+        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            push(&line, &mut rows);
         }
     }
-    Ok((rows, total))
+    Ok(rows)
 }
 
 /// `POST /jobs/{id}/cancel`.
