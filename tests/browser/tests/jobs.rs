@@ -28,12 +28,22 @@ async fn fetch(c: &Client, path: &str) -> (u64, String) {
     )
 }
 
+/// Whether the job's page shows it finished (`None` while a reload replaces the page).
+async fn job_finished(c: &Client) -> Option<bool> {
+    c.execute(
+        "const j = document.getElementById('job'); return j ? j.hasAttribute('data-finished') : null;",
+        vec![],
+    )
+    .await
+    .ok()?
+    .as_bool()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_selected_in_the_list_run_as_a_job_followed_to_its_results() -> R {
     let Some((chrome, driver)) = chromium() else {
         return Ok(());
     };
-    // Jasper's default limits (5 calls a second): a job of 6 takes about a second.
     let sim = devext_jasper_sim::start(SimConfig::default()).await?;
     let server = Server::start(&[]);
     let browser = Browser::start(&chrome, &driver, 1280, 1000).await;
@@ -53,6 +63,12 @@ async fn devices_selected_in_the_list_run_as_a_job_followed_to_its_results() -> 
         confirm_config(c, &format!("{{\"jasper\": {{\"iccid\": \"{iccid}\"}}}}")).await;
         super::wait_text(c, "Changes confirmed").await;
     }
+
+    // One call a second, so that the job is seen running.
+    c.goto(&format!("{base}/settings/extensions")).await?;
+    super::fill(c, "#ext-jasper-rate-per-second", "1").await;
+    click(c, "#ext-jasper form button[type=submit]").await;
+    super::wait_text(c, "Saved.").await;
 
     // The list: tick the three, run an operation.
     c.goto(&format!("{base}/devices?q=job-tracker")).await?;
@@ -74,12 +90,18 @@ async fn devices_selected_in_the_list_run_as_a_job_followed_to_its_results() -> 
     assert!(c.current_url().await?.path().starts_with("/jobs/job_"));
     let job_path = c.current_url().await?.path().to_owned();
 
-    // The page follows the job by itself until it ends.
+    // The page follows the job by itself until it ends: seen running first, then (reloaded by
+    // its script) finished.
+    assert_eq!(
+        job_finished(c).await,
+        Some(false),
+        "the job ended before its page was shown: {}",
+        main_text(c).await
+    );
+    screenshot(c, "jobs-running").await;
     let mut finished = false;
     for _ in 0..200 {
-        if let Ok(e) = c.find(css("#job")).await
-            && e.attr("data-finished").await?.is_some()
-        {
+        if job_finished(c).await == Some(true) {
             finished = true;
             break;
         }
