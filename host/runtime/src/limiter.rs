@@ -11,7 +11,9 @@
 //! - at most `rate_per_second` permits of an account start in any window of
 //!   `1000 + WINDOW_MARGIN_MS` ms;
 //! - while a back-off of the account runs, no permit is granted;
-//! - a `bulk` caller gets no permit while an `interactive` caller of the account waits;
+//! - a `bulk` caller gets no permit while an `interactive` caller of the account waits (and, in
+//!   this in-process limiter, takes no start before it is due, and leaves one start of each
+//!   window free while interactive callers are about);
 //! - nobody waits past their deadline: they get `rate_limited` with details
 //!   `{"limit": "in_flight" | "rate" | "backoff", "retry_after_ms": n}`.
 
@@ -152,7 +154,13 @@ struct AccountState {
     paused_until: Option<Instant>,
     /// Waiting callers, in arrival order.
     queue: VecDeque<(Priority, u64)>,
+    /// The last start granted to an interactive caller.
+    interactive_at: Option<Instant>,
 }
+
+/// For this many windows after an interactive caller's start, bulk callers leave one start of
+/// each window free (someone is using the dashboard: their next click is served at once).
+const INTERACTIVE_WINDOWS: u32 = 30;
 
 impl AccountState {
     /// The caller served next: the first interactive one, else the first.
@@ -275,11 +283,29 @@ impl LocalLimiter {
                 } else if state.held.len() >= ask.max_in_flight as usize {
                     Step::Wait("in_flight", state.held.values().min().copied())
                 } else {
-                    let start = state.next_start(now, ask.rate_per_second as usize, window);
+                    // A bulk caller takes a start only once it is due (never holding a slot
+                    // while it waits for one), so that an interactive caller arriving meanwhile
+                    // goes first; and while interactive callers are about (one started within
+                    // the last INTERACTIVE_WINDOWS windows) it leaves one start of each window
+                    // to them.
+                    let bulk = ask.priority == Priority::Bulk;
+                    let interactive_lately = state
+                        .interactive_at
+                        .is_some_and(|t| now < t + window * INTERACTIVE_WINDOWS);
+                    let rate = match ask.rate_per_second as usize {
+                        r if bulk && interactive_lately && r > 1 => r - 1,
+                        r => r,
+                    };
+                    let start = state.next_start(now, rate, window);
                     if start > ask.wait_until {
                         Step::Refuse(refusal("rate", start - now, &ask))
+                    } else if bulk && start > now {
+                        Step::Wait("rate", Some(start))
                     } else {
                         let id = self.next.fetch_add(1, Ordering::Relaxed);
+                        if !bulk {
+                            state.interactive_at = Some(start);
+                        }
                         state.starts.push_back(start);
                         state.held.insert(id, lease_end);
                         Step::Granted(id, start)
@@ -484,6 +510,40 @@ mod tests {
         let p = limiter.acquire(other).await.unwrap();
         assert_eq!(Instant::now(), t1);
         limiter.release(&p);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bulk_callers_leave_a_start_of_each_window_while_interactive_ones_are_about() {
+        let limiter = LocalLimiter::new();
+        let window = Duration::from_millis(1000 + WINDOW_MARGIN_MS);
+        let take = async |priority| {
+            let p = limiter
+                .acquire(ask(5, 5, priority, Duration::from_secs(10)))
+                .await
+                .unwrap();
+            limiter.release(&p);
+        };
+        // Nobody interactive about: bulk callers have every start of the window.
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            take(Priority::Bulk).await;
+        }
+        assert_eq!(Instant::now(), t0);
+        // An interactive caller (the next window's first start)...
+        take(Priority::Interactive).await;
+        let t1 = Instant::now();
+        assert_eq!(t1, t0 + window);
+        // ... and bulk callers now take four starts of a window, not five,
+        for _ in 0..3 {
+            take(Priority::Bulk).await;
+        }
+        assert_eq!(Instant::now(), t1);
+        // leaving the fifth to the next interactive caller, at once;
+        take(Priority::Interactive).await;
+        assert_eq!(Instant::now(), t1);
+        // a bulk caller waits for the next window.
+        take(Priority::Bulk).await;
+        assert!(Instant::now() >= t1 + window);
     }
 
     #[tokio::test(start_paused = true)]
