@@ -102,11 +102,6 @@ impl Client {
         Ok(Client { http, base, key })
     }
 
-    /// The base URL (never with the key).
-    pub(crate) fn base(&self) -> &str {
-        &self.base
-    }
-
     /// The full URL of `path` (which starts with `/`).
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
@@ -274,7 +269,7 @@ mod tests {
         assert!(Client::new("not a url", "k".into()).is_err());
         assert!(Client::new("ftp://h", "k".into()).is_err());
         let c = Client::new("http://127.0.0.1:1/", "dvx_secret".into()).unwrap();
-        assert_eq!(c.base(), "http://127.0.0.1:1");
+        assert_eq!(c.url("/api"), "http://127.0.0.1:1/api");
         assert!(!format!("{c:?}").contains("dvx_secret"));
     }
 

@@ -7,7 +7,6 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use devext_host::{Runtime, RuntimeConfig, egress::EgressConfig};
 
-#[allow(dead_code)] // until `devext jobs` uses all of it
 mod client;
 mod cmd;
 
@@ -87,6 +86,10 @@ enum Command {
     /// DEVEXT_KEY)
     #[command(subcommand)]
     Devices(cmd::devices::DevicesCommand),
+    /// Bulk jobs on a running service (--url or DEVEXT_URL, the key in DEVEXT_KEY): run one
+    /// and follow its progress, list, show, cancel, download results
+    #[command(subcommand)]
+    Jobs(cmd::jobs::JobsCommand),
 }
 
 #[derive(Subcommand)]
@@ -291,5 +294,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Store(StoreCommand::Restore(args)) => cmd::store_maint::restore(&args),
         Command::Store(StoreCommand::RotateKey(args)) => cmd::store_maint::rotate_key(&args),
         Command::Devices(command) => cmd::devices::run(&command),
+        Command::Jobs(command) => cmd::jobs::run(&command),
     }
 }

@@ -15,6 +15,9 @@ use devext_browser_tests::{Browser, PASSWORD, Server, chromium, screenshot};
 use devext_jasper_sim::{RunningSim, SimConfig};
 use fantoccini::{Client, Locator};
 
+// A bulk job: select, run, follow, download.
+mod jobs;
+
 type R = Result<(), Box<dyn std::error::Error>>;
 
 fn css(s: &str) -> Locator<'_> {

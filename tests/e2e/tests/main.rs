@@ -7,6 +7,7 @@
 //! - `cache`: the host's view cache, and its invalidation by actions.
 //! - `faults`: each fault mode of the simulator; no write applied twice.
 //! - `cli`: `devext invoke` against the simulator.
+//! - `jobs_cli`: `devext jobs` against a `devext serve` child process over the simulator.
 
 mod burst;
 mod cache;
@@ -14,4 +15,5 @@ mod cli;
 mod connection;
 mod contract;
 mod faults;
+mod jobs_cli;
 mod support;

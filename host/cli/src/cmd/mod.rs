@@ -7,6 +7,7 @@ use crate::{GlobalArgs, runtime_config};
 
 pub(crate) mod devices;
 pub(crate) mod invoke;
+pub(crate) mod jobs;
 pub(crate) mod plugins;
 pub(crate) mod plugins_lock;
 pub(crate) mod schema;

@@ -1,6 +1,7 @@
 //! Devices: a paged list (paging and search run in the store: by name, or by a plugin's lookup
 //! field `ext.<plugin>.<field>`) through `GET /api/v1/devices`'s handler, and creation through
-//! `POST /api/v1/devices`'s.
+//! `POST /api/v1/devices`'s. Devices ticked in the list (or all matching the search) go to a
+//! bulk job (`/jobs/new`, see `jobs`).
 
 use std::sync::Arc;
 
@@ -74,6 +75,21 @@ async fn render<S: Store>(
     let items = listed["items"].as_array().cloned().unwrap_or_default();
     let next = listed["next_cursor"].as_i64();
     let admin = who.user.role.allows(Role::Admin);
+    // "All N matching the search", for a job on them (counted up to 5,000).
+    let mut search = serde_json::Map::new();
+    if let Some(n) = name {
+        search.insert("name".into(), json!(n));
+    }
+    if let (Some(b), Some(v)) = (by, value) {
+        search.insert(b.into(), json!(v));
+    }
+    let matching = if items.is_empty() {
+        None
+    } else {
+        super::jobs::count_matching(app, who, &search, 10)
+            .await
+            .ok()
+    };
     let next_link = next.map(|c| {
         let mut p = vec![("cursor", c.to_string())];
         if let Some(n) = name {
@@ -117,12 +133,19 @@ async fn render<S: Store>(
         @if items.is_empty() {
             p { "No devices" @if name.is_some() || value.is_some() { " match this search" } "." }
         } @else {
+            form #select-form method="get" action="/jobs/new" {
+            @if let Some(n) = name { input type="hidden" name="q" value=(n); }
+            @if let (Some(b), Some(v)) = (by, value) {
+                input type="hidden" name="by" value=(b);
+                input type="hidden" name="value" value=(v);
+            }
             div.table-wrap {
-                table {
-                    thead { tr { th scope="col" { "Name" } th scope="col" { "Type" } th scope="col" { "Extensions" } th scope="col" { "Updated" } } }
+                table #devices {
+                    thead { tr { th.select scope="col" { span.sr-only { "Select" } } th scope="col" { "Name" } th scope="col" { "Type" } th scope="col" { "Extensions" } th scope="col" { "Updated" } } }
                     tbody {
                         @for d in &items {
                             tr {
+                                td.select { input type="checkbox" name="id" value=(d["id"].as_str().unwrap_or("")) aria-label=(format!("Select {}", d["name"].as_str().unwrap_or(""))); }
                                 td { a href=(format!("/devices/{}", d["id"].as_str().unwrap_or(""))) { (d["name"].as_str().unwrap_or("")) } }
                                 td { (d["type"].as_str().unwrap_or("")) }
                                 td { (d["extensions"].as_object().map(|o| o.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
@@ -131,6 +154,17 @@ async fn render<S: Store>(
                         }
                     }
                 }
+            }
+            div.selection {
+                @if let Some((n, more)) = matching {
+                    label.inline {
+                        input #select-all type="checkbox" name="all" value="1";
+                        " All " (n) @if more { "+" } " devices"
+                        @if name.is_some() || value.is_some() { " matching this search" }
+                    }
+                }
+                button type="submit" { "Run an operation on the selected devices…" }
+            }
             }
         }
         @if let Some(link) = &next_link {

@@ -9,6 +9,11 @@ use super::session::{Signed, csrf_field};
 use crate::store::Role;
 
 fn head(title: &str) -> Markup {
+    head_with(title, html! {})
+}
+
+/// The head with `extra` elements at its end.
+fn head_with(title: &str, extra: Markup) -> Markup {
     html! {
         head {
             meta charset="utf-8";
@@ -16,6 +21,7 @@ fn head(title: &str) -> Markup {
             title { (title) " · devext" }
             link rel="stylesheet" href=(assets::css_url());
             script src=(assets::js_url()) defer {}
+            (extra)
         }
     }
 }
@@ -39,9 +45,21 @@ pub(super) fn bare(title: &str, body: Markup) -> Html<String> {
 
 /// A page of the signed-in user: `active` names the navigation entry to mark.
 pub(super) fn page(title: &str, who: &Signed, active: &str, body: Markup) -> Html<String> {
+    page_with_head(title, who, active, html! {}, body)
+}
+
+/// [`page`] with `extra` elements in the head.
+pub(super) fn page_with_head(
+    title: &str,
+    who: &Signed,
+    active: &str,
+    extra: Markup,
+    body: Markup,
+) -> Html<String> {
     let admin = who.user.role.allows(Role::Admin);
     let nav: &[(&str, &str, bool)] = &[
         ("/devices", "Devices", true),
+        ("/jobs", "Jobs", true),
         ("/settings/extensions", "Settings", true),
         ("/audit", "Audit log", admin),
         ("/keys", "API keys", admin),
@@ -51,7 +69,7 @@ pub(super) fn page(title: &str, who: &Signed, active: &str, body: Markup) -> Htm
         html! {
             (DOCTYPE)
             html lang="en" {
-                (head(title))
+                (head_with(title, extra))
                 body {
                     a.skip href="#main" { "Skip to content" }
                     header.top {

@@ -10,13 +10,15 @@
 //!
 //! Modules: `session` (the cookie, sign-in, the anti-forgery token and `Origin` check),
 //! `layout` (the page shell), `assets`, `form`, `view`, `words` (errors in words), and one per
-//! page group: `settings`, `devices`, `device`, `admin` (audit log, API keys, users, account).
+//! page group: `settings`, `devices`, `device`, `jobs` (bulk jobs),
+//! `admin` (audit log, API keys, users, account).
 
 mod admin;
 mod assets;
 mod device;
 mod devices;
 mod form;
+mod jobs;
 mod layout;
 mod session;
 mod settings;
@@ -74,6 +76,13 @@ pub(crate) fn routes<S: Store>() -> Router<Arc<App<S>>> {
         .route("/devices/{id}/delete", post(device::delete::<S>))
         .route("/devices/{id}/form/{plugin}", post(device::save_form::<S>))
         .route("/devices/{id}/run/{plugin}/{op}", post(device::run::<S>))
+        .route("/jobs", get(jobs::list::<S>).post(jobs::create::<S>))
+        .route("/jobs/new", get(jobs::new_page::<S>))
+        .route("/jobs/confirm", post(jobs::confirm_page::<S>))
+        .route("/jobs/{id}", get(jobs::page::<S>))
+        .route("/jobs/{id}/cancel", post(jobs::cancel::<S>))
+        .route("/jobs/{id}/results.jsonl", get(jobs::download_jsonl::<S>))
+        .route("/jobs/{id}/results.csv", get(jobs::download_csv::<S>))
         .route("/audit", get(admin::audit_page::<S>))
         .route(
             "/keys",

@@ -33,6 +33,37 @@
       if (!window.confirm(f.getAttribute("data-confirm"))) e.preventDefault();
     });
   }
+  // A running job's page follows it: GET /api/v1/jobs/{id} every second, the bar and counts
+  // updated in place, the page reloaded (results table) once it ends. Without the script the
+  // page refreshes itself (a <noscript> meta refresh).
+  const job = document.querySelector("[data-job]");
+  if (job && !job.hasAttribute("data-finished")) {
+    const id = job.getAttribute("data-job");
+    const bar = job.querySelector("[data-job-progress]");
+    const text = job.querySelector("[data-job-text]");
+    const poll = function () {
+      fetch("/api/v1/jobs/" + encodeURIComponent(id), {credentials: "same-origin"})
+        .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
+        .then(function (j) {
+          const processed = j.total - j.pending;
+          const percent = j.total ? Math.floor(processed * 100 / j.total) : 100;
+          if (bar) { bar.max = Math.max(1, j.total); bar.value = j.total ? processed : 1; bar.textContent = percent + "%"; }
+          if (text) text.textContent = processed + " of " + j.total + " (" + percent + "%)";
+          for (const el of job.querySelectorAll("[data-job-field]")) {
+            const f = el.getAttribute("data-job-field");
+            const v = j[f];
+            if (f === "rate_per_s") el.textContent = v == null ? "—" : v.toFixed(1) + " per second";
+            else if (f === "eta_s") el.textContent = v == null ? "—" : v.toFixed(1) + " s";
+            else if (f === "state") { el.textContent = v; el.className = "badge badge-job-" + v; }
+            else el.textContent = v;
+          }
+          if (j.state === "done" || j.state === "cancelled" || j.state === "failed") window.location.reload();
+          else setTimeout(poll, 1000);
+        })
+        .catch(function () { setTimeout(poll, 3000); });
+    };
+    setTimeout(poll, 1000);
+  }
   // The Extension Configuration checked as you type (nothing is saved until "Confirm changes").
   const editor = document.getElementById("extensions");
   const problems = document.getElementById("extensions-problems");
