@@ -237,11 +237,23 @@ impl Target {
     }
 }
 
+/// The service process, killed if the bench ends early (a panic).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn main() {
     let secs = env_or("SOAK_SECS", 600u64).max(10);
     let workers = env_or("SOAK_WORKERS", 8usize).max(1);
     let error_rate = env_or("SOAK_ERROR_RATE", 0.03f64);
     let latency_ms = env_or("SOAK_LATENCY_MS", 5u64);
+    // reqwest is built without a default TLS provider (see ABI-NOTES): ring, as the host's.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -342,10 +354,14 @@ async fn soak(secs: u64, workers: usize, error_rate: f64, latency_ms: u64) -> bo
         .env_remove("DEVEXT_PLUGINS")
         .env("RUST_LOG", "error")
         .stdout(std::process::Stdio::piped())
+        // Its log (the plugin's retries of injected faults) beside the store, not on the
+        // terminal.
+        .stderr(std::fs::File::create(dir.path().join("serve.log")).expect("log file"))
         .spawn()
         .expect("devext serve");
     let pid = child.id();
     let stdout = child.stdout.take().expect("stdout");
+    let mut child = KillOnDrop(child);
     let line = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
         std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
@@ -464,7 +480,7 @@ async fn soak(secs: u64, workers: usize, error_rate: f64, latency_ms: u64) -> bo
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
-    let _ = child.wait();
+    let _ = child.0.wait();
     sim.shutdown().await;
     // More upstream errors than faults injected would mean the service made some of its own.
     let explained = injected <= stats.faults_injected + stats.rate_limited;
