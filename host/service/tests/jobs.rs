@@ -703,3 +703,35 @@ async fn a_job_whose_extension_was_switched_off_fails_and_skips_what_is_left() {
     assert_eq!(sum(&ended), 3);
     assert!((0..3).all(|i| applied(&format!("{prefix}-{i}")) == 0));
 }
+
+#[tokio::test]
+async fn jobs_running_at_once_share_the_runner_a_small_one_is_not_queued_behind_a_large_one() {
+    let env = Env::new().await;
+    let ids = setup(&env, &tag("share"), 22).await;
+    let create = |devices: &[String]| {
+        json!({"plugin": "bulk", "op": "apply", "input": {"value": "x", "delay_ms": 40},
+               "devices": {"ids": devices}, "confirm": devices.len()})
+    };
+    let (_, large) = env
+        .post("/api/v1/jobs", &env.admin, create(&ids[..20]))
+        .await;
+    let (_, small) = env
+        .post("/api/v1/jobs", &env.admin, create(&ids[20..]))
+        .await;
+    let _runner = runner::start_with(
+        &env.app,
+        RunnerConfig {
+            workers: 1,
+            ..quick()
+        },
+    );
+    let small = until_ended(&env, small["id"].as_str().unwrap()).await;
+    assert_eq!(small["done"], 2, "{small}");
+    let (_, large) = env
+        .get(
+            &format!("/api/v1/jobs/{}", large["id"].as_str().unwrap()),
+            &env.admin,
+        )
+        .await;
+    assert!(large["pending"].as_u64().unwrap() > 0, "{large}");
+}
