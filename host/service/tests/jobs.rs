@@ -658,3 +658,80 @@ async fn finished_jobs_older_than_the_cutoff_are_pruned_in_batches() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(store.job_items(running, None, 10).await.unwrap().len(), 5);
 }
+
+#[tokio::test]
+async fn a_job_whose_extension_was_switched_off_fails_and_skips_what_is_left() {
+    let env = Env::new().await;
+    let prefix = tag("off");
+    let ids = setup(&env, &prefix, 3).await;
+    let (s, job) = env
+        .post(
+            "/api/v1/jobs",
+            &env.admin,
+            json!({"plugin": "bulk", "op": "apply", "input": {"value": "x"},
+                   "devices": {"ids": ids}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    let (s, _) = env
+        .put(
+            "/api/v1/extensions/bulk",
+            &env.admin,
+            json!({"enabled": false, "config": {}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let runner = runner::start_with(&env.app, quick());
+    let id = job["id"].as_str().unwrap();
+    until_ended(&env, id).await;
+    // Items other workers had claimed finish (skipped too).
+    runner.stop().await;
+    let (_, ended) = env.get(&format!("/api/v1/jobs/{id}"), &env.admin).await;
+    assert_eq!(ended["state"], "failed", "{ended}");
+    assert_eq!(ended["error"]["kind"], "conflict", "{ended}");
+    assert!(
+        ended["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not switched on")
+    );
+    assert_eq!(
+        (ended["skipped"].as_u64(), ended["done"].as_u64()),
+        (Some(3), Some(0)),
+        "{ended}"
+    );
+    assert_eq!(sum(&ended), 3);
+    assert!((0..3).all(|i| applied(&format!("{prefix}-{i}")) == 0));
+}
+
+#[tokio::test]
+async fn jobs_running_at_once_share_the_runner_a_small_one_is_not_queued_behind_a_large_one() {
+    let env = Env::new().await;
+    let ids = setup(&env, &tag("share"), 22).await;
+    let create = |devices: &[String]| {
+        json!({"plugin": "bulk", "op": "apply", "input": {"value": "x", "delay_ms": 40},
+               "devices": {"ids": devices}, "confirm": devices.len()})
+    };
+    let (_, large) = env
+        .post("/api/v1/jobs", &env.admin, create(&ids[..20]))
+        .await;
+    let (_, small) = env
+        .post("/api/v1/jobs", &env.admin, create(&ids[20..]))
+        .await;
+    let _runner = runner::start_with(
+        &env.app,
+        RunnerConfig {
+            workers: 1,
+            ..quick()
+        },
+    );
+    let small = until_ended(&env, small["id"].as_str().unwrap()).await;
+    assert_eq!(small["done"], 2, "{small}");
+    let (_, large) = env
+        .get(
+            &format!("/api/v1/jobs/{}", large["id"].as_str().unwrap()),
+            &env.admin,
+        )
+        .await;
+    assert!(large["pending"].as_u64().unwrap() > 0, "{large}");
+}

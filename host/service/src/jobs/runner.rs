@@ -202,6 +202,7 @@ async fn work<S: Store>(
     config: Arc<RunnerConfig>,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let mut idle = true;
     loop {
         if *stopped.borrow() {
             return;
@@ -209,10 +210,16 @@ async fn work<S: Store>(
         let Some(strong) = app.upgrade() else { return };
         match strong.store.claim_job_item(&replica, config.lease).await {
             Ok(Some(item)) => {
+                if idle {
+                    // Work found (perhaps a job another replica created): the other idle
+                    // workers look too.
+                    wake();
+                    idle = false;
+                }
                 run_item(&strong, &replica, &config, item).await;
                 continue;
             }
-            Ok(None) => {}
+            Ok(None) => idle = true,
             Err(e) => tracing::warn!(error = %e, "cannot claim a job item"),
         }
         drop(strong);

@@ -365,7 +365,8 @@ pub trait JobStore: Send + Sync + 'static {
         kind: &str,
         message: &str,
     ) -> impl Future<Output = Result<()>> + Send;
-    /// Claims the next pending item of the oldest running or queued job for `replica`, in
+    /// Claims for `replica` the next pending item (in selection order) of a running or queued
+    /// job picked at random (jobs running at once share the runners, whatever their size), in
     /// flight until `lease` from now (renewed by [`JobStore::renew_job_leases`]); marks its job
     /// running. `None` when there is nothing to do.
     fn claim_job_item(

@@ -289,10 +289,13 @@ impl JobStore for PgStore {
     async fn claim_job_item(&self, replica: &str, lease: Duration) -> Result<Option<ClaimedItem>> {
         let mut tx = self.pool().begin().await?;
         let claimed = sqlx::query(
-            "WITH next AS (SELECT i.job_id, i.pos FROM jobs j JOIN job_items i \
-                 ON i.job_id = j.id AND i.state = 'pending' \
-                 WHERE j.state IN ('queued', 'running') ORDER BY j.seq, i.pos LIMIT 1 \
-                 FOR UPDATE OF i SKIP LOCKED) \
+            "WITH next AS (SELECT i.job_id, i.pos FROM job_items i \
+                 WHERE i.job_id = (SELECT j.id FROM jobs j \
+                     WHERE j.state IN ('queued', 'running') AND EXISTS (SELECT 1 FROM job_items p \
+                         WHERE p.job_id = j.id AND p.state = 'pending') \
+                     ORDER BY random() LIMIT 1) \
+                 AND i.state = 'pending' ORDER BY i.pos LIMIT 1 \
+                 FOR UPDATE SKIP LOCKED) \
              UPDATE job_items t SET state = 'running', lease_owner = $1, \
                  lease_until = clock_timestamp() + $2 * interval '1 millisecond', \
                  attempts = t.attempts + 1 \

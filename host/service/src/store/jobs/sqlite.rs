@@ -284,9 +284,12 @@ impl JobStore for SqliteStore {
         let claimed = sqlx::query(
             "UPDATE job_items SET state = 'running', lease_owner = ?, lease_until = ?, \
              attempts = attempts + 1 \
-             WHERE rowid = (SELECT i.rowid FROM jobs j JOIN job_items i \
-                 ON i.job_id = j.id AND i.state = 'pending' \
-                 WHERE j.state IN ('queued', 'running') ORDER BY j.seq, i.pos LIMIT 1) \
+             WHERE rowid = (SELECT i.rowid FROM job_items i \
+                 WHERE i.job_id = (SELECT j.id FROM jobs j \
+                     WHERE j.state IN ('queued', 'running') AND EXISTS (SELECT 1 FROM job_items p \
+                         WHERE p.job_id = j.id AND p.state = 'pending') \
+                     ORDER BY random() LIMIT 1) \
+                 AND i.state = 'pending' ORDER BY i.pos LIMIT 1) \
              RETURNING job_id, pos, device_id, attempts",
         )
         .bind(replica)
