@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use devext_fixture_bulk::applied;
 use devext_service::jobs::runner::{self, Runner, RunnerConfig};
 use devext_service::store::jobs::{ItemOutcome, JobStore as _, NewJob};
+use devext_service::store::retention::{self, RetentionPolicy};
 use devext_service::store::{IdempotencyClaim, Role, Store as _};
 use serde_json::{Value, json};
 
@@ -657,6 +658,37 @@ async fn finished_jobs_older_than_the_cutoff_are_pruned_in_batches() {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(store.job_items(running, None, 10).await.unwrap().len(), 5);
+
+    // The background retention run of `devext serve`: a job that ended within the period
+    // stays; once the period is over it goes.
+    let (s, _) = env
+        .post(
+            &format!("/api/v1/jobs/{running}/cancel"),
+            &env.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let policy = |jobs| RetentionPolicy {
+        audit: None,
+        idempotency: None,
+        sessions: None,
+        jobs: Some(jobs),
+        ..RetentionPolicy::default()
+    };
+    let kept = retention::prune(store, &policy(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    assert_eq!(kept.jobs, 0);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let pruned = retention::prune(store, &policy(Duration::from_millis(5)))
+        .await
+        .unwrap();
+    assert_eq!(pruned.jobs, 1);
+    let (s, _) = env
+        .get(&format!("/api/v1/jobs/{running}"), &env.admin)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

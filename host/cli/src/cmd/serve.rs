@@ -34,7 +34,8 @@ pub(crate) struct ServeArgs {
     db: Option<PathBuf>,
     /// TOML file with `listen`, `db`, `plugins`, `allow_loopback_http`, `call_timeout_secs`,
     /// `view_cache_entries`, `header_read_timeout_secs`, `body_read_timeout_secs`,
-    /// `max_connections`, `audit_retention_days`, `idempotency_retention_hours`
+    /// `max_connections`, `audit_retention_days`, `idempotency_retention_hours`,
+    /// `job_retention_days`
     #[arg(long, env = "DEVEXT_CONFIG")]
     config: Option<PathBuf>,
     /// A dashboard session ends after this many seconds without use [default: 1800]
@@ -72,6 +73,10 @@ pub(crate) struct ServeArgs {
     /// many hours; 0: kept for ever [default: 168]
     #[arg(long, env = "DEVEXT_IDEMPOTENCY_RETENTION_HOURS", value_name = "HOURS")]
     idempotency_retention_hours: Option<u64>,
+    /// Bulk jobs (with their items and results) are deleted this many days after they ended;
+    /// 0: kept for ever [default: 30]
+    #[arg(long, env = "DEVEXT_JOB_RETENTION_DAYS", value_name = "DAYS")]
+    job_retention_days: Option<u64>,
 }
 
 /// The config file of `devext serve`.
@@ -93,6 +98,8 @@ struct FileConfig {
     audit_retention_days: Option<u64>,
     /// Hours idempotency records are kept (0: for ever).
     idempotency_retention_hours: Option<u64>,
+    /// Days finished bulk jobs are kept (0: for ever).
+    job_retention_days: Option<u64>,
 }
 
 fn read_config(path: &Path) -> Result<FileConfig> {
@@ -171,7 +178,11 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<ExitCode> {
         .clone()
         .or(file.db)
         .unwrap_or_else(|| PathBuf::from("devext.db"));
-    let retention_file = (file.audit_retention_days, file.idempotency_retention_hours);
+    let retention_file = (
+        file.audit_retention_days,
+        file.idempotency_retention_hours,
+        file.job_retention_days,
+    );
     let mut config = runtime_config(global);
     if config.plugin_dirs.is_empty() {
         config.plugin_dirs = file.plugins;
@@ -256,11 +267,11 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<ExitCode> {
 /// The retention periods: flags, then the config file, then the defaults (0: kept for ever).
 fn retention_policy(
     args: &ServeArgs,
-    (file_days, file_hours): (Option<u64>, Option<u64>),
+    (file_days, file_hours, file_job_days): (Option<u64>, Option<u64>, Option<u64>),
     session: devext_service::store::SessionLimits,
 ) -> devext_service::store::retention::RetentionPolicy {
     use devext_service::store::retention::{
-        DEFAULT_AUDIT_DAYS, DEFAULT_IDEMPOTENCY_HOURS, RetentionPolicy,
+        DEFAULT_AUDIT_DAYS, DEFAULT_IDEMPOTENCY_HOURS, DEFAULT_JOB_DAYS, RetentionPolicy,
     };
     let period = |n: u64, unit: u64| (n > 0).then(|| Duration::from_secs(n.saturating_mul(unit)));
     let days = args
@@ -271,10 +282,15 @@ fn retention_policy(
         .idempotency_retention_hours
         .or(file_hours)
         .unwrap_or(DEFAULT_IDEMPOTENCY_HOURS);
+    let job_days = args
+        .job_retention_days
+        .or(file_job_days)
+        .unwrap_or(DEFAULT_JOB_DAYS);
     RetentionPolicy {
         audit: period(days, 86_400),
         idempotency: period(hours, 3_600),
         sessions: Some(session),
+        jobs: period(job_days, 86_400),
         ..RetentionPolicy::default()
     }
 }

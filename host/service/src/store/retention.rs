@@ -1,5 +1,6 @@
-//! Retention: what the store stops keeping after a while. Audit entries and idempotency records
-//! older than their retention period, and sessions that expired (idle or absolute limit), are
+//! Retention: what the store stops keeping after a while. Audit entries, idempotency records
+//! and finished bulk jobs (with their items) older than their retention period, and sessions
+//! that expired (idle or absolute limit), are
 //! deleted in the background ([`spawn`]) in small batches, each batch one statement (its own short
 //! transaction), oldest first, with a pause between batches so that the service's own writes
 //! are never held up for long. Several PostgreSQL replicas may prune at once: each batch skips
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::jobs::JobStore;
 use super::{AnyStore, PgStore, Result, SessionLimits, SqliteStore};
 
 /// A time as the stores write it (RFC 3339, UTC, milliseconds: text order is time order).
@@ -174,6 +176,8 @@ pub struct RetentionPolicy {
     pub idempotency: Option<Duration>,
     /// Sessions are deleted once expired under these limits (the service's).
     pub sessions: Option<SessionLimits>,
+    /// Bulk jobs that ended this long ago, with their items: 30 days by default.
+    pub jobs: Option<Duration>,
     /// Rows per batch (500).
     pub batch: u32,
     /// Pause between two batches (20 ms).
@@ -190,6 +194,8 @@ pub const FIRST_RUN_AFTER: Duration = Duration::from_secs(5);
 pub const DEFAULT_AUDIT_DAYS: u64 = 90;
 /// The default idempotency retention, hours.
 pub const DEFAULT_IDEMPOTENCY_HOURS: u64 = 7 * 24;
+/// The default retention of finished bulk jobs, days.
+pub const DEFAULT_JOB_DAYS: u64 = 30;
 
 impl Default for RetentionPolicy {
     fn default() -> Self {
@@ -197,6 +203,7 @@ impl Default for RetentionPolicy {
             audit: Some(Duration::from_secs(DEFAULT_AUDIT_DAYS * 86_400)),
             idempotency: Some(Duration::from_secs(DEFAULT_IDEMPOTENCY_HOURS * 3_600)),
             sessions: Some(SessionLimits::default()),
+            jobs: Some(Duration::from_secs(DEFAULT_JOB_DAYS * 86_400)),
             batch: 500,
             pause: Duration::from_millis(20),
             every: Duration::from_secs(600),
@@ -213,6 +220,8 @@ pub struct Pruned {
     pub idempotency: u64,
     /// Expired sessions.
     pub sessions: u64,
+    /// Finished bulk jobs (each with its items).
+    pub jobs: u64,
 }
 
 /// Runs `step` (one batch) until it deletes fewer than `batch` rows; the total.
@@ -233,7 +242,7 @@ where
 }
 
 /// One run of the policy: everything older than its periods is deleted, batch by batch.
-pub async fn prune<S: Retention>(store: &S, policy: &RetentionPolicy) -> Result<Pruned> {
+pub async fn prune<S: Retention + JobStore>(store: &S, policy: &RetentionPolicy) -> Result<Pruned> {
     let batch = policy.batch.max(1);
     let mut pruned = Pruned::default();
     if let Some(period) = policy.audit {
@@ -257,12 +266,16 @@ pub async fn prune<S: Retention>(store: &S, policy: &RetentionPolicy) -> Result<
         })
         .await?;
     }
+    if let Some(period) = policy.jobs {
+        // Batched by the store itself: at most `batch` rows per transaction.
+        pruned.jobs = store.prune_jobs_finished_before(ago(period), batch).await?;
+    }
     Ok(pruned)
 }
 
 /// Runs the policy in the background every `policy.every`, until the returned task is
 /// aborted (or the runtime ends). A failed run is logged and tried again next time.
-pub fn spawn<S: Retention + Clone>(
+pub fn spawn<S: Retention + JobStore + Clone>(
     store: S,
     policy: RetentionPolicy,
 ) -> tokio::task::JoinHandle<()> {
@@ -275,6 +288,7 @@ pub fn spawn<S: Retention + Clone>(
                     audit = p.audit,
                     idempotency = p.idempotency,
                     sessions = p.sessions,
+                    jobs = p.jobs,
                     "retention: pruned old rows"
                 ),
                 Ok(_) => {}
