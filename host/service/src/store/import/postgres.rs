@@ -108,25 +108,34 @@ impl PgImport {
                 pre.owners.push((entry, owner));
             }
         }
-        // Two queries, each on its index: (org_id, name), and the primary key (`org_id + 0`:
-        // the org's condition a filter there, not the org's index, which reads all its devices).
-        for (condition, keys) in [
-            ("org_id = $1 AND name", &names),
-            ("org_id + 0 = $1 AND id", &ids),
-        ] {
-            if keys.is_empty() {
-                continue;
+        // By name: one probe of (org_id, name) per name (a `LATERAL` subquery, kept apart by
+        // its `LIMIT`: two devices are enough to know a name is ambiguous). `name = ANY($2)`
+        // would let the planner read every device of the org and compare each with every
+        // name of the batch.
+        if !names.is_empty() {
+            let found = sqlx::query(
+                "SELECT d.id, d.name, d.type, d.extensions, d.created_at, d.updated_at \
+                 FROM unnest($2::text[]) AS k(name) CROSS JOIN LATERAL \
+                 (SELECT * FROM devices WHERE org_id = $1 AND name = k.name LIMIT 2) AS d",
+            )
+            .bind(self.org_id)
+            .bind(&names)
+            .fetch_all(&mut *self.tx)
+            .await?;
+            for r in &found {
+                pre.devices.push(row_device(r)?);
             }
-            let sql = format!(
+        }
+        // By id, on the primary key (`org_id + 0`: the org's condition a filter there).
+        if !ids.is_empty() {
+            let found = sqlx::query(
                 "SELECT id, name, type, extensions, created_at, updated_at FROM devices \
-                 WHERE {condition} = ANY($2)"
-            );
-            // Only fixed conditions; every value is bound.
-            let found = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(self.org_id)
-                .bind(keys)
-                .fetch_all(&mut *self.tx)
-                .await?;
+                 WHERE org_id + 0 = $1 AND id = ANY($2)",
+            )
+            .bind(self.org_id)
+            .bind(&ids)
+            .fetch_all(&mut *self.tx)
+            .await?;
             for r in &found {
                 let device = row_device(r)?;
                 if !pre.devices.iter().any(|d| d.id == device.id) {
