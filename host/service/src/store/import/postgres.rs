@@ -1,6 +1,6 @@
 //! Imports on PostgreSQL: one transaction that holds the org's row (which serialises its
-//! devices' sequence numbers) from its start; each batch read and written with array
-//! parameters (`= ANY($n)`, `unnest`), a few statements per batch.
+//! devices' sequence numbers) from its start; each batch read with one index probe per key
+//! (`unnest` + `LATERAL`) and written with array parameters (`unnest`), a few statements per batch.
 
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row, Transaction};
@@ -31,8 +31,8 @@ impl ImportStore for PgStore {
             return Err(StoreError::NotFound("no such organisation".into()));
         }
         // The tables grow within this one transaction, beyond what the planner's statistics
-        // (taken before it) say: left to them, it would scan the growing tables for every
-        // batch. Every query of the import has an index to use.
+        // (taken before it) say: a table they call tiny would be scanned whole by each probe.
+        // Every read of the import has an index made for it.
         sqlx::query("SET LOCAL enable_seqscan = off")
             .execute(&mut *tx)
             .await?;
@@ -72,8 +72,8 @@ impl PgImport {
     async fn prefetch(&mut self, rows: &[ImportRow]) -> Result<Prefetched> {
         let (names, mut ids, entries) = super::keys_of(rows);
         let mut pre = Prefetched::default();
-        // The owners of the lookup values, one query per (plugin, field), on the index of
-        // the lookup values.
+        // The owners of the lookup values, one query per (plugin, field): one probe of the
+        // index of the lookup values per value (as for names below).
         let mut groups: std::collections::BTreeMap<(&str, &str), Vec<&str>> = Default::default();
         for e in &entries {
             groups
@@ -83,8 +83,9 @@ impl PgImport {
         }
         for ((plugin, field), values) in groups {
             let found = sqlx::query(
-                "SELECT value, device_id FROM device_lookup WHERE org_id = $1 AND plugin = $2 \
-                 AND field = $3 AND value = ANY($4)",
+                "SELECT k.value, l.device_id FROM unnest($4::text[]) AS k(value) CROSS JOIN \
+                 LATERAL (SELECT device_id FROM device_lookup WHERE org_id = $1 AND \
+                 plugin = $2 AND field = $3 AND value = k.value LIMIT 1) AS l",
             )
             .bind(self.org_id)
             .bind(plugin)
@@ -103,25 +104,35 @@ impl PgImport {
                 pre.owners.push((entry, owner));
             }
         }
-        // Two queries, each on its index: (org_id, name), and the primary key (`org_id + 0`:
-        // the org's condition a filter there, not the org's index, which reads all its devices).
-        for (condition, keys) in [
-            ("org_id = $1 AND name", &names),
-            ("org_id + 0 = $1 AND id", &ids),
-        ] {
-            if keys.is_empty() {
-                continue;
+        // By name: one probe of (org_id, name) per name (a `LATERAL` subquery, kept apart by
+        // its `LIMIT`: two devices are enough to know a name is ambiguous). `name = ANY($2)`
+        // would let the planner read every device of the org and compare each with every
+        // name of the batch.
+        if !names.is_empty() {
+            let found = sqlx::query(
+                "SELECT d.id, d.name, d.type, d.extensions, d.created_at, d.updated_at \
+                 FROM unnest($2::text[]) AS k(name) CROSS JOIN LATERAL \
+                 (SELECT * FROM devices WHERE org_id = $1 AND name = k.name LIMIT 2) AS d",
+            )
+            .bind(self.org_id)
+            .bind(&names)
+            .fetch_all(&mut *self.tx)
+            .await?;
+            for r in &found {
+                pre.devices.push(row_device(r)?);
             }
-            let sql = format!(
-                "SELECT id, name, type, extensions, created_at, updated_at FROM devices \
-                 WHERE {condition} = ANY($2)"
-            );
-            // Only fixed conditions; every value is bound.
-            let found = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(self.org_id)
-                .bind(keys)
-                .fetch_all(&mut *self.tx)
-                .await?;
+        }
+        // By id: one probe of the primary key per id.
+        if !ids.is_empty() {
+            let found = sqlx::query(
+                "SELECT d.id, d.name, d.type, d.extensions, d.created_at, d.updated_at \
+                 FROM unnest($2::text[]) AS k(id) CROSS JOIN LATERAL \
+                 (SELECT * FROM devices WHERE id = k.id AND org_id = $1 LIMIT 1) AS d",
+            )
+            .bind(self.org_id)
+            .bind(&ids)
+            .fetch_all(&mut *self.tx)
+            .await?;
             for r in &found {
                 let device = row_device(r)?;
                 if !pre.devices.iter().any(|d| d.id == device.id) {
