@@ -29,8 +29,8 @@ pub use auth::Caller;
 pub use error::ApiError;
 pub use request_id::HEADER as REQUEST_ID_HEADER;
 pub use routes::{
-    Header, IMPORT_MAX_BYTES, MAX_BODY_BYTES, PerPlugin, QueryParam, Route, openapi_document, router,
-    routes,
+    Header, IMPORT_MAX_BYTES, MAX_BODY_BYTES, PerPlugin, QueryParam, Route, openapi_document,
+    router, routes,
 };
 pub use settings::{SECRET_MASK, secret_fields};
 pub use state::{App, WebConfig};
