@@ -436,7 +436,11 @@ async fn an_export_imports_back_as_json_lines_and_as_csv() {
     let csv = export(&env, &env.admin, "", "text/csv").await;
     assert!(csv.content_type.starts_with("text/csv"));
     let header = csv.text.lines().next().unwrap();
-    assert_eq!(header, "id,name,type,echo.id,meter.note,meter.serial");
+    // A column per top-level property of each loaded plugin's device schema, by plugin.
+    assert_eq!(
+        header,
+        "id,name,type,bulk.tag,echo.id,meter.note,meter.serial"
+    );
     let gamma = env.key("gamma", Role::Admin).await;
     let r = import(&env, &gamma, "", "text/csv", &csv.text).await;
     assert_eq!(r.json["created"], 3, "{}", r.text);

@@ -427,3 +427,410 @@ async fn the_document_allows_a_device_body_exactly_when_the_service_takes_it() {
         );
     }
 }
+
+/// The media types the document lists for the success answer of `method path`.
+fn answer_media(doc: &Value, method: &str, path: &str, status: &str) -> Vec<String> {
+    op(doc, method, path)["responses"][status]["content"]
+        .as_object()
+        .map(|c| c.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The essence of a `Content-Type` (`text/csv; charset=utf-8` is `text/csv`).
+fn essence(reply: &Reply) -> String {
+    reply
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_owned()
+}
+
+/// The schema of query parameter `name` of `method path`.
+fn query_schema(doc: &Value, method: &str, path: &str, name: &str) -> Value {
+    op(doc, method, path)["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name && p["in"] == "query")
+        .unwrap_or_else(|| panic!("{method} {path} has no query parameter {name}"))["schema"]
+        .clone()
+}
+
+#[tokio::test]
+async fn the_document_allows_a_job_exactly_when_the_service_creates_it_and_types_its_answers() {
+    let env = Env::new().await;
+    let doc = env.openapi().await;
+    let (s, b) = env
+        .put(
+            "/api/v1/extensions/bulk",
+            &env.admin,
+            json!({"enabled": true, "config": {}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let serial = format!("doc-{}", unique_echo_id());
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let (s, d) = env
+            .post(
+                "/api/v1/devices",
+                &env.admin,
+                json!({"name": format!("doc unit {i}"),
+                       "extensions": {"bulk": {"tag": format!("{serial}-{i}")},
+                                      "meter": {"serial": format!("{serial}-{i}")}}}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{d}");
+        ids.push(d["id"].as_str().unwrap().to_owned());
+    }
+
+    // One variant per loaded plugin and device operation: plugin and op as constants, the
+    // input its input schema; organisation operations have none.
+    let variants = doc["components"]["schemas"]["JobCreate"]["oneOf"]
+        .as_array()
+        .unwrap();
+    for plugin in env.app.runtime.plugins() {
+        let m = plugin.manifest();
+        for o in &m.operations {
+            let v = variants.iter().find(|v| {
+                v["properties"]["plugin"]["const"] == m.name.as_str()
+                    && v["properties"]["op"]["const"] == o.name.as_str()
+            });
+            match o.scope {
+                devext_plugin_api::OpScope::Device => {
+                    let v = v.unwrap_or_else(|| panic!("no job variant for {}.{}", m.name, o.name));
+                    let mut input = o.input_schema.clone();
+                    if let Some(obj) = input.as_object_mut() {
+                        obj.remove("$schema");
+                        obj.remove("$id");
+                    }
+                    assert_eq!(v["properties"]["input"], input, "{}.{}", m.name, o.name);
+                }
+                _ => assert!(v.is_none(), "{}.{} is an org operation", m.name, o.name),
+            }
+        }
+    }
+    let filters = &doc["components"]["schemas"]["JobSelection"]["oneOf"][1]["properties"]["filter"]
+        ["properties"];
+    assert!(filters["name"].is_object() && filters["ext.meter.serial"].is_object());
+
+    // Bodies: the document allows each exactly when the service creates the job.
+    let schema = body_schema(&doc, "POST", "/api/v1/jobs").clone();
+    let read = |devices: Value| json!({"plugin": "bulk", "op": "read", "devices": devices});
+    let one = json!({"ids": [ids[0]]});
+    let bodies = [
+        read(one.clone()),
+        json!({"plugin": "bulk", "op": "read", "input": {}, "devices": one, "confirm": 3}),
+        read(json!({"filter": {"ext.meter.serial": format!("{serial}-2")}})),
+        read(json!({"filter": {"name": "doc unit 3", "ext.meter.serial": format!("{serial}-3")}})),
+        json!({"plugin": "bulk", "op": "apply", "input": {"value": "v"}, "devices": one}),
+        // Refused by both.
+        json!({"plugin": "bulk", "op": "read", "input": null, "devices": one}),
+        json!({"plugin": "bulk", "op": "read", "devices": one, "confirm": null}),
+        json!({"plugin": "bulk", "op": "read", "devices": one, "confirm": -1}),
+        json!({"plugin": "bulk", "op": "apply", "devices": one}),
+        json!({"plugin": "bulk", "op": "apply", "input": {"value": "x".repeat(11)}, "devices": one}),
+        json!({"plugin": "bulk", "op": "probe", "devices": one}),
+        json!({"plugin": "bulk", "op": "nope", "devices": one}),
+        json!({"plugin": "nope", "op": "read", "devices": one}),
+        read(json!({})),
+        read(json!({"ids": []})),
+        read(json!({"ids": [""]})),
+        read(json!({"ids": null, "filter": {"name": "doc"}})),
+        read(json!({"ids": [ids[0]], "filter": {"name": "doc"}})),
+        read(json!({"filter": {"colour": "red"}})),
+        read(json!({"filter": {"name": 7}})),
+        json!({"plugin": "bulk", "op": "read", "devices": one, "colour": "red"}),
+    ];
+    let mut created = Vec::new();
+    for body in bodies {
+        let allowed = allows(&doc, &schema, &body);
+        let r = env
+            .client
+            .send(
+                "POST",
+                "/api/v1/jobs",
+                Some(&env.admin),
+                Some(body.clone()),
+                &[],
+            )
+            .await;
+        assert_eq!(
+            r.status == StatusCode::ACCEPTED,
+            allowed,
+            "{body}: the document {} it, the service answered {} {}",
+            if allowed { "allows" } else { "refuses" },
+            r.status,
+            r.body
+        );
+        conforms(&doc, "POST", "/api/v1/jobs", &r);
+        if r.status == StatusCode::ACCEPTED {
+            let id = r.body["id"].as_str().unwrap().to_owned();
+            assert_eq!(r.headers["location"], format!("/api/v1/jobs/{id}"));
+            created.push(id);
+        }
+    }
+    // A destructive operation on more than 5 devices without confirm: 409, as documented.
+    let r = env
+        .client
+        .send(
+            "POST",
+            "/api/v1/jobs",
+            Some(&env.admin),
+            Some(
+                json!({"plugin": "bulk", "op": "apply", "input": {"value": "v"},
+                        "devices": {"ids": ids}}),
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(r.body["error"]["kind"], "confirmation_required");
+    assert_eq!(r.body["error"]["details"]["total"], 6);
+    conforms(&doc, "POST", "/api/v1/jobs", &r);
+    // A refusal repeated with its Idempotency-Key is answered as it was, not as a job.
+    let bad = read(json!({"ids": ["dev_not_here"]}));
+    for _ in 0..2 {
+        let r = env
+            .client
+            .send(
+                "POST",
+                "/api/v1/jobs",
+                Some(&env.admin),
+                Some(bad.clone()),
+                &[("idempotency-key", "doc-refused-1")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        conforms(&doc, "POST", "/api/v1/jobs", &r);
+    }
+
+    // The listing, its bounds, a job, its results in both media types, cancel.
+    let r = env
+        .client
+        .send("GET", "/api/v1/jobs?limit=2", Some(&env.admin), None, &[])
+        .await;
+    conforms(&doc, "GET", "/api/v1/jobs", &r);
+    let next = r.body["next"].as_str().unwrap().to_owned();
+    let r = env
+        .client
+        .send(
+            "GET",
+            &format!("/api/v1/jobs?limit=2&cursor={next}"),
+            Some(&env.admin),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    conforms(&doc, "GET", "/api/v1/jobs", &r);
+    let limit = query_schema(&doc, "GET", "/api/v1/jobs", "limit");
+    let cursor = query_schema(&doc, "GET", "/api/v1/jobs", "cursor");
+    for (query, allowed) in [
+        ("limit=0", allows(&doc, &limit, &json!(0))),
+        ("limit=500", allows(&doc, &limit, &json!(500))),
+        ("limit=501", allows(&doc, &limit, &json!(501))),
+        ("cursor=12", allows(&doc, &cursor, &json!(12))),
+        ("cursor=abc", allows(&doc, &cursor, &json!("abc"))),
+    ] {
+        let r = env
+            .client
+            .send(
+                "GET",
+                &format!("/api/v1/jobs?{query}"),
+                Some(&env.admin),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(r.status == StatusCode::OK, allowed, "{query}: {}", r.body);
+        conforms(&doc, "GET", "/api/v1/jobs", &r);
+    }
+    let id = &created[0];
+    let r = env
+        .client
+        .send(
+            "GET",
+            &format!("/api/v1/jobs/{id}"),
+            Some(&env.admin),
+            None,
+            &[],
+        )
+        .await;
+    conforms(&doc, "GET", "/api/v1/jobs/{id}", &r);
+    let r = env
+        .client
+        .send("GET", "/api/v1/jobs/job_nope", Some(&env.admin), None, &[])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    conforms(&doc, "GET", "/api/v1/jobs/{id}", &r);
+    let media = answer_media(&doc, "GET", "/api/v1/jobs/{id}/results", "200");
+    assert_eq!(media, ["application/x-ndjson", "text/csv"]);
+    for accept in ["application/x-ndjson", "text/csv", "*/*"] {
+        let r = env
+            .client
+            .send(
+                "GET",
+                &format!("/api/v1/jobs/{id}/results"),
+                Some(&env.admin),
+                None,
+                &[("accept", accept)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(
+            media.contains(&essence(&r)),
+            "Accept {accept}: {:?}",
+            r.headers
+        );
+        conforms(&doc, "GET", "/api/v1/jobs/{id}/results", &r);
+    }
+    // No runner runs in this test: the job is queued, cancelled, then cancelled again (409).
+    let path = format!("/api/v1/jobs/{id}/cancel");
+    let r = env
+        .client
+        .send("POST", &path, Some(&env.admin), None, &[])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["state"], "cancelled");
+    conforms(&doc, "POST", "/api/v1/jobs/{id}/cancel", &r);
+    let r = env
+        .client
+        .send("POST", &path, Some(&env.admin), None, &[])
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    conforms(&doc, "POST", "/api/v1/jobs/{id}/cancel", &r);
+    let viewer = env.key("acme", Role::Viewer).await;
+    let r = env
+        .client
+        .send("POST", &path, Some(&viewer), None, &[])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    conforms(&doc, "POST", "/api/v1/jobs/{id}/cancel", &r);
+}
+
+/// `POST /api/v1/devices/import` with `body` as `media`.
+async fn import(env: &Env, query: &str, media: &str, body: &str) -> Reply {
+    use axum::body::Body;
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri(format!("/api/v1/devices/import{query}"))
+        .header("authorization", format!("Bearer {}", env.admin))
+        .header("content-type", media)
+        .body(Body::from(body.to_owned()))
+        .unwrap();
+    let response = env.router.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
+    Reply {
+        status,
+        headers,
+        body,
+        text,
+    }
+}
+
+#[tokio::test]
+async fn import_and_export_answer_as_the_document_says() {
+    let env = Env::new().await;
+    let doc = env.openapi().await;
+    let path = "/api/v1/devices/import";
+    let request = op(&doc, "POST", path)["requestBody"]["content"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect::<Vec<_>>();
+    assert_eq!(request, ["application/x-ndjson", "text/csv"]);
+    let serial = format!("imp-{}", unique_echo_id());
+    let line = json!({"name": "imported", "extensions": {"meter": {"serial": serial}}});
+    let r = import(&env, "", "application/x-ndjson", &format!("{line}\n")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["created"], 1);
+    conforms(&doc, "POST", path, &r);
+    let r = import(&env, "?partial=true", "text/csv", "name,type\ncsv one,\n").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    conforms(&doc, "POST", path, &r);
+    // A bad record: 422 with the report; a media type the document does not list: 415.
+    let r = import(&env, "", "application/x-ndjson", "{\"name\": 5}\n").await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    conforms(&doc, "POST", path, &r);
+    let r = import(&env, "", "application/xml", "<devices/>").await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    conforms(&doc, "POST", path, &r);
+    // `match`: the document's values are the service's.
+    let matching = query_schema(&doc, "POST", path, "match");
+    for (by, body) in [
+        ("name", json!({"name": "imported"})),
+        ("id", json!({"name": "by id"})),
+        ("ext.meter.serial", line.clone()),
+        ("ext.meter.colour", line.clone()),
+        ("colour", line.clone()),
+    ] {
+        let r = import(
+            &env,
+            &format!("?match={by}&partial=true"),
+            "application/x-ndjson",
+            &format!("{body}\n"),
+        )
+        .await;
+        assert_eq!(
+            r.status == StatusCode::OK,
+            allows(&doc, &matching, &json!(by)),
+            "match={by}: {}",
+            r.body
+        );
+        conforms(&doc, "POST", path, &r);
+    }
+    let r = import(&env, "?org=elsewhere", "application/x-ndjson", "").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    conforms(&doc, "POST", path, &r);
+
+    // Export: JSON Lines by default, CSV when asked, both documented; its filters.
+    let path = "/api/v1/devices/export";
+    let media = answer_media(&doc, "GET", path, "200");
+    assert_eq!(media, ["application/x-ndjson", "text/csv"]);
+    for accept in ["application/x-ndjson", "text/csv", "*/*"] {
+        let r = env
+            .client
+            .send(
+                "GET",
+                &format!("{path}?ext.meter.serial={serial}"),
+                Some(&env.admin),
+                None,
+                &[("accept", accept)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(
+            media.contains(&essence(&r)),
+            "Accept {accept}: {:?}",
+            r.headers
+        );
+        assert!(r.text.contains("imported"), "{}", r.text);
+    }
+    query_schema(&doc, "GET", path, "ext.meter.serial");
+    query_schema(&doc, "GET", path, "name");
+    let r = env
+        .client
+        .send(
+            "GET",
+            &format!("{path}?org=elsewhere"),
+            Some(&env.admin),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    conforms(&doc, "GET", path, &r);
+}

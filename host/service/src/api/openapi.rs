@@ -48,6 +48,7 @@ pub(crate) fn document<S>(routes: &[Route<S>], runtime: &Runtime) -> Value {
     let lookup = LookupFields::of(runtime);
     let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     let mut components = base_components(runtime);
+    components.extend(job_components(runtime, &lookup));
     for r in routes {
         let method = r.method.as_str().to_ascii_lowercase();
         let op = operation(r, &lookup, &Generic);
@@ -352,6 +353,9 @@ fn operation<S>(r: &Route<S>, lookup: &LookupFields, variant: &dyn Variant) -> V
     if r.ok != 204 {
         let schema = variant.response(&r.response).cloned().unwrap_or(json!({}));
         ok["content"] = json!({ r.content_type: {"schema": schema} });
+        for (media, schema) in &r.alt_content {
+            ok["content"][*media] = json!({"schema": schema});
+        }
     }
     let mut headers = Map::new();
     for h in &r.response_headers {
@@ -360,7 +364,12 @@ fn operation<S>(r: &Route<S>, lookup: &LookupFields, variant: &dyn Variant) -> V
             json!({"description": h.description, "schema": h.schema}),
         );
     }
-    if op_name.is_some() || r.path.ends_with("{op}") {
+    if op_name.is_some()
+        || r.path.ends_with("{op}")
+        || r.headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("idempotency-key"))
+    {
         headers.insert(
             "Idempotent-Replay".into(),
             json!({"description": "`true` when this is the stored answer of an earlier request with the same Idempotency-Key",
@@ -434,6 +443,160 @@ fn operation_id(method: &str, path: &str) -> String {
         }
     }
     id
+}
+
+/// The bulk jobs' schemas: the creation's body (`JobCreate`: one variant per loaded plugin and
+/// device operation, its input that operation's input schema), the selection (`JobSelection`:
+/// ids, or the device list's filters of the loaded plugins), a job (`Job`) and a page of them.
+fn job_components(runtime: &Runtime, lookup: &LookupFields) -> Map<String, Value> {
+    let mut variants = Vec::new();
+    for plugin in runtime.plugins() {
+        let m = plugin.manifest();
+        for o in m.operations.iter().filter(|o| o.scope == OpScope::Device) {
+            let mut required = vec!["plugin", "op", "devices"];
+            // Left out, the input is `{}`: required when the schema does not take that.
+            if !devext_host::schema::Schema::compile(&o.input_schema)
+                .is_ok_and(|s| s.is_valid(&json!({})))
+            {
+                required.push("input");
+            }
+            let input = plugin_schema(&o.input_schema);
+            let confirm = if o.destructive {
+                format!(
+                    "{}.{} is destructive: on more than {} devices, the selected count (else 409                      confirmation_required with details.total)",
+                    m.name,
+                    o.name,
+                    crate::jobs::CONFIRM_ABOVE
+                )
+            } else {
+                "Checked only for destructive operations".to_owned()
+            };
+            variants.push(json!({
+                "title": format!("{}.{} ({})", m.name, o.name, o.kind.as_str()),
+                "type": "object",
+                "properties": {
+                    "plugin": {"const": m.name},
+                    "op": {"const": o.name},
+                    "input": input,
+                    "devices": schema_ref("JobSelection"),
+                    "confirm": {"type": "integer", "minimum": 0, "maximum": u64::MAX, "description": confirm}
+                },
+                "required": required,
+                "additionalProperties": false,
+                "x-devext-role": crate::jobs::role_for(o).as_str(),
+                "x-devext-destructive": o.destructive
+            }));
+        }
+    }
+    let mut filters = Map::new();
+    filters.insert(
+        "name".into(),
+        json!({"type": "string", "description": "Devices whose name contains this (case-insensitive)"}),
+    );
+    for (plugin, field) in lookup.iter() {
+        filters.insert(
+            format!("{FILTER_PREFIX}{plugin}.{field}"),
+            json!({"type": "string", "description": format!("The device whose {plugin} configuration has this {field}")}),
+        );
+    }
+    let time = json!({"type": "string", "format": "date-time"});
+    let maybe_time = json!({"type": ["string", "null"], "format": "date-time"});
+    let error = json!({"type": "object", "properties": {"kind": {"type": "string"}, "message": {"type": "string"}},
+                       "required": ["kind", "message"], "additionalProperties": false});
+    let count = json!({"type": "integer", "minimum": 0});
+    let mut matches = vec!["name".to_owned(), "id".to_owned()];
+    matches.extend(lookup.filter_names());
+    let problem = json!({
+        "type": "object",
+        "properties": {
+            "line": {"type": "integer", "minimum": 1},
+            "kind": {"enum": ["error", "warning"]},
+            "column": {"type": "integer", "minimum": 1},
+            "field": {"type": "string"},
+            "pointer": {"type": "string"},
+            "keyword": {"type": "string"},
+            "message": {"type": "string"}
+        },
+        "required": ["line", "kind", "message"],
+        "additionalProperties": false
+    });
+    let components = json!({
+        "ImportMatch": {
+            "enum": matches,
+            "default": "name",
+            "description": "name, id, or a lookup field of a loaded plugin (ext.<plugin>.<field>)"
+        },
+        "ImportReport": {
+            "type": "object",
+            "properties": {
+                "records": count, "created": count, "updated": count, "unchanged": count,
+                "failed": count, "warnings": count,
+                "committed": {"type": "boolean", "description": "Whether the writes were kept"},
+                "problems": {"type": "array", "items": problem, "maxItems": 1000},
+                "problems_omitted": count
+            },
+            "required": ["records", "created", "updated", "unchanged", "failed", "warnings",
+                         "committed", "problems", "problems_omitted"],
+            "additionalProperties": false
+        },
+        "JobCreate": {
+            "description": "One operation of one plugin, with one input, on the selected devices",
+            "oneOf": variants
+        },
+        "JobSelection": {
+            "description": "Either `ids` (device ids of the organisation: one not in it is a 400) or `filter` (the device list's filters, all to match: a filter selecting no device is a 400)",
+            "oneOf": [
+                {"type": "object",
+                 "properties": {"ids": {"type": "array", "items": {"type": "string", "minLength": 1},
+                                        "minItems": 1, "maxItems": crate::jobs::MAX_JOB_DEVICES}},
+                 "required": ["ids"], "additionalProperties": false},
+                {"type": "object",
+                 "properties": {"filter": {"type": "object", "properties": filters, "additionalProperties": false}},
+                 "required": ["filter"], "additionalProperties": false}
+            ]
+        },
+        "Job": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "pattern": "^job_"},
+                "plugin": {"type": "string"},
+                "op": {"type": "string"},
+                "input": {"type": "object", "description": "The input (its secrets, writeOnly, masked)"},
+                "selection": {"type": "object", "description": "The selection as given"},
+                "state": {"enum": ["queued", "running", "done", "cancelled", "failed"]},
+                "total": count,
+                "done": count,
+                "failed": count,
+                "skipped": count,
+                "unknown": count,
+                "pending": count,
+                "rate_per_s": {"type": ["number", "null"], "minimum": 0},
+                "eta_s": {"type": ["number", "null"], "minimum": 0},
+                "created_by": {"type": "string", "pattern": "^(key|user):"},
+                "created_at": time,
+                "started_at": maybe_time,
+                "finished_at": maybe_time,
+                "error": {"anyOf": [error, {"type": "null"}], "description": "Why the job failed (state failed); null otherwise"}
+            },
+            "required": ["id", "plugin", "op", "input", "selection", "state", "total", "done",
+                         "failed", "skipped", "unknown", "pending", "rate_per_s", "eta_s",
+                         "created_by", "created_at", "started_at", "finished_at", "error"],
+            "additionalProperties": false
+        },
+        "JobPage": {
+            "type": "object",
+            "properties": {
+                "items": {"type": "array", "items": schema_ref("Job")},
+                "next": {"type": ["string", "null"], "description": "The cursor of the next page; null on the last"}
+            },
+            "required": ["items", "next"],
+            "additionalProperties": false
+        }
+    });
+    match components {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
 }
 
 /// The shared schemas: the error body, and the records the API answers with.

@@ -53,6 +53,8 @@ pub struct Route<S> {
     pub lookup_filters: bool,
     /// The success body's media type (`application/json` unless said otherwise).
     pub content_type: &'static str,
+    /// Other media types of the success body, chosen by `Accept` (each with its own schema).
+    pub alt_content: Vec<(&'static str, Value)>,
     /// The success status.
     pub ok: u16,
     /// JSON Schema of the success body (`None`: a JSON body the document does not describe;
@@ -136,6 +138,7 @@ fn route<S>(
         query: Vec::new(),
         lookup_filters: false,
         content_type: "application/json",
+        alt_content: Vec::new(),
         ok: 200,
         response: None,
         errors: Vec::new(),
@@ -246,6 +249,12 @@ impl<S> Route<S> {
             content_type,
             ..self
         }
+    }
+
+    /// Another media type of the success body (chosen by `Accept`) and its schema.
+    fn alt_content(mut self, media: &'static str, schema: Value) -> Self {
+        self.alt_content.push((media, schema));
+        self
     }
 
     /// Error statuses besides those the entry implies (see [`Route::errors`]).
@@ -491,12 +500,14 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
             IMPORT_MAX_BYTES,
         )
         .media(&[import::JSON_LINES, import::CSV])
+        .errors(&[403])
+        .response(schema("ImportReport"))
         .query(vec![
             param(
                 "match",
                 "How a record finds its device: `name` (the default), `id`, or \
                  `ext.{plugin}.{field}` (a lookup field)",
-                json!({"type": "string", "default": "name"}),
+                schema("ImportMatch"),
             ),
             param(
                 "partial",
@@ -533,7 +544,14 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
                 json!({"type": "string"}),
             ),
         ])
-        .lookup_filters(),
+        .lookup_filters()
+        .errors(&[403])
+        .content_type(import::JSON_LINES)
+        .response(json!({"type": "string", "description": "JSON Lines: one `{\"id\", \"name\", \"type\", \"extensions\"}` per device"}))
+        .alt_content(
+            import::CSV,
+            json!({"type": "string", "description": "CSV: a header `id,name,type,<plugin>.<property>...`, then one record per device"}),
+        ),
         route(
             M::GET,
             "/api/v1/devices/{id}",
@@ -655,8 +673,16 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
              devices needs `confirm` equal to the selected count (else 409 \
              `confirmation_required` with `details.total`). Accepts Idempotency-Key.",
         )
-        .body(crate::jobs::create_body_schema(), MAX_BODY_BYTES)
-        .ok(202),
+        .body(schema("JobCreate"), MAX_BODY_BYTES)
+        .header(idempotency_header())
+        .ok(202)
+        .errors(&[404, 409])
+        .response(schema("Job"))
+        .response_header(Header {
+            name: "Location",
+            description: "The new job's path",
+            schema: json!({"type": "string"}),
+        }),
         route(
             M::GET,
             "/api/v1/jobs",
@@ -668,7 +694,7 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
             param(
                 "cursor",
                 "Continue after this cursor (`next` of the previous page)",
-                json!({"type": "string"}),
+                json!({"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX}),
             ),
             param(
                 "limit",
@@ -676,14 +702,16 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
                 json!({"type": "integer", "minimum": page::MIN_LIMIT, "maximum": page::MAX_LIMIT,
                        "default": page::DEFAULT_LIMIT}),
             ),
-        ]),
+        ])
+        .response(schema("JobPage")),
         route(
             M::GET,
             "/api/v1/jobs/{id}",
             "A bulk job and its progress (counts, rate, time left)",
             get(crate::jobs::get_job::<S>),
         )
-        .role(Viewer),
+        .role(Viewer)
+        .response(schema("Job")),
         route(
             M::GET,
             "/api/v1/jobs/{id}/results",
@@ -691,14 +719,22 @@ pub fn routes<S: Store>() -> Vec<Route<S>> {
              CSV with `Accept: text/csv`",
             get(crate::jobs::job_results::<S>),
         )
-        .role(Viewer),
+        .role(Viewer)
+        .content_type(import::JSON_LINES)
+        .response(json!({"type": "string", "description": "JSON Lines: one `{\"device\", \"outcome\" (ok, failed, skipped, unknown, pending), \"error\" (null or {\"kind\", \"message\"}), \"result\" (the operation's output or null)}` per device"}))
+        .alt_content(
+            import::CSV,
+            json!({"type": "string", "description": "CSV: a header `device,outcome,error_kind,error_message,result` (result as compact JSON), then one record per device"}),
+        ),
         route(
             M::POST,
             "/api/v1/jobs/{id}/cancel",
             "Cancel a bulk job: items in flight finish, the rest are skipped (409 if it ended)",
             post(crate::jobs::cancel_job::<S>),
         )
-        .role(Role::Operator),
+        .role(Role::Operator)
+        .errors(&[409])
+        .response(schema("Job")),
         route(
             M::GET,
             "/api/v1/audit",

@@ -46,45 +46,36 @@ const RESULTS_PAGE: u32 = 500;
 pub struct CreateJob {
     plugin: String,
     op: String,
-    #[serde(default)]
-    input: Option<Value>,
+    /// Left out: `{}` (`null` is an input like any other, checked by the op's schema).
+    #[serde(default = "no_input")]
+    input: Value,
     devices: Selection,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     confirm: Option<u64>,
+}
+
+/// A field that, when given, has a value: `null` is refused as the wrong type (left out is
+/// `None`, by `#[serde(default)]`).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+fn no_input() -> Value {
+    json!({})
 }
 
 /// Which devices: by id, or by the device list's filters.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Selection {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     ids: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     filter: Option<Map<String, Value>>,
-}
-
-/// The JSON schema of the creation's body (for the route table).
-pub fn create_body_schema() -> Value {
-    json!({
-        "type": "object",
-        "properties": {
-            "plugin": {"type": "string"},
-            "op": {"type": "string"},
-            "input": {"type": "object", "description": "The operation's input (see its input_schema); {} if left out"},
-            "devices": {
-                "type": "object",
-                "description": "Either `ids` (device ids of the organisation) or `filter` (the device list's filters: `name`, `ext.<plugin>.<field>`), not both",
-                "properties": {
-                    "ids": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-                    "filter": {"type": "object", "additionalProperties": {"type": "string"}}
-                },
-                "additionalProperties": false
-            },
-            "confirm": {"type": "integer", "minimum": 0, "description": "A destructive operation on more than 5 devices needs the selected count here"}
-        },
-        "required": ["plugin", "op", "devices"],
-        "additionalProperties": false
-    })
 }
 
 /// The role running `operation` needs (as for single operations).
@@ -354,7 +345,7 @@ pub async fn create_job<S: Store>(
     if !caller.0.role.allows(needed) {
         return Err(ApiError::forbidden(needed, caller.0.role));
     }
-    let input = body.input.clone().unwrap_or_else(|| json!({}));
+    let input = body.input.clone();
     if let Some(Err(violations)) = plugin.validate_input(&body.op, &input) {
         let violations = violations
             .into_iter()
@@ -410,6 +401,16 @@ pub async fn create_job<S: Store>(
             .await?
         {
             IdempotencyClaim::Claimed => {}
+            IdempotencyClaim::Done { status, body } if status != 202 => {
+                // The stored refusal (no job was created), as it was answered.
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+                let stored: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                let mut response = (status, Json(stored)).into_response();
+                response
+                    .headers_mut()
+                    .insert("idempotent-replay", HeaderValue::from_static("true"));
+                return Ok(response);
+            }
             IdempotencyClaim::Done { body, .. } => {
                 let stored: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
                 // The same job, as it is now.
