@@ -14,6 +14,11 @@ mod cmd;
 // registration makes it a static plugin.
 use devext_jasper as _;
 
+// mimalloc: `validate`'s workers build diagnostics that the in-order reporter frees on another
+// thread, which glibc's allocator serves slowly (see host/cli/benches/README.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "devext",

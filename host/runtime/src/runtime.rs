@@ -448,6 +448,7 @@ impl Runtime {
     pub fn validate_device_extensions(&self, doc: &Value) -> Vec<Violation> {
         self.device_extension_violations(
             doc,
+            false,
             |schema, value, prefix| schema.violations(value, prefix),
             |v| v,
         )
@@ -463,17 +464,23 @@ impl Runtime {
         doc: &Value,
         echo: &dyn Fn(&str) -> Option<std::borrow::Cow<'t, str>>,
     ) -> Vec<(Violation, Vec<String>)> {
+        // Asked for a document `is_valid_device_extensions` refused (the bulk validator).
         self.device_extension_violations(
             doc,
+            true,
             |schema, value, prefix| schema.violations_with_unexpected(value, prefix, echo),
             |v| (v, Vec::new()),
         )
     }
 
     /// The violations of `doc`: `violations` for a plugin's part, `own` for the host's own.
+    /// `known_invalid`: the caller has seen `doc` fail [`Runtime::is_valid_device_extensions`],
+    /// so a document with one part need not check that part again before listing its
+    /// violations (with several parts, each is checked first so that valid ones build nothing).
     fn device_extension_violations<T>(
         &self,
         doc: &Value,
+        known_invalid: bool,
         violations: impl Fn(&crate::schema::Schema, &Value, &str) -> Vec<T>,
         own: impl Fn(Violation) -> T,
     ) -> Vec<T> {
@@ -488,11 +495,12 @@ impl Runtime {
             })];
         };
         let mut out = Vec::new();
+        let check_each = !(known_invalid && map.len() == 1);
         for (key, value) in map {
             let prefix = key_pointer(key);
             match self.slot(key) {
                 Some(slot) => {
-                    if !slot.plugin.schemas.device.is_valid(value) {
+                    if !check_each || !slot.plugin.schemas.device.is_valid(value) {
                         out.extend(violations(&slot.plugin.schemas.device, value, &prefix));
                     }
                 }
