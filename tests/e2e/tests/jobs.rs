@@ -10,146 +10,19 @@
 //!
 //! The durability tests raise the simulator's and the plugin's limits to stay short.
 
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use devext_jasper_sim::{LimitSettings, RunningSim, SimConfig};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+#[allow(dead_code)] // this binary uses part of it
+mod serve_proc;
 #[allow(dead_code)] // this binary uses part of it
 mod support;
 
-use crate::support::{Api, devext_binary, org};
-
-/// One HTTP/1.1 exchange (`Connection: close`): status and body (JSON when it is JSON, else a
-/// JSON string); `None` when the server is gone.
-async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    key: &str,
-    body: Option<&Value>,
-    extra: &[(&str, &str)],
-) -> Option<(u16, Value)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
-         connection: close\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    if !body.is_empty() {
-        req.push_str("content-type: application/json\r\n");
-    }
-    for (n, v) in extra {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(&body);
-    stream.write_all(req.as_bytes()).await.ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.ok()?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, rest) = text.split_once("\r\n\r\n")?;
-    let status: u16 = head.split(' ').nth(1)?.parse().ok()?;
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase()
-            .starts_with("transfer-encoding: chunked")
-    });
-    let body = if chunked {
-        let mut out = String::new();
-        let mut rest = rest;
-        while let Some((size, tail)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).ok()?;
-            if n == 0 {
-                break;
-            }
-            out.push_str(tail.get(..n)?);
-            rest = tail.get(n + 2..)?;
-        }
-        out
-    } else {
-        rest.to_owned()
-    };
-    Some((
-        status,
-        serde_json::from_str(&body).unwrap_or(Value::String(body)),
-    ))
-}
-
-/// A `devext serve` process (killed when dropped).
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Serve {
-    /// SIGKILL (std's `kill`), and waits for the process to be gone.
-    fn sigkill(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        let _ = self.child.wait();
-    }
-}
-
-fn devext(key_hex: Option<&str>) -> Command {
-    let mut c = Command::new(devext_binary());
-    c.env_remove("DEVEXT_PLUGINS")
-        .env_remove("DEVEXT_ALLOW_LOOPBACK_HTTP")
-        .env_remove("DEVEXT_LOG")
-        .env_remove("DEVEXT_DB")
-        .env_remove("DEVEXT_SECRET_KEY");
-    if let Some(key) = key_hex {
-        c.env("DEVEXT_SECRET_KEY", key);
-    }
-    c
-}
-
-/// `devext orgs create acme`: the org's first admin key.
-fn first_admin(db: &str, key_hex: Option<&str>) -> String {
-    let out = devext(key_hex)
-        .args(["orgs", "create", "acme", "--db", db])
-        .output()
-        .expect("devext orgs create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let admin = stdout.lines().last().unwrap().trim().to_owned();
-    assert!(admin.starts_with("dvx_"), "{stdout}");
-    admin
-}
-
-fn serve(db: &str, key_hex: Option<&str>, config: &std::path::Path) -> Serve {
-    let mut child = devext(key_hex)
-        .args(["serve", "--db", db, "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("devext serve starts");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    out.read_line(&mut line).expect("a first line");
-    let addr = line
-        .strip_prefix("devext serving on http://")
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    std::thread::spawn(move || for _ in out.lines() {});
-    Serve { child, addr }
-}
+use crate::serve_proc::{Served, create_org, http, start_serve};
+use crate::support::{Api, org};
 
 /// The config file of `devext serve`: the simulator is on loopback.
 fn config_file(dir: &std::path::Path) -> std::path::PathBuf {
@@ -310,8 +183,8 @@ async fn sixty_devices_at_jaspers_default_limits_none_refused_each_changed_once(
     let sim = sim_with(150, LimitSettings::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("jobs.db").display().to_string();
-    let admin = first_admin(&db, None);
-    let server = serve(&db, None, &config_file(dir.path()));
+    let admin = create_org(&db, None);
+    let server = start_serve(&db, None, &config_file(dir.path()));
     let addr = server.addr;
     let devices = fleet(addr, &admin, &sim, org(&sim, Api::Soap), 60).await;
     sim.reset_stats();
@@ -391,8 +264,8 @@ async fn sigkill_mid_job_then_restart_finishes_with_each_item_applied_once_or_un
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("jobs.db").display().to_string();
     let config = config_file(dir.path());
-    let admin = first_admin(&db, None);
-    let mut first = serve(&db, None, &config);
+    let admin = create_org(&db, None);
+    let mut first = start_serve(&db, None, &config);
     let devices = fleet(first.addr, &admin, &sim, fast(&sim), 60).await;
     sim.reset_stats();
     let id = deactivate(first.addr, &admin, &devices).await;
@@ -405,7 +278,7 @@ async fn sigkill_mid_job_then_restart_finishes_with_each_item_applied_once_or_un
         n(&at_kill, "done") < 60,
         "the job ended before the kill: {at_kill}"
     );
-    let second = serve(&db, None, &config);
+    let second = start_serve(&db, None, &config);
     let end = poll(second.addr, &admin, &id, Duration::from_secs(60), ended).await;
     let lines = results(second.addr, &admin, &id).await;
     applied_once(&sim, &devices, &end, &lines);
@@ -429,9 +302,9 @@ async fn three_replicas_share_a_job_and_one_killed_mid_job_leaves_nothing_applie
     let key_hex: String = (0..32)
         .map(|i| format!("{:02x}", (i * 53 + 7) % 256))
         .collect();
-    let admin = first_admin(&url, Some(&key_hex));
-    let mut replicas: Vec<Serve> = (0..3)
-        .map(|_| serve(&url, Some(&key_hex), &config))
+    let admin = create_org(&url, Some(&key_hex));
+    let mut replicas: Vec<Served> = (0..3)
+        .map(|_| start_serve(&url, Some(&key_hex), &config))
         .collect();
     let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.addr).collect();
     let devices = fleet(addrs[0], &admin, &sim, fast(&sim), 90).await;
