@@ -40,7 +40,8 @@ pub struct RunnerConfig {
     pub workers: usize,
     /// How long an item in flight stays this replica's without renewal.
     pub lease: Duration,
-    /// How often idle workers look for work another replica created.
+    /// How often an idle process looks for work another replica created (one worker looks;
+    /// the others wait until it, or a new job, wakes them).
     pub idle_poll: Duration,
     /// How many times an item refused for the rate (never sent) is tried before it fails.
     pub rate_limited_tries: u32,
@@ -98,13 +99,14 @@ pub fn start_with<S: Store>(app: &Arc<App<S>>, config: RunnerConfig) -> Runner {
         recovered,
     ));
     let mut tasks = Vec::new();
-    for _ in 0..config.workers.max(1) {
+    for n in 0..config.workers.max(1) {
         let mut ready = ready.clone();
         let worker = work(
             Arc::downgrade(app),
             replica.clone(),
             config.clone(),
             stopped.clone(),
+            n == 0,
         );
         tasks.push(tokio::spawn(async move {
             if ready.wait_for(|r| *r).await.is_ok() {
@@ -195,18 +197,26 @@ async fn maintain<S: Store>(
     }
 }
 
-/// One worker: claims and runs items until stopped.
+/// One worker: claims and runs items until stopped. Idle, only the one that `polls` looks in
+/// the store every `idle_poll` (an idle service makes one claim query a poll, not one per
+/// worker); the others sleep until woken.
 async fn work<S: Store>(
     app: Weak<App<S>>,
     replica: Arc<str>,
     config: Arc<RunnerConfig>,
     mut stopped: watch::Receiver<bool>,
+    polls: bool,
 ) {
     let mut idle = true;
+    let mut retry = false;
     loop {
         if *stopped.borrow() {
             return;
         }
+        // Registered before the claim, so that a wake-up sent while it runs is not missed.
+        let woken = WAKE.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
         let Some(strong) = app.upgrade() else { return };
         match strong.store.claim_job_item(&replica, config.lease).await {
             Ok(Some(item)) => {
@@ -220,12 +230,23 @@ async fn work<S: Store>(
                 continue;
             }
             Ok(None) => idle = true,
-            Err(e) => tracing::warn!(error = %e, "cannot claim a job item"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim a job item");
+                // Tried again after `idle_poll`, whichever worker this is.
+                retry = true;
+            }
         }
         drop(strong);
+        let poll = async {
+            if polls || std::mem::take(&mut retry) {
+                tokio::time::sleep(config.idle_poll).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
-            _ = WAKE.notified() => {}
-            _ = tokio::time::sleep(config.idle_poll) => {}
+            _ = woken => {}
+            _ = poll => {}
             _ = stopped.changed() => {}
         }
     }
