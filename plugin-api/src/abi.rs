@@ -1,28 +1,29 @@
 //! The binary interface between the host and a plugin: the only types that cross a library boundary.
 //!
 //! Everything here is `#[repr(C)]` and checked by `abi_stable` when a library is loaded. The surface
-//! is kept deliberately tiny: one root module with two functions, one error struct and one host
-//! capability object. Everything else travels as versioned JSON (the manifest, the call context,
-//! capability requests), so adding a host capability or a plugin feature never adds a field here.
+//! is kept deliberately small: a root module with two functions, a second module with the entry
+//! points added since ([`CallModule`]), one error struct and one host capability object.
+//! Everything else travels as versioned JSON (the manifest, capability requests, the call
+//! context of `invoke` and `CallArgs::context_extra`), so adding a host capability or a plugin
+//! feature never adds a field here.
 //!
-//! Compatibility rules (see `ARCHITECTURE.md`):
-//! - [`PluginModule`] is a prefix type. Its prefix — the fields up to and including the one
-//!   marked `#[sabi(last_prefix_field)]` (`invoke`) — is what protocol 1 guarantees: every
-//!   plugin has it, its accessors return the field itself, and it never changes (changing or
-//!   moving it is a breaking change that needs a new [`crate::PROTOCOL_VERSION`]).
-//!   A field may only be appended after the last one, never between others, and an appended field
-//!   is optional: the struct carries `#[sabi(missing_field(option))]`, so abi_stable generates
-//!   an accessor returning `Option<FieldType>` for every field after the prefix, `None` for a
-//!   plugin built against an older `devext-plugin-api` that did not have it. The host must handle
-//!   that `None` (fall back to the older behaviour), never `unwrap` it. Do not put
-//!   `missing_field(panic)` (or a per-field `missing_field`) on an appended field: an older
-//!   plugin would then crash the host on first access instead of being served the old way.
-//!   (abi_stable 0.11 docs, `docs::prefix_types`: "Getter methods for fields after the one to
-//!   which `#[sabi(last_prefix_field)]` was applied to will return `Option<FieldType>` by
-//!   default, because those fields might not exist"; `#[sabi(missing_field(..))]` overrides that
-//!   on the struct or a field.) Before appending a field, prefer what needs none: a new
-//!   capability name, a new manifest field, a new error kind string.
-//! - [`HostCaps`] methods are a prefix vtable: methods may only be appended.
+//! Compatibility rules (see `ARCHITECTURE.md`; `tests/fixtures/compat-v1` is the proof):
+//! - **No type here gains a field or a method, not even at the end.** abi_stable 0.11 checks a
+//!   library's layouts against the host's and refuses a prefix type (a module or a `sabi_trait`
+//!   vtable) that has *fewer* fields in the library than in the host
+//!   (`abi_checking::check_fields`: "too many fields (expected 3, found 2)"); only the reverse,
+//!   a library newer than the host, passes. So a field appended to [`PluginModule`], or a
+//!   method appended to [`HostCaps`], would lock every plugin built before it out of a newer
+//!   host. Both were tried against the compat-v1 fixture and refused that way. (The `Option`
+//!   accessors that `#[sabi(missing_field(option))]` gives fields after the
+//!   `#[sabi(last_prefix_field)]` serve the other direction: a plugin reading a module of an
+//!   older host.)
+//! - A new host capability is a new capability *name* over [`HostCaps`]; a new plugin feature
+//!   is a new manifest field; a new error is a new kind string or goes into `details`.
+//! - A new entry point of the plugin goes into a new module under a symbol of its own, which a
+//!   host looks for and does without when a plugin lacks it, as [`CallModule`] did (symbol
+//!   `devext_plugin_calls__<crate name>`; [`StaticPlugin::calls`] for static plugins).
+//!   Changing or removing anything that exists is a new [`crate::PROTOCOL_VERSION`].
 //! - [`AbiError`] is never changed; new error information goes into its `details` JSON.
 
 // The derive and trait-object macros of abi_stable expand to unsafe impls and old-style items.
@@ -69,14 +70,15 @@ pub trait HostCaps: Send + Sync + Clone {
     fn call_async(&self, capability: RStr<'_>, request: RString) -> FfiFuture<AbiResult>;
 }
 
-/// The host capability object as handed to a plugin.
+/// The host capability object as handed to a plugin. Its methods never change, and none are
+/// added (see the module's compatibility rules): new capabilities are new names.
 pub type HostCapsBox = HostCaps_TO<'static, RArc<()>>;
 
 /// The root module every plugin exports (and every static plugin registers).
 ///
-/// Fields after `invoke` (the last prefix field) are optional: their accessors on
-/// [`PluginModule_Ref`] return `Option` (see the module's compatibility rules). Only
-/// [`crate::export_plugin!`] builds this struct, hence `#[non_exhaustive]`.
+/// Frozen at protocol 1: no field is ever added (see the module's compatibility rules; new entry
+/// points go into [`CallModule`]). Only [`crate::export_plugin!`] builds this struct, hence
+/// `#[non_exhaustive]`.
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = PluginModule_Ref)))]
@@ -99,6 +101,70 @@ pub struct PluginModule {
     ) -> FfiFuture<AbiResult>,
 }
 
+/// Entry points added after protocol 1, in a root module of their own that a library exports
+/// beside [`PluginModule`], under the symbol `devext_plugin_calls__<crate name>` (a static
+/// plugin registers it in [`StaticPlugin`]). A host that finds none (a plugin built before it)
+/// uses `PluginModule::invoke`; a host that does not know it never looks for it.
+///
+/// It is a module of its own rather than fields appended to [`PluginModule`] because
+/// abi_stable 0.11 refuses a library whose prefix type has *fewer* fields than the host's
+/// (`abi_checking::check_fields`: more fields in the library are accepted, fewer are not), so
+/// an appended field would lock every older plugin out of a newer host.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = CallModule_Ref)))]
+#[sabi(missing_field(option))]
+#[non_exhaustive]
+pub struct CallModule {
+    /// Runs one operation, like `invoke`, with its arguments lent rather than given. The
+    /// arguments are read before the function returns; the future owns what it needs. Its
+    /// `ROk` text is `args.output` with the output written into it, so that neither side
+    /// allocates a buffer per call.
+    #[sabi(last_prefix_field)]
+    pub call: extern "C" fn(host: HostCapsBox, args: CallArgs<'_>) -> FfiFuture<AbiResult>,
+}
+
+impl RootModule for CallModule_Ref {
+    declare_root_module_statics! {CallModule_Ref}
+    const BASE_NAME: &'static str = "devext_plugin_calls";
+    const NAME: &'static str = "devext plugin calls";
+    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}
+
+/// The arguments of [`CallModule::call`]: what `invoke` sends, borrowed from the host for the
+/// duration of the call (not of its future), and a buffer for the output.
+///
+/// The call context comes as its fields rather than as JSON text (reading that text cost more
+/// than the rest of a small call). Context fields added later go into `context_extra`, a JSON
+/// object, so that this struct never changes.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct CallArgs<'a> {
+    /// [`crate::CallContext::protocol`].
+    pub protocol: u32,
+    /// [`crate::CallContext::call_id`].
+    pub call_id: RStr<'a>,
+    /// [`crate::CallContext::deadline_unix_ms`].
+    pub deadline_unix_ms: i64,
+    /// [`crate::CallContext::account_key`].
+    pub account_key: RStr<'a>,
+    /// [`crate::CallContext::priority`] as its JSON name (`interactive`, `bulk`).
+    pub priority: RStr<'a>,
+    /// Context fields newer than this struct, as a JSON object (empty: none).
+    pub context_extra: RStr<'a>,
+    /// The operation's name.
+    pub op: RStr<'a>,
+    /// The org's extension config (JSON).
+    pub org_config: RStr<'a>,
+    /// The device's extension config (JSON).
+    pub device_config: RStr<'a>,
+    /// The input (JSON).
+    pub input: RStr<'a>,
+    /// An empty buffer for the output text; the plugin writes into it (growing it as needed)
+    /// and returns it as the `ROk` text, or drops it.
+    pub output: RString,
+}
+
 impl RootModule for PluginModule_Ref {
     declare_root_module_statics! {PluginModule_Ref}
     const BASE_NAME: &'static str = "devext_plugin";
@@ -108,17 +174,36 @@ impl RootModule for PluginModule_Ref {
 
 /// A plugin linked into the host binary, registered with `inventory` by [`crate::export_plugin!`].
 ///
-/// The host reaches a static plugin through the same [`PluginModule_Ref`] as a dynamic one.
+/// The host reaches a static plugin through the same [`PluginModule_Ref`] (and
+/// [`CallModule_Ref`]) as a dynamic one.
 #[non_exhaustive]
 pub struct StaticPlugin {
     /// Returns the plugin's root module.
     pub module: fn() -> PluginModule_Ref,
+    /// Returns the plugin's [`CallModule`], if it has one.
+    pub calls: Option<fn() -> CallModule_Ref>,
 }
 
 impl StaticPlugin {
-    /// The registration of the plugin whose root module `module` returns.
+    /// The registration of the plugin whose root module `module` returns (and no
+    /// [`CallModule`]).
     pub const fn new(module: fn() -> PluginModule_Ref) -> Self {
-        StaticPlugin { module }
+        StaticPlugin {
+            module,
+            calls: None,
+        }
+    }
+
+    /// The registration of the plugin whose root module `module` and [`CallModule`] `calls`
+    /// return.
+    pub const fn with_calls(
+        module: fn() -> PluginModule_Ref,
+        calls: fn() -> CallModule_Ref,
+    ) -> Self {
+        StaticPlugin {
+            module,
+            calls: Some(calls),
+        }
     }
 }
 

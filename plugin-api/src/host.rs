@@ -486,6 +486,12 @@ impl Host {
         Host { caps }
     }
 
+    /// The capability object (the glue's tests hand it to the entry points).
+    #[cfg(test)]
+    pub(crate) fn into_caps(self) -> HostCapsBox {
+        self.caps
+    }
+
     /// A host without I/O, for unit tests of a plugin and for benchmarks: the clock works, logs
     /// are dropped, every other capability answers `unsupported`.
     pub fn offline() -> Self {

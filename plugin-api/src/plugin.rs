@@ -14,7 +14,10 @@ use async_ffi::{FfiFuture, FutureExt as _};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::abi::{AbiError, AbiResult, HostCapsBox, PluginModule, PluginModule_Ref};
+use crate::abi::{
+    AbiError, AbiResult, CallArgs, CallModule, CallModule_Ref, HostCapsBox, PluginModule,
+    PluginModule_Ref,
+};
 use crate::error::PluginError;
 use crate::host::Host;
 use crate::manifest::Manifest;
@@ -141,11 +144,23 @@ pub mod export {
     /// is the crate name (see [`crate::export_plugin!`]).
     pub const ROOT_MODULE_SYMBOL_PREFIX: &str = "devext_plugin_root__";
 
+    /// The prefix of the symbol under which a plugin library exports its [`CallModule`]; the
+    /// rest is the crate name, as for the root module.
+    pub const CALLS_MODULE_SYMBOL_PREFIX: &str = "devext_plugin_calls__";
+
     /// Builds the root module of plugin `P`.
     pub fn root_module<P: Exported>() -> PluginModule_Ref {
         PluginModule {
             manifest: manifest_glue::<P>,
             invoke: invoke_glue::<P>,
+        }
+        .leak_into_prefix()
+    }
+
+    /// Builds the [`CallModule`] of plugin `P`.
+    pub fn calls_module<P: Exported>() -> CallModule_Ref {
+        CallModule {
+            call: call_glue::<P>,
         }
         .leak_into_prefix()
     }
@@ -170,6 +185,7 @@ pub mod export {
         }
     }
 
+    /// Protocol 1's entry point, for hosts that do not know [`CallModule::call`].
     extern "C" fn invoke_glue<P: Exported>(
         host: HostCapsBox,
         context: RString,
@@ -178,16 +194,126 @@ pub mod export {
         device_config: RString,
         input: RString,
     ) -> FfiFuture<AbiResult> {
+        start::<P>(
+            host,
+            Texts {
+                context: Context::Json(context.as_str()),
+                op: op.as_str(),
+                org_config: org_config.as_str(),
+                device_config: device_config.as_str(),
+                input: input.as_str(),
+            },
+            None,
+        )
+    }
+
+    extern "C" fn call_glue<P: Exported>(
+        host: HostCapsBox,
+        args: CallArgs<'_>,
+    ) -> FfiFuture<AbiResult> {
+        // `context_extra` holds only context fields newer than this crate: nothing to read.
+        let CallArgs {
+            protocol,
+            call_id,
+            deadline_unix_ms,
+            account_key,
+            priority,
+            context_extra: _,
+            op,
+            org_config,
+            device_config,
+            input,
+            output,
+        } = args;
+        start::<P>(
+            host,
+            Texts {
+                context: Context::Fields {
+                    protocol,
+                    call_id: call_id.as_str(),
+                    deadline_unix_ms,
+                    account_key: account_key.as_str(),
+                    priority: priority.as_str(),
+                },
+                op: op.as_str(),
+                org_config: org_config.as_str(),
+                device_config: device_config.as_str(),
+                input: input.as_str(),
+            },
+            Some(output),
+        )
+    }
+
+    /// How the host sent the call context.
+    enum Context<'a> {
+        /// As JSON text (`invoke`).
+        Json(&'a str),
+        /// As the fields of [`CallArgs`] (`call`).
+        Fields {
+            protocol: u32,
+            call_id: &'a str,
+            deadline_unix_ms: i64,
+            account_key: &'a str,
+            priority: &'a str,
+        },
+    }
+
+    impl Context<'_> {
+        fn read(&self) -> Result<CallContext, PluginError> {
+            match self {
+                Context::Json(text) => parse("call context", text),
+                Context::Fields {
+                    protocol,
+                    call_id,
+                    deadline_unix_ms,
+                    account_key,
+                    priority,
+                } => Ok(CallContext {
+                    protocol: *protocol,
+                    call_id: (*call_id).to_owned(),
+                    deadline_unix_ms: *deadline_unix_ms,
+                    account_key: (*account_key).to_owned(),
+                    priority: match *priority {
+                        "" | "interactive" => crate::host::Priority::Interactive,
+                        "bulk" => crate::host::Priority::Bulk,
+                        other => {
+                            return Err(PluginError::internal(format!(
+                                "the host sent an unreadable call context: unknown priority \
+                                 {other:?}"
+                            )));
+                        }
+                    },
+                }),
+            }
+        }
+    }
+
+    /// A call's arguments as the host sent them.
+    struct Texts<'a> {
+        context: Context<'a>,
+        op: &'a str,
+        org_config: &'a str,
+        device_config: &'a str,
+        input: &'a str,
+    }
+
+    /// Reads the arguments and starts the operation (both before returning), then returns the
+    /// future that runs it and encodes its output (into `output` when the host lent a buffer).
+    fn start<P: Exported>(
+        host: HostCapsBox,
+        args: Texts<'_>,
+        output: Option<RString>,
+    ) -> FfiFuture<AbiResult> {
         // The host's log, for a panic: kept before `host` moves into the plugin.
         let reporter = Host::from_caps(host.clone());
-        let op_name = op.as_str().to_owned();
-        let started = guarded(AssertUnwindSafe(move || {
+        let op_name = args.op.to_owned();
+        let started = guarded(AssertUnwindSafe(|| {
             let call = Call::new(
-                parse("call context", &context)?,
-                op.into_string(),
-                parse("org config", &org_config)?,
-                parse("device config", &device_config)?,
-                parse("input", &input)?,
+                args.context.read()?,
+                op_name.clone(),
+                parse("org config", args.org_config)?,
+                parse("device config", args.device_config)?,
+                parse("input", args.input)?,
             );
             Ok::<_, PluginError>(P::instance().invoke(Host::from_caps(host), call))
         }));
@@ -201,15 +327,7 @@ pub mod export {
         };
         async move {
             match catch_unwind_future(future).await {
-                // `to_string` writes into one buffer (`Value`'s `Display` goes through
-                // `fmt::Write` a piece at a time and costs twice as much).
-                Ok(Ok(value)) => match serde_json::to_string(&value) {
-                    Ok(text) => RResult::ROk(text.into()),
-                    Err(e) => RResult::RErr(
-                        PluginError::internal(format!("the output cannot be encoded: {e}"))
-                            .to_abi(),
-                    ),
-                },
+                Ok(Ok(value)) => encode(&value, output),
                 Ok(Err(e)) => RResult::RErr(e.to_abi()),
                 Err(panic) => RResult::RErr(panic_error(
                     &*panic,
@@ -220,6 +338,34 @@ pub mod export {
             }
         }
         .into_ffi()
+    }
+
+    /// `value` as JSON text: written into the host's buffer when it lent one, else into a new
+    /// string. (`serde_json` writes into one buffer; `Value`'s `Display` goes through
+    /// `fmt::Write` a piece at a time and costs twice as much.)
+    fn encode(value: &Value, output: Option<RString>) -> AbiResult {
+        let cannot = |e: &dyn std::fmt::Display| {
+            RResult::RErr(
+                PluginError::internal(format!("the output cannot be encoded: {e}")).to_abi(),
+            )
+        };
+        match output {
+            Some(buffer) => {
+                let mut bytes = buffer.into_bytes();
+                bytes.clear();
+                if let Err(e) = serde_json::to_writer(&mut bytes, value) {
+                    return cannot(&e);
+                }
+                match RString::from_utf8(bytes) {
+                    Ok(text) => RResult::ROk(text),
+                    Err(e) => cannot(&e),
+                }
+            }
+            None => match serde_json::to_string(value) {
+                Ok(text) => RResult::ROk(text.into()),
+                Err(e) => cannot(&e),
+            },
+        }
     }
 
     fn parse<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> Result<T, PluginError> {
@@ -366,9 +512,170 @@ macro_rules! export_plugin {
                 }
             };
 
+            // The entry points added after protocol 1 ([`$crate::abi::CallModule`]), under a
+            // symbol of their own in the same format.
+            #[unsafe(export_name = concat!("devext_plugin_calls__", env!("CARGO_CRATE_NAME")))]
+            #[allow(unsafe_code, non_upper_case_globals)]
+            static DEVEXT_CALLS_HEADER: $crate::plugin::export::abi_stable::library::LibHeader = {
+                extern "C" fn erased_calls_module(
+                ) -> $crate::plugin::export::abi_stable::library::RootModuleResult {
+                    $crate::plugin::export::abi_stable::library::__call_root_module_loader(
+                        $crate::plugin::export::calls_module::<$plugin>,
+                    )
+                }
+                // SAFETY: `erased_calls_module` returns the `CallModule_Ref` the header is typed
+                // with, as for the root module above.
+                unsafe {
+                    $crate::plugin::export::abi_stable::library::LibHeader::from_constructor::<
+                        $crate::abi::CallModule_Ref,
+                    >(
+                        erased_calls_module,
+                        $crate::plugin::export::abi_stable::library::CheckTypeLayout::Yes,
+                    )
+                }
+            };
+
             $crate::plugin::export::inventory::submit! {
-                $crate::abi::StaticPlugin::new($crate::plugin::export::root_module::<$plugin>)
+                $crate::abi::StaticPlugin::with_calls(
+                    $crate::plugin::export::root_module::<$plugin>,
+                    $crate::plugin::export::calls_module::<$plugin>,
+                )
             }
         };
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::export::{calls_module, root_module};
+    use super::*;
+    use crate::host::Priority;
+    use abi_stable::std_types::RStr;
+    use std::task::{Context, Waker};
+
+    /// Answers with everything it was handed.
+    struct Mirror;
+
+    impl Plugin for Mirror {
+        fn manifest(&self) -> Manifest {
+            Manifest::new("mirror", "Mirror", "0.1.0")
+        }
+
+        async fn invoke(&self, _host: Host, call: Call) -> Result<Value, PluginError> {
+            Ok(serde_json::json!({
+                "context": serde_json::to_value(&call.context)
+                    .map_err(|e| PluginError::internal(e.to_string()))?,
+                "op": call.op,
+                "org": call.org_config,
+                "device": call.device_config,
+                "input": call.input,
+            }))
+        }
+    }
+
+    crate::export_plugin!(Mirror, Mirror);
+
+    /// The result of a future that is ready on its first poll.
+    fn ready(future: FfiFuture<AbiResult>) -> Result<RString, AbiError> {
+        let mut future = std::pin::pin!(future);
+        match future
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(result) => result.into_result(),
+            Poll::Pending => panic!("the mirror's future waited"),
+        }
+    }
+
+    fn caps() -> HostCapsBox {
+        Host::offline().into_caps()
+    }
+
+    fn args<'a>(priority: &'a str, output: RString) -> CallArgs<'a> {
+        CallArgs {
+            protocol: crate::PROTOCOL_VERSION,
+            call_id: RStr::from_str("19ad-7"),
+            deadline_unix_ms: 1_700_000_000_000,
+            account_key: RStr::from_str("k1"),
+            priority: RStr::from_str(priority),
+            context_extra: RStr::from_str(""),
+            op: RStr::from_str("look"),
+            org_config: RStr::from_str(r#"{"greeting":"hi"}"#),
+            device_config: RStr::from_str(r#"{"id":"d-1"}"#),
+            input: RStr::from_str(r#"{"n":[1,2]}"#),
+            output,
+        }
+    }
+
+    #[test]
+    fn both_entry_points_hand_the_plugin_the_same_call() {
+        let context = CallContext::new("19ad-7", 1_700_000_000_000)
+            .account_key("k1")
+            .priority(Priority::Bulk);
+        let via_invoke = ready((root_module::<Mirror>().invoke())(
+            caps(),
+            serde_json::to_string(&context).unwrap().into(),
+            "look".into(),
+            r#"{"greeting":"hi"}"#.into(),
+            r#"{"id":"d-1"}"#.into(),
+            r#"{"n":[1,2]}"#.into(),
+        ))
+        .unwrap();
+        let buffer = RString::with_capacity(1024);
+        let lent = buffer.as_ptr();
+        let via_call = ready((calls_module::<Mirror>().call())(
+            caps(),
+            args("bulk", buffer),
+        ))
+        .unwrap();
+        // The output was written into the buffer the host lent.
+        assert_eq!(via_call.as_ptr(), lent);
+        let via_invoke: Value = serde_json::from_str(&via_invoke).unwrap();
+        let via_call: Value = serde_json::from_str(&via_call).unwrap();
+        assert_eq!(via_invoke, via_call);
+        assert_eq!(
+            serde_json::from_value::<CallContext>(via_call["context"].clone()).unwrap(),
+            context
+        );
+        assert_eq!(via_call["org"]["greeting"], "hi");
+        assert_eq!(via_call["device"]["id"], "d-1");
+        assert_eq!(via_call["input"]["n"][1], 2);
+        assert_eq!(via_call["op"], "look");
+    }
+
+    #[test]
+    fn call_reads_the_default_priority_and_refuses_an_unknown_one() {
+        for priority in ["", "interactive"] {
+            let out = ready((calls_module::<Mirror>().call())(
+                caps(),
+                args(priority, RString::new()),
+            ))
+            .unwrap();
+            let out: Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(out["context"]["priority"], "interactive", "{priority:?}");
+        }
+        let e = ready((calls_module::<Mirror>().call())(
+            caps(),
+            args("urgent", RString::new()),
+        ))
+        .unwrap_err();
+        assert_eq!(e.kind.as_str(), "internal");
+        assert!(
+            e.message.contains("unknown priority \"urgent\""),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn call_reports_an_unreadable_argument() {
+        let mut bad = args("", RString::new());
+        bad.input = RStr::from_str("{not json");
+        let e = ready((calls_module::<Mirror>().call())(caps(), bad)).unwrap_err();
+        assert!(
+            e.message.contains("the host sent an unreadable input"),
+            "{}",
+            e.message
+        );
+    }
 }

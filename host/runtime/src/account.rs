@@ -38,31 +38,46 @@ pub(crate) struct AccountKeys {
 impl AccountKeys {
     /// [`account_key`] of a call of `manifest`'s plugin with `org_config`.
     pub(crate) fn key(&self, manifest: &Manifest, org_config: &Value) -> Arc<str> {
-        let identity = identity(manifest, org_config);
-        if let Ok(memo) = self.memo.lock()
-            && let Some(key) = memo.get(&identity)
-        {
-            return key.clone();
-        }
-        let key: Arc<str> = account_key(manifest, org_config).into();
-        if let Ok(mut memo) = self.memo.lock() {
-            if memo.len() >= MEMO_ENTRIES {
-                memo.clear();
+        IDENTITY.with(|buffer| {
+            // A call nested in another's lookup (never today) gets a buffer of its own.
+            let mut own = Vec::new();
+            let mut borrowed = buffer.try_borrow_mut();
+            let identity = match borrowed.as_deref_mut() {
+                Ok(buffer) => buffer,
+                Err(_) => &mut own,
+            };
+            write_identity(identity, manifest, org_config);
+            if let Ok(memo) = self.memo.lock()
+                && let Some(key) = memo.get(identity.as_slice())
+            {
+                return key.clone();
             }
-            memo.insert(identity, key.clone());
-        }
-        key
+            let key: Arc<str> = account_key(manifest, org_config).into();
+            if let Ok(mut memo) = self.memo.lock() {
+                if memo.len() >= MEMO_ENTRIES {
+                    memo.clear();
+                }
+                memo.insert(identity.clone(), key.clone());
+            }
+            key
+        })
     }
 }
 
-/// The settings an account key derives from, as they are (not normalised): equal identities
-/// have equal keys (different ones may too: the memo then holds both).
-fn identity(manifest: &Manifest, org_config: &Value) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
+thread_local! {
+    /// The buffer a lookup writes its identity into (a memo hit then allocates nothing).
+    static IDENTITY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Writes into `out` (cleared first) the settings an account key derives from, as they are
+/// (not normalised): equal identities have equal keys (different ones may too: the memo then
+/// holds both).
+fn write_identity(out: &mut Vec<u8>, manifest: &Manifest, org_config: &Value) {
+    out.clear();
     let mut part = |value: Option<&Value>| {
         // serde_json writes any `Value` into a `Vec` without failing; a separator that JSON
         // text never contains keeps the parts apart.
-        let _ = serde_json::to_writer(&mut out, value.unwrap_or(&Value::Null));
+        let _ = serde_json::to_writer(&mut *out, value.unwrap_or(&Value::Null));
         out.push(0);
     };
     part(
@@ -74,7 +89,6 @@ fn identity(manifest: &Manifest, org_config: &Value) -> Vec<u8> {
     for field in &manifest.account_fields {
         part(org_config.get(field));
     }
-    out
 }
 
 /// The domain tag of the digest; a new derivation gets a new tag.

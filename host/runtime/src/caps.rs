@@ -36,8 +36,13 @@ pub(crate) struct CallCaps {
     limiter: Arc<dyn Limiter>,
     /// The latest permit granted in this call (its account and when), until the call's next
     /// HTTP request starts: how late that start was goes back to the limiter.
-    granted: Arc<std::sync::Mutex<Option<(String, Instant)>>>,
+    /// Created by the first asynchronous capability call (most calls make none) and shared
+    /// from then on by every clone: clones are made only by `call_async`, after it exists.
+    granted: std::sync::OnceLock<Arc<Granted>>,
 }
+
+/// The permit a call was granted last: its account and when.
+type Granted = std::sync::Mutex<Option<(String, Instant)>>;
 
 /// What the limiter capability needs of a call.
 pub(crate) struct CallLimits {
@@ -66,17 +71,16 @@ impl CallCaps {
             account_key: limits.account_key,
             priority: limits.priority,
             limiter: limits.limiter,
-            granted: Arc::default(),
+            granted: std::sync::OnceLock::new(),
         }
     }
 
     /// Reports the lateness of the first request after a grant.
     fn request_starts(&self) {
-        let granted = self
-            .granted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let Some(granted) = self.granted.get() else {
+            return;
+        };
+        let granted = granted.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some((account, at)) = granted {
             let late = at.elapsed();
             if late > crate::limiter::LATE_START {
@@ -179,6 +183,7 @@ impl HostCaps for CallCaps {
     }
 
     fn call_async(&self, capability: RStr<'_>, request: RString) -> FfiFuture<AbiResult> {
+        let granted = Arc::clone(self.granted.get_or_init(Arc::default));
         let caps = self.clone();
         match capability.as_str() {
             CAP_HTTP => async move {
@@ -240,7 +245,7 @@ impl HostCaps for CallCaps {
                 let account = ask.account_key.clone();
                 match caps.limiter.acquire(ask).await {
                     Ok(permit) => {
-                        *caps.granted.lock().unwrap_or_else(|p| p.into_inner()) =
+                        *granted.lock().unwrap_or_else(|p| p.into_inner()) =
                             Some((account, Instant::now()));
                         let waited = u64::try_from(asked.elapsed().as_millis()).unwrap_or(u64::MAX);
                         ok(&PermitGrant::new(permit, waited))

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use abi_stable::library::{AbiHeaderRef, LibraryError, RawLibrary, RootModuleError};
 use abi_stable::std_types::RResult;
-use devext_plugin_api::abi::PluginModule_Ref;
-use devext_plugin_api::plugin::export::ROOT_MODULE_SYMBOL_PREFIX;
+use devext_plugin_api::abi::{CallModule_Ref, PluginModule_Ref};
+use devext_plugin_api::plugin::export::{CALLS_MODULE_SYMBOL_PREFIX, ROOT_MODULE_SYMBOL_PREFIX};
 use devext_plugin_api::{API_VERSION, Manifest, PROTOCOL_VERSION, PluginError, api_compatible};
 use serde::Serialize;
 use serde_json::Value;
@@ -368,6 +368,8 @@ pub struct LoadedPlugin {
     source: PluginSource,
     hint_warnings: Vec<crate::hints::HintWarning>,
     pub(crate) module: PluginModule_Ref,
+    /// The entry points added after protocol 1 (`None`: a plugin built before them).
+    pub(crate) calls: Option<CallModule_Ref>,
     pub(crate) schemas: CompiledSchemas,
 }
 
@@ -420,30 +422,52 @@ pub fn load_file(path: &Path) -> Result<LoadedPlugin, RefusalReason> {
     open_library(path).and_then(|m| describe(m, PluginSource::File(path.to_owned())))
 }
 
-/// Loads the shared library at `path` and returns its root module.
+/// A plugin's modules: its root module and, from a plugin built after protocol 1, its
+/// [`CallModule_Ref`].
+pub(crate) struct Modules {
+    pub(crate) root: PluginModule_Ref,
+    pub(crate) calls: Option<CallModule_Ref>,
+}
+
+/// Loads the shared library at `path` and returns its modules.
 ///
 /// The library stays loaded for the life of the process (abi_stable never unloads).
-pub(crate) fn open_library(path: &Path) -> Result<PluginModule_Ref, RefusalReason> {
+pub(crate) fn open_library(path: &Path) -> Result<Modules, RefusalReason> {
     let raw = RawLibrary::load_at(path).map_err(library_error)?;
     let symbol = root_symbol(path)?;
-    let mut with_nul = symbol.into_bytes();
-    with_nul.push(0);
-    // SAFETY: the symbol was exported by `devext_plugin_api::export_plugin!`, which declares it
-    // as a `LibHeader`, the type abi_stable's loader reads it as; abi_stable then checks the
-    // header's version and the root module's full type layout before anything is called.
-    #[allow(unsafe_code)]
-    let header = unsafe {
-        raw.get::<AbiHeaderRef>(&with_nul)
-            .map(|h| *h)
-            .map_err(library_error)?
+    let header = |symbol: &str| {
+        let mut with_nul = symbol.as_bytes().to_vec();
+        with_nul.push(0);
+        // SAFETY: the symbol was exported by `devext_plugin_api::export_plugin!`, which declares
+        // it as a `LibHeader`, the type abi_stable's loader reads it as; abi_stable then checks
+        // the header's version and the module's full type layout before anything is called.
+        #[allow(unsafe_code)]
+        unsafe {
+            raw.get::<AbiHeaderRef>(&with_nul).map(|h| *h)
+        }
     };
-    let module = header
+    let root = header(&symbol)
+        .map_err(library_error)?
         .upgrade()
         .and_then(|h| h.init_root_module::<PluginModule_Ref>())
         .map_err(library_error)?;
-    // The module's functions point into the library: it must never be unloaded.
+    // The calls module's symbol names the same crate. A plugin built before it has none; one
+    // that has it must pass the same checks as the root module.
+    let calls_symbol = format!(
+        "{CALLS_MODULE_SYMBOL_PREFIX}{}",
+        &symbol[ROOT_MODULE_SYMBOL_PREFIX.len()..]
+    );
+    let calls = match header(&calls_symbol) {
+        Err(_) => None,
+        Ok(h) => Some(
+            h.upgrade()
+                .and_then(|h| h.init_root_module::<CallModule_Ref>())
+                .map_err(library_error)?,
+        ),
+    };
+    // The modules' functions point into the library: it must never be unloaded.
     std::mem::forget(raw);
-    Ok(module)
+    Ok(Modules { root, calls })
 }
 
 /// The name of the root-module symbol the library exports (`devext_plugin_root__<crate>`).
@@ -548,9 +572,13 @@ fn summarise_layout_report(text: &str) -> AbiMismatch {
 
 /// Asks `module` for its manifest and checks it; compiles every schema.
 pub(crate) fn describe(
-    module: PluginModule_Ref,
+    modules: Modules,
     source: PluginSource,
 ) -> Result<LoadedPlugin, RefusalReason> {
+    let Modules {
+        root: module,
+        calls,
+    } = modules;
     let manifest_fn = module.manifest();
     let json = match manifest_fn() {
         RResult::ROk(json) => json,
@@ -584,6 +612,7 @@ pub(crate) fn describe(
         source,
         hint_warnings,
         module,
+        calls,
         schemas,
     })
 }

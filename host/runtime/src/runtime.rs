@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use devext_plugin_api::abi::static_plugins;
+use abi_stable::std_types::{RStr, RString};
+use devext_plugin_api::abi::{self, static_plugins};
 use devext_plugin_api::{ErrorKind, Manifest, PluginError, Value, json};
 use futures_util::FutureExt as _;
 use serde::Serialize;
@@ -239,7 +240,11 @@ impl Runtime {
         if config.static_plugins {
             let mut statics: Vec<LoadedPlugin> = Vec::new();
             for entry in static_plugins() {
-                match loader::describe((entry.module)(), PluginSource::Static) {
+                let modules = loader::Modules {
+                    root: (entry.module)(),
+                    calls: entry.calls.map(|calls| calls()),
+                };
+                match loader::describe(modules, PluginSource::Static) {
                     Ok(p) => statics.push(p),
                     Err(reason) => refused.push(Refusal {
                         source: RefusedSource::Static { name: None },
@@ -638,6 +643,27 @@ impl Runtime {
     /// violates the operation's schema, or a panic, is an `internal` error with details
     /// `{"fault": "plugin"}`.
     pub async fn invoke(&self, req: CallRequest<'_>) -> Result<Value, PluginError> {
+        // One async fn with the waiting in it, and plain functions for the rest: the future is
+        // small, and no nested future is moved into its parent's state on every call.
+        let (slot, op) = self.resolve(&req)?;
+        let started = Instant::now();
+        let result = match self.prepare(slot, op, &req, started) {
+            Err(e) => Err(e),
+            Ok(Prepared::Cached(output)) => Ok(output),
+            Ok(Prepared::Call(mut call)) => {
+                let outcome = self.run_plugin(slot, op, &mut call).await;
+                self.finish(op, call, outcome)
+            }
+        };
+        op.metrics.record(
+            result.as_ref().map(|_| ()).map_err(|e| e.kind),
+            started.elapsed(),
+        );
+        result
+    }
+
+    /// The plugin and operation a call names.
+    fn resolve(&self, req: &CallRequest<'_>) -> Result<(&Slot, &loader::CompiledOp), PluginError> {
         let Some(slot) = self.slot(req.plugin) else {
             return Err(PluginError::not_found(
                 self.unknown_plugin_message(req.plugin),
@@ -659,23 +685,19 @@ impl Runtime {
                 names.join(", ")
             )));
         };
-        let started = Instant::now();
-        let result = self.invoke_checked(slot, op, &req, started).await;
-        op.metrics.record(
-            result.as_ref().map(|_| ()).map_err(|e| e.kind),
-            started.elapsed(),
-        );
-        result
+        Ok((slot, op))
     }
 
-    async fn invoke_checked(
+    /// Everything before the plugin runs: the scope, the checks of the arguments, their texts,
+    /// the view cache, the call context and the capabilities.
+    fn prepare<'r>(
         &self,
         slot: &Slot,
         op: &loader::CompiledOp,
-        req: &CallRequest<'_>,
+        req: &CallRequest<'r>,
         started: Instant,
-    ) -> Result<Value, PluginError> {
-        let req = &scoped(op, req)?;
+    ) -> Result<Prepared<'r>, PluginError> {
+        let req = scoped(op, req)?;
         let schemas = &slot.plugin.schemas;
         let check = self.inner.config.check_schemas;
         if check {
@@ -688,17 +710,17 @@ impl Runtime {
                     continue; // no device: nothing to check
                 }
                 if let Err(violations) = schema.check(value, "") {
-                    return Err(invalid(location, req, violations));
+                    return Err(invalid(location, &req, violations));
                 }
             }
         }
 
-        // Each argument is serialised once: the text crosses the ABI and keys the view cache.
-        let args = CallArgs {
-            org: json_text(req.org_config)?,
-            device: json_text(req.device_config)?,
-            input: json_text(req.input)?,
-        };
+        // Each argument is serialised once, into this thread's buffers: the text crosses the
+        // ABI and keys the view cache.
+        let mut args = CallArgs::take();
+        json_text(&mut args.org, req.org_config)?;
+        json_text(&mut args.device, req.device_config)?;
+        json_text(&mut args.input, req.input)?;
         let cached_view = op
             .fresh_for
             .filter(|_| self.inner.config.view_cache_entries > 0);
@@ -707,44 +729,23 @@ impl Runtime {
         let device_key = (cached_view.is_some() || is_action).then(|| DeviceKey {
             plugin: req.plugin.to_owned(),
             account: account_hash(req.plugin, &args.org),
-            device: args.device.clone(),
+            device: text_of(&args.device).to_owned(),
         });
-        let input_key = cached_view.map(|_| args.input.clone());
+        let input_key = cached_view.map(|_| text_of(&args.input).to_owned());
         let mut generation = 0;
         if let (Some(key), Some(input_key)) = (&device_key, &input_key) {
             match self.inner.views.lookup(key, req.op, input_key) {
-                Ok(output) => return Ok(output),
+                Ok(output) => {
+                    args.give_back(RString::new());
+                    return Ok(Prepared::Cached(output));
+                }
                 Err(g) => generation = g,
             }
         }
         if is_action && let Some(key) = &device_key {
             self.inner.views.invalidate(key);
         }
-        let result = self.call_plugin(slot, op, req, args, started, check).await;
-        match (&device_key, cached_view, &input_key) {
-            (Some(key), _, _) if is_action => self.inner.views.invalidate(key),
-            (Some(key), Some(fresh_for), Some(input_key)) => {
-                if let Ok(output) = &result {
-                    self.inner
-                        .views
-                        .store(key, generation, req.op, input_key, output, fresh_for);
-                }
-            }
-            _ => {}
-        }
-        result
-    }
 
-    #[allow(clippy::too_many_arguments)] // one call's parts, each used once
-    async fn call_plugin(
-        &self,
-        slot: &Slot,
-        op: &loader::CompiledOp,
-        req: &CallRequest<'_>,
-        args: CallArgs,
-        started: Instant,
-        check: bool,
-    ) -> Result<Value, PluginError> {
         let timeout = req.timeout.unwrap_or(self.inner.config.call_timeout);
         let deadline = started + timeout;
         let deadline_unix_ms = self
@@ -765,7 +766,23 @@ impl Runtime {
             .and_then(Value::as_str)
             .map(Arc::from);
         let account_key = slot.accounts.key(manifest, req.org_config);
-        let context = call_context_json(call_id, deadline_unix_ms, &account_key, req.priority)?;
+        if slot.plugin.calls.is_some() {
+            // `call` takes the context's fields; its `call_id` is this text.
+            args.context.clear();
+            call_id.push_to(&mut args.context);
+        } else {
+            call_context_json(
+                &mut args.context,
+                call_id,
+                deadline_unix_ms,
+                &account_key,
+                req.priority,
+            )?;
+        }
+        let context = ContextFields {
+            deadline_unix_ms,
+            account_key: Arc::clone(&account_key),
+        };
         let caps = CallCaps::new(
             slot.name.clone(),
             call_id,
@@ -779,7 +796,37 @@ impl Runtime {
                 limiter: Arc::clone(&self.inner.limiter),
             },
         );
-        let invoke = slot.plugin.module.invoke();
+        Ok(Prepared::Call(PreparedCall {
+            req,
+            args,
+            context,
+            caps: Some(caps),
+            deadline,
+            timeout,
+            check,
+            is_action,
+            device_key,
+            cached_view,
+            input_key,
+            generation,
+        }))
+    }
+
+    /// Runs the plugin under its concurrency limit and the deadline: the text of its output.
+    async fn run_plugin(
+        &self,
+        slot: &Slot,
+        op: &loader::CompiledOp,
+        call: &mut PreparedCall<'_>,
+    ) -> Result<RString, PluginError> {
+        let Some(caps) = call.caps.take() else {
+            return Err(PluginError::internal("the call was started twice"));
+        };
+        let req = &call.req;
+        let module = &slot.plugin.module;
+        let output = std::mem::take(&mut call.args.output);
+        let lent = &call.args;
+        let context = &call.context;
         let plugin_call = async {
             // Waiting for a permit counts against the deadline.
             let _permit = match slot.limiter.try_acquire() {
@@ -793,15 +840,35 @@ impl Runtime {
                     return Err(PluginError::internal("the plugin's call limiter is closed"));
                 }
             };
-            // The texts move into the plugin's `RString`s (no copy).
-            let future = invoke(
-                caps.into_abi(),
-                context.into(),
-                req.op.into(),
-                args.org.into(),
-                args.device.into(),
-                args.input.into(),
-            );
+            let future = match slot.plugin.calls.map(|calls| calls.call()) {
+                // The plugin reads the texts before `call` returns, and writes its output into
+                // `output`.
+                Some(call_fn) => call_fn(
+                    caps.into_abi(),
+                    abi::CallArgs {
+                        protocol: devext_plugin_api::PROTOCOL_VERSION,
+                        call_id: RStr::from_str(&lent.context),
+                        deadline_unix_ms: context.deadline_unix_ms,
+                        account_key: RStr::from_str(&context.account_key),
+                        priority: RStr::from_str(req.priority.as_str()),
+                        context_extra: RStr::from_str(""),
+                        op: RStr::from_str(req.op),
+                        org_config: RStr::from_str(text_of(&lent.org)),
+                        device_config: RStr::from_str(text_of(&lent.device)),
+                        input: RStr::from_str(text_of(&lent.input)),
+                        output,
+                    },
+                ),
+                // A plugin built before `CallModule` existed: protocol 1's own entry point.
+                None => (module.invoke())(
+                    caps.into_abi(),
+                    lent.context.as_str().into(),
+                    req.op.into(),
+                    text_of(&lent.org).into(),
+                    text_of(&lent.device).into(),
+                    text_of(&lent.input).into(),
+                ),
+            };
             // The plugin catches its own panics; this is the backstop for one that re-raises
             // through the FFI future.
             match std::panic::AssertUnwindSafe(future).catch_unwind().await {
@@ -814,32 +881,59 @@ impl Runtime {
                 .with_details(json!({"fault": "plugin"}))),
             }
         };
-        let json = match until_deadline(deadline, plugin_call).await {
-            Ok(result) => result?,
-            Err(DeadlinePassed) => {
-                let waited = format!(
-                    "{}.{} did not finish within {} ms; the call was cancelled",
-                    req.plugin,
-                    req.op,
-                    timeout.as_millis()
-                );
-                // An action cancelled mid-way may have been carried out by the service already:
-                // say so, and do not invite a blind retry.
-                return Err(if op.kind == devext_plugin_api::OpKind::Action {
-                    PluginError::new(
-                        ErrorKind::Timeout,
-                        format!(
-                            "{waited}; the action may still have been processed by the \
-                             service: check before repeating it"
-                        ),
-                    )
-                    .retryable(false)
-                } else {
-                    PluginError::new(ErrorKind::Timeout, waited)
-                });
+        match until_deadline(call.deadline, plugin_call).await {
+            Ok(result) => result,
+            Err(DeadlinePassed) => Err(timeout_error(op, req, call.timeout)),
+        }
+    }
+
+    /// Everything after the plugin ran: the output's parse and check, its time, the view cache.
+    fn finish(
+        &self,
+        op: &loader::CompiledOp,
+        call: PreparedCall<'_>,
+        outcome: Result<RString, PluginError>,
+    ) -> Result<Value, PluginError> {
+        let PreparedCall {
+            req,
+            args,
+            check,
+            is_action,
+            device_key,
+            cached_view,
+            input_key,
+            generation,
+            ..
+        } = call;
+        let result = outcome.and_then(|json| {
+            let output = self.read_output(op, &req, check, &json);
+            // The buffers serve this thread's next call.
+            args.give_back(json);
+            output
+        });
+        match (&device_key, cached_view, &input_key) {
+            (Some(key), _, _) if is_action => self.inner.views.invalidate(key),
+            (Some(key), Some(fresh_for), Some(input_key)) => {
+                if let Ok(output) = &result {
+                    self.inner
+                        .views
+                        .store(key, generation, req.op, input_key, output, fresh_for);
+                }
             }
-        };
-        let output: Value = serde_json::from_str(&json).map_err(|e| {
+            _ => {}
+        }
+        result
+    }
+
+    /// The plugin's output text as a value, checked against the operation's schema.
+    fn read_output(
+        &self,
+        op: &loader::CompiledOp,
+        req: &CallRequest<'_>,
+        check: bool,
+        json: &str,
+    ) -> Result<Value, PluginError> {
+        let output: Value = serde_json::from_str(json).map_err(|e| {
             PluginError::internal(format!(
                 "plugin {} returned output that is not JSON ({e})",
                 req.plugin
@@ -879,6 +973,61 @@ impl Runtime {
             );
         }
         Ok(output)
+    }
+}
+
+/// The call context's fields besides the call id (whose text is in [`CallArgs::context`]).
+struct ContextFields {
+    deadline_unix_ms: i64,
+    account_key: Arc<str>,
+}
+
+/// What [`Runtime::prepare`] leaves to do.
+#[allow(clippy::large_enum_variant)] // made and taken apart once per call, never stored
+enum Prepared<'r> {
+    /// The view cache had the answer.
+    Cached(Value),
+    /// The plugin is to be called.
+    Call(PreparedCall<'r>),
+}
+
+/// A call ready to go to the plugin, and what its end needs.
+struct PreparedCall<'r> {
+    req: CallRequest<'r>,
+    args: CallArgs,
+    context: ContextFields,
+    caps: Option<CallCaps>,
+    deadline: Instant,
+    timeout: Duration,
+    check: bool,
+    is_action: bool,
+    device_key: Option<DeviceKey>,
+    cached_view: Option<Duration>,
+    input_key: Option<String>,
+    generation: u64,
+}
+
+/// The error of a call whose deadline passed.
+fn timeout_error(op: &loader::CompiledOp, req: &CallRequest<'_>, timeout: Duration) -> PluginError {
+    let waited = format!(
+        "{}.{} did not finish within {} ms; the call was cancelled",
+        req.plugin,
+        req.op,
+        timeout.as_millis()
+    );
+    // An action cancelled mid-way may have been carried out by the service already: say so,
+    // and do not invite a blind retry.
+    if op.kind == devext_plugin_api::OpKind::Action {
+        PluginError::new(
+            ErrorKind::Timeout,
+            format!(
+                "{waited}; the action may still have been processed by the service: check \
+                 before repeating it"
+            ),
+        )
+        .retryable(false)
+    } else {
+        PluginError::new(ErrorKind::Timeout, waited)
     }
 }
 
@@ -925,30 +1074,39 @@ fn scoped<'a>(
     }
 }
 
-/// `value` as compact JSON text.
-fn json_text(value: &Value) -> Result<String, PluginError> {
-    // `serde_json::to_string` writes into one buffer; `Value`'s `Display` goes through
-    // `fmt::Write` a piece at a time and costs several times more.
-    serde_json::to_string(value)
+/// Writes `value` as compact JSON text into `out` (cleared first).
+fn json_text(out: &mut Vec<u8>, value: &Value) -> Result<(), PluginError> {
+    // `serde_json` writes into one buffer; `Value`'s `Display` goes through `fmt::Write` a piece
+    // at a time and costs several times more.
+    out.clear();
+    serde_json::to_writer(&mut *out, value)
         .map_err(|e| PluginError::internal(format!("cannot encode a call argument: {e}")))
+}
+
+/// Text that `serde_json` wrote (always UTF-8; checked rather than assumed).
+fn text_of(json: &[u8]) -> &str {
+    std::str::from_utf8(json).unwrap_or_default()
 }
 
 /// The call context the plugin reads (`devext_plugin_api::CallContext`), as JSON text:
 /// `{"protocol":1,"call_id":"…","deadline_unix_ms":…,"account_key":"…"}`.
+/// Written into `text` (cleared first).
 fn call_context_json(
+    text: &mut String,
     call_id: CallId,
     deadline_unix_ms: i64,
     account_key: &str,
     priority: Priority,
-) -> Result<String, PluginError> {
+) -> Result<(), PluginError> {
     // Numbers go through `itoa` (as serde_json writes them): `fmt` machinery costs more than
     // the rest of this.
     let mut digits = itoa::Buffer::new();
-    let mut text = String::with_capacity(112 + account_key.len());
+    text.clear();
+    text.reserve(112 + account_key.len());
     text.push_str("{\"protocol\":");
     text.push_str(digits.format(devext_plugin_api::PROTOCOL_VERSION));
     text.push_str(",\"call_id\":\"");
-    call_id.push_to(&mut text);
+    call_id.push_to(text);
     text.push_str("\",\"deadline_unix_ms\":");
     text.push_str(digits.format(deadline_unix_ms));
     text.push_str(",\"account_key\":");
@@ -972,7 +1130,7 @@ fn call_context_json(
         text.push('"');
     }
     text.push('}');
-    Ok(text)
+    Ok(())
 }
 
 /// Appends `n` in lower-case hex, as `{:x}` prints it.
@@ -1057,16 +1215,62 @@ async fn until_deadline<F: std::future::Future>(
     .await
 }
 
-/// A call's arguments as the JSON text that crosses the ABI.
+/// A call's arguments as the JSON text that crosses the ABI (`context` is the call id's text
+/// for [`abi::PluginModule::call`], the context's JSON for `invoke`), and the buffer its output
+/// comes back in. Kept per thread between calls ([`CallArgs::take`], [`CallArgs::give_back`]), so a
+/// call allocates none of them.
+#[derive(Default)]
 struct CallArgs {
-    org: String,
-    device: String,
-    input: String,
+    context: String,
+    org: Vec<u8>,
+    device: Vec<u8>,
+    input: Vec<u8>,
+    output: RString,
+}
+
+/// Buffers larger than this are freed after the call rather than kept for the next.
+const KEEP_BUFFER_BYTES: usize = 64 * 1024;
+
+thread_local! {
+    /// Idle [`CallArgs`] of this thread (more than one while calls nest or interleave).
+    static IDLE_ARGS: std::cell::RefCell<Vec<CallArgs>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl CallArgs {
+    /// An idle set of this thread's buffers, or a new one.
+    fn take() -> CallArgs {
+        IDLE_ARGS
+            .with(|idle| idle.borrow_mut().pop())
+            .unwrap_or_else(|| CallArgs {
+                output: RString::with_capacity(256),
+                ..CallArgs::default()
+            })
+    }
+
+    /// Keeps the buffers (and `output`, the text the plugin returned) for this thread's next
+    /// call, unless one grew large or enough are idle already.
+    fn give_back(mut self, mut output: RString) {
+        output.clear();
+        self.output = output;
+        let large = self.context.capacity() > KEEP_BUFFER_BYTES
+            || [&self.org, &self.device, &self.input]
+                .iter()
+                .any(|b| b.capacity() > KEEP_BUFFER_BYTES)
+            || self.output.capacity() > KEEP_BUFFER_BYTES;
+        if !large {
+            IDLE_ARGS.with(|idle| {
+                let mut idle = idle.borrow_mut();
+                if idle.len() < 4 {
+                    idle.push(self);
+                }
+            });
+        }
+    }
 }
 
 /// The view cache's key for the org settings a call uses (a hash: it never carries the secrets;
 /// not the plugin's account key, see `account.rs`).
-fn account_hash(plugin: &str, org_config_json: &str) -> u64 {
+fn account_hash(plugin: &str, org_config_json: &[u8]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     plugin.hash(&mut h);
@@ -1107,7 +1311,8 @@ mod tests {
                 deadline_unix_ms: deadline,
                 seq,
             };
-            let text = call_context_json(id, deadline, key, Priority::Interactive).unwrap();
+            let mut text = String::new();
+            call_context_json(&mut text, id, deadline, key, Priority::Interactive).unwrap();
             let context: devext_plugin_api::CallContext = serde_json::from_str(&text).unwrap();
             assert_eq!(
                 context,
@@ -1116,7 +1321,9 @@ mod tests {
             );
             assert_eq!(id.to_string(), context.call_id);
         }
-        let text = call_context_json(
+        let mut text = String::new();
+        call_context_json(
+            &mut text,
             CallId {
                 deadline_unix_ms: 1,
                 seq: 2,
