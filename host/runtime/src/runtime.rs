@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use abi_stable::std_types::{RStr, RString};
 use devext_plugin_api::abi::{self, static_plugins};
-use devext_plugin_api::{ErrorKind, Manifest, PluginError, Value, json};
+use devext_plugin_api::{ErrorKind, PluginError, Value, json};
 use futures_util::FutureExt as _;
 use serde::Serialize;
 use tokio::sync::{Semaphore, TryAcquireError};
@@ -745,6 +745,15 @@ impl Runtime {
         if is_action && let Some(key) = &device_key {
             self.inner.views.invalidate(key);
         }
+        let cache = device_key.map(|device_key| {
+            Box::new(CacheUse {
+                device_key,
+                is_action,
+                cached_view,
+                input_key,
+                generation,
+            })
+        });
 
         let timeout = req.timeout.unwrap_or(self.inner.config.call_timeout);
         let deadline = started + timeout;
@@ -758,14 +767,7 @@ impl Runtime {
             deadline_unix_ms,
             seq: self.inner.next_call.fetch_add(1, Ordering::Relaxed),
         };
-        let manifest: &Manifest = slot.plugin.manifest();
-        let endpoint = manifest
-            .endpoint_field
-            .as_ref()
-            .and_then(|f| req.org_config.get(f))
-            .and_then(Value::as_str)
-            .map(Arc::from);
-        let account_key = slot.accounts.key(manifest, req.org_config);
+        let account_key = slot.accounts.key(slot.plugin.manifest(), req.org_config);
         if slot.plugin.calls.is_some() {
             // `call` takes the context's fields; its `call_id` is this text.
             args.context.clear();
@@ -779,36 +781,18 @@ impl Runtime {
                 req.priority,
             )?;
         }
-        let context = ContextFields {
-            deadline_unix_ms,
-            account_key: Arc::clone(&account_key),
-        };
-        let caps = CallCaps::new(
-            slot.name.clone(),
-            call_id,
-            endpoint,
-            deadline,
-            self.inner.http.clone(),
-            self.inner.config.clock,
-            CallLimits {
-                account_key,
-                priority: req.priority,
-                limiter: Arc::clone(&self.inner.limiter),
-            },
-        );
         Ok(Prepared::Call(PreparedCall {
             req,
             args,
-            context,
-            caps: Some(caps),
+            context: ContextFields {
+                call_id,
+                deadline_unix_ms,
+                account_key,
+            },
             deadline,
             timeout,
             check,
-            is_action,
-            device_key,
-            cached_view,
-            input_key,
-            generation,
+            cache,
         }))
     }
 
@@ -819,71 +803,101 @@ impl Runtime {
         op: &loader::CompiledOp,
         call: &mut PreparedCall<'_>,
     ) -> Result<RString, PluginError> {
-        let Some(caps) = call.caps.take() else {
-            return Err(PluginError::internal("the call was started twice"));
+        let closed = || PluginError::internal("the plugin's call limiter is closed");
+        // Waiting for a permit counts against the deadline.
+        let _permit = match slot.limiter.try_acquire() {
+            Ok(permit) => permit,
+            // Boxed: only a call that waits pays for the waiter's room in the future.
+            Err(TryAcquireError::NoPermits) => {
+                match until_deadline(call.deadline, Box::pin(slot.limiter.acquire())).await {
+                    Ok(Ok(permit)) => permit,
+                    Ok(Err(_)) => return Err(closed()),
+                    Err(DeadlinePassed) => return Err(timeout_error(op, &call.req, call.timeout)),
+                }
+            }
+            Err(TryAcquireError::Closed) => return Err(closed()),
         };
+        let future = self.start_plugin(slot, call);
+        // The plugin catches its own panics; this is the backstop for one that re-raises
+        // through the FFI future.
+        let outcome = until_deadline(
+            call.deadline,
+            std::panic::AssertUnwindSafe(future).catch_unwind(),
+        )
+        .await;
         let req = &call.req;
+        match outcome {
+            Ok(Ok(abi_stable::std_types::RResult::ROk(json))) => Ok(json),
+            Ok(Ok(abi_stable::std_types::RResult::RErr(e))) => Err(PluginError::from_abi(&e)),
+            Ok(Err(_)) => Err(PluginError::internal(format!(
+                "plugin {} panicked in operation {}",
+                req.plugin, req.op
+            ))
+            .with_details(json!({"fault": "plugin"}))),
+            Err(DeadlinePassed) => Err(timeout_error(op, req, call.timeout)),
+        }
+    }
+
+    /// Lends the plugin its capabilities and arguments and starts the call: the plugin reads
+    /// the texts before this returns.
+    fn start_plugin(
+        &self,
+        slot: &Slot,
+        call: &mut PreparedCall<'_>,
+    ) -> async_ffi::FfiFuture<abi_stable::std_types::RResult<RString, abi::AbiError>> {
+        let req = &call.req;
+        let endpoint = slot
+            .plugin
+            .manifest()
+            .endpoint_field
+            .as_ref()
+            .and_then(|f| req.org_config.get(f))
+            .and_then(Value::as_str)
+            .map(Arc::from);
+        let caps = CallCaps::new(
+            slot.name.clone(),
+            call.context.call_id,
+            endpoint,
+            call.deadline,
+            self.inner.http.clone(),
+            self.inner.config.clock,
+            CallLimits {
+                account_key: Arc::clone(&call.context.account_key),
+                priority: req.priority,
+                limiter: Arc::clone(&self.inner.limiter),
+            },
+        );
         let module = &slot.plugin.module;
         let output = std::mem::take(&mut call.args.output);
         let lent = &call.args;
         let context = &call.context;
-        let plugin_call = async {
-            // Waiting for a permit counts against the deadline.
-            let _permit = match slot.limiter.try_acquire() {
-                Ok(permit) => permit,
-                Err(TryAcquireError::NoPermits) => slot
-                    .limiter
-                    .acquire()
-                    .await
-                    .map_err(|_| PluginError::internal("the plugin's call limiter is closed"))?,
-                Err(TryAcquireError::Closed) => {
-                    return Err(PluginError::internal("the plugin's call limiter is closed"));
-                }
-            };
-            let future = match slot.plugin.calls.map(|calls| calls.call()) {
-                // The plugin reads the texts before `call` returns, and writes its output into
-                // `output`.
-                Some(call_fn) => call_fn(
-                    caps.into_abi(),
-                    abi::CallArgs {
-                        protocol: devext_plugin_api::PROTOCOL_VERSION,
-                        call_id: RStr::from_str(&lent.context),
-                        deadline_unix_ms: context.deadline_unix_ms,
-                        account_key: RStr::from_str(&context.account_key),
-                        priority: RStr::from_str(req.priority.as_str()),
-                        context_extra: RStr::from_str(""),
-                        op: RStr::from_str(req.op),
-                        org_config: RStr::from_str(text_of(&lent.org)),
-                        device_config: RStr::from_str(text_of(&lent.device)),
-                        input: RStr::from_str(text_of(&lent.input)),
-                        output,
-                    },
-                ),
-                // A plugin built before `CallModule` existed: protocol 1's own entry point.
-                None => (module.invoke())(
-                    caps.into_abi(),
-                    lent.context.as_str().into(),
-                    req.op.into(),
-                    text_of(&lent.org).into(),
-                    text_of(&lent.device).into(),
-                    text_of(&lent.input).into(),
-                ),
-            };
-            // The plugin catches its own panics; this is the backstop for one that re-raises
-            // through the FFI future.
-            match std::panic::AssertUnwindSafe(future).catch_unwind().await {
-                Ok(abi_stable::std_types::RResult::ROk(json)) => Ok(json),
-                Ok(abi_stable::std_types::RResult::RErr(e)) => Err(PluginError::from_abi(&e)),
-                Err(_) => Err(PluginError::internal(format!(
-                    "plugin {} panicked in operation {}",
-                    req.plugin, req.op
-                ))
-                .with_details(json!({"fault": "plugin"}))),
-            }
-        };
-        match until_deadline(call.deadline, plugin_call).await {
-            Ok(result) => result,
-            Err(DeadlinePassed) => Err(timeout_error(op, req, call.timeout)),
+        match slot.plugin.calls.map(|calls| calls.call()) {
+            // The plugin writes its output into `output`.
+            Some(call_fn) => call_fn(
+                caps.into_abi(),
+                abi::CallArgs {
+                    protocol: devext_plugin_api::PROTOCOL_VERSION,
+                    call_id: RStr::from_str(&lent.context),
+                    deadline_unix_ms: context.deadline_unix_ms,
+                    account_key: RStr::from_str(&context.account_key),
+                    priority: RStr::from_str(req.priority.as_str()),
+                    context_extra: RStr::from_str(""),
+                    op: RStr::from_str(req.op),
+                    org_config: RStr::from_str(text_of(&lent.org)),
+                    device_config: RStr::from_str(text_of(&lent.device)),
+                    input: RStr::from_str(text_of(&lent.input)),
+                    output,
+                },
+            ),
+            // A plugin built before `CallModule` existed: protocol 1's own entry point.
+            None => (module.invoke())(
+                caps.into_abi(),
+                lent.context.as_str().into(),
+                req.op.into(),
+                text_of(&lent.org).into(),
+                text_of(&lent.device).into(),
+                text_of(&lent.input).into(),
+            ),
         }
     }
 
@@ -898,11 +912,7 @@ impl Runtime {
             req,
             args,
             check,
-            is_action,
-            device_key,
-            cached_view,
-            input_key,
-            generation,
+            cache,
             ..
         } = call;
         let result = outcome.and_then(|json| {
@@ -911,16 +921,23 @@ impl Runtime {
             args.give_back(json);
             output
         });
-        match (&device_key, cached_view, &input_key) {
-            (Some(key), _, _) if is_action => self.inner.views.invalidate(key),
-            (Some(key), Some(fresh_for), Some(input_key)) => {
-                if let Ok(output) = &result {
-                    self.inner
-                        .views
-                        .store(key, generation, req.op, input_key, output, fresh_for);
+        if let Some(cache) = cache {
+            match (cache.cached_view, &cache.input_key) {
+                _ if cache.is_action => self.inner.views.invalidate(&cache.device_key),
+                (Some(fresh_for), Some(input_key)) => {
+                    if let Ok(output) = &result {
+                        self.inner.views.store(
+                            &cache.device_key,
+                            cache.generation,
+                            req.op,
+                            input_key,
+                            output,
+                            fresh_for,
+                        );
+                    }
                 }
+                _ => {}
             }
-            _ => {}
         }
         result
     }
@@ -976,8 +993,9 @@ impl Runtime {
     }
 }
 
-/// The call context's fields besides the call id (whose text is in [`CallArgs::context`]).
+/// The call context's fields (the call id's text is in [`CallArgs::context`]).
 struct ContextFields {
+    call_id: CallId,
     deadline_unix_ms: i64,
     account_key: Arc<str>,
 }
@@ -994,16 +1012,23 @@ enum Prepared<'r> {
 /// A call ready to go to the plugin, and what its end needs.
 struct PreparedCall<'r> {
     req: CallRequest<'r>,
-    args: CallArgs,
+    args: Box<CallArgs>,
     context: ContextFields,
-    caps: Option<CallCaps>,
     deadline: Instant,
     timeout: Duration,
     check: bool,
+    /// For calls the view cache is concerned with (views it may serve, actions).
+    cache: Option<Box<CacheUse>>,
+}
+
+/// What the end of a call does with the view cache.
+struct CacheUse {
+    device_key: DeviceKey,
     is_action: bool,
-    device_key: Option<DeviceKey>,
+    /// How long the view's result may be served.
     cached_view: Option<Duration>,
     input_key: Option<String>,
+    /// The device's generation when the view started.
     generation: u64,
 }
 
@@ -1233,23 +1258,26 @@ const KEEP_BUFFER_BYTES: usize = 64 * 1024;
 
 thread_local! {
     /// Idle [`CallArgs`] of this thread (more than one while calls nest or interleave).
-    static IDLE_ARGS: std::cell::RefCell<Vec<CallArgs>> = const { std::cell::RefCell::new(Vec::new()) };
+    static IDLE_ARGS: std::cell::RefCell<Vec<Box<CallArgs>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl CallArgs {
-    /// An idle set of this thread's buffers, or a new one.
-    fn take() -> CallArgs {
+    /// An idle set of this thread's buffers, or a new one (boxed, so that a call's future
+    /// carries a pointer rather than the buffers).
+    fn take() -> Box<CallArgs> {
         IDLE_ARGS
             .with(|idle| idle.borrow_mut().pop())
-            .unwrap_or_else(|| CallArgs {
-                output: RString::with_capacity(256),
-                ..CallArgs::default()
+            .unwrap_or_else(|| {
+                Box::new(CallArgs {
+                    output: RString::with_capacity(256),
+                    ..CallArgs::default()
+                })
             })
     }
 
     /// Keeps the buffers (and `output`, the text the plugin returned) for this thread's next
     /// call, unless one grew large or enough are idle already.
-    fn give_back(mut self, mut output: RString) {
+    fn give_back(mut self: Box<Self>, mut output: RString) {
         output.clear();
         self.output = output;
         let large = self.context.capacity() > KEEP_BUFFER_BYTES
