@@ -1258,6 +1258,8 @@ const KEEP_BUFFER_BYTES: usize = 64 * 1024;
 
 thread_local! {
     /// Idle [`CallArgs`] of this thread (more than one while calls nest or interleave).
+    // The boxes themselves are lent to calls and come back (a call's future holds a pointer).
+    #[allow(clippy::vec_box)]
     static IDLE_ARGS: std::cell::RefCell<Vec<Box<CallArgs>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
