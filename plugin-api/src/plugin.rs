@@ -138,6 +138,10 @@ pub mod export {
     /// Gives the glue the plugin's single instance.
     pub trait Exported: Plugin {
         fn instance() -> &'static Self;
+
+        /// The names of the plugin's operations, kept when its manifest is first encoded (so
+        /// that a call names its operation without a copy of its own).
+        fn op_names() -> &'static std::sync::OnceLock<Vec<String>>;
     }
 
     /// The prefix of the symbol under which a plugin library exports its root module; the rest
@@ -166,7 +170,13 @@ pub mod export {
     }
 
     extern "C" fn manifest_glue<P: Exported>() -> AbiResult {
-        match guarded(|| serde_json::to_string(&P::instance().manifest())) {
+        let encoded = guarded(|| {
+            let manifest = P::instance().manifest();
+            P::op_names()
+                .get_or_init(|| manifest.operations.iter().map(|o| o.name.clone()).collect());
+            serde_json::to_string(&manifest)
+        });
+        match encoded {
             Ok(Ok(json)) => RResult::ROk(json.into()),
             Ok(Err(e)) => RResult::RErr(
                 PluginError::internal(format!("the manifest cannot be encoded: {e}")).to_abi(),
@@ -306,11 +316,18 @@ pub mod export {
     ) -> FfiFuture<AbiResult> {
         // The host's log, for a panic: kept before `host` moves into the plugin.
         let reporter = Host::from_caps(host.clone());
-        let op_name = args.op.to_owned();
+        // The operation's name for a panic report: the manifest's (no copy), or the host's.
+        let op_name: std::borrow::Cow<'static, str> = match P::op_names()
+            .get()
+            .and_then(|names| names.iter().find(|n| *n == args.op))
+        {
+            Some(name) => name.as_str().into(),
+            None => args.op.to_owned().into(),
+        };
         let started = guarded(AssertUnwindSafe(|| {
             let call = Call::new(
                 args.context.read()?,
-                op_name.clone(),
+                args.op,
                 parse("org config", args.org_config)?,
                 parse("device config", args.device_config)?,
                 parse("input", args.input)?,
@@ -479,9 +496,18 @@ macro_rules! export_plugin {
         const _: () = {
             static INSTANCE: ::std::sync::OnceLock<$plugin> = ::std::sync::OnceLock::new();
 
+            static OP_NAMES: ::std::sync::OnceLock<::std::vec::Vec<::std::string::String>> =
+                ::std::sync::OnceLock::new();
+
             impl $crate::plugin::export::Exported for $plugin {
                 fn instance() -> &'static Self {
                     INSTANCE.get_or_init(|| $init)
+                }
+
+                fn op_names(
+                ) -> &'static ::std::sync::OnceLock<::std::vec::Vec<::std::string::String>>
+                {
+                    &OP_NAMES
                 }
             }
 

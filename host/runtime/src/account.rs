@@ -38,19 +38,33 @@ pub(crate) struct AccountKeys {
 impl AccountKeys {
     /// [`account_key`] of a call of `manifest`'s plugin with `org_config`.
     pub(crate) fn key(&self, manifest: &Manifest, org_config: &Value) -> Arc<str> {
-        IDENTITY.with(|buffer| {
+        LAST.with(|last| {
             // A call nested in another's lookup (never today) gets a buffer of its own.
-            let mut own = Vec::new();
-            let mut borrowed = buffer.try_borrow_mut();
-            let identity = match borrowed.as_deref_mut() {
-                Ok(buffer) => buffer,
+            let mut own = Last::default();
+            let mut borrowed = last.try_borrow_mut();
+            let last = match borrowed.as_deref_mut() {
+                Ok(last) => last,
                 Err(_) => &mut own,
             };
-            write_identity(identity, manifest, org_config);
-            if let Ok(memo) = self.memo.lock()
-                && let Some(key) = memo.get(identity.as_slice())
+            std::mem::swap(&mut last.identity, &mut last.previous);
+            write_identity(&mut last.identity, manifest, org_config);
+            // This thread's previous lookup, if it was of the same identity (which determines
+            // the key, whichever memo found it): most calls of a thread reach the account of
+            // the call before.
+            if let Some(key) = &last.key
+                && last.identity == last.previous
             {
                 return key.clone();
+            }
+            let identity = &last.identity;
+            let found = self
+                .memo
+                .lock()
+                .ok()
+                .and_then(|memo| memo.get(identity.as_slice()).cloned());
+            if let Some(key) = found {
+                last.key = Some(key.clone());
+                return key;
             }
             let key: Arc<str> = account_key(manifest, org_config).into();
             if let Ok(mut memo) = self.memo.lock() {
@@ -59,35 +73,53 @@ impl AccountKeys {
                 }
                 memo.insert(identity.clone(), key.clone());
             }
+            last.key = Some(key.clone());
             key
         })
     }
 }
 
-thread_local! {
-    /// The buffer a lookup writes its identity into (a memo hit then allocates nothing).
-    static IDENTITY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+/// A thread's latest lookup.
+#[derive(Default)]
+struct Last {
+    /// The identity being looked up (a memo hit then allocates nothing).
+    identity: Vec<u8>,
+    /// The identity of the lookup before.
+    previous: Vec<u8>,
+    /// The key of `previous`.
+    key: Option<Arc<str>>,
 }
 
-/// Writes into `out` (cleared first) the settings an account key derives from, as they are
-/// (not normalised): equal identities have equal keys (different ones may too: the memo then
-/// holds both).
+thread_local! {
+    static LAST: std::cell::RefCell<Last> = std::cell::RefCell::new(Last::default());
+}
+
+/// Writes into `out` (cleared first) everything an account key derives from, as it is (not
+/// normalised): the plugin's name, the endpoint, and each account field's name and value. Equal
+/// identities have equal keys (different ones may too: the memo then holds both).
 fn write_identity(out: &mut Vec<u8>, manifest: &Manifest, org_config: &Value) {
     out.clear();
-    let mut part = |value: Option<&Value>| {
-        // serde_json writes any `Value` into a `Vec` without failing; a separator that JSON
-        // text never contains keeps the parts apart.
+    // A separator that neither JSON text nor the manifest's names contain keeps the parts
+    // apart; serde_json writes any `Value` into a `Vec` without failing.
+    let name = |out: &mut Vec<u8>, name: &str| {
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+    };
+    let value = |out: &mut Vec<u8>, value: Option<&Value>| {
         let _ = serde_json::to_writer(&mut *out, value.unwrap_or(&Value::Null));
         out.push(0);
     };
-    part(
+    name(out, &manifest.name);
+    value(
+        out,
         manifest
             .endpoint_field
             .as_ref()
             .and_then(|f| org_config.get(f)),
     );
     for field in &manifest.account_fields {
-        part(org_config.get(field));
+        name(out, field);
+        value(out, org_config.get(field));
     }
 }
 
@@ -214,6 +246,33 @@ mod tests {
         same["password"] = json!("changed");
         same["rate_per_second"] = json!(50);
         assert_eq!(keys.key(&m, &same), first);
+    }
+
+    #[test]
+    fn a_threads_latest_key_is_reused_only_for_the_same_plugin_and_account() {
+        // One thread, lookups alternating between accounts, plugins and memos: each gets the
+        // key derived for it, never the previous lookup's.
+        let (a, b) = (AccountKeys::default(), AccountKeys::default());
+        let m = manifest();
+        let renamed = Manifest::new("other", "Other", "1.0.0")
+            .org_config_schema(m.org_config_schema.clone())
+            .endpoint_field("endpoint")
+            .account_fields(["api", "username"]);
+        let mut bob = org();
+        bob["username"] = json!("bob");
+        for _ in 0..2 {
+            for (keys, manifest, org) in [
+                (&a, &m, org()),
+                (&a, &m, org()),
+                (&a, &m, bob.clone()),
+                (&b, &m, bob.clone()),
+                (&b, &renamed, bob.clone()),
+                (&a, &renamed, bob.clone()),
+                (&a, &m, org()),
+            ] {
+                assert_eq!(&*keys.key(manifest, &org), account_key(manifest, &org));
+            }
+        }
     }
 
     #[test]
