@@ -1,6 +1,7 @@
 //! Dispatch overhead: the echo plugin's no-op `echo` view with a ~100-byte input, called
 //! directly (plain Rust), as a static plugin and as a dynamic plugin, with and without the
-//! host's schema checks; plus device-config validation throughput.
+//! host's schema checks, and the JSON work alone of such a call (`json_floor`); plus
+//! device-config validation throughput.
 //!
 //! Run with `cargo bench -p devext-host --bench dispatch`; figures and the profile of a call are
 //! in `benches/README.md`.
@@ -26,6 +27,9 @@ fn input() -> Value {
 }
 
 /// Builds the echo cdylib (release, like this bench) and returns a directory holding only it.
+/// An account key as long as the host's (a SHA-256 in hex).
+const ACCOUNT_KEY: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
 fn echo_dir() -> tempfile::TempDir {
     let exe = std::env::current_exe().expect("bench path");
     let profile = exe
@@ -85,6 +89,42 @@ fn dispatch(c: &mut Criterion) {
             tokio
                 .block_on(echo.invoke(host.clone(), black_box(call)))
                 .unwrap()
+        })
+    });
+
+    // The JSON work alone of a call through a JSON-text ABI, with no host: the host's writing
+    // of the three arguments, the plugin's reading of them and of the context's two strings,
+    // echo, the plugin's writing of the output and the host's reading of it. The lower bound
+    // of `static_*` and `dynamic_*` as long as arguments and output cross as JSON text.
+    let mut texts = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    group.bench_function("json_floor", |b| {
+        b.iter(|| {
+            let (org_text, device_text, input_text, output_text) = &mut texts;
+            for (text, value) in [
+                (&mut *org_text, &org),
+                (&mut *device_text, &device),
+                (&mut *input_text, &input),
+            ] {
+                text.clear();
+                serde_json::to_writer(text, value).unwrap();
+            }
+            let read = |text: &[u8]| -> Value {
+                serde_json::from_str(std::str::from_utf8(text).unwrap()).unwrap()
+            };
+            let call = Call::new(
+                CallContext::new(context.call_id.as_str(), i64::MAX).account_key(ACCOUNT_KEY),
+                "echo",
+                read(org_text),
+                read(device_text),
+                read(input_text),
+            );
+            let output = tokio
+                .block_on(echo.invoke(host.clone(), black_box(call)))
+                .unwrap();
+            output_text.clear();
+            serde_json::to_writer(&mut *output_text, &output).unwrap();
+            drop(output);
+            read(output_text)
         })
     });
 
