@@ -4,11 +4,14 @@
 use std::ffi::OsString;
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use devext_host::validate::{self, Diagnostic, Input, Kind, Options, Progress, Reporter, Summary};
+use devext_host::validate::{
+    self, Diagnostic, Formatted, Formatter, Input, Kind, Options, Progress, Reporter, Summary,
+};
 use serde_json::json;
 
 use super::load_plugins;
@@ -71,11 +74,14 @@ pub(crate) fn validate(global: &GlobalArgs, args: &ValidateArgs) -> Result<ExitC
     let out = io::BufWriter::with_capacity(64 * 1024, stdout);
     let mut reporter = Cli {
         out,
-        format: args.format,
-        quiet: args.quiet,
-        strict: args.strict,
+        lines: Arc::new(Lines {
+            format: args.format,
+            quiet: args.quiet,
+            strict: args.strict,
+        }),
         errors_written: 0,
         warnings_json: Vec::new(),
+        scratch: Vec::new(),
         progress: ProgressBar::new(),
     };
     if args.format == Format::Json {
@@ -101,50 +107,68 @@ pub(crate) fn validate(global: &GlobalArgs, args: &ValidateArgs) -> Result<ExitC
     Ok(ExitCode::from(summary.exit_code()))
 }
 
-/// The command line's reporter: one of the three formats, plus the progress bar.
+/// The command line's reporter: one of the three formats, plus the progress bar. Its lines are
+/// made by [`Lines`] on the validation's worker threads; it writes them in order.
 struct Cli<W: Write> {
     out: W,
+    lines: Arc<Lines>,
+    errors_written: u64,
+    /// `--format json`: the warnings' entries, comma-separated, written after the errors (which
+    /// are streamed).
+    warnings_json: Vec<u8>,
+    /// One diagnostic's bytes, for those the run reports itself.
+    scratch: Vec<u8>,
+    progress: ProgressBar,
+}
+
+/// What one diagnostic looks like in the chosen format.
+struct Lines {
     format: Format,
     quiet: bool,
     strict: bool,
-    errors_written: u64,
-    /// `--format json`: warnings are written after the errors (which are streamed).
-    warnings_json: Vec<String>,
-    progress: ProgressBar,
+}
+
+impl Formatter for Lines {
+    fn format(&self, path: &str, d: &Diagnostic, out: &mut Vec<u8>) {
+        if d.kind == Kind::Warning && self.quiet && !self.strict {
+            return;
+        }
+        // Writing to a `Vec` cannot fail.
+        let _ = match self.format {
+            Format::Human => human(out, path, d, self.strict),
+            Format::Github => github(out, path, d, self.strict),
+            Format::Json => json_entry(out, path, d),
+        };
+    }
 }
 
 impl<W: Write> Reporter for Cli<W> {
     fn report(&mut self, path: &str, d: &Diagnostic) -> io::Result<()> {
-        let is_warning = d.kind == Kind::Warning;
-        if is_warning && self.quiet && !self.strict {
-            return Ok(());
-        }
-        self.progress.clear();
-        match self.format {
-            Format::Human => human(&mut self.out, path, d, self.strict),
-            Format::Github => github(&mut self.out, path, d, self.strict),
+        let mut bytes = std::mem::take(&mut self.scratch);
+        bytes.clear();
+        self.lines.format(path, d, &mut bytes);
+        let result = self.write(d.kind, &bytes);
+        self.scratch = bytes;
+        result
+    }
+
+    fn formatted(&mut self, formatted: &Formatted) -> io::Result<()> {
+        match self.lines.format {
+            Format::Human | Format::Github => {
+                self.progress.clear();
+                self.out.write_all(formatted.bytes())
+            }
             Format::Json => {
-                let mut entry = json!({
-                    "path": path,
-                    "line": d.line,
-                    "column": d.column,
-                    "pointer": d.pointer,
-                    "message": d.message,
-                    "kind": d.kind,
-                });
-                if is_warning {
-                    entry["code"] = json!(d.keyword);
-                    self.warnings_json.push(entry.to_string());
-                    return Ok(());
+                for (kind, bytes) in formatted.items() {
+                    self.write(kind, bytes)?;
                 }
-                entry["keyword"] = json!(d.keyword);
-                if self.errors_written > 0 {
-                    self.out.write_all(b",")?;
-                }
-                self.errors_written += 1;
-                serde_json::to_writer(&mut self.out, &entry).map_err(io::Error::other)
+                Ok(())
             }
         }
+    }
+
+    fn formatter(&self) -> Option<Arc<dyn Formatter>> {
+        Some(self.lines.clone())
     }
 
     fn progress(&mut self, p: Progress<'_>) {
@@ -152,16 +176,38 @@ impl<W: Write> Reporter for Cli<W> {
     }
 
     fn wants(&self, kind: Kind) -> bool {
-        // The warnings `report` drops: not built at all.
-        !(kind == Kind::Warning && self.quiet && !self.strict)
+        // The warnings `Lines` drops: not built at all.
+        !(kind == Kind::Warning && self.lines.quiet && !self.lines.strict)
     }
 }
 
 impl<W: Write> Cli<W> {
+    /// Writes one diagnostic's bytes, made by [`Lines`].
+    fn write(&mut self, kind: Kind, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.progress.clear();
+        if self.lines.format != Format::Json {
+            return self.out.write_all(bytes);
+        }
+        if kind == Kind::Warning {
+            if !self.warnings_json.is_empty() {
+                self.warnings_json.push(b',');
+            }
+            self.warnings_json.extend_from_slice(bytes);
+            return Ok(());
+        }
+        if self.errors_written > 0 {
+            self.out.write_all(b",")?;
+        }
+        self.errors_written += 1;
+        self.out.write_all(bytes)
+    }
+
     fn finish(&mut self, summary: &Summary) -> io::Result<()> {
-        match self.format {
+        match self.lines.format {
             Format::Json => {
-                let warnings = self.warnings_json.join(",");
                 let rest = json!({
                     "documents": summary.documents,
                     "valid": summary.valid,
@@ -170,21 +216,42 @@ impl<W: Write> Cli<W> {
                     "unreadable": summary.unreadable,
                     "empty": summary.empty,
                     "files": summary.files,
-                    "strict": self.strict,
+                    "strict": self.lines.strict,
                     "exit_code": summary.exit_code(),
                 });
                 let rest = rest.to_string();
                 // `rest` is an object: splice its members after the two arrays.
-                writeln!(self.out, "],\"warnings\":[{warnings}],{}", &rest[1..])?;
+                self.out.write_all(b"],\"warnings\":[")?;
+                self.out.write_all(&self.warnings_json)?;
+                writeln!(self.out, "],{}", &rest[1..])?;
             }
             Format::Human | Format::Github => {
-                if !self.quiet {
+                if !self.lines.quiet {
                     writeln!(self.out, "{summary}")?;
                 }
             }
         }
         self.out.flush()
     }
+}
+
+/// One `--format json` entry: an error's or a warning's (a warning's `keyword` is its `code`).
+fn json_entry(out: &mut Vec<u8>, path: &str, d: &Diagnostic) -> io::Result<()> {
+    let mut entry = json!({
+        "path": path,
+        "line": d.line,
+        "column": d.column,
+        "pointer": d.pointer,
+        "message": d.message,
+        "kind": d.kind,
+    });
+    let key = if d.kind == Kind::Warning {
+        "code"
+    } else {
+        "keyword"
+    };
+    entry[key] = json!(d.keyword);
+    serde_json::to_writer(out, &entry).map_err(io::Error::other)
 }
 
 fn pointer_or_root(d: &Diagnostic) -> &str {
