@@ -806,6 +806,7 @@ fn work(shared: Shared<'_>, jobs: &Mutex<Receiver<Job>>, done: &std::sync::mpsc:
         ..
     } = shared;
     let mut file_buf: Vec<u8> = Vec::new();
+    let mut located = Located::default();
     loop {
         let job = {
             let Ok(rx) = jobs.lock() else { return };
@@ -831,6 +832,7 @@ fn work(shared: Shared<'_>, jobs: &Mutex<Receiver<Job>>, done: &std::sync::mpsc:
                 format: shared.formatter.map(|f| (f, shared.names)),
                 batch,
             },
+            located: RefCell::new(std::mem::take(&mut located)),
         };
         let covers = match &job.work {
             Work::Sources(range) => range.clone(),
@@ -877,6 +879,7 @@ fn work(shared: Shared<'_>, jobs: &Mutex<Receiver<Job>>, done: &std::sync::mpsc:
                 message,
             } => out.unreadable(source, line, message),
         }
+        located = out.located.into_inner();
         let result = Done {
             seq: job.seq,
             sources: covers,
@@ -938,6 +941,7 @@ pub(crate) fn validate_one(
             format: None,
             batch: Batch::default(),
         },
+        located: RefCell::default(),
     };
     out.document(0, text, None);
     (
@@ -954,6 +958,40 @@ struct Output<'r> {
     detail: Detail,
     summary: Summary,
     sink: Sink<'r>,
+    /// The pointers an invalid document's messages echoed, and where they were found: the
+    /// violations' positions. Kept from document to document (no allocation once sized).
+    located: RefCell<Located>,
+}
+
+/// JSON pointers, each with the offset of its value in a document's text, if found.
+#[derive(Default)]
+struct Located {
+    /// The pointers end to end.
+    pointers: String,
+    /// Each pointer's end in `pointers`, and its value's offset.
+    found: Vec<(usize, Option<usize>)>,
+}
+
+impl Located {
+    fn clear(&mut self) {
+        self.pointers.clear();
+        self.found.clear();
+    }
+
+    fn push(&mut self, pointer: &str, at: Option<usize>) {
+        self.pointers.push_str(pointer);
+        self.found.push((self.pointers.len(), at));
+    }
+
+    /// Pointer `i` and its value's offset.
+    fn get(&self, i: usize) -> Option<(&str, Option<usize>)> {
+        let &(end, at) = self.found.get(i)?;
+        let start = match i {
+            0 => 0,
+            _ => self.found[i - 1].0,
+        };
+        Some((&self.pointers[start..end], at))
+    }
 }
 
 /// Where a job's diagnostics go.
@@ -1031,23 +1069,24 @@ impl Output<'_> {
             // Messages show the offending value as written (`doc` has lost the digits of an
             // integer beyond 64 bits, for one). Each pointer is located once: the offsets found
             // for the echoes are the violations' positions too.
-            let located: RefCell<Vec<(String, Option<usize>)>> = RefCell::new(Vec::new());
+            let located = &self.located;
+            located.borrow_mut().clear();
             let echo = |pointer: &str| {
                 let at = locate::value_offset(text, pointer);
-                located.borrow_mut().push((pointer.to_owned(), at));
+                located.borrow_mut().push(pointer, at);
                 locate::value_text_at(text, at?)
             };
             let violations = self
                 .runtime
                 .device_extension_violations_with_unexpected(&doc, &echo);
-            let located = located.into_inner();
+            let located = located.borrow();
             // The echoes were asked in the violations' order (not for every violation).
             let mut next = 0;
             for (v, unexpected) in violations {
                 let at = match located.get(next) {
-                    Some((p, at)) if *p == v.pointer => {
+                    Some((p, at)) if p == v.pointer => {
                         next += 1;
-                        *at
+                        at
                     }
                     _ => locate::value_offset(text, &v.pointer),
                 };

@@ -263,13 +263,16 @@ fn pointer_or_root(d: &Diagnostic) -> &str {
 }
 
 /// `path:line:col: /pointer: message (keyword)`.
-fn human(out: &mut impl Write, path: &str, d: &Diagnostic, strict: bool) -> io::Result<()> {
+fn human(out: &mut Vec<u8>, path: &str, d: &Diagnostic, strict: bool) -> io::Result<()> {
     // Pieces written as they are (one line per problem: the formatting machinery is most of
     // the cost of a line).
-    out.write_all(path.as_bytes())?;
-    out.write_all(b":")?;
+    out.extend_from_slice(path.as_bytes());
+    out.push(b':');
     if let Some(line) = d.line {
-        write!(out, "{line}:{}:", d.column.unwrap_or(1))?;
+        push_decimal(out, line);
+        out.push(b':');
+        push_decimal(out, d.column.unwrap_or(1));
+        out.push(b':');
     }
     let keyword = d.keyword.as_deref().unwrap_or_default();
     let parts: &[&str] = match d.kind {
@@ -294,9 +297,24 @@ fn human(out: &mut impl Write, path: &str, d: &Diagnostic, strict: bool) -> io::
         Kind::NotJson | Kind::Unreadable | Kind::Empty => &[" ", &d.message, "\n"],
     };
     for part in parts {
-        out.write_all(part.as_bytes())?;
+        out.extend_from_slice(part.as_bytes());
     }
     Ok(())
+}
+
+/// Appends `n` in decimal, as `{n}` prints it.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// A GitHub Actions workflow command, so the problem shows on the pull request's diff.
@@ -397,6 +415,15 @@ impl ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_print_as_display_does() {
+        for n in [0, 7, 10, 99, 1_000_000, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+    }
 
     #[test]
     fn workflow_commands_are_escaped() {
