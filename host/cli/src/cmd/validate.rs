@@ -236,22 +236,53 @@ impl<W: Write> Cli<W> {
 }
 
 /// One `--format json` entry: an error's or a warning's (a warning's `keyword` is its `code`).
+/// The members in byte order of their names, as serde_json writes an object; strings escaped by
+/// serde_json.
 fn json_entry(out: &mut Vec<u8>, path: &str, d: &Diagnostic) -> io::Result<()> {
-    let mut entry = json!({
-        "path": path,
-        "line": d.line,
-        "column": d.column,
-        "pointer": d.pointer,
-        "message": d.message,
-        "kind": d.kind,
-    });
-    let key = if d.kind == Kind::Warning {
-        "code"
-    } else {
-        "keyword"
-    };
-    entry[key] = json!(d.keyword);
-    serde_json::to_writer(out, &entry).map_err(io::Error::other)
+    let is_warning = d.kind == Kind::Warning;
+    out.push(b'{');
+    if is_warning {
+        out.extend_from_slice(b"\"code\":");
+        json_string(out, d.keyword.as_deref())?;
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"column\":");
+    json_number(out, d.column);
+    if !is_warning {
+        out.extend_from_slice(b",\"keyword\":");
+        json_string(out, d.keyword.as_deref())?;
+    }
+    out.extend_from_slice(b",\"kind\":");
+    serde_json::to_writer(&mut *out, &d.kind).map_err(io::Error::other)?;
+    out.extend_from_slice(b",\"line\":");
+    json_number(out, d.line);
+    out.extend_from_slice(b",\"message\":");
+    json_string(out, Some(&d.message))?;
+    out.extend_from_slice(b",\"path\":");
+    json_string(out, Some(path))?;
+    out.extend_from_slice(b",\"pointer\":");
+    json_string(out, d.pointer.as_deref())?;
+    out.push(b'}');
+    Ok(())
+}
+
+/// A JSON string, or `null`.
+fn json_string(out: &mut Vec<u8>, s: Option<&str>) -> io::Result<()> {
+    match s {
+        Some(s) => serde_json::to_writer(&mut *out, s).map_err(io::Error::other),
+        None => {
+            out.extend_from_slice(b"null");
+            Ok(())
+        }
+    }
+}
+
+/// A JSON number, or `null`.
+fn json_number(out: &mut Vec<u8>, n: Option<u64>) {
+    match n {
+        Some(n) => push_decimal(out, n),
+        None => out.extend_from_slice(b"null"),
+    }
 }
 
 fn pointer_or_root(d: &Diagnostic) -> &str {
@@ -423,6 +454,52 @@ mod tests {
             push_decimal(&mut out, n);
             assert_eq!(out, n.to_string().as_bytes());
         }
+    }
+
+    #[test]
+    fn json_entries_are_what_serde_json_writes_for_them() {
+        let mut d = Diagnostic {
+            kind: Kind::Invalid,
+            line: Some(3),
+            column: Some(14),
+            pointer: Some("/a~1b/\u{e9}".to_owned()),
+            keyword: Some("pattern".to_owned()),
+            message: "\"x\\y\n\u{1}\" does not match \"^[0-9]+$\"".to_owned(),
+        };
+        let expected = |d: &Diagnostic, path: &str| {
+            let mut entry = json!({
+                "path": path,
+                "line": d.line,
+                "column": d.column,
+                "pointer": d.pointer,
+                "message": d.message,
+                "kind": d.kind,
+            });
+            let key = if d.kind == Kind::Warning {
+                "code"
+            } else {
+                "keyword"
+            };
+            entry[key] = json!(d.keyword);
+            entry.to_string()
+        };
+        let written = |d: &Diagnostic, path: &str| {
+            let mut out = Vec::new();
+            json_entry(&mut out, path, d).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            written(&d, "dir/\"q\".jsonl"),
+            expected(&d, "dir/\"q\".jsonl")
+        );
+        d.kind = Kind::Warning;
+        d.keyword = Some("iccid_check_digit".to_owned());
+        assert_eq!(written(&d, "a.json"), expected(&d, "a.json"));
+        d.kind = Kind::Unreadable;
+        (d.line, d.column, d.pointer, d.keyword) = (None, None, None, None);
+        assert_eq!(written(&d, "-"), expected(&d, "-"));
+        d.kind = Kind::NotJson;
+        assert_eq!(written(&d, "x"), expected(&d, "x"));
     }
 
     #[test]
