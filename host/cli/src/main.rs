@@ -14,8 +14,8 @@ mod cmd;
 // registration makes it a static plugin.
 use devext_jasper as _;
 
-// mimalloc: `validate`'s workers build diagnostics that the in-order reporter frees on another
-// thread, which glibc's allocator serves slowly (see host/cli/benches/README.md).
+// mimalloc: `validate`'s workers allocate and free many small strings per diagnostic, which
+// glibc's allocator serves slowly (see host/cli/benches/README.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -506,7 +506,13 @@ impl Runtime {
             match self.slot(key) {
                 Some(slot) => {
                     if !check_each || !slot.plugin.schemas.device.is_valid(value) {
-                        out.extend(violations(&slot.plugin.schemas.device, value, &prefix));
+                        let found = violations(&slot.plugin.schemas.device, value, &prefix);
+                        // The first part's list is the list (no copy).
+                        if out.is_empty() {
+                            out = found;
+                        } else {
+                            out.extend(found);
+                        }
                     }
                 }
                 None => out.push(own(Violation {

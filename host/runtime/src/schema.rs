@@ -104,7 +104,10 @@ impl Schema {
                     | K::UnevaluatedProperties { unexpected } => unexpected.clone(),
                     _ => Vec::new(),
                 };
-                let pointer = format!("{prefix}{}", e.instance_path().as_str());
+                let path = e.instance_path().as_str();
+                let mut pointer = String::with_capacity(prefix.len() + path.len());
+                pointer.push_str(prefix);
+                pointer.push_str(path);
                 // The masked message is the message with the instance replaced by the
                 // placeholder, except for these two, which the mask words differently (a count
                 // instead of the items).

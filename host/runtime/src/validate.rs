@@ -209,6 +209,75 @@ pub trait Reporter {
     fn wants(&self, _kind: Kind) -> bool {
         true
     }
+
+    /// A formatter to run on the worker threads, asked once before the run. With one, the
+    /// diagnostics the workers find are formatted there, in parallel, and each job's bytes come
+    /// to [`Reporter::formatted`] in input order instead of each diagnostic to
+    /// [`Reporter::report`] (which still gets those the run itself raises: inputs that hold no
+    /// document). Without one (the default), every diagnostic goes to `report`.
+    fn formatter(&self) -> Option<Arc<dyn Formatter>> {
+        None
+    }
+
+    /// The diagnostics of one job as the [`Reporter::formatter`] wrote them, in input order.
+    /// Only called for a reporter that gives a formatter; the default fails the run, so that
+    /// a formatter without this method loses nothing silently.
+    fn formatted(&mut self, _formatted: &Formatted) -> io::Result<()> {
+        Err(io::Error::other(
+            "the reporter gave a formatter but does not take its output (Reporter::formatted)",
+        ))
+    }
+}
+
+/// Turns diagnostics into the bytes a [`Reporter`] writes, on the worker threads (see
+/// [`Reporter::formatter`]).
+pub trait Formatter: Send + Sync {
+    /// Appends the bytes for `diagnostic`, about the input shown as `path`, to `out` (nothing,
+    /// for a diagnostic not to show).
+    fn format(&self, path: &str, diagnostic: &Diagnostic, out: &mut Vec<u8>);
+}
+
+/// The diagnostics of one job, formatted: their bytes end to end, and each one's kind.
+#[derive(Debug, Default)]
+pub struct Formatted {
+    bytes: Vec<u8>,
+    /// Each diagnostic's kind and where its bytes end (those that wrote nothing left out).
+    items: Vec<(Kind, usize)>,
+}
+
+impl Formatted {
+    /// All the bytes, in order.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Each diagnostic's kind and bytes, in order.
+    pub fn items(&self) -> impl Iterator<Item = (Kind, &[u8])> {
+        let mut start = 0;
+        self.items.iter().map(move |&(kind, end)| {
+            let bytes = &self.bytes[start..end];
+            start = end;
+            (kind, bytes)
+        })
+    }
+
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    fn push(&mut self, formatter: &dyn Formatter, path: &str, diagnostic: &Diagnostic) {
+        let start = self.bytes.len();
+        formatter.format(path, diagnostic, &mut self.bytes);
+        if self.bytes.len() > start {
+            self.items.push((diagnostic.kind, self.bytes.len()));
+        }
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.items.clear();
+    }
 }
 
 /// Validates every document of `inputs` with `runtime`'s loaded plugins, and reports each
@@ -230,6 +299,12 @@ pub fn run(
         strict: options.strict,
         warnings: reporter.wants(Kind::Warning),
     };
+    let formatter = reporter.formatter();
+    // Each source's name as shown, made once (the workers format with it).
+    let names: Vec<String> = sources.iter().map(Source::display).collect();
+    // The results' buffers, back from the reporter to the workers: a job's diagnostics are
+    // built into memory already sized by an earlier job.
+    let pool: Mutex<Vec<Batch>> = Mutex::new(Vec::new());
 
     std::thread::scope(|scope| {
         let (job_tx, job_rx) = sync_channel::<Job>(credits);
@@ -241,16 +316,45 @@ pub fn run(
             let _ = credit_tx.send(Vec::new());
         }
         let sources = &sources;
+        let shared = Shared {
+            runtime,
+            sources,
+            names: &names,
+            detail,
+            formatter: formatter.as_deref(),
+            pool: &pool,
+        };
         scope.spawn(move || produce(sources, workers, &job_tx, &credit_rx));
         for _ in 0..workers {
             let job_rx = Arc::clone(&job_rx);
             let done_tx = done_tx.clone();
-            scope.spawn(move || work(runtime, sources, detail, &job_rx, &done_tx));
+            scope.spawn(move || work(shared, &job_rx, &done_tx));
         }
         drop(done_tx);
         let empty = (!options.allow_empty).then_some(&spans[..]);
-        collect(sources, empty, done_rx, credit_tx, reporter)
+        collect(&names, &pool, empty, done_rx, credit_tx, reporter)
     })
+}
+
+/// What every worker reads.
+#[derive(Clone, Copy)]
+struct Shared<'a> {
+    runtime: &'a Runtime,
+    sources: &'a [Source],
+    /// Each source's name as shown.
+    names: &'a [String],
+    detail: Detail,
+    /// The reporter's, if it gave one: diagnostics are then formatted by the workers.
+    formatter: Option<&'a dyn Formatter>,
+    /// Buffers to build results into.
+    pool: &'a Mutex<Vec<Batch>>,
+}
+
+/// The diagnostics of one job: a list of them, or (with a [`Formatter`]) their bytes.
+#[derive(Default)]
+struct Batch {
+    diagnostics: Vec<(usize, Diagnostic)>,
+    formatted: Formatted,
 }
 
 /// What the workers build beside the counts.
@@ -441,7 +545,7 @@ struct Done {
     /// The sources the job is about; the first `completes` of them are finished with it.
     sources: Range<usize>,
     summary: Summary,
-    diagnostics: Vec<(usize, Diagnostic)>,
+    batch: Batch,
     buf: Vec<u8>,
     completes: u64,
 }
@@ -694,14 +798,15 @@ fn strip_bom(text: &[u8]) -> &[u8] {
 }
 
 /// A worker: takes jobs until there are none, validates, sends the results.
-fn work(
-    runtime: &Runtime,
-    sources: &[Source],
-    detail: Detail,
-    jobs: &Mutex<Receiver<Job>>,
-    done: &std::sync::mpsc::Sender<Done>,
-) {
+fn work(shared: Shared<'_>, jobs: &Mutex<Receiver<Job>>, done: &std::sync::mpsc::Sender<Done>) {
+    let Shared {
+        runtime,
+        sources,
+        detail,
+        ..
+    } = shared;
     let mut file_buf: Vec<u8> = Vec::new();
+    let mut located = Located::default();
     loop {
         let job = {
             let Ok(rx) = jobs.lock() else { return };
@@ -710,6 +815,12 @@ fn work(
                 Err(_) => return,
             }
         };
+        let batch = shared
+            .pool
+            .lock()
+            .ok()
+            .and_then(|mut pool| pool.pop())
+            .unwrap_or_default();
         let mut out = Output {
             runtime,
             detail,
@@ -717,7 +828,11 @@ fn work(
                 files: job.files,
                 ..Summary::default()
             },
-            diagnostics: Vec::new(),
+            sink: Sink {
+                format: shared.formatter.map(|f| (f, shared.names)),
+                batch,
+            },
+            located: RefCell::new(std::mem::take(&mut located)),
         };
         let covers = match &job.work {
             Work::Sources(range) => range.clone(),
@@ -764,11 +879,12 @@ fn work(
                 message,
             } => out.unreadable(source, line, message),
         }
+        located = out.located.into_inner();
         let result = Done {
             seq: job.seq,
             sources: covers,
             summary: out.summary,
-            diagnostics: out.diagnostics,
+            batch: out.sink.batch,
             buf: job.buf,
             completes: job.completes,
         };
@@ -821,12 +937,18 @@ pub(crate) fn validate_one(
             warnings: true,
         },
         summary: Summary::default(),
-        diagnostics: Vec::new(),
+        sink: Sink {
+            format: None,
+            batch: Batch::default(),
+        },
+        located: RefCell::default(),
     };
     out.document(0, text, None);
     (
         out.summary,
-        out.diagnostics.into_iter().map(|(_, d)| d).collect(),
+        (out.sink.batch.diagnostics.into_iter())
+            .map(|(_, d)| d)
+            .collect(),
     )
 }
 
@@ -835,13 +957,67 @@ struct Output<'r> {
     runtime: &'r Runtime,
     detail: Detail,
     summary: Summary,
-    diagnostics: Vec<(usize, Diagnostic)>,
+    sink: Sink<'r>,
+    /// The pointers an invalid document's messages echoed, and where they were found: the
+    /// violations' positions. Kept from document to document (no allocation once sized).
+    located: RefCell<Located>,
+}
+
+/// JSON pointers, each with the offset of its value in a document's text, if found.
+#[derive(Default)]
+struct Located {
+    /// The pointers end to end.
+    pointers: String,
+    /// Each pointer's end in `pointers`, and its value's offset.
+    found: Vec<(usize, Option<usize>)>,
+}
+
+impl Located {
+    fn clear(&mut self) {
+        self.pointers.clear();
+        self.found.clear();
+    }
+
+    fn push(&mut self, pointer: &str, at: Option<usize>) {
+        self.pointers.push_str(pointer);
+        self.found.push((self.pointers.len(), at));
+    }
+
+    /// Pointer `i` and its value's offset.
+    fn get(&self, i: usize) -> Option<(&str, Option<usize>)> {
+        let &(end, at) = self.found.get(i)?;
+        let start = match i {
+            0 => 0,
+            _ => self.found[i - 1].0,
+        };
+        Some((&self.pointers[start..end], at))
+    }
+}
+
+/// Where a job's diagnostics go.
+struct Sink<'r> {
+    /// The reporter's formatter and the sources' names, to format each diagnostic as it is
+    /// found; without, diagnostics are listed.
+    format: Option<(&'r dyn Formatter, &'r [String])>,
+    batch: Batch,
+}
+
+impl Sink<'_> {
+    fn push(&mut self, source: usize, diagnostic: Diagnostic) {
+        match self.format {
+            Some((formatter, names)) => {
+                let name = names.get(source).map_or("", String::as_str);
+                self.batch.formatted.push(formatter, name, &diagnostic);
+            }
+            None => self.batch.diagnostics.push((source, diagnostic)),
+        }
+    }
 }
 
 impl Output<'_> {
     fn unreadable(&mut self, source: usize, line: Option<u64>, message: String) {
         self.summary.unreadable += 1;
-        self.diagnostics.push((
+        self.sink.push(
             source,
             Diagnostic {
                 kind: Kind::Unreadable,
@@ -851,7 +1027,7 @@ impl Output<'_> {
                 keyword: None,
                 message,
             },
-        ));
+        );
     }
 
     /// Validates one document. `line` is its line in a JSON Lines source (positions are then
@@ -874,7 +1050,7 @@ impl Output<'_> {
                     Some(n) => n + e.line().max(1) as u64 - 1,
                     None => e.line().max(1) as u64,
                 };
-                self.diagnostics.push((
+                self.sink.push(
                     source,
                     Diagnostic {
                         kind: Kind::NotJson,
@@ -884,7 +1060,7 @@ impl Output<'_> {
                         keyword: None,
                         message: format!("not JSON: {}", serde_message(&e)),
                     },
-                ));
+                );
                 return;
             }
         };
@@ -893,29 +1069,30 @@ impl Output<'_> {
             // Messages show the offending value as written (`doc` has lost the digits of an
             // integer beyond 64 bits, for one). Each pointer is located once: the offsets found
             // for the echoes are the violations' positions too.
-            let located: RefCell<Vec<(String, Option<usize>)>> = RefCell::new(Vec::new());
+            let located = &self.located;
+            located.borrow_mut().clear();
             let echo = |pointer: &str| {
                 let at = locate::value_offset(text, pointer);
-                located.borrow_mut().push((pointer.to_owned(), at));
+                located.borrow_mut().push(pointer, at);
                 locate::value_text_at(text, at?)
             };
             let violations = self
                 .runtime
                 .device_extension_violations_with_unexpected(&doc, &echo);
-            let located = located.into_inner();
+            let located = located.borrow();
             // The echoes were asked in the violations' order (not for every violation).
             let mut next = 0;
             for (v, unexpected) in violations {
                 let at = match located.get(next) {
-                    Some((p, at)) if *p == v.pointer => {
+                    Some((p, at)) if p == v.pointer => {
                         next += 1;
-                        *at
+                        at
                     }
                     _ => locate::value_offset(text, &v.pointer),
                 };
                 let offset = violation_offset(text, at, &unexpected);
                 let (l, c) = position(offset);
-                self.diagnostics.push((
+                self.sink.push(
                     source,
                     Diagnostic {
                         kind: Kind::Invalid,
@@ -925,7 +1102,7 @@ impl Output<'_> {
                         keyword: Some(v.keyword),
                         message: v.message,
                     },
-                ));
+                );
             }
             return;
         }
@@ -962,7 +1139,7 @@ impl Output<'_> {
                 }
             };
             let (l, c) = position(offset);
-            self.diagnostics.push((
+            self.sink.push(
                 source,
                 Diagnostic {
                     kind: Kind::Warning,
@@ -972,7 +1149,7 @@ impl Output<'_> {
                     keyword: Some(w.code),
                     message: w.message,
                 },
-            ));
+            );
         }
     }
 }
@@ -1006,7 +1183,8 @@ fn serde_message(e: &serde_json::Error) -> String {
 /// With `empty` (the inputs' spans), it also reports each input that holds no document, once
 /// all of its sources are finished (so in input order).
 fn collect(
-    sources: &[Source],
+    names: &[String],
+    pool: &Mutex<Vec<Batch>>,
     empty: Option<&[Span]>,
     done: Receiver<Done>,
     credits: SyncSender<Vec<u8>>,
@@ -1016,25 +1194,24 @@ fn collect(
     let mut next = 0u64;
     let mut waiting: BTreeMap<u64, Done> = BTreeMap::new();
     let mut inputs_done = 0;
-    let inputs_total = sources.len() as u64;
-    let mut shown: Option<(usize, String)> = None;
+    let inputs_total = names.len() as u64;
     let mut empties = Empties {
         spans: empty.unwrap_or_default(),
         next: 0,
-        held: vec![false; sources.len()],
+        held: vec![false; names.len()],
     };
     empties.report_finished(0, &mut summary, reporter)?;
     while let Ok(d) = done.recv() {
         waiting.insert(d.seq, d);
-        while let Some(d) = waiting.remove(&next) {
+        while let Some(mut d) = waiting.remove(&next) {
             next += 1;
-            for (source, diagnostic) in &d.diagnostics {
-                // A source's diagnostics come together: its name is made once.
-                if shown.as_ref().is_none_or(|(s, _)| s != source) {
-                    shown = Some((*source, sources[*source].display()));
-                }
-                let name = shown.as_ref().map_or("", |(_, name)| name.as_str());
+            // A job's diagnostics are either listed or formatted, never both.
+            for (source, diagnostic) in &d.batch.diagnostics {
+                let name = names.get(*source).map_or("", String::as_str);
                 reporter.report(name, diagnostic)?;
+            }
+            if !d.batch.formatted.is_empty() {
+                reporter.formatted(&d.batch.formatted)?;
             }
             summary.add(&d.summary);
             // Each source of a job of several (JSON files, failed inputs) holds one document or
@@ -1050,6 +1227,11 @@ fn collect(
             inputs_done += d.completes;
             // The producer may be gone (it finished): the credit is not needed then.
             let _ = credits.send(d.buf);
+            d.batch.diagnostics.clear();
+            d.batch.formatted.clear();
+            if let Ok(mut pool) = pool.lock() {
+                pool.push(d.batch);
+            }
             reporter.progress(Progress {
                 summary: &summary,
                 inputs_done,
@@ -1057,7 +1239,7 @@ fn collect(
             });
         }
     }
-    empties.report_finished(sources.len(), &mut summary, reporter)?;
+    empties.report_finished(names.len(), &mut summary, reporter)?;
     Ok(summary)
 }
 

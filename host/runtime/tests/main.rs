@@ -3,6 +3,8 @@
 // Links the echo plugin into this binary so it registers as a static plugin.
 use devext_echo as _;
 
+#[cfg(feature = "bulk-validate")]
+mod bulk;
 mod contract;
 mod dispatch;
 mod loading;

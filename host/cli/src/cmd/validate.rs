@@ -4,11 +4,14 @@
 use std::ffi::OsString;
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use devext_host::validate::{self, Diagnostic, Input, Kind, Options, Progress, Reporter, Summary};
+use devext_host::validate::{
+    self, Diagnostic, Formatted, Formatter, Input, Kind, Options, Progress, Reporter, Summary,
+};
 use serde_json::json;
 
 use super::load_plugins;
@@ -71,11 +74,14 @@ pub(crate) fn validate(global: &GlobalArgs, args: &ValidateArgs) -> Result<ExitC
     let out = io::BufWriter::with_capacity(64 * 1024, stdout);
     let mut reporter = Cli {
         out,
-        format: args.format,
-        quiet: args.quiet,
-        strict: args.strict,
+        lines: Arc::new(Lines {
+            format: args.format,
+            quiet: args.quiet,
+            strict: args.strict,
+        }),
         errors_written: 0,
         warnings_json: Vec::new(),
+        scratch: Vec::new(),
         progress: ProgressBar::new(),
     };
     if args.format == Format::Json {
@@ -101,50 +107,68 @@ pub(crate) fn validate(global: &GlobalArgs, args: &ValidateArgs) -> Result<ExitC
     Ok(ExitCode::from(summary.exit_code()))
 }
 
-/// The command line's reporter: one of the three formats, plus the progress bar.
+/// The command line's reporter: one of the three formats, plus the progress bar. Its lines are
+/// made by [`Lines`] on the validation's worker threads; it writes them in order.
 struct Cli<W: Write> {
     out: W,
+    lines: Arc<Lines>,
+    errors_written: u64,
+    /// `--format json`: the warnings' entries, comma-separated, written after the errors (which
+    /// are streamed).
+    warnings_json: Vec<u8>,
+    /// One diagnostic's bytes, for those the run reports itself.
+    scratch: Vec<u8>,
+    progress: ProgressBar,
+}
+
+/// What one diagnostic looks like in the chosen format.
+struct Lines {
     format: Format,
     quiet: bool,
     strict: bool,
-    errors_written: u64,
-    /// `--format json`: warnings are written after the errors (which are streamed).
-    warnings_json: Vec<String>,
-    progress: ProgressBar,
+}
+
+impl Formatter for Lines {
+    fn format(&self, path: &str, d: &Diagnostic, out: &mut Vec<u8>) {
+        if d.kind == Kind::Warning && self.quiet && !self.strict {
+            return;
+        }
+        // Writing to a `Vec` cannot fail.
+        let _ = match self.format {
+            Format::Human => human(out, path, d, self.strict),
+            Format::Github => github(out, path, d, self.strict),
+            Format::Json => json_entry(out, path, d),
+        };
+    }
 }
 
 impl<W: Write> Reporter for Cli<W> {
     fn report(&mut self, path: &str, d: &Diagnostic) -> io::Result<()> {
-        let is_warning = d.kind == Kind::Warning;
-        if is_warning && self.quiet && !self.strict {
-            return Ok(());
-        }
-        self.progress.clear();
-        match self.format {
-            Format::Human => human(&mut self.out, path, d, self.strict),
-            Format::Github => github(&mut self.out, path, d, self.strict),
+        let mut bytes = std::mem::take(&mut self.scratch);
+        bytes.clear();
+        self.lines.format(path, d, &mut bytes);
+        let result = self.write(d.kind, &bytes);
+        self.scratch = bytes;
+        result
+    }
+
+    fn formatted(&mut self, formatted: &Formatted) -> io::Result<()> {
+        match self.lines.format {
+            Format::Human | Format::Github => {
+                self.progress.clear();
+                self.out.write_all(formatted.bytes())
+            }
             Format::Json => {
-                let mut entry = json!({
-                    "path": path,
-                    "line": d.line,
-                    "column": d.column,
-                    "pointer": d.pointer,
-                    "message": d.message,
-                    "kind": d.kind,
-                });
-                if is_warning {
-                    entry["code"] = json!(d.keyword);
-                    self.warnings_json.push(entry.to_string());
-                    return Ok(());
+                for (kind, bytes) in formatted.items() {
+                    self.write(kind, bytes)?;
                 }
-                entry["keyword"] = json!(d.keyword);
-                if self.errors_written > 0 {
-                    self.out.write_all(b",")?;
-                }
-                self.errors_written += 1;
-                serde_json::to_writer(&mut self.out, &entry).map_err(io::Error::other)
+                Ok(())
             }
         }
+    }
+
+    fn formatter(&self) -> Option<Arc<dyn Formatter>> {
+        Some(self.lines.clone())
     }
 
     fn progress(&mut self, p: Progress<'_>) {
@@ -152,16 +176,38 @@ impl<W: Write> Reporter for Cli<W> {
     }
 
     fn wants(&self, kind: Kind) -> bool {
-        // The warnings `report` drops: not built at all.
-        !(kind == Kind::Warning && self.quiet && !self.strict)
+        // The warnings `Lines` drops: not built at all.
+        !(kind == Kind::Warning && self.lines.quiet && !self.lines.strict)
     }
 }
 
 impl<W: Write> Cli<W> {
+    /// Writes one diagnostic's bytes, made by [`Lines`].
+    fn write(&mut self, kind: Kind, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.progress.clear();
+        if self.lines.format != Format::Json {
+            return self.out.write_all(bytes);
+        }
+        if kind == Kind::Warning {
+            if !self.warnings_json.is_empty() {
+                self.warnings_json.push(b',');
+            }
+            self.warnings_json.extend_from_slice(bytes);
+            return Ok(());
+        }
+        if self.errors_written > 0 {
+            self.out.write_all(b",")?;
+        }
+        self.errors_written += 1;
+        self.out.write_all(bytes)
+    }
+
     fn finish(&mut self, summary: &Summary) -> io::Result<()> {
-        match self.format {
+        match self.lines.format {
             Format::Json => {
-                let warnings = self.warnings_json.join(",");
                 let rest = json!({
                     "documents": summary.documents,
                     "valid": summary.valid,
@@ -170,20 +216,72 @@ impl<W: Write> Cli<W> {
                     "unreadable": summary.unreadable,
                     "empty": summary.empty,
                     "files": summary.files,
-                    "strict": self.strict,
+                    "strict": self.lines.strict,
                     "exit_code": summary.exit_code(),
                 });
                 let rest = rest.to_string();
                 // `rest` is an object: splice its members after the two arrays.
-                writeln!(self.out, "],\"warnings\":[{warnings}],{}", &rest[1..])?;
+                self.out.write_all(b"],\"warnings\":[")?;
+                self.out.write_all(&self.warnings_json)?;
+                writeln!(self.out, "],{}", &rest[1..])?;
             }
             Format::Human | Format::Github => {
-                if !self.quiet {
+                if !self.lines.quiet {
                     writeln!(self.out, "{summary}")?;
                 }
             }
         }
         self.out.flush()
+    }
+}
+
+/// One `--format json` entry: an error's or a warning's (a warning's `keyword` is its `code`).
+/// The members in byte order of their names, as serde_json writes an object; strings escaped by
+/// serde_json.
+fn json_entry(out: &mut Vec<u8>, path: &str, d: &Diagnostic) -> io::Result<()> {
+    let is_warning = d.kind == Kind::Warning;
+    out.push(b'{');
+    if is_warning {
+        out.extend_from_slice(b"\"code\":");
+        json_string(out, d.keyword.as_deref())?;
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"column\":");
+    json_number(out, d.column);
+    if !is_warning {
+        out.extend_from_slice(b",\"keyword\":");
+        json_string(out, d.keyword.as_deref())?;
+    }
+    out.extend_from_slice(b",\"kind\":");
+    serde_json::to_writer(&mut *out, &d.kind).map_err(io::Error::other)?;
+    out.extend_from_slice(b",\"line\":");
+    json_number(out, d.line);
+    out.extend_from_slice(b",\"message\":");
+    json_string(out, Some(&d.message))?;
+    out.extend_from_slice(b",\"path\":");
+    json_string(out, Some(path))?;
+    out.extend_from_slice(b",\"pointer\":");
+    json_string(out, d.pointer.as_deref())?;
+    out.push(b'}');
+    Ok(())
+}
+
+/// A JSON string, or `null`.
+fn json_string(out: &mut Vec<u8>, s: Option<&str>) -> io::Result<()> {
+    match s {
+        Some(s) => serde_json::to_writer(&mut *out, s).map_err(io::Error::other),
+        None => {
+            out.extend_from_slice(b"null");
+            Ok(())
+        }
+    }
+}
+
+/// A JSON number, or `null`.
+fn json_number(out: &mut Vec<u8>, n: Option<u64>) {
+    match n {
+        Some(n) => push_decimal(out, n),
+        None => out.extend_from_slice(b"null"),
     }
 }
 
@@ -196,13 +294,16 @@ fn pointer_or_root(d: &Diagnostic) -> &str {
 }
 
 /// `path:line:col: /pointer: message (keyword)`.
-fn human(out: &mut impl Write, path: &str, d: &Diagnostic, strict: bool) -> io::Result<()> {
+fn human(out: &mut Vec<u8>, path: &str, d: &Diagnostic, strict: bool) -> io::Result<()> {
     // Pieces written as they are (one line per problem: the formatting machinery is most of
     // the cost of a line).
-    out.write_all(path.as_bytes())?;
-    out.write_all(b":")?;
+    out.extend_from_slice(path.as_bytes());
+    out.push(b':');
     if let Some(line) = d.line {
-        write!(out, "{line}:{}:", d.column.unwrap_or(1))?;
+        push_decimal(out, line);
+        out.push(b':');
+        push_decimal(out, d.column.unwrap_or(1));
+        out.push(b':');
     }
     let keyword = d.keyword.as_deref().unwrap_or_default();
     let parts: &[&str] = match d.kind {
@@ -227,9 +328,24 @@ fn human(out: &mut impl Write, path: &str, d: &Diagnostic, strict: bool) -> io::
         Kind::NotJson | Kind::Unreadable | Kind::Empty => &[" ", &d.message, "\n"],
     };
     for part in parts {
-        out.write_all(part.as_bytes())?;
+        out.extend_from_slice(part.as_bytes());
     }
     Ok(())
+}
+
+/// Appends `n` in decimal, as `{n}` prints it.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// A GitHub Actions workflow command, so the problem shows on the pull request's diff.
@@ -330,6 +446,61 @@ impl ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_print_as_display_does() {
+        for n in [0, 7, 10, 99, 1_000_000, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn json_entries_are_what_serde_json_writes_for_them() {
+        let mut d = Diagnostic {
+            kind: Kind::Invalid,
+            line: Some(3),
+            column: Some(14),
+            pointer: Some("/a~1b/\u{e9}".to_owned()),
+            keyword: Some("pattern".to_owned()),
+            message: "\"x\\y\n\u{1}\" does not match \"^[0-9]+$\"".to_owned(),
+        };
+        let expected = |d: &Diagnostic, path: &str| {
+            let mut entry = json!({
+                "path": path,
+                "line": d.line,
+                "column": d.column,
+                "pointer": d.pointer,
+                "message": d.message,
+                "kind": d.kind,
+            });
+            let key = if d.kind == Kind::Warning {
+                "code"
+            } else {
+                "keyword"
+            };
+            entry[key] = json!(d.keyword);
+            entry.to_string()
+        };
+        let written = |d: &Diagnostic, path: &str| {
+            let mut out = Vec::new();
+            json_entry(&mut out, path, d).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            written(&d, "dir/\"q\".jsonl"),
+            expected(&d, "dir/\"q\".jsonl")
+        );
+        d.kind = Kind::Warning;
+        d.keyword = Some("iccid_check_digit".to_owned());
+        assert_eq!(written(&d, "a.json"), expected(&d, "a.json"));
+        d.kind = Kind::Unreadable;
+        (d.line, d.column, d.pointer, d.keyword) = (None, None, None, None);
+        assert_eq!(written(&d, "-"), expected(&d, "-"));
+        d.kind = Kind::NotJson;
+        assert_eq!(written(&d, "x"), expected(&d, "x"));
+    }
 
     #[test]
     fn workflow_commands_are_escaped() {
