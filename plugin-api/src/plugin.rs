@@ -444,15 +444,15 @@ pub mod export {
     /// Runs plugin code with the panic hook silenced, catching a panic.
     fn guarded<R>(f: impl FnOnce() -> R + std::panic::UnwindSafe) -> std::thread::Result<R> {
         install_hook();
-        struct Depth;
-        impl Drop for Depth {
-            fn drop(&mut self) {
-                IN_PLUGIN.with(|d| d.set(d.get().saturating_sub(1)));
-            }
-        }
-        IN_PLUGIN.with(|d| d.set(d.get() + 1));
-        let _depth = Depth;
-        catch_unwind(f)
+        // One look-up of the thread-local for both the increment and the decrement (in a
+        // dynamic library each look-up is a call into the dynamic linker). `catch_unwind`
+        // returns on a panic too, so the decrement always runs.
+        IN_PLUGIN.with(|depth| {
+            depth.set(depth.get() + 1);
+            let result = catch_unwind(f);
+            depth.set(depth.get().saturating_sub(1));
+            result
+        })
     }
 
     /// Installs, once per copy of this crate, a panic hook that keeps panics in plugin code off

@@ -22,18 +22,23 @@ use crate::egress::HttpCapability;
 use crate::limiter::{Limiter, MAX_BACKOFF, PermitAsk};
 use crate::runtime::CallId;
 
+/// What the calls of one plugin share: made once, when the plugin is loaded.
+pub(crate) struct PluginCaps {
+    pub(crate) plugin: Arc<str>,
+    pub(crate) http: Arc<HttpCapability>,
+    pub(crate) clock: HostClock,
+    pub(crate) limiter: Arc<dyn Limiter>,
+}
+
 /// What one call may use; cloned into every async capability future.
 #[derive(Clone)]
 pub(crate) struct CallCaps {
-    plugin: Arc<str>,
+    shared: Arc<PluginCaps>,
     call_id: CallId,
     endpoint: Option<Arc<str>>,
     deadline: Instant,
-    http: Arc<HttpCapability>,
-    clock: HostClock,
     account_key: Arc<str>,
     priority: Priority,
-    limiter: Arc<dyn Limiter>,
     /// The latest permit granted in this call (its account and when), until the call's next
     /// HTTP request starts: how late that start was goes back to the limiter.
     /// Created by the first asynchronous capability call (most calls make none) and shared
@@ -48,29 +53,23 @@ type Granted = std::sync::Mutex<Option<(String, Instant)>>;
 pub(crate) struct CallLimits {
     pub(crate) account_key: Arc<str>,
     pub(crate) priority: Priority,
-    pub(crate) limiter: Arc<dyn Limiter>,
 }
 
 impl CallCaps {
     pub(crate) fn new(
-        plugin: Arc<str>,
+        shared: Arc<PluginCaps>,
         call_id: CallId,
         endpoint: Option<Arc<str>>,
         deadline: Instant,
-        http: Arc<HttpCapability>,
-        clock: HostClock,
         limits: CallLimits,
     ) -> Self {
         CallCaps {
-            plugin,
+            shared,
             call_id,
             endpoint,
             deadline,
-            http,
-            clock,
             account_key: limits.account_key,
             priority: limits.priority,
-            limiter: limits.limiter,
             granted: std::sync::OnceLock::new(),
         }
     }
@@ -84,7 +83,7 @@ impl CallCaps {
         if let Some((account, at)) = granted {
             let late = at.elapsed();
             if late > crate::limiter::LATE_START {
-                self.limiter.started_late(&account, late);
+                self.shared.limiter.started_late(&account, late);
             }
         }
     }
@@ -130,10 +129,10 @@ fn parse<T: serde::de::DeserializeOwned>(
 impl HostCaps for CallCaps {
     fn call(&self, capability: RStr<'_>, request: RStr<'_>) -> AbiResult {
         match capability.as_str() {
-            CAP_CLOCK => ok(&ClockNow::new(self.clock.now_unix_ms())),
+            CAP_CLOCK => ok(&ClockNow::new(self.shared.clock.now_unix_ms())),
             CAP_LOG => match parse::<LogRecord>(CAP_LOG, request.as_str()) {
                 Ok(record) => {
-                    let plugin = &*self.plugin;
+                    let plugin = &*self.shared.plugin;
                     let call = tracing::field::display(self.call_id);
                     let msg = record.message.as_str();
                     match record.level {
@@ -151,7 +150,7 @@ impl HostCaps for CallCaps {
             CAP_LIMIT_RELEASE => {
                 match parse::<PermitRelease>(CAP_LIMIT_RELEASE, request.as_str()) {
                     Ok(r) => {
-                        self.limiter.release(&r.permit);
+                        self.shared.limiter.release(&r.permit);
                         ok(&serde_json::json!({}))
                     }
                     Err(e) => err(e),
@@ -166,13 +165,13 @@ impl HostCaps for CallCaps {
                         }
                         let pause = Duration::from_millis(r.pause_ms).min(MAX_BACKOFF);
                         tracing::info!(
-                            plugin = &*self.plugin,
+                            plugin = &*self.shared.plugin,
                             call = tracing::field::display(self.call_id),
                             pause_ms = pause.as_millis() as u64,
                             reason = r.reason.as_str(),
                             "upstream account paused"
                         );
-                        self.limiter.back_off(account, pause);
+                        self.shared.limiter.back_off(account, pause);
                         ok(&serde_json::json!({}))
                     }
                     Err(e) => err(e),
@@ -193,8 +192,14 @@ impl HostCaps for CallCaps {
                 };
                 caps.request_starts();
                 match caps
+                    .shared
                     .http
-                    .send(&caps.plugin, caps.endpoint.as_deref(), req, caps.deadline)
+                    .send(
+                        &caps.shared.plugin,
+                        caps.endpoint.as_deref(),
+                        req,
+                        caps.deadline,
+                    )
                     .await
                 {
                     Ok(response) => ok(&response),
@@ -243,7 +248,7 @@ impl HostCaps for CallCaps {
                 );
                 ask.call_deadline = caps.deadline;
                 let account = ask.account_key.clone();
-                match caps.limiter.acquire(ask).await {
+                match caps.shared.limiter.acquire(ask).await {
                     Ok(permit) => {
                         *granted.lock().unwrap_or_else(|p| p.into_inner()) =
                             Some((account, Instant::now()));
@@ -286,17 +291,20 @@ mod tests {
     use devext_plugin_api::host::BackoffReport;
 
     fn host(limiter: &Arc<LocalLimiter>, deadline: Duration, priority: Priority) -> Host {
+        let shared = Arc::new(PluginCaps {
+            plugin: "p".into(),
+            http: Arc::new(HttpCapability::new(EgressConfig::default())),
+            clock: HostClock::system(),
+            limiter: Arc::clone(limiter) as Arc<dyn Limiter>,
+        });
         let caps = CallCaps::new(
-            "p".into(),
+            shared,
             CallId::for_tests(),
             None,
             Instant::now() + deadline,
-            Arc::new(HttpCapability::new(EgressConfig::default())),
-            HostClock::system(),
             CallLimits {
                 account_key: "acct".into(),
                 priority,
-                limiter: Arc::clone(limiter) as Arc<dyn Limiter>,
             },
         );
         Host::from_caps(caps.into_abi())

@@ -15,7 +15,7 @@ use tokio::sync::{Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
 use crate::cache::{DeviceKey, ViewCache};
-use crate::caps::{CallCaps, CallLimits};
+use crate::caps::{CallCaps, CallLimits, PluginCaps};
 use crate::egress::{EgressConfig, HttpCapability};
 use crate::limiter::{Limiter, LocalLimiter};
 use crate::loader::{self, LoadedPlugin, PluginSource, Refusal, RefusalReason, RefusedSource};
@@ -92,7 +92,8 @@ pub enum ConfigError {
 struct Slot {
     plugin: LoadedPlugin,
     limiter: Semaphore,
-    name: Arc<str>,
+    /// What every call's capabilities share (the plugin's name among them).
+    caps: Arc<PluginCaps>,
     accounts: crate::account::AccountKeys,
 }
 
@@ -111,7 +112,6 @@ struct Inner {
     http: Arc<HttpCapability>,
     next_call: AtomicU64,
     views: ViewCache,
-    limiter: Arc<dyn Limiter>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -225,13 +225,22 @@ impl Runtime {
             return Err(ConfigError::ZeroResponseCap);
         }
         let http = Arc::new(HttpCapability::new(config.egress.clone()));
+        let limiter: Arc<dyn Limiter> = match &config.limiter {
+            Some(shared) => Arc::clone(&shared.0),
+            None => Arc::new(LocalLimiter::new()),
+        };
         let mut slots: Vec<Slot> = Vec::new();
         let mut by_name: HashMap<String, usize> = HashMap::new();
         let mut refused = Vec::new();
         let mut notices = Vec::new();
         let limit = config.max_concurrent_calls_per_plugin.max(1);
         let slot = |plugin: LoadedPlugin| Slot {
-            name: Arc::from(plugin.name()),
+            caps: Arc::new(PluginCaps {
+                plugin: Arc::from(plugin.name()),
+                http: Arc::clone(&http),
+                clock: config.clock,
+                limiter: Arc::clone(&limiter),
+            }),
             plugin,
             limiter: Semaphore::new(limit),
             accounts: crate::account::AccountKeys::default(),
@@ -350,10 +359,6 @@ impl Runtime {
         }
 
         let views = ViewCache::new(config.view_cache_entries, config.call_timeout);
-        let limiter: Arc<dyn Limiter> = match &config.limiter {
-            Some(shared) => Arc::clone(&shared.0),
-            None => Arc::new(LocalLimiter::new()),
-        };
         Ok(Runtime {
             inner: Arc::new(Inner {
                 views,
@@ -364,7 +369,6 @@ impl Runtime {
                 config,
                 http,
                 next_call: AtomicU64::new(1),
-                limiter,
             }),
         })
     }
@@ -861,16 +865,13 @@ impl Runtime {
             .and_then(Value::as_str)
             .map(Arc::from);
         let caps = CallCaps::new(
-            slot.name.clone(),
+            Arc::clone(&slot.caps),
             call.context.call_id,
             endpoint,
             call.deadline,
-            self.inner.http.clone(),
-            self.inner.config.clock,
             CallLimits {
                 account_key: Arc::clone(&call.context.account_key),
                 priority: req.priority,
-                limiter: Arc::clone(&self.inner.limiter),
             },
         );
         let module = &slot.plugin.module;
