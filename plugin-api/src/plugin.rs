@@ -207,7 +207,7 @@ pub mod export {
         start::<P>(
             host,
             Texts {
-                context: Context::Json(context.as_str()),
+                context: parse("call context", context.as_str()),
                 op: op.as_str(),
                 org_config: org_config.as_str(),
                 device_config: device_config.as_str(),
@@ -238,13 +238,13 @@ pub mod export {
         start::<P>(
             host,
             Texts {
-                context: Context::Fields {
+                context: context_of_fields(
                     protocol,
-                    call_id: call_id.as_str(),
+                    call_id.as_str(),
                     deadline_unix_ms,
-                    account_key: account_key.as_str(),
-                    priority: priority.as_str(),
-                },
+                    account_key.as_str(),
+                    priority.as_str(),
+                ),
                 op: op.as_str(),
                 org_config: org_config.as_str(),
                 device_config: device_config.as_str(),
@@ -254,53 +254,36 @@ pub mod export {
         )
     }
 
-    /// How the host sent the call context.
-    enum Context<'a> {
-        /// As JSON text (`invoke`).
-        Json(&'a str),
-        /// As the fields of [`CallArgs`] (`call`).
-        Fields {
-            protocol: u32,
-            call_id: &'a str,
-            deadline_unix_ms: i64,
-            account_key: &'a str,
-            priority: &'a str,
-        },
-    }
-
-    impl Context<'_> {
-        fn read(&self) -> Result<CallContext, PluginError> {
-            match self {
-                Context::Json(text) => parse("call context", text),
-                Context::Fields {
-                    protocol,
-                    call_id,
-                    deadline_unix_ms,
-                    account_key,
-                    priority,
-                } => Ok(CallContext {
-                    protocol: *protocol,
-                    call_id: (*call_id).to_owned(),
-                    deadline_unix_ms: *deadline_unix_ms,
-                    account_key: (*account_key).to_owned(),
-                    priority: match *priority {
-                        "" | "interactive" => crate::host::Priority::Interactive,
-                        "bulk" => crate::host::Priority::Bulk,
-                        other => {
-                            return Err(PluginError::internal(format!(
-                                "the host sent an unreadable call context: unknown priority \
-                                 {other:?}"
-                            )));
-                        }
-                    },
-                }),
+    /// The call context [`CallModule::call`] sends as fields.
+    fn context_of_fields(
+        protocol: u32,
+        call_id: &str,
+        deadline_unix_ms: i64,
+        account_key: &str,
+        priority: &str,
+    ) -> Result<CallContext, PluginError> {
+        let priority = match priority {
+            "" | "interactive" => crate::host::Priority::Interactive,
+            "bulk" => crate::host::Priority::Bulk,
+            other => {
+                return Err(PluginError::internal(format!(
+                    "the host sent an unreadable call context: unknown priority {other:?}"
+                )));
             }
-        }
+        };
+        Ok(CallContext {
+            protocol,
+            call_id: call_id.to_owned(),
+            deadline_unix_ms,
+            account_key: account_key.to_owned(),
+            priority,
+        })
     }
 
     /// A call's arguments as the host sent them.
     struct Texts<'a> {
-        context: Context<'a>,
+        /// The call context, read (its errors are reported before the other arguments').
+        context: Result<CallContext, PluginError>,
         op: &'a str,
         org_config: &'a str,
         device_config: &'a str,
@@ -326,7 +309,7 @@ pub mod export {
         };
         let started = guarded(AssertUnwindSafe(|| {
             let call = Call::new(
-                args.context.read()?,
+                args.context?,
                 args.op,
                 parse("org config", args.org_config)?,
                 parse("device config", args.device_config)?,

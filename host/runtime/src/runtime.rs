@@ -746,7 +746,9 @@ impl Runtime {
         if let (Some(key), Some(input_key)) = (&device_key, &input_key) {
             match self.inner.views.lookup(key, req.op, input_key) {
                 Ok(output) => {
-                    args.give_back(RString::new());
+                    // Unused: the buffers, the output's among them, serve the next call.
+                    let buffer = std::mem::take(&mut args.output);
+                    args.give_back(buffer);
                     return Ok(Prepared::Cached(output));
                 }
                 Err(g) => generation = g,
