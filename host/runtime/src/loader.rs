@@ -2,7 +2,7 @@
 //!
 //! A file that cannot be used is refused with a one-line reason; the others still load.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use abi_stable::library::{AbiHeaderRef, LibraryError, RawLibrary, RootModuleError};
@@ -358,7 +358,7 @@ pub(crate) struct CompiledOp {
 pub(crate) struct CompiledSchemas {
     pub(crate) org: Schema,
     pub(crate) device: Schema,
-    pub(crate) ops: HashMap<String, CompiledOp>,
+    pub(crate) ops: BTreeMap<String, CompiledOp>,
     pub(crate) warnings: Vec<Schema>,
 }
 
@@ -748,7 +748,7 @@ pub(crate) fn check_manifest(m: &Manifest) -> Result<CompiledSchemas, Vec<Manife
     };
     let org = compile("org config", &m.org_config_schema);
     let device = compile("device config", &m.device_config_schema);
-    let mut ops = HashMap::new();
+    let mut ops = BTreeMap::new();
     for op in &m.operations {
         let input = compile(&format!("operation {} input", op.name), &op.input_schema);
         let output = compile(&format!("operation {} output", op.name), &op.output_schema);

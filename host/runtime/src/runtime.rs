@@ -1,6 +1,6 @@
 //! The host runtime: the loaded plugins, validation of configurations, and dispatch of calls.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -105,7 +105,7 @@ pub struct Runtime {
 
 struct Inner {
     slots: Vec<Slot>,
-    by_name: HashMap<String, usize>,
+    by_name: BTreeMap<String, usize>,
     refused: Vec<Refusal>,
     notices: Vec<String>,
     config: RuntimeConfig,
@@ -230,7 +230,7 @@ impl Runtime {
             None => Arc::new(LocalLimiter::new()),
         };
         let mut slots: Vec<Slot> = Vec::new();
-        let mut by_name: HashMap<String, usize> = HashMap::new();
+        let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
         let mut refused = Vec::new();
         let mut notices = Vec::new();
         let limit = config.max_concurrent_calls_per_plugin.max(1);
@@ -773,7 +773,7 @@ impl Runtime {
             .inner
             .config
             .clock
-            .now_unix_ms()
+            .unix_ms_at(started)
             .saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
         let call_id = CallId {
             deadline_unix_ms,
