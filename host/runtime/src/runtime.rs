@@ -785,20 +785,13 @@ impl Runtime {
             args.context.clear();
             call_id.push_to(&mut args.context);
         } else {
-            call_context_json(
-                &mut args.context,
-                call_id,
-                deadline_unix_ms,
-                &account_key,
-                req.priority,
-            )?;
+            call_context_json(&mut args.context, call_id, &account_key, req.priority)?;
         }
         Ok(Prepared::Call(PreparedCall {
             req,
             args,
             context: ContextFields {
                 call_id,
-                deadline_unix_ms,
                 account_key,
             },
             deadline,
@@ -887,7 +880,7 @@ impl Runtime {
                 abi::CallArgs {
                     protocol: devext_plugin_api::PROTOCOL_VERSION,
                     call_id: RStr::from_str(&lent.context),
-                    deadline_unix_ms: context.deadline_unix_ms,
+                    deadline_unix_ms: context.call_id.deadline_unix_ms,
                     account_key: RStr::from_str(&context.account_key),
                     priority: RStr::from_str(req.priority.as_str()),
                     context_extra: RStr::from_str(""),
@@ -1002,10 +995,10 @@ impl Runtime {
     }
 }
 
-/// The call context's fields (the call id's text is in [`CallArgs::context`]).
+/// The call context's fields (the call id carries the deadline; its text is in
+/// [`CallArgs::context`]).
 struct ContextFields {
     call_id: CallId,
-    deadline_unix_ms: i64,
     account_key: Arc<str>,
 }
 
@@ -1128,7 +1121,6 @@ fn text_of(json: &[u8]) -> &str {
 fn call_context_json(
     text: &mut String,
     call_id: CallId,
-    deadline_unix_ms: i64,
     account_key: &str,
     priority: Priority,
 ) -> Result<(), PluginError> {
@@ -1142,7 +1134,7 @@ fn call_context_json(
     text.push_str(",\"call_id\":\"");
     call_id.push_to(text);
     text.push_str("\",\"deadline_unix_ms\":");
-    text.push_str(digits.format(deadline_unix_ms));
+    text.push_str(digits.format(call_id.deadline_unix_ms));
     text.push_str(",\"account_key\":");
     if account_key
         .bytes()
@@ -1250,7 +1242,7 @@ async fn until_deadline<F: std::future::Future>(
 }
 
 /// A call's arguments as the JSON text that crosses the ABI (`context` is the call id's text
-/// for [`abi::PluginModule::call`], the context's JSON for `invoke`), and the buffer its output
+/// for [`abi::CallModule::call`], the context's JSON for `invoke`), and the buffer its output
 /// comes back in. Kept per thread between calls ([`CallArgs::take`], [`CallArgs::give_back`]), so a
 /// call allocates none of them.
 #[derive(Default)]
@@ -1351,7 +1343,7 @@ mod tests {
                 seq,
             };
             let mut text = String::new();
-            call_context_json(&mut text, id, deadline, key, Priority::Interactive).unwrap();
+            call_context_json(&mut text, id, key, Priority::Interactive).unwrap();
             let context: devext_plugin_api::CallContext = serde_json::from_str(&text).unwrap();
             assert_eq!(
                 context,
@@ -1367,7 +1359,6 @@ mod tests {
                 deadline_unix_ms: 1,
                 seq: 2,
             },
-            1,
             "a\"b",
             Priority::Bulk,
         )

@@ -333,19 +333,9 @@ fn human(out: &mut Vec<u8>, path: &str, d: &Diagnostic, strict: bool) -> io::Res
     Ok(())
 }
 
-/// Appends `n` in decimal, as `{n}` prints it.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+/// Appends `n` in decimal, as `{n}` prints it (with `itoa`, as serde_json writes numbers).
+fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// A GitHub Actions workflow command, so the problem shows on the pull request's diff.

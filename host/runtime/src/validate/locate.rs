@@ -42,19 +42,8 @@ pub(crate) fn value_offset(text: &[u8], pointer: &str) -> Option<usize> {
     if pointer.is_empty() {
         return Some(scan.i);
     }
-    let mut rest = Some(pointer.strip_prefix('/')?);
-    while let Some(tokens) = rest {
-        // `/` is ASCII: where it is found is a character boundary.
-        let raw = match memchr::memchr(b'/', tokens.as_bytes()) {
-            Some(i) => {
-                rest = Some(&tokens[i + 1..]);
-                &tokens[..i]
-            }
-            None => {
-                rest = None;
-                tokens
-            }
-        };
+    let rest = pointer.strip_prefix('/')?;
+    for raw in rest.split('/') {
         let token = unescape_token(raw);
         scan.ws();
         match scan.peek()? {
@@ -139,7 +128,7 @@ pub(crate) fn key_offset(text: &[u8], object: usize, key: &str) -> Option<usize>
 
 /// `~1` → `/`, `~0` → `~` (in that order, as RFC 6901 says).
 fn unescape_token(raw: &str) -> Cow<'_, str> {
-    if raw.as_bytes().contains(&b'~') {
+    if raw.contains('~') {
         Cow::Owned(raw.replace("~1", "/").replace("~0", "~"))
     } else {
         Cow::Borrowed(raw)
