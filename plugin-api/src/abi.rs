@@ -4,7 +4,8 @@
 //! is kept deliberately small: a root module with two functions, a second module with the entry
 //! points added since ([`CallModule`]), one error struct and one host capability object.
 //! Everything else travels as versioned JSON (the manifest, capability requests, the call
-//! context of `invoke` and `CallArgs::context_extra`), so adding a host capability or a plugin
+//! context of `invoke` and `CallArgs::context_extra`) or, for a call's values through
+//! [`CallModule`], as MessagePack ([`crate::wire`]), so adding a host capability or a plugin
 //! feature never adds a field here.
 //!
 //! Compatibility rules (see `ARCHITECTURE.md`; `tests/fixtures/compat-v1` is the proof):
@@ -22,7 +23,7 @@
 //!   is a new manifest field; a new error is a new kind string or goes into `details`.
 //! - A new entry point of the plugin goes into a new module under a symbol of its own, which a
 //!   host looks for and does without when a plugin lacks it, as [`CallModule`] did (symbol
-//!   `devext_plugin_calls__<crate name>`; [`StaticPlugin::calls`] for static plugins).
+//!   `devext_plugin_calls2__<crate name>`; [`StaticPlugin::calls`] for static plugins).
 //!   Changing or removing anything that exists is a new [`crate::PROTOCOL_VERSION`].
 //! - [`AbiError`] is never changed; new error information goes into its `details` JSON.
 
@@ -34,7 +35,7 @@ use abi_stable::{
     library::RootModule,
     package_version_strings, sabi_trait,
     sabi_types::VersionStrings,
-    std_types::{RArc, RResult, RStr, RString},
+    std_types::{RArc, RResult, RSlice, RStr, RString, RVec},
     StableAbi,
 };
 use async_ffi::FfiFuture;
@@ -102,7 +103,7 @@ pub struct PluginModule {
 }
 
 /// Entry points added after protocol 1, in a root module of their own that a library exports
-/// beside [`PluginModule`], under the symbol `devext_plugin_calls__<crate name>` (a static
+/// beside [`PluginModule`], under the symbol `devext_plugin_calls2__<crate name>` (a static
 /// plugin registers it in [`StaticPlugin`]). A host that finds none (a plugin built before it)
 /// uses `PluginModule::invoke`; a host that does not know it never looks for it.
 ///
@@ -110,23 +111,30 @@ pub struct PluginModule {
 /// abi_stable 0.11 refuses a library whose prefix type has *fewer* fields than the host's
 /// (`abi_checking::check_fields`: more fields in the library are accepted, fewer are not), so
 /// an appended field would lock every older plugin out of a newer host.
+///
+/// (The `2` in the symbol: an earlier, never released layout of this module sent the arguments
+/// as JSON text under `devext_plugin_calls__`. No host looks for that symbol, so a library
+/// built with it is called through `invoke`.)
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = CallModule_Ref)))]
 #[sabi(missing_field(option))]
 #[non_exhaustive]
 pub struct CallModule {
-    /// Runs one operation, like `invoke`, with its arguments lent rather than given. The
-    /// arguments are read before the function returns; the future owns what it needs. Its
-    /// `ROk` text is `args.output` with the output written into it, so that neither side
-    /// allocates a buffer per call.
+    /// Runs one operation, like `invoke`, with its arguments lent rather than given and values
+    /// as MessagePack (see [`crate::wire`]) rather than JSON text. The arguments are read before
+    /// the function returns; the future owns what it needs. Its `ROk` bytes are `args.output`
+    /// with the output written into it, so that neither side allocates a buffer per call.
     #[sabi(last_prefix_field)]
-    pub call: extern "C" fn(host: HostCapsBox, args: CallArgs<'_>) -> FfiFuture<AbiResult>,
+    pub call: extern "C" fn(host: HostCapsBox, args: CallArgs<'_>) -> FfiFuture<AbiBytesResult>,
 }
+
+/// The result of [`CallModule::call`]: the output as MessagePack, or an error.
+pub type AbiBytesResult = RResult<RVec<u8>, AbiError>;
 
 impl RootModule for CallModule_Ref {
     declare_root_module_statics! {CallModule_Ref}
-    const BASE_NAME: &'static str = "devext_plugin_calls";
+    const BASE_NAME: &'static str = "devext_plugin_calls2";
     const NAME: &'static str = "devext plugin calls";
     const VERSION_STRINGS: VersionStrings = package_version_strings!();
 }
@@ -136,7 +144,8 @@ impl RootModule for CallModule_Ref {
 ///
 /// The call context comes as its fields rather than as JSON text (reading that text cost more
 /// than the rest of a small call). Context fields added later go into `context_extra`, a JSON
-/// object, so that this struct never changes.
+/// object, so that this struct never changes. The three values are MessagePack ([`crate::wire`]):
+/// reading JSON text cost a small call more than all the host's own work.
 #[repr(C)]
 #[derive(StableAbi)]
 pub struct CallArgs<'a> {
@@ -154,15 +163,15 @@ pub struct CallArgs<'a> {
     pub context_extra: RStr<'a>,
     /// The operation's name.
     pub op: RStr<'a>,
-    /// The org's extension config (JSON).
-    pub org_config: RStr<'a>,
-    /// The device's extension config (JSON).
-    pub device_config: RStr<'a>,
-    /// The input (JSON).
-    pub input: RStr<'a>,
-    /// An empty buffer for the output text; the plugin writes into it (growing it as needed)
-    /// and returns it as the `ROk` text, or drops it.
-    pub output: RString,
+    /// The org's extension config (MessagePack).
+    pub org_config: RSlice<'a, u8>,
+    /// The device's extension config (MessagePack).
+    pub device_config: RSlice<'a, u8>,
+    /// The input (MessagePack).
+    pub input: RSlice<'a, u8>,
+    /// An empty buffer for the output; the plugin writes the output into it as MessagePack
+    /// (growing it as needed) and returns it as the `ROk` bytes, or drops it.
+    pub output: RVec<u8>,
 }
 
 impl RootModule for PluginModule_Ref {

@@ -14,6 +14,7 @@ pub mod host;
 mod manifest;
 pub mod plugin;
 pub mod util;
+pub mod wire;
 
 pub use error::{ErrorKind, PluginError};
 pub use host::{Host, HttpRequest, HttpResponse, LogLevel, Permit, PermitRequest, Priority};

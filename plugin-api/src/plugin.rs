@@ -8,15 +8,15 @@ use std::task::Poll;
 
 use abi_stable::{
     prefix_type::PrefixTypeTrait,
-    std_types::{RResult, RString},
+    std_types::{RResult, RString, RVec},
 };
 use async_ffi::{FfiFuture, FutureExt as _};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::abi::{
-    AbiError, AbiResult, CallArgs, CallModule, CallModule_Ref, HostCapsBox, PluginModule,
-    PluginModule_Ref,
+    AbiBytesResult, AbiError, AbiResult, CallArgs, CallModule, CallModule_Ref, HostCapsBox,
+    PluginModule, PluginModule_Ref,
 };
 use crate::error::PluginError;
 use crate::host::Host;
@@ -150,7 +150,7 @@ pub mod export {
 
     /// The prefix of the symbol under which a plugin library exports its [`CallModule`]; the
     /// rest is the crate name, as for the root module.
-    pub const CALLS_MODULE_SYMBOL_PREFIX: &str = "devext_plugin_calls__";
+    pub const CALLS_MODULE_SYMBOL_PREFIX: &str = "devext_plugin_calls2__";
 
     /// Builds the root module of plugin `P`.
     pub fn root_module<P: Exported>() -> PluginModule_Ref {
@@ -204,23 +204,25 @@ pub mod export {
         device_config: RString,
         input: RString,
     ) -> FfiFuture<AbiResult> {
-        start::<P>(
+        start::<P, _>(
             host,
-            Texts {
+            Args {
                 context: parse("call context", context.as_str()),
                 op: op.as_str(),
-                org_config: org_config.as_str(),
-                device_config: device_config.as_str(),
-                input: input.as_str(),
+                values: Values::Json {
+                    org_config: org_config.as_str(),
+                    device_config: device_config.as_str(),
+                    input: input.as_str(),
+                },
             },
-            None,
+            encode_json,
         )
     }
 
     extern "C" fn call_glue<P: Exported>(
         host: HostCapsBox,
         args: CallArgs<'_>,
-    ) -> FfiFuture<AbiResult> {
+    ) -> FfiFuture<AbiBytesResult> {
         // `context_extra` holds only context fields newer than this crate: nothing to read.
         let CallArgs {
             protocol,
@@ -235,9 +237,9 @@ pub mod export {
             input,
             output,
         } = args;
-        start::<P>(
+        start::<P, _>(
             host,
-            Texts {
+            Args {
                 context: context_of_fields(
                     protocol,
                     call_id.as_str(),
@@ -246,11 +248,13 @@ pub mod export {
                     priority.as_str(),
                 ),
                 op: op.as_str(),
-                org_config: org_config.as_str(),
-                device_config: device_config.as_str(),
-                input: input.as_str(),
+                values: Values::Packed {
+                    org_config: org_config.as_slice(),
+                    device_config: device_config.as_slice(),
+                    input: input.as_slice(),
+                },
             },
-            Some(output),
+            move |value| encode_packed(value, output),
         )
     }
 
@@ -281,22 +285,61 @@ pub mod export {
     }
 
     /// A call's arguments as the host sent them.
-    struct Texts<'a> {
+    struct Args<'a> {
         /// The call context, read (its errors are reported before the other arguments').
         context: Result<CallContext, PluginError>,
         op: &'a str,
-        org_config: &'a str,
-        device_config: &'a str,
-        input: &'a str,
+        values: Values<'a>,
+    }
+
+    /// The org config, device config and input, as `invoke` (JSON text) or `call`
+    /// (MessagePack) sends them.
+    enum Values<'a> {
+        Json {
+            org_config: &'a str,
+            device_config: &'a str,
+            input: &'a str,
+        },
+        Packed {
+            org_config: &'a [u8],
+            device_config: &'a [u8],
+            input: &'a [u8],
+        },
+    }
+
+    impl Values<'_> {
+        /// The org config, the device config and the input.
+        fn read(&self) -> Result<(Value, Value, Value), PluginError> {
+            match *self {
+                Values::Json {
+                    org_config,
+                    device_config,
+                    input,
+                } => Ok((
+                    parse("org config", org_config)?,
+                    parse("device config", device_config)?,
+                    parse("input", input)?,
+                )),
+                Values::Packed {
+                    org_config,
+                    device_config,
+                    input,
+                } => Ok((
+                    unpack("org config", org_config)?,
+                    unpack("device config", device_config)?,
+                    unpack("input", input)?,
+                )),
+            }
+        }
     }
 
     /// Reads the arguments and starts the operation (both before returning), then returns the
-    /// future that runs it and encodes its output (into `output` when the host lent a buffer).
-    fn start<P: Exported>(
+    /// future that runs it and hands its output to `encode`.
+    fn start<P: Exported, T: Send + 'static>(
         host: HostCapsBox,
-        args: Texts<'_>,
-        output: Option<RString>,
-    ) -> FfiFuture<AbiResult> {
+        args: Args<'_>,
+        encode: impl FnOnce(&Value) -> RResult<T, AbiError> + Send + 'static,
+    ) -> FfiFuture<RResult<T, AbiError>> {
         // The host's log, for a panic: kept before `host` moves into the plugin.
         let reporter = Host::from_caps(host.clone());
         // The operation's name for a panic report: the manifest's (no copy), or the host's.
@@ -308,13 +351,9 @@ pub mod export {
             None => args.op.to_owned().into(),
         };
         let started = guarded(AssertUnwindSafe(|| {
-            let call = Call::new(
-                args.context?,
-                args.op,
-                parse("org config", args.org_config)?,
-                parse("device config", args.device_config)?,
-                parse("input", args.input)?,
-            );
+            let context = args.context?;
+            let (org_config, device_config, input) = args.values.read()?;
+            let call = Call::new(context, args.op, org_config, device_config, input);
             Ok::<_, PluginError>(P::instance().invoke(Host::from_caps(host), call))
         }));
         let future = match started {
@@ -327,7 +366,7 @@ pub mod export {
         };
         async move {
             match catch_unwind_future(future).await {
-                Ok(Ok(value)) => encode(&value, output),
+                Ok(Ok(value)) => encode(&value),
                 Ok(Err(e)) => RResult::RErr(e.to_abi()),
                 Err(panic) => RResult::RErr(panic_error(
                     &*panic,
@@ -340,32 +379,27 @@ pub mod export {
         .into_ffi()
     }
 
-    /// `value` as JSON text: written into the host's buffer when it lent one, else into a new
-    /// string. (`serde_json` writes into one buffer; `Value`'s `Display` goes through
-    /// `fmt::Write` a piece at a time and costs twice as much.)
-    fn encode(value: &Value, output: Option<RString>) -> AbiResult {
-        let cannot = |e: &dyn std::fmt::Display| {
-            RResult::RErr(
+    /// `value` as JSON text, for `invoke`. (`serde_json` writes into one buffer; `Value`'s
+    /// `Display` goes through `fmt::Write` a piece at a time and costs twice as much.)
+    fn encode_json(value: &Value) -> AbiResult {
+        match serde_json::to_string(value) {
+            Ok(text) => RResult::ROk(text.into()),
+            Err(e) => RResult::RErr(
                 PluginError::internal(format!("the output cannot be encoded: {e}")).to_abi(),
-            )
-        };
-        match output {
-            Some(buffer) => {
-                let mut bytes = buffer.into_bytes();
-                bytes.clear();
-                if let Err(e) = serde_json::to_writer(&mut bytes, value) {
-                    return cannot(&e);
-                }
-                match RString::from_utf8(bytes) {
-                    Ok(text) => RResult::ROk(text),
-                    Err(e) => cannot(&e),
-                }
-            }
-            None => match serde_json::to_string(value) {
-                Ok(text) => RResult::ROk(text.into()),
-                Err(e) => cannot(&e),
-            },
+            ),
         }
+    }
+
+    /// `value` as MessagePack, for `call`: written into the buffer the host lent.
+    fn encode_packed(value: &Value, mut output: RVec<u8>) -> AbiBytesResult {
+        output.clear();
+        crate::wire::write(&mut output, value);
+        RResult::ROk(output)
+    }
+
+    fn unpack(what: &str, bytes: &[u8]) -> Result<Value, PluginError> {
+        crate::wire::read(bytes)
+            .map_err(|e| PluginError::internal(format!("the host sent an unreadable {what}: {e}")))
     }
 
     fn parse<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> Result<T, PluginError> {
@@ -523,7 +557,7 @@ macro_rules! export_plugin {
 
             // The entry points added after protocol 1 ([`$crate::abi::CallModule`]), under a
             // symbol of their own in the same format.
-            #[unsafe(export_name = concat!("devext_plugin_calls__", env!("CARGO_CRATE_NAME")))]
+            #[unsafe(export_name = concat!("devext_plugin_calls2__", env!("CARGO_CRATE_NAME")))]
             #[allow(unsafe_code, non_upper_case_globals)]
             static DEVEXT_CALLS_HEADER: $crate::plugin::export::abi_stable::library::LibHeader = {
                 extern "C" fn erased_calls_module(
@@ -585,7 +619,7 @@ mod tests {
     crate::export_plugin!(Mirror, Mirror);
 
     /// The result of a future that is ready on its first poll.
-    fn ready(future: FfiFuture<AbiResult>) -> Result<RString, AbiError> {
+    fn ready<T>(future: FfiFuture<RResult<T, AbiError>>) -> Result<T, AbiError> {
         let mut future = std::pin::pin!(future);
         match future
             .as_mut()
@@ -600,7 +634,14 @@ mod tests {
         Host::offline().into_caps()
     }
 
-    fn args<'a>(priority: &'a str, output: RString) -> CallArgs<'a> {
+    /// `value` as MessagePack, leaked (the tests' arguments borrow it).
+    fn packed(value: Value) -> &'static [u8] {
+        let mut bytes = Vec::new();
+        crate::wire::write(&mut bytes, &value);
+        bytes.leak()
+    }
+
+    fn args<'a>(priority: &'a str, output: RVec<u8>) -> CallArgs<'a> {
         CallArgs {
             protocol: crate::PROTOCOL_VERSION,
             call_id: RStr::from_str("19ad-7"),
@@ -609,9 +650,9 @@ mod tests {
             priority: RStr::from_str(priority),
             context_extra: RStr::from_str(""),
             op: RStr::from_str("look"),
-            org_config: RStr::from_str(r#"{"greeting":"hi"}"#),
-            device_config: RStr::from_str(r#"{"id":"d-1"}"#),
-            input: RStr::from_str(r#"{"n":[1,2]}"#),
+            org_config: packed(serde_json::json!({"greeting": "hi"})).into(),
+            device_config: packed(serde_json::json!({"id": "d-1"})).into(),
+            input: packed(serde_json::json!({"n": [1, 2]})).into(),
             output,
         }
     }
@@ -630,7 +671,7 @@ mod tests {
             r#"{"n":[1,2]}"#.into(),
         ))
         .unwrap();
-        let buffer = RString::with_capacity(1024);
+        let buffer = RVec::with_capacity(1024);
         let lent = buffer.as_ptr();
         let via_call = ready((calls_module::<Mirror>().call())(
             caps(),
@@ -640,7 +681,7 @@ mod tests {
         // The output was written into the buffer the host lent.
         assert_eq!(via_call.as_ptr(), lent);
         let via_invoke: Value = serde_json::from_str(&via_invoke).unwrap();
-        let via_call: Value = serde_json::from_str(&via_call).unwrap();
+        let via_call = crate::wire::read(&via_call).unwrap();
         assert_eq!(via_invoke, via_call);
         assert_eq!(
             serde_json::from_value::<CallContext>(via_call["context"].clone()).unwrap(),
@@ -657,15 +698,15 @@ mod tests {
         for priority in ["", "interactive"] {
             let out = ready((calls_module::<Mirror>().call())(
                 caps(),
-                args(priority, RString::new()),
+                args(priority, RVec::new()),
             ))
             .unwrap();
-            let out: Value = serde_json::from_str(&out).unwrap();
+            let out = crate::wire::read(&out).unwrap();
             assert_eq!(out["context"]["priority"], "interactive", "{priority:?}");
         }
         let e = ready((calls_module::<Mirror>().call())(
             caps(),
-            args("urgent", RString::new()),
+            args("urgent", RVec::new()),
         ))
         .unwrap_err();
         assert_eq!(e.kind.as_str(), "internal");
@@ -678,13 +719,12 @@ mod tests {
 
     #[test]
     fn call_reports_an_unreadable_argument() {
-        let mut bad = args("", RString::new());
-        bad.input = RStr::from_str("{not json");
+        let mut bad = args("", RVec::new());
+        bad.input = b"{not msgpack"[..].into();
         let e = ready((calls_module::<Mirror>().call())(caps(), bad)).unwrap_err();
-        assert!(
-            e.message.contains("the host sent an unreadable input"),
-            "{}",
-            e.message
+        assert_eq!(
+            e.message.as_str(),
+            "the host sent an unreadable input: bytes after the value at byte 1"
         );
     }
 }

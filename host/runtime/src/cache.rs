@@ -16,7 +16,8 @@ use tokio::time::Instant;
 pub(crate) struct DeviceKey {
     pub(crate) plugin: String,
     pub(crate) account: u64,
-    pub(crate) device: String,
+    /// The device config as it crossed the ABI (encoded bytes).
+    pub(crate) device: Vec<u8>,
 }
 
 struct Entry {
@@ -30,8 +31,8 @@ struct DeviceViews {
     generation: u64,
     /// When the latest action ran (`None`: never, as far as this cache remembers).
     last_action: Option<Instant>,
-    /// (op, input) -> entry.
-    entries: HashMap<(String, String), Entry>,
+    /// (op, encoded input) -> entry.
+    entries: HashMap<(String, Vec<u8>), Entry>,
 }
 
 struct Inner {
@@ -67,14 +68,14 @@ impl ViewCache {
     }
 
     /// A fresh cached output, or the device's generation to pass to [`ViewCache::store`].
-    pub(crate) fn lookup(&self, key: &DeviceKey, op: &str, input: &str) -> Result<Value, u64> {
+    pub(crate) fn lookup(&self, key: &DeviceKey, op: &str, input: &[u8]) -> Result<Value, u64> {
         let Ok(inner) = self.inner.lock() else {
             return Err(u64::MAX);
         };
         let Some(views) = inner.devices.get(key) else {
             return Err(0);
         };
-        match views.entries.get(&(op.to_owned(), input.to_owned())) {
+        match views.entries.get(&(op.to_owned(), input.to_vec())) {
             Some(e) if e.expires > Instant::now() => Ok(e.output.clone()),
             _ => Err(views.generation),
         }
@@ -86,7 +87,7 @@ impl ViewCache {
         key: &DeviceKey,
         generation: u64,
         op: &str,
-        input: &str,
+        input: &[u8],
         output: &Value,
         fresh_for: Duration,
     ) {
@@ -111,7 +112,7 @@ impl ViewCache {
         let added = views
             .entries
             .insert(
-                (op.to_owned(), input.to_owned()),
+                (op.to_owned(), input.to_vec()),
                 Entry {
                     output: output.clone(),
                     expires: now + fresh_for,
@@ -171,34 +172,34 @@ mod tests {
         DeviceKey {
             plugin: "p".into(),
             account: 1,
-            device: device.into(),
+            device: device.as_bytes().to_vec(),
         }
     }
 
     #[tokio::test(start_paused = true)]
     async fn entries_expire() {
         let c = ViewCache::new(100, Duration::from_secs(30));
-        let g = c.lookup(&key("d"), "v", "{}").unwrap_err();
-        c.store(&key("d"), g, "v", "{}", &json!(1), Duration::from_secs(60));
-        assert_eq!(c.lookup(&key("d"), "v", "{}"), Ok(json!(1)));
+        let g = c.lookup(&key("d"), "v", b"{}").unwrap_err();
+        c.store(&key("d"), g, "v", b"{}", &json!(1), Duration::from_secs(60));
+        assert_eq!(c.lookup(&key("d"), "v", b"{}"), Ok(json!(1)));
         assert!(
-            c.lookup(&key("d"), "v", "{\"x\":1}").is_err(),
+            c.lookup(&key("d"), "v", b"{\"x\":1}").is_err(),
             "other input"
         );
-        assert!(c.lookup(&key("e"), "v", "{}").is_err(), "other device");
+        assert!(c.lookup(&key("e"), "v", b"{}").is_err(), "other device");
         tokio::time::advance(Duration::from_secs(61)).await;
-        assert!(c.lookup(&key("d"), "v", "{}").is_err());
+        assert!(c.lookup(&key("d"), "v", b"{}").is_err());
     }
 
     #[tokio::test]
     async fn actions_drop_views_and_views_in_flight_are_not_stored() {
         let c = ViewCache::new(100, Duration::from_secs(30));
-        let g = c.lookup(&key("d"), "v", "{}").unwrap_err();
-        c.store(&key("d"), g, "v", "{}", &json!(1), Duration::from_secs(60));
-        let g_before = c.lookup(&key("d"), "w", "{}").unwrap_err();
+        let g = c.lookup(&key("d"), "v", b"{}").unwrap_err();
+        c.store(&key("d"), g, "v", b"{}", &json!(1), Duration::from_secs(60));
+        let g_before = c.lookup(&key("d"), "w", b"{}").unwrap_err();
         c.invalidate(&key("d"));
         assert!(
-            c.lookup(&key("d"), "v", "{}").is_err(),
+            c.lookup(&key("d"), "v", b"{}").is_err(),
             "dropped by the action"
         );
         // A view that started before the action finished must not store its (older) result.
@@ -206,11 +207,11 @@ mod tests {
             &key("d"),
             g_before,
             "w",
-            "{}",
+            b"{}",
             &json!(2),
             Duration::from_secs(60),
         );
-        assert!(c.lookup(&key("d"), "w", "{}").is_err());
+        assert!(c.lookup(&key("d"), "w", b"{}").is_err());
     }
 
     #[tokio::test]
@@ -218,15 +219,15 @@ mod tests {
         let c = ViewCache::new(3, Duration::from_secs(30));
         for i in 0..10 {
             let k = key(&format!("d{i}"));
-            let g = c.lookup(&k, "v", "{}").unwrap_err();
-            c.store(&k, g, "v", "{}", &json!(i), Duration::from_secs(60));
+            let g = c.lookup(&k, "v", b"{}").unwrap_err();
+            c.store(&k, g, "v", b"{}", &json!(i), Duration::from_secs(60));
         }
         let held = (0..10)
-            .filter(|i| c.lookup(&key(&format!("d{i}")), "v", "{}").is_ok())
+            .filter(|i| c.lookup(&key(&format!("d{i}")), "v", b"{}").is_ok())
             .count();
         assert!(held <= 3, "{held}");
         assert!(
-            c.lookup(&key("d9"), "v", "{}").is_ok(),
+            c.lookup(&key("d9"), "v", b"{}").is_ok(),
             "the newest entry is kept"
         );
     }
@@ -246,11 +247,11 @@ mod tests {
             &key("a4999"),
             g,
             "v",
-            "{}",
+            b"{}",
             &json!(1),
             Duration::from_secs(60),
         );
-        assert!(c.lookup(&key("a4999"), "v", "{}").is_err());
+        assert!(c.lookup(&key("a4999"), "v", b"{}").is_err());
 
         tokio::time::advance(Duration::from_secs(31)).await;
         for i in 0..5000 {

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use abi_stable::std_types::{RStr, RString};
+use abi_stable::std_types::{RSlice, RStr, RString, RVec};
 use devext_plugin_api::abi::{self, static_plugins};
 use devext_plugin_api::{ErrorKind, PluginError, Value, json};
 use futures_util::FutureExt as _;
+use futures_util::future::Either;
 use serde::Serialize;
 use tokio::sync::{Semaphore, TryAcquireError};
 use tokio::time::Instant;
@@ -725,12 +726,23 @@ impl Runtime {
             }
         }
 
-        // Each argument is serialised once, into this thread's buffers: the text crosses the
-        // ABI and keys the view cache.
+        // Each argument is encoded once, into this thread's buffers: as MessagePack for
+        // `CallModule::call`, as JSON text for protocol 1's `invoke`. The bytes cross the ABI
+        // and key the view cache.
         let mut args = CallArgs::take();
-        json_text(&mut args.org, req.org_config)?;
-        json_text(&mut args.device, req.device_config)?;
-        json_text(&mut args.input, req.input)?;
+        let packed = slot.plugin.calls.is_some();
+        for (out, value) in [
+            (&mut args.org, req.org_config),
+            (&mut args.device, req.device_config),
+            (&mut args.input, req.input),
+        ] {
+            out.clear();
+            if packed {
+                devext_plugin_api::wire::write(out, value);
+            } else {
+                json_text(out, value)?;
+            }
+        }
         let cached_view = op
             .fresh_for
             .filter(|_| self.inner.config.view_cache_entries > 0);
@@ -739,16 +751,15 @@ impl Runtime {
         let device_key = (cached_view.is_some() || is_action).then(|| DeviceKey {
             plugin: req.plugin.to_owned(),
             account: account_hash(req.plugin, &args.org),
-            device: text_of(&args.device).to_owned(),
+            device: args.device.clone(),
         });
-        let input_key = cached_view.map(|_| text_of(&args.input).to_owned());
+        let input_key = cached_view.map(|_| args.input.clone());
         let mut generation = 0;
         if let (Some(key), Some(input_key)) = (&device_key, &input_key) {
             match self.inner.views.lookup(key, req.op, input_key) {
                 Ok(output) => {
                     // Unused: the buffers, the output's among them, serve the next call.
-                    let buffer = std::mem::take(&mut args.output);
-                    args.give_back(buffer);
+                    args.give_back(None);
                     return Ok(Prepared::Cached(output));
                 }
                 Err(g) => generation = g,
@@ -801,13 +812,13 @@ impl Runtime {
         }))
     }
 
-    /// Runs the plugin under its concurrency limit and the deadline: the text of its output.
+    /// Runs the plugin under its concurrency limit and the deadline: its encoded output.
     async fn run_plugin(
         &self,
         slot: &Slot,
         op: &loader::CompiledOp,
         call: &mut PreparedCall<'_>,
-    ) -> Result<RString, PluginError> {
+    ) -> Result<Output, PluginError> {
         let closed = || PluginError::internal("the plugin's call limiter is closed");
         // Waiting for a permit counts against the deadline.
         let _permit = match slot.limiter.try_acquire() {
@@ -832,8 +843,8 @@ impl Runtime {
         .await;
         let req = &call.req;
         match outcome {
-            Ok(Ok(abi_stable::std_types::RResult::ROk(json))) => Ok(json),
-            Ok(Ok(abi_stable::std_types::RResult::RErr(e))) => Err(PluginError::from_abi(&e)),
+            Ok(Ok(Ok(output))) => Ok(output),
+            Ok(Ok(Err(e))) => Err(PluginError::from_abi(&e)),
             Ok(Err(_)) => Err(PluginError::internal(format!(
                 "plugin {} panicked in operation {}",
                 req.plugin, req.op
@@ -844,12 +855,12 @@ impl Runtime {
     }
 
     /// Lends the plugin its capabilities and arguments and starts the call: the plugin reads
-    /// the texts before this returns.
+    /// the arguments before this returns.
     fn start_plugin(
         &self,
         slot: &Slot,
         call: &mut PreparedCall<'_>,
-    ) -> async_ffi::FfiFuture<abi_stable::std_types::RResult<RString, abi::AbiError>> {
+    ) -> impl Future<Output = Result<Output, abi::AbiError>> + use<> {
         let req = &call.req;
         let endpoint = slot
             .plugin
@@ -870,35 +881,45 @@ impl Runtime {
             },
         );
         let module = &slot.plugin.module;
-        let output = std::mem::take(&mut call.args.output);
+        // Lent to `call` (`invoke` takes none: the buffer stays for the next call).
+        let output = match slot.plugin.calls {
+            Some(_) => std::mem::take(&mut call.args.output),
+            None => RVec::new(),
+        };
         let lent = &call.args;
         let context = &call.context;
         match slot.plugin.calls.map(|calls| calls.call()) {
             // The plugin writes its output into `output`.
-            Some(call_fn) => call_fn(
-                caps.into_abi(),
-                abi::CallArgs {
-                    protocol: devext_plugin_api::PROTOCOL_VERSION,
-                    call_id: RStr::from_str(&lent.context),
-                    deadline_unix_ms: context.call_id.deadline_unix_ms,
-                    account_key: RStr::from_str(&context.account_key),
-                    priority: RStr::from_str(req.priority.as_str()),
-                    context_extra: RStr::from_str(""),
-                    op: RStr::from_str(req.op),
-                    org_config: RStr::from_str(text_of(&lent.org)),
-                    device_config: RStr::from_str(text_of(&lent.device)),
-                    input: RStr::from_str(text_of(&lent.input)),
-                    output,
-                },
+            Some(call_fn) => Either::Left(
+                call_fn(
+                    caps.into_abi(),
+                    abi::CallArgs {
+                        protocol: devext_plugin_api::PROTOCOL_VERSION,
+                        call_id: RStr::from_str(&lent.context),
+                        deadline_unix_ms: context.call_id.deadline_unix_ms,
+                        account_key: RStr::from_str(&context.account_key),
+                        priority: RStr::from_str(req.priority.as_str()),
+                        context_extra: RStr::from_str(""),
+                        op: RStr::from_str(req.op),
+                        org_config: RSlice::from_slice(&lent.org),
+                        device_config: RSlice::from_slice(&lent.device),
+                        input: RSlice::from_slice(&lent.input),
+                        output,
+                    },
+                )
+                .map(|r| r.into_result().map(Output::Packed)),
             ),
             // A plugin built before `CallModule` existed: protocol 1's own entry point.
-            None => (module.invoke())(
-                caps.into_abi(),
-                lent.context.as_str().into(),
-                req.op.into(),
-                text_of(&lent.org).into(),
-                text_of(&lent.device).into(),
-                text_of(&lent.input).into(),
+            None => Either::Right(
+                (module.invoke())(
+                    caps.into_abi(),
+                    lent.context.as_str().into(),
+                    req.op.into(),
+                    text_of(&lent.org).into(),
+                    text_of(&lent.device).into(),
+                    text_of(&lent.input).into(),
+                )
+                .map(|r| r.into_result().map(Output::Json)),
             ),
         }
     }
@@ -908,7 +929,7 @@ impl Runtime {
         &self,
         op: &loader::CompiledOp,
         call: PreparedCall<'_>,
-        outcome: Result<RString, PluginError>,
+        outcome: Result<Output, PluginError>,
     ) -> Result<Value, PluginError> {
         let PreparedCall {
             req,
@@ -917,11 +938,14 @@ impl Runtime {
             cache,
             ..
         } = call;
-        let result = outcome.and_then(|json| {
-            let output = self.read_output(op, &req, check, &json);
+        let result = outcome.and_then(|output| {
+            let read = self.read_output(op, &req, check, &output);
             // The buffers serve this thread's next call.
-            args.give_back(json);
-            output
+            args.give_back(match output {
+                Output::Packed(bytes) => Some(bytes),
+                Output::Json(_) => None,
+            });
+            read
         });
         if let Some(cache) = cache {
             match (cache.cached_view, &cache.input_key) {
@@ -944,20 +968,30 @@ impl Runtime {
         result
     }
 
-    /// The plugin's output text as a value, checked against the operation's schema.
+    /// The plugin's output as a value, checked against the operation's schema.
     fn read_output(
         &self,
         op: &loader::CompiledOp,
         req: &CallRequest<'_>,
         check: bool,
-        json: &str,
+        output: &Output,
     ) -> Result<Value, PluginError> {
-        let output: Value = serde_json::from_str(json).map_err(|e| {
-            PluginError::internal(format!(
-                "plugin {} returned output that is not JSON ({e})",
-                req.plugin
-            ))
-            .with_details(json!({"fault": "plugin"}))
+        let read = match output {
+            Output::Packed(bytes) => devext_plugin_api::wire::read(bytes).map_err(|e| {
+                format!(
+                    "plugin {} returned output that is not MessagePack ({e})",
+                    req.plugin
+                )
+            }),
+            Output::Json(text) => serde_json::from_str(text).map_err(|e| {
+                format!(
+                    "plugin {} returned output that is not JSON ({e})",
+                    req.plugin
+                )
+            }),
+        };
+        let output = read.map_err(|message| {
+            PluginError::internal(message).with_details(json!({"fault": "plugin"}))
         })?;
         if check && let Err(violations) = op.output.check(&output, "") {
             tracing::error!(
@@ -1029,7 +1063,7 @@ struct CacheUse {
     is_action: bool,
     /// How long the view's result may be served.
     cached_view: Option<Duration>,
-    input_key: Option<String>,
+    input_key: Option<Vec<u8>>,
     /// The device's generation when the view started.
     generation: u64,
 }
@@ -1101,11 +1135,18 @@ fn scoped<'a>(
     }
 }
 
-/// Writes `value` as compact JSON text into `out` (cleared first).
+/// A plugin's output as it crossed the ABI.
+enum Output {
+    /// From `CallModule::call`, in the buffer the host lent.
+    Packed(RVec<u8>),
+    /// From protocol 1's `invoke`.
+    Json(RString),
+}
+
+/// Writes `value` as compact JSON text into `out`.
 fn json_text(out: &mut Vec<u8>, value: &Value) -> Result<(), PluginError> {
     // `serde_json` writes into one buffer; `Value`'s `Display` goes through `fmt::Write` a piece
     // at a time and costs several times more.
-    out.clear();
     serde_json::to_writer(&mut *out, value)
         .map_err(|e| PluginError::internal(format!("cannot encode a call argument: {e}")))
 }
@@ -1241,9 +1282,9 @@ async fn until_deadline<F: std::future::Future>(
     .await
 }
 
-/// A call's arguments as the JSON text that crosses the ABI (`context` is the call id's text
-/// for [`abi::CallModule::call`], the context's JSON for `invoke`), and the buffer its output
-/// comes back in. Kept per thread between calls ([`CallArgs::take`], [`CallArgs::give_back`]), so a
+/// A call's arguments as they cross the ABI (MessagePack for [`abi::CallModule::call`], JSON
+/// text for `invoke`; `context` is the call id's text for `call`, the context's JSON for
+/// `invoke`), and the buffer the output of `call` comes back in. Kept per thread between calls ([`CallArgs::take`], [`CallArgs::give_back`]), so a
 /// call allocates none of them.
 #[derive(Default)]
 struct CallArgs {
@@ -1251,7 +1292,7 @@ struct CallArgs {
     org: Vec<u8>,
     device: Vec<u8>,
     input: Vec<u8>,
-    output: RString,
+    output: RVec<u8>,
 }
 
 /// Buffers larger than this are freed after the call rather than kept for the next.
@@ -1272,7 +1313,7 @@ impl CallArgs {
             .with(|idle| idle.borrow_mut().pop())
             .unwrap_or_else(|| {
                 Box::new(CallArgs {
-                    output: RString::with_capacity(256),
+                    output: RVec::with_capacity(256),
                     ..CallArgs::default()
                 })
             })
@@ -1280,9 +1321,11 @@ impl CallArgs {
 
     /// Keeps the buffers (and `output`, the text the plugin returned) for this thread's next
     /// call, unless one grew large or enough are idle already.
-    fn give_back(mut self: Box<Self>, mut output: RString) {
-        output.clear();
-        self.output = output;
+    fn give_back(mut self: Box<Self>, output: Option<RVec<u8>>) {
+        if let Some(mut output) = output {
+            output.clear();
+            self.output = output;
+        }
         let large = self.context.capacity() > KEEP_BUFFER_BYTES
             || [&self.org, &self.device, &self.input]
                 .iter()
