@@ -308,28 +308,30 @@ pub mod export {
     }
 
     impl Values<'_> {
-        /// The org config, the device config and the input.
-        fn read(&self) -> Result<(Value, Value, Value), PluginError> {
+        /// Reads the org config, the device config and the input into `call` (in place: see
+        /// [`crate::wire::read_into`]).
+        fn read_into(&self, call: &mut Call) -> Result<(), PluginError> {
             match *self {
                 Values::Json {
                     org_config,
                     device_config,
                     input,
-                } => Ok((
-                    parse("org config", org_config)?,
-                    parse("device config", device_config)?,
-                    parse("input", input)?,
-                )),
+                } => {
+                    call.org_config = parse("org config", org_config)?;
+                    call.device_config = parse("device config", device_config)?;
+                    call.input = parse("input", input)?;
+                }
                 Values::Packed {
                     org_config,
                     device_config,
                     input,
-                } => Ok((
-                    unpack("org config", org_config)?,
-                    unpack("device config", device_config)?,
-                    unpack("input", input)?,
-                )),
+                } => {
+                    unpack("org config", org_config, &mut call.org_config)?;
+                    unpack("device config", device_config, &mut call.device_config)?;
+                    unpack("input", input, &mut call.input)?;
+                }
             }
+            Ok(())
         }
     }
 
@@ -351,9 +353,14 @@ pub mod export {
             None => args.op.to_owned().into(),
         };
         let started = guarded(AssertUnwindSafe(|| {
-            let context = args.context?;
-            let (org_config, device_config, input) = args.values.read()?;
-            let call = Call::new(context, args.op, org_config, device_config, input);
+            let mut call = Call::new(
+                args.context?,
+                args.op,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+            );
+            args.values.read_into(&mut call)?;
             Ok::<_, PluginError>(P::instance().invoke(Host::from_caps(host), call))
         }));
         let future = match started {
@@ -397,8 +404,8 @@ pub mod export {
         RResult::ROk(output)
     }
 
-    fn unpack(what: &str, bytes: &[u8]) -> Result<Value, PluginError> {
-        crate::wire::read(bytes)
+    fn unpack(what: &str, bytes: &[u8], slot: &mut Value) -> Result<(), PluginError> {
+        crate::wire::read_into(bytes, slot)
             .map_err(|e| PluginError::internal(format!("the host sent an unreadable {what}: {e}")))
     }
 

@@ -2,15 +2,18 @@
 //! (<https://github.com/msgpack/msgpack/blob/master/spec.md>), a standard binary form of the same
 //! data model, which both sides read without a text parse.
 //!
-//! Reading MessagePack into a [`Value`] costs about two thirds of reading JSON text and writing it
-//! about half (echo's documents: `host/runtime/benches/README.md`). The format is the standard
-//! one, so a plugin written against the ABI in another language can use any MessagePack library.
+//! Writing uses `rmp`'s primitives. Reading goes straight into a [`Value`], filled in place,
+//! rather than through serde (`rmp-serde` reads echo's documents no faster than `serde_json`
+//! reads their text; this reader takes about two thirds of that time: see
+//! `host/runtime/benches/README.md`). The format is the standard one, so a plugin written
+//! against the ABI in another language can use any MessagePack library.
 //!
 //! The mapping: `null`, booleans, strings, arrays and objects map to their MessagePack kinds;
 //! an object's keys are strings. An integer is written in the smallest MessagePack integer that
-//! holds it, a float as a float 64. On reading, a float 32 is accepted too; binary and extension
-//! values, non-string keys, non-finite floats, more than [`MAX_NESTING`] arrays and objects inside each other and bytes after
-//! the value are refused. Duplicate keys keep the last value, as `serde_json` does.
+//! holds it, a float as a float 64. On reading, a float 32 and wider integer forms are accepted
+//! too; refused are binary and extension values, non-string keys, non-finite floats, more than
+//! [`MAX_NESTING`] arrays and objects inside each other, lengths longer than the bytes left and
+//! bytes after the value. A repeated key keeps its last value, as in `serde_json`.
 
 use std::fmt;
 
@@ -101,13 +104,29 @@ impl std::error::Error for WireError {}
 
 /// Reads the one MessagePack value `bytes` holds.
 pub fn read(bytes: &[u8]) -> Result<Value, WireError> {
-    let mut reader = Reader { bytes, rest: bytes };
     let mut value = Value::Null;
-    reader.fill(&mut value, 0)?;
-    if !reader.rest.is_empty() {
-        return Err(reader.error("bytes after the value"));
-    }
+    read_into(bytes, &mut value)?;
     Ok(value)
+}
+
+/// Reads the one MessagePack value `bytes` holds into `slot`, which is left `Null` on an error.
+///
+/// [`read`] without moving the value out: a `Value` moved through a few `Result`s costs a
+/// small call a measurable part of its time (each copy of a freshly written enum stalls on
+/// the bytes its tag was written with).
+pub fn read_into(bytes: &[u8], slot: &mut Value) -> Result<(), WireError> {
+    let mut reader = Reader { bytes, rest: bytes };
+    *slot = Value::Null;
+    let read = reader
+        .fill(slot, 0)
+        .and_then(|()| match reader.rest.is_empty() {
+            true => Ok(()),
+            false => Err(reader.error("bytes after the value")),
+        });
+    if read.is_err() {
+        *slot = Value::Null;
+    }
+    read
 }
 
 struct Reader<'a> {
@@ -133,35 +152,56 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn str(&mut self) -> Result<&'a str, WireError> {
-        match rmp::decode::read_str_from_slice(self.rest) {
-            Ok((s, rest)) => {
+    /// The length after a string, array or map marker (`fixed` for a fix marker, else `width`
+    /// big-endian bytes), with the marker and the length consumed.
+    fn length(&mut self, fixed: Option<u8>, width: usize) -> Result<usize, WireError> {
+        let at = self.rest;
+        self.rest = &self.rest[1..];
+        let len = match (fixed, width) {
+            (Some(n), _) => Ok(usize::from(n)),
+            (None, 1) => self.take::<1>().map(|b| usize::from(b[0])),
+            (None, 2) => self.take::<2>().map(|b| usize::from(u16::from_be_bytes(b))),
+            (None, _) => self.take::<4>().map(|b| u32::from_be_bytes(b) as usize),
+        };
+        if len.is_err() {
+            self.rest = at;
+            return Err(self.error("the bytes end inside a value"));
+        }
+        len
+    }
+
+    /// The string whose marker is next (`what` is refused as not a string).
+    fn str(&mut self, what: &'static str) -> Result<&'a str, WireError> {
+        let at = self.rest;
+        let len = match self.rest.first().map(|&b| Marker::from_u8(b)) {
+            Some(Marker::FixStr(n)) => self.length(Some(n), 0),
+            Some(Marker::Str8) => self.length(None, 1),
+            Some(Marker::Str16) => self.length(None, 2),
+            Some(Marker::Str32) => self.length(None, 4),
+            Some(_) => return Err(self.error(what)),
+            None => return Err(self.error("the bytes end before a value")),
+        };
+        let Some((bytes, rest)) = len.ok().and_then(|len| self.rest.split_at_checked(len)) else {
+            self.rest = at;
+            return Err(self.error("the bytes end inside a string"));
+        };
+        match std::str::from_utf8(bytes) {
+            Ok(s) => {
                 self.rest = rest;
                 Ok(s)
             }
-            Err(rmp::decode::DecodeStringError::InvalidUtf8(..)) => {
+            Err(_) => {
+                self.rest = at;
                 Err(self.error("a string that is not UTF-8"))
             }
-            Err(rmp::decode::DecodeStringError::TypeMismatch(_)) => {
-                Err(self.error("an object key that is not a string"))
-            }
-            Err(_) => Err(self.error("the bytes end inside a string")),
         }
     }
 
     /// The length of the array or map whose marker is next, checked against the bytes left
-    /// (each element takes at least one byte), so that a forged length allocates nothing.
-    fn len(
-        &mut self,
-        read: fn(&mut &'a [u8]) -> Option<u32>,
-        per: usize,
-    ) -> Result<usize, WireError> {
+    /// (each element takes at least `per` bytes), so that a forged length allocates nothing.
+    fn len(&mut self, fixed: Option<u8>, width: usize, per: usize) -> Result<usize, WireError> {
         let at = self.rest;
-        let Some(len) = read(&mut self.rest) else {
-            self.rest = at;
-            return Err(self.error("the bytes end inside a value"));
-        };
-        let len = len as usize;
+        let len = self.length(fixed, width)?;
         if len.saturating_mul(per) > self.rest.len() {
             self.rest = at;
             return Err(self.error("a length longer than the bytes left"));
@@ -176,16 +216,25 @@ impl<'a> Reader<'a> {
             return Err(self.error("the bytes end before a value"));
         };
         let marker = Marker::from_u8(first);
-        match marker {
+        let (is_map, fixed, width) = match marker {
             Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => {
-                *slot = Value::String(self.str()?.to_owned());
+                *slot = Value::String(self.str("")?.to_owned());
                 return Ok(());
             }
-            Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
-                if depth >= MAX_NESTING {
-                    return Err(self.error("more than 127 arrays and objects inside each other"));
-                }
-                let len = self.len(|r| rmp::decode::read_array_len(r).ok(), 1)?;
+            Marker::FixArray(n) => (false, Some(n), 0),
+            Marker::Array16 => (false, None, 2),
+            Marker::Array32 => (false, None, 4),
+            Marker::FixMap(n) => (true, Some(n), 0),
+            Marker::Map16 => (true, None, 2),
+            Marker::Map32 => (true, None, 4),
+            _ => return self.scalar(slot, marker),
+        };
+        if depth >= MAX_NESTING {
+            return Err(self.error("more than 127 arrays and objects inside each other"));
+        }
+        match is_map {
+            false => {
+                let len = self.len(fixed, width, 1)?;
                 *slot = Value::Array(Vec::with_capacity(len));
                 let Value::Array(items) = slot else {
                     unreachable!("just set")
@@ -196,28 +245,27 @@ impl<'a> Reader<'a> {
                         self.fill(item, depth + 1)?;
                     }
                 }
-                return Ok(());
             }
-            Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => {
-                if depth >= MAX_NESTING {
-                    return Err(self.error("more than 127 arrays and objects inside each other"));
-                }
-                let len = self.len(|r| rmp::decode::read_map_len(r).ok(), 2)?;
+            true => {
+                let len = self.len(fixed, width, 2)?;
                 *slot = Value::Object(Map::new());
                 let Value::Object(map) = slot else {
                     unreachable!("just set")
                 };
                 for _ in 0..len {
-                    let key = self.str()?.to_owned();
+                    let key = self.str("an object key that is not a string")?.to_owned();
                     // A repeated key's earlier value is replaced, as serde_json does.
                     let item = map.entry(key).or_insert(Value::Null);
                     *item = Value::Null;
                     self.fill(item, depth + 1)?;
                 }
-                return Ok(());
             }
-            _ => {}
         }
+        Ok(())
+    }
+
+    /// Reads the scalar whose marker is next into `slot`.
+    fn scalar(&mut self, slot: &mut Value, marker: Marker) -> Result<(), WireError> {
         let start = self.rest;
         self.rest = &self.rest[1..];
         let value = match marker {

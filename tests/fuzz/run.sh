@@ -15,7 +15,7 @@ set -eu
 cd "$(dirname "$0")/../.."
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-"jasper_soap jasper_rest jasper_dates manifest locate device_config sim_request"}
+targets=${*:-"jasper_soap jasper_rest jasper_dates manifest locate device_config sim_request wire"}
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build --fuzz-dir tests/fuzz/fuzz -s none
 status=0

@@ -1,7 +1,8 @@
 //! Dispatch overhead: the echo plugin's no-op `echo` view with a ~100-byte input, called
 //! directly (plain Rust), as a static plugin and as a dynamic plugin, with and without the
-//! host's schema checks, and the JSON work alone of such a call (`json_floor`); plus
-//! device-config validation throughput.
+//! host's schema checks, and the encoding work alone of such a call, as JSON text
+//! (`json_floor`, protocol 1's `invoke`) and as MessagePack (`packed_floor`, `CallModule::call`);
+//! plus device-config validation throughput.
 //!
 //! Run with `cargo bench -p devext-host --bench dispatch`; figures and the profile of a call are
 //! in `benches/README.md`.
@@ -94,8 +95,8 @@ fn dispatch(c: &mut Criterion) {
 
     // The JSON work alone of a call through a JSON-text ABI, with no host: the host's writing
     // of the three arguments, the plugin's reading of them and of the context's two strings,
-    // echo, the plugin's writing of the output and the host's reading of it. The lower bound
-    // of `static_*` and `dynamic_*` as long as arguments and output cross as JSON text.
+    // echo, the plugin's writing of the output and the host's reading of it: what a call through
+    // protocol 1's `invoke` cannot go below.
     let mut texts = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     group.bench_function("json_floor", |b| {
         b.iter(|| {
@@ -125,6 +126,40 @@ fn dispatch(c: &mut Criterion) {
             serde_json::to_writer(&mut *output_text, &output).unwrap();
             drop(output);
             read(output_text)
+        })
+    });
+
+    // The same with the values as MessagePack, as `CallModule::call` sends them: the lower bound
+    // of `static_*` and `dynamic_*` for the current ABI.
+    let mut packed = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    group.bench_function("packed_floor", |b| {
+        b.iter(|| {
+            let (org_bytes, device_bytes, input_bytes, output_bytes) = &mut packed;
+            for (bytes, value) in [
+                (&mut *org_bytes, &org),
+                (&mut *device_bytes, &device),
+                (&mut *input_bytes, &input),
+            ] {
+                bytes.clear();
+                devext_plugin_api::wire::write(bytes, value);
+            }
+            let mut call = Call::new(
+                CallContext::new(context.call_id.as_str(), i64::MAX).account_key(ACCOUNT_KEY),
+                "echo",
+                Value::Null,
+                Value::Null,
+                Value::Null,
+            );
+            devext_plugin_api::wire::read_into(org_bytes, &mut call.org_config).unwrap();
+            devext_plugin_api::wire::read_into(device_bytes, &mut call.device_config).unwrap();
+            devext_plugin_api::wire::read_into(input_bytes, &mut call.input).unwrap();
+            let output = tokio
+                .block_on(echo.invoke(host.clone(), black_box(call)))
+                .unwrap();
+            output_bytes.clear();
+            devext_plugin_api::wire::write(&mut *output_bytes, &output);
+            drop(output);
+            devext_plugin_api::wire::read(output_bytes).unwrap()
         })
     });
 

@@ -976,23 +976,28 @@ impl Runtime {
         check: bool,
         output: &Output,
     ) -> Result<Value, PluginError> {
+        // Read in place (see `devext_plugin_api::wire::read_into`).
+        let mut value = Value::Null;
         let read = match output {
-            Output::Packed(bytes) => devext_plugin_api::wire::read(bytes).map_err(|e| {
-                format!(
-                    "plugin {} returned output that is not MessagePack ({e})",
-                    req.plugin
-                )
-            }),
-            Output::Json(text) => serde_json::from_str(text).map_err(|e| {
+            Output::Packed(bytes) => {
+                devext_plugin_api::wire::read_into(bytes, &mut value).map_err(|e| {
+                    format!(
+                        "plugin {} returned output that is not MessagePack ({e})",
+                        req.plugin
+                    )
+                })
+            }
+            Output::Json(text) => serde_json::from_str(text).map(|v| value = v).map_err(|e| {
                 format!(
                     "plugin {} returned output that is not JSON ({e})",
                     req.plugin
                 )
             }),
         };
-        let output = read.map_err(|message| {
-            PluginError::internal(message).with_details(json!({"fault": "plugin"}))
-        })?;
+        if let Err(message) = read {
+            return Err(PluginError::internal(message).with_details(json!({"fault": "plugin"})));
+        }
+        let output = value;
         if check && let Err(violations) = op.output.check(&output, "") {
             tracing::error!(
                 plugin = req.plugin,

@@ -187,6 +187,49 @@ fn main() {
     ] {
         seeds.write("device_config", name, text.as_bytes());
     }
+    // Values as `CallModule::call` sends them: echo's arguments and output, a device config,
+    // every kind of number, long strings and deep nesting.
+    let deep = (0..127).fold(json!(null), |v, _| json!([v]));
+    for (name, value) in [
+        (
+            "echo-input",
+            json!({"message": "the quick brown fox", "tags": ["bench", "devext"]}),
+        ),
+        ("device-config", json!({"iccid": iccid})),
+        (
+            "numbers",
+            json!([
+                0,
+                1,
+                127,
+                128,
+                255,
+                256,
+                65_536,
+                u64::MAX,
+                -1,
+                -32,
+                -33,
+                -129,
+                i64::MIN,
+                0.5,
+                -1.5e300
+            ]),
+        ),
+        (
+            "strings",
+            json!({"": "", "é": "✓", "long": "x".repeat(300), "key".repeat(20): null}),
+        ),
+        ("deep", deep),
+        (
+            "mixed",
+            json!({"a": [true, false, null, {"b": {}}], "c": [[], [1]]}),
+        ),
+    ] {
+        let mut bytes = Vec::new();
+        devext_plugin_api::wire::write(&mut bytes, &value);
+        seeds.write("wire", name, &bytes);
+    }
     println!("{} seeds written", seeds.count);
 }
 

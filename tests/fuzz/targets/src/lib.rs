@@ -25,6 +25,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("locate", locate),
     ("device_config", device_config),
     ("sim_request", sim_request),
+    ("wire", wire),
 ];
 
 /// The statuses a response input's first byte picks from (byte modulo 16).
@@ -113,6 +114,38 @@ pub fn jasper_dates(data: &[u8]) {
 /// The loader's manifest checks, on a manifest as a plugin would return it.
 pub fn manifest(data: &[u8]) {
     let _ = devext_host::fuzz::check_manifest_json(data);
+}
+
+/// The MessagePack reader of `CallModule::call` (`devext_plugin_api::wire`), which reads what
+/// another library wrote: a refusal leaves the slot `Null`; a value read writes back to bytes
+/// that read the same value, and crosses as JSON text too (the same nesting limit).
+pub fn wire(data: &[u8]) {
+    use devext_plugin_api::wire;
+    let mut slot = serde_json::json!({"left": "over"});
+    match wire::read_into(data, &mut slot) {
+        Err(e) => {
+            assert!(slot.is_null(), "a refusal leaves the slot null");
+            assert!(
+                e.offset <= data.len(),
+                "offset {} beyond the bytes",
+                e.offset
+            );
+        }
+        Ok(()) => {
+            let mut again = Vec::new();
+            wire::write(&mut again, &slot);
+            assert_eq!(
+                wire::read(&again).as_ref(),
+                Ok(&slot),
+                "written back, read the same"
+            );
+            let text = serde_json::to_string(&slot).expect("a value writes as JSON");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(&text).is_ok(),
+                "what crosses as MessagePack crosses as JSON text"
+            );
+        }
+    }
 }
 
 /// The validator's JSON-pointer locator: the first line is the pointer, the rest the document.
