@@ -1377,6 +1377,49 @@ fn short(v: &Value) -> String {
 mod tests {
     use super::*;
 
+    // The echo plugin, linked in as a static plugin.
+    use devext_echo as _;
+
+    #[test]
+    fn output_is_read_from_either_encoding_and_a_bad_one_is_the_plugins_fault() {
+        let rt = Runtime::load(RuntimeConfig::default()).unwrap();
+        let (org, device, input) = (json!({}), json!({"id": "d-1"}), json!({"message": "m"}));
+        let req = CallRequest {
+            plugin: "echo",
+            op: "echo",
+            org_config: &org,
+            device_config: &device,
+            input: &input,
+            timeout: None,
+            priority: Priority::Interactive,
+        };
+        let (_, op) = rt.resolve(&req).unwrap();
+        let output = json!({"message": "m", "greeting": "hello", "device": "d-1"});
+        let mut packed = Vec::new();
+        devext_plugin_api::wire::write(&mut packed, &output);
+        for encoded in [
+            Output::Packed(packed.as_slice().into()),
+            Output::Json(output.to_string().into()),
+        ] {
+            assert_eq!(rt.read_output(op, &req, true, &encoded).unwrap(), output);
+        }
+        for (encoded, says) in [
+            (
+                Output::Packed(packed[..packed.len() - 1].into()),
+                "plugin echo returned output that is not MessagePack (the bytes end inside a string at byte",
+            ),
+            (
+                Output::Json("{".into()),
+                "plugin echo returned output that is not JSON (",
+            ),
+        ] {
+            let e = rt.read_output(op, &req, true, &encoded).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Internal);
+            assert!(e.message.starts_with(says), "{}", e.message);
+            assert_eq!(e.details, json!({"fault": "plugin"}));
+        }
+    }
+
     #[test]
     fn the_call_context_is_the_plugin_apis_call_context() {
         let digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
