@@ -400,8 +400,12 @@ pub mod export {
     /// `value` as MessagePack, for `call`: written into the buffer the host lent.
     fn encode_packed(value: &Value, mut output: RVec<u8>) -> AbiBytesResult {
         output.clear();
-        crate::wire::write(&mut output, value);
-        RResult::ROk(output)
+        match crate::wire::write(&mut output, value) {
+            Ok(()) => RResult::ROk(output),
+            Err(e) => RResult::RErr(
+                PluginError::internal(format!("the output cannot be encoded: {e}")).to_abi(),
+            ),
+        }
     }
 
     fn unpack(what: &str, bytes: &[u8], slot: &mut Value) -> Result<(), PluginError> {
@@ -644,7 +648,7 @@ mod tests {
     /// `value` as MessagePack, leaked (the tests' arguments borrow it).
     fn packed(value: Value) -> &'static [u8] {
         let mut bytes = Vec::new();
-        crate::wire::write(&mut bytes, &value);
+        crate::wire::write(&mut bytes, &value).unwrap();
         bytes.leak()
     }
 

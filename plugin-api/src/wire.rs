@@ -37,11 +37,10 @@ mod sealed {
     impl Sealed for abi_stable::std_types::RVec<u8> {}
 }
 
-/// Appends `value` to `out` as MessagePack.
-pub fn write<B: Buffer>(out: &mut B, value: &Value) {
-    // Writing into a `Buffer` cannot fail, hence the ignored results; the lengths fit in the
-    // `u32`s MessagePack has, since nothing in memory has 4 Gi elements or a 4 GiB string
-    // (checked, not assumed).
+/// Appends `value` to `out` as MessagePack. Refused, with part of the value written: a string,
+/// array or object longer than MessagePack's lengths hold (`u32`).
+pub fn write<B: Buffer>(out: &mut B, value: &Value) -> Result<(), TooLong> {
+    // Writing into a `Buffer` cannot fail, hence the ignored results of the writes themselves.
     match value {
         Value::Null => {
             let _ = rmp::encode::write_nil(out);
@@ -59,31 +58,45 @@ pub fn write<B: Buffer>(out: &mut B, value: &Value) {
                 let _ = rmp::encode::write_f64(out, n.as_f64().unwrap_or_default());
             }
         }
-        Value::String(s) => write_str(out, s),
+        Value::String(s) => write_str(out, s)?,
         Value::Array(items) => {
-            let _ = rmp::encode::write_array_len(out, len_u32(items.len()));
+            let _ = rmp::encode::write_array_len(out, len_u32(items.len())?);
             for item in items {
-                write(out, item);
+                write(out, item)?;
             }
         }
         Value::Object(map) => {
-            let _ = rmp::encode::write_map_len(out, len_u32(map.len()));
+            let _ = rmp::encode::write_map_len(out, len_u32(map.len())?);
             for (key, item) in map {
-                write_str(out, key);
-                write(out, item);
+                write_str(out, key)?;
+                write(out, item)?;
             }
         }
     }
+    Ok(())
 }
 
-fn write_str<B: Buffer>(out: &mut B, s: &str) {
-    let _ = rmp::encode::write_str_len(out, len_u32(s.len()));
+fn write_str<B: Buffer>(out: &mut B, s: &str) -> Result<(), TooLong> {
+    let _ = rmp::encode::write_str_len(out, len_u32(s.len())?);
     let _ = out.write_all(s.as_bytes());
+    Ok(())
 }
 
-fn len_u32(len: usize) -> u32 {
-    u32::try_from(len).expect("a string or collection of 4 Gi elements cannot cross the ABI")
+fn len_u32(len: usize) -> Result<u32, TooLong> {
+    u32::try_from(len).map_err(|_| TooLong)
 }
+
+/// A value [`write`] cannot encode: a string, array or object of 4 Gi bytes or elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLong;
+
+impl fmt::Display for TooLong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string, array or object too long for MessagePack (4 Gi or more)")
+    }
+}
+
+impl std::error::Error for TooLong {}
 
 /// Why bytes are not a value, and where: `offset` is the byte at which reading stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -317,7 +330,7 @@ mod tests {
 
     fn packed(value: &Value) -> Vec<u8> {
         let mut out = Vec::new();
-        write(&mut out, value);
+        write(&mut out, value).unwrap();
         out
     }
 

@@ -141,7 +141,7 @@ fn dispatch(c: &mut Criterion) {
                 (&mut *input_bytes, &input),
             ] {
                 bytes.clear();
-                devext_plugin_api::wire::write(bytes, value);
+                devext_plugin_api::wire::write(bytes, value).unwrap();
             }
             let mut call = Call::new(
                 CallContext::new(context.call_id.as_str(), i64::MAX).account_key(ACCOUNT_KEY),
@@ -157,7 +157,7 @@ fn dispatch(c: &mut Criterion) {
                 .block_on(echo.invoke(host.clone(), black_box(call)))
                 .unwrap();
             output_bytes.clear();
-            devext_plugin_api::wire::write(&mut *output_bytes, &output);
+            devext_plugin_api::wire::write(&mut *output_bytes, &output).unwrap();
             drop(output);
             devext_plugin_api::wire::read(output_bytes).unwrap()
         })

@@ -738,7 +738,9 @@ impl Runtime {
         ] {
             out.clear();
             if packed {
-                devext_plugin_api::wire::write(out, value);
+                devext_plugin_api::wire::write(out, value).map_err(|e| {
+                    PluginError::internal(format!("cannot encode a call argument: {e}"))
+                })?;
             } else {
                 json_text(out, value)?;
             }
@@ -791,7 +793,7 @@ impl Runtime {
             seq: self.inner.next_call.fetch_add(1, Ordering::Relaxed),
         };
         let account_key = slot.accounts.key(slot.plugin.manifest(), req.org_config);
-        if slot.plugin.calls.is_some() {
+        if packed {
             // `call` takes the context's fields; its `call_id` is this text.
             args.context.clear();
             call_id.push_to(&mut args.context);
@@ -881,30 +883,32 @@ impl Runtime {
             },
         );
         let module = &slot.plugin.module;
-        // Lent to `call` (`invoke` takes none: the buffer stays for the next call).
-        let output = match slot.plugin.calls {
-            Some(_) => std::mem::take(&mut call.args.output),
-            None => RVec::new(),
-        };
-        let lent = &call.args;
+        let CallArgs {
+            context: lent_context,
+            org,
+            device,
+            input,
+            output,
+        } = &mut *call.args;
         let context = &call.context;
         match slot.plugin.calls.map(|calls| calls.call()) {
-            // The plugin writes its output into `output`.
+            // The plugin writes its output into the buffer lent (`invoke` takes none: it stays
+            // for the next call).
             Some(call_fn) => Either::Left(
                 call_fn(
                     caps.into_abi(),
                     abi::CallArgs {
                         protocol: devext_plugin_api::PROTOCOL_VERSION,
-                        call_id: RStr::from_str(&lent.context),
+                        call_id: RStr::from_str(lent_context),
                         deadline_unix_ms: context.call_id.deadline_unix_ms,
                         account_key: RStr::from_str(&context.account_key),
                         priority: RStr::from_str(req.priority.as_str()),
                         context_extra: RStr::from_str(""),
                         op: RStr::from_str(req.op),
-                        org_config: RSlice::from_slice(&lent.org),
-                        device_config: RSlice::from_slice(&lent.device),
-                        input: RSlice::from_slice(&lent.input),
-                        output,
+                        org_config: RSlice::from_slice(org),
+                        device_config: RSlice::from_slice(device),
+                        input: RSlice::from_slice(input),
+                        output: std::mem::take(output),
                     },
                 )
                 .map(|r| r.into_result().map(Output::Packed)),
@@ -913,11 +917,11 @@ impl Runtime {
             None => Either::Right(
                 (module.invoke())(
                     caps.into_abi(),
-                    lent.context.as_str().into(),
+                    lent_context.as_str().into(),
                     req.op.into(),
-                    text_of(&lent.org).into(),
-                    text_of(&lent.device).into(),
-                    text_of(&lent.input).into(),
+                    text_of(org).into(),
+                    text_of(device).into(),
+                    text_of(input).into(),
                 )
                 .map(|r| r.into_result().map(Output::Json)),
             ),
@@ -1289,8 +1293,8 @@ async fn until_deadline<F: std::future::Future>(
 
 /// A call's arguments as they cross the ABI (MessagePack for [`abi::CallModule::call`], JSON
 /// text for `invoke`; `context` is the call id's text for `call`, the context's JSON for
-/// `invoke`), and the buffer the output of `call` comes back in. Kept per thread between calls ([`CallArgs::take`], [`CallArgs::give_back`]), so a
-/// call allocates none of them.
+/// `invoke`), and the buffer the output of `call` comes back in. Kept per thread between calls
+/// ([`CallArgs::take`], [`CallArgs::give_back`]), so a call allocates none of them.
 #[derive(Default)]
 struct CallArgs {
     context: String,
@@ -1396,7 +1400,7 @@ mod tests {
         let (_, op) = rt.resolve(&req).unwrap();
         let output = json!({"message": "m", "greeting": "hello", "device": "d-1"});
         let mut packed = Vec::new();
-        devext_plugin_api::wire::write(&mut packed, &output);
+        devext_plugin_api::wire::write(&mut packed, &output).unwrap();
         for encoded in [
             Output::Packed(packed.as_slice().into()),
             Output::Json(output.to_string().into()),

@@ -227,7 +227,7 @@ fn main() {
         ),
     ] {
         let mut bytes = Vec::new();
-        devext_plugin_api::wire::write(&mut bytes, &value);
+        devext_plugin_api::wire::write(&mut bytes, &value).expect("a seed encodes");
         seeds.write("wire", name, &bytes);
     }
     println!("{} seeds written", seeds.count);

@@ -133,7 +133,7 @@ pub fn wire(data: &[u8]) {
         }
         Ok(()) => {
             let mut again = Vec::new();
-            wire::write(&mut again, &slot);
+            wire::write(&mut again, &slot).expect("a value read is short enough to write");
             assert_eq!(
                 wire::read(&again).as_ref(),
                 Ok(&slot),
